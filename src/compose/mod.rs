@@ -1,0 +1,6 @@
+//! Loading compose files into the typed project model.
+//!
+//! load → interpolate → validate → canonical form → merge (-f, extends, include) → profiles →
+//! normalise → typed [`model::Project`].
+
+pub mod path;

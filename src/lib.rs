@@ -1,0 +1,7 @@
+//! rcompose: a daemonless Docker Compose.
+//!
+//! The crate follows the data flow: `compose` turns files into a typed [`compose::model::Project`],
+//! `plan` turns a project into a service graph and the operations that realise it.
+
+pub mod compose;
+pub mod plan;
