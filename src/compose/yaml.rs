@@ -1,0 +1,395 @@
+//! Reading compose files as YAML trees, and finding where a key stands in the source.
+//!
+//! Values come from `serde_yaml` (anchors, aliases, `!reset`/`!override` tags kept as
+//! `Value::Tagged`, `<<` merge keys applied here). serde_yaml's values carry no positions, so
+//! when an error must name a line and column we re-scan the source with yaml-rust2's event
+//! parser and walk it to the offending path. That second pass only runs on the error path.
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+use std::fmt;
+use yaml_rust2::parser::{Event, Parser};
+
+use super::path::{Seg, TreePath};
+
+/// A position in a source file, 1-based like editors show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    #[error("{message}")]
+    Syntax {
+        message: String,
+        location: Option<Location>,
+    },
+    #[error("{path}: non-string key {key}")]
+    NonStringKey { path: TreePath, key: String },
+    #[error("top-level object must be a mapping")]
+    NotAMapping,
+}
+
+impl YamlError {
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            YamlError::Syntax { location, .. } => *location,
+            _ => None,
+        }
+    }
+}
+
+/// Parse every document of a compose file. Empty documents are skipped; an empty file gives an
+/// empty list (the caller decides whether that is an error).
+pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
+    // A UTF-8 BOM is legal at the start of a YAML stream but libyaml reports it as a character.
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let mut docs = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(content) {
+        let mut value = Value::deserialize(de).map_err(|e| {
+            let mut err = syntax_error(e);
+            // serde_yaml points at the mapping holding a duplicate key; point at the duplicate.
+            if let YamlError::Syntax { message, location } = &mut err {
+                if message.contains("duplicate entry") {
+                    if let Some(at) = find_duplicate_key(content) {
+                        *location = Some(at);
+                    }
+                }
+            }
+            err
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        value.apply_merge().map_err(syntax_error)?;
+        check_keys(&value, &TreePath::root())?;
+        docs.push(value);
+    }
+    Ok(docs)
+}
+
+fn syntax_error(e: serde_yaml::Error) -> YamlError {
+    let location = e.location().map(|l| Location {
+        line: l.line(),
+        column: l.column(),
+    });
+    // serde_yaml appends " at line L column C" to its messages; we print the location ourselves.
+    let mut message = e.to_string();
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    YamlError::Syntax { message, location }
+}
+
+/// Compose keys are strings; YAML allows `1: x` or `[a]: x`, which docker compose rejects.
+/// Plain scalars that YAML typed as numbers or booleans are accepted as their text, as Go's
+/// decoder does for map keys it stringifies (`8080: ...` under `ports` is not a thing, but
+/// `"1"` service names are).
+fn check_keys(v: &Value, path: &TreePath) -> Result<(), YamlError> {
+    match v {
+        Value::Mapping(m) => {
+            for (k, val) in m {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => {
+                        return Err(YamlError::NonStringKey {
+                            path: path.clone(),
+                            key: scalar_text(other).unwrap_or_else(|| format!("{other:?}")),
+                        })
+                    }
+                };
+                check_keys(val, &path.key(key))?;
+            }
+            Ok(())
+        }
+        Value::Sequence(s) => {
+            for (i, item) in s.iter().enumerate() {
+                check_keys(item, &path.index(i))?;
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => check_keys(&t.value, path),
+        _ => Ok(()),
+    }
+}
+
+/// The text of a scalar as a string, the way compose treats scalars given where a string is
+/// expected (`8080` → `"8080"`, `true` → `"true"`).
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => None,
+        Value::Tagged(t) => scalar_text(&t.value),
+        _ => None,
+    }
+}
+
+/// Look a key up in a mapping by string.
+pub fn get<'a>(m: &'a Mapping, key: &str) -> Option<&'a Value> {
+    m.get(Value::String(key.to_string()))
+}
+
+/// Where `path` stands in document `doc` of `content`: the position of the last key (or
+/// sequence item) of the path that exists in the source. `None` when the source does not parse
+/// or the document is missing.
+pub fn locate(content: &str, doc: usize, path: &TreePath) -> Option<Location> {
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let mut parser = Parser::new_from_str(content);
+    let mut docs_seen = 0usize;
+    // Skip to the start of the wanted document.
+    loop {
+        let (ev, _) = parser.next_token().ok()?;
+        match ev {
+            Event::DocumentStart => {
+                if docs_seen == doc {
+                    break;
+                }
+                docs_seen += 1;
+            }
+            Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+    let segs = path.segments();
+    let mut best: Option<Location> = None;
+    // Descend: at each level, find the child named by the next segment.
+    let (ev, mark) = parser.next_token().ok()?;
+    let mut current = ev;
+    let mut current_mark = Location {
+        line: mark.line(),
+        column: mark.col() + 1,
+    };
+    for seg in segs {
+        match (&current, seg) {
+            (Event::MappingStart(..), Seg::Key(want)) => {
+                let mut found = None;
+                loop {
+                    let (kev, kmark) = parser.next_token().ok()?;
+                    match kev {
+                        Event::MappingEnd => break,
+                        Event::Scalar(ref k, ..) => {
+                            let at = Location {
+                                line: kmark.line(),
+                                column: kmark.col() + 1,
+                            };
+                            if k == want {
+                                let (vev, vmark) = parser.next_token().ok()?;
+                                found = Some((
+                                    at,
+                                    vev,
+                                    Location {
+                                        line: vmark.line(),
+                                        column: vmark.col() + 1,
+                                    },
+                                ));
+                                break;
+                            }
+                            skip_node(&mut parser)?;
+                        }
+                        other => {
+                            // A complex key: skip it and its value.
+                            skip_started(&mut parser, &other)?;
+                            skip_node(&mut parser)?;
+                        }
+                    }
+                }
+                let (key_at, vev, vmark) = found?;
+                best = Some(key_at);
+                current = vev;
+                current_mark = vmark;
+            }
+            (Event::SequenceStart(..), Seg::Index(want)) => {
+                let mut i = 0usize;
+                let mut found = None;
+                loop {
+                    let (iev, imark) = parser.next_token().ok()?;
+                    if iev == Event::SequenceEnd {
+                        break;
+                    }
+                    if i == *want {
+                        found = Some((
+                            iev,
+                            Location {
+                                line: imark.line(),
+                                column: imark.col() + 1,
+                            },
+                        ));
+                        break;
+                    }
+                    skip_started(&mut parser, &iev)?;
+                    i += 1;
+                }
+                let (iev, at) = found?;
+                best = Some(at);
+                current = iev;
+                current_mark = at;
+            }
+            _ => return best.or(Some(current_mark)),
+        }
+    }
+    best.or(Some(current_mark))
+}
+
+/// The position of the first key that repeats a key of the same mapping.
+fn find_duplicate_key(content: &str) -> Option<Location> {
+    let mut parser = Parser::new_from_str(content);
+    // One frame per open collection: for mappings, the keys seen and whether a key comes next.
+    enum Frame {
+        Map {
+            keys: std::collections::HashSet<String>,
+            expect_key: bool,
+        },
+        Seq,
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    loop {
+        let (ev, mark) = parser.next_token().ok()?;
+        let at_key = matches!(stack.last(), Some(Frame::Map { expect_key: true, .. }));
+        match &ev {
+            Event::StreamEnd => return None,
+            Event::Scalar(text, ..) if at_key => {
+                if let Some(Frame::Map { keys, .. }) = stack.last_mut() {
+                    if !keys.insert(text.clone()) {
+                        return Some(Location {
+                            line: mark.line(),
+                            column: mark.col() + 1,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        let completed = match ev {
+            Event::MappingStart(..) => {
+                stack.push(Frame::Map {
+                    keys: Default::default(),
+                    expect_key: true,
+                });
+                false
+            }
+            Event::SequenceStart(..) => {
+                stack.push(Frame::Seq);
+                false
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                true
+            }
+            Event::Scalar(..) | Event::Alias(..) => true,
+            _ => false,
+        };
+        // A completed node is a key or a value of the enclosing mapping: flip between the two.
+        if completed {
+            if let Some(Frame::Map { expect_key, .. }) = stack.last_mut() {
+                *expect_key = !*expect_key;
+            }
+        }
+    }
+}
+
+/// Skip the next complete node.
+fn skip_node<T: Iterator<Item = char>>(parser: &mut Parser<T>) -> Option<()> {
+    let (ev, _) = parser.next_token().ok()?;
+    skip_started(parser, &ev)
+}
+
+/// Skip the rest of a node whose first event was `ev`.
+fn skip_started<T: Iterator<Item = char>>(parser: &mut Parser<T>, ev: &Event) -> Option<()> {
+    let mut depth = match ev {
+        Event::MappingStart(..) | Event::SequenceStart(..) => 1usize,
+        _ => 0,
+    };
+    while depth > 0 {
+        let (ev, _) = parser.next_token().ok()?;
+        match ev {
+            Event::MappingStart(..) | Event::SequenceStart(..) => depth += 1,
+            Event::MappingEnd | Event::SequenceEnd => depth -= 1,
+            Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documents_and_applies_merge_keys() {
+        let docs = parse_documents(
+            "x-base: &base\n  image: busybox\n  environment: {A: '1'}\nservices:\n  web:\n    <<: *base\n    command: true\n",
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 1);
+        let web = &docs[0]["services"]["web"];
+        assert_eq!(web["image"], Value::String("busybox".into()));
+        assert_eq!(web["command"], Value::Bool(true));
+    }
+
+    #[test]
+    fn keeps_reset_and_override_tags() {
+        let docs = parse_documents("services:\n  web:\n    ports: !reset []\n").unwrap();
+        match &docs[0]["services"]["web"]["ports"] {
+            Value::Tagged(t) => assert_eq!(t.tag, "!reset"),
+            other => panic!("expected a tagged value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_documents_are_skipped() {
+        assert!(parse_documents("").unwrap().is_empty());
+        assert!(parse_documents("# just a comment\n").unwrap().is_empty());
+        assert_eq!(parse_documents("a: 1\n---\nb: 2\n").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_location() {
+        let err = parse_documents("services:\n\tweb:\n    image: x\n").unwrap_err();
+        let loc = err.location().expect("a location");
+        assert_eq!(loc.line, 2);
+        let err = parse_documents("services:\n  web:\n    image: [x\n").unwrap_err();
+        assert!(err.location().is_some());
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let err = parse_documents("services:\n  web:\n    image: a\n    image: b\n").unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+        assert_eq!(err.location().map(|l| l.line), Some(4));
+    }
+
+    #[test]
+    fn non_string_keys_are_rejected() {
+        let err = parse_documents("services:\n  [a, b]: {}\n").unwrap_err();
+        assert!(matches!(err, YamlError::NonStringKey { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn locate_finds_keys_and_items() {
+        let src = "name: x\nservices:\n  web:\n    image: busybox\n    ports:\n      - 80\n      - \"8080:80\"\n    wrongField: 1\n";
+        let at = |p: &str| locate(src, 0, &TreePath::parse(p)).unwrap();
+        assert_eq!(at("services.web.wrongField"), Location { line: 8, column: 5 });
+        assert_eq!(at("services.web.ports[1]"), Location { line: 7, column: 9 });
+        assert_eq!(at("services.web.image"), Location { line: 4, column: 5 });
+        // A path that goes deeper than the source: the deepest existing key.
+        assert_eq!(at("services.web.image.nope"), Location { line: 4, column: 5 });
+    }
+
+    #[test]
+    fn locate_in_second_document() {
+        let src = "services:\n  a: {}\n---\nservices:\n  b:\n    bad: 1\n";
+        let loc = locate(src, 1, &TreePath::parse("services.b.bad")).unwrap();
+        assert_eq!(loc.line, 6);
+    }
+}
