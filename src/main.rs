@@ -1,3 +1,20 @@
+use clap::Parser;
+use rcompose::cli::{run, Cli};
+
 fn main() {
-    println!("rcompose");
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line per cause: what failed, then why.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                msg.push_str(": ");
+                msg.push_str(&cause.to_string());
+            }
+            eprintln!("{} {msg}", console::style("error:").red().bold());
+            1
+        }
+    };
+    std::process::exit(code);
 }

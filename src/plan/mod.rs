@@ -1,1 +1,2 @@
 //! From a project to the work that realises it.
+pub mod graph;

@@ -1,0 +1,260 @@
+//! `rcompose config`: the project as docker compose sees it, in canonical form.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::Global;
+use crate::compose::loader::Loaded;
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// Services to include (default: all enabled services)
+    #[arg(value_name = "SERVICE", id = "service_names")]
+    pub services: Vec<String>,
+    /// Format the output
+    #[arg(long, value_parser = ["yaml", "json"], default_value = "yaml")]
+    pub format: String,
+    /// Save to file (default: standard output)
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Only validate the configuration, don't print anything
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the service names, one per line
+    #[arg(long = "services")]
+    pub services_only: bool,
+    /// Print the volume names, one per line
+    #[arg(long)]
+    pub volumes: bool,
+    /// Print the network names, one per line
+    #[arg(long)]
+    pub networks: bool,
+    /// Print the image names, one per line
+    #[arg(long)]
+    pub images: bool,
+    /// Print the profile names, one per line
+    #[arg(long)]
+    pub profiles: bool,
+    /// Print the model variables and their default values
+    #[arg(long)]
+    pub variables: bool,
+    /// Print the environment used for interpolation
+    #[arg(long)]
+    pub environment: bool,
+    /// Print the service config hash, one per line ("*" for all services)
+    #[arg(long)]
+    pub hash: Option<String>,
+    /// Don't interpolate environment variables
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Don't normalize the compose model
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Don't resolve file paths
+    #[arg(long)]
+    pub no_path_resolution: bool,
+    /// Don't check model consistency
+    #[arg(long)]
+    pub no_consistency: bool,
+}
+
+pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
+    let mut opts = global.load_options()?;
+    opts.services = args.services.clone();
+    opts.interpolate = !args.no_interpolate;
+    opts.normalize = !args.no_normalize;
+    opts.resolve_paths = !args.no_path_resolution;
+    opts.consistency = !args.no_consistency;
+    let loaded = super::load(global, &opts)?;
+    if !args.services.is_empty() {
+        select_services(&loaded, &mut args.services)?;
+    }
+
+    let out = if args.quiet {
+        return Ok(0);
+    } else if args.services_only {
+        lines(service_names(&loaded, &args.services))
+    } else if args.volumes {
+        lines(loaded.project.volumes.keys().cloned())
+    } else if args.networks {
+        lines(loaded.project.networks.keys().cloned())
+    } else if args.images {
+        lines(
+            selected(&loaded, &args.services)
+                .map(|name| image_name(&loaded, &name))
+                .collect::<Vec<_>>(),
+        )
+    } else if args.profiles {
+        let mut all = BTreeSet::new();
+        for s in loaded.project.services.values() {
+            all.extend(s.profiles.iter().cloned());
+        }
+        lines(all)
+    } else if args.environment {
+        let mut vars: Vec<_> = loaded.environment.iter().collect();
+        vars.sort();
+        lines(vars.into_iter().map(|(k, v)| format!("{k}={v}")))
+    } else if args.variables {
+        variables(&loaded)?
+    } else if let Some(which) = &args.hash {
+        hashes(&loaded, which)?
+    } else {
+        render(&loaded, &args)?
+    };
+
+    match &args.output {
+        Some(path) => std::fs::write(path, out)
+            .with_context(|| format!("failed to write {}", path.display()))?,
+        None => std::io::stdout()
+            .write_all(out.as_bytes())
+            .context("failed to write to standard output")?,
+    }
+    Ok(0)
+}
+
+fn lines<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
+    let mut s = String::new();
+    for i in items {
+        s.push_str(i.as_ref());
+        s.push('\n');
+    }
+    s
+}
+
+/// Services named on the command line must exist.
+fn select_services(loaded: &Loaded, names: &mut [String]) -> Result<()> {
+    for n in names.iter() {
+        if !loaded.project.services.contains_key(n) {
+            bail!("no such service: {n}");
+        }
+    }
+    Ok(())
+}
+
+fn selected<'a>(loaded: &'a Loaded, names: &'a [String]) -> impl Iterator<Item = String> + 'a {
+    let mut all: Vec<String> = loaded.project.services.keys().cloned().collect();
+    all.sort();
+    all.into_iter()
+        .filter(move |n| names.is_empty() || names.contains(n))
+}
+
+fn service_names(loaded: &Loaded, names: &[String]) -> Vec<String> {
+    selected(loaded, names).collect()
+}
+
+/// The image a service runs: its `image`, or `<project>-<service>` for a build without one.
+fn image_name(loaded: &Loaded, service: &str) -> String {
+    match loaded.project.services.get(service) {
+        Some(s) if !s.image.as_deref().unwrap_or_default().is_empty() => {
+            s.image.clone().unwrap_or_default()
+        }
+        _ => format!("{}-{service}", loaded.project.name),
+    }
+}
+
+/// The project as JSON, shaped like docker compose's (the model's serialisation), with `$`
+/// escaped as `$$` so the output can be read back.
+fn to_json(loaded: &Loaded, services: &[String]) -> Result<Json> {
+    let mut json = serde_json::to_value(&loaded.project).context("failed to render the project")?;
+    if !services.is_empty() {
+        if let Some(Json::Object(all)) = json.get_mut("services") {
+            all.retain(|k, _| services.contains(k));
+        }
+    }
+    escape_dollars(&mut json);
+    Ok(json)
+}
+
+fn escape_dollars(v: &mut Json) {
+    match v {
+        Json::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Json::Array(a) => a.iter_mut().for_each(escape_dollars),
+        Json::Object(o) => o.values_mut().for_each(escape_dollars),
+        _ => {}
+    }
+}
+
+fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
+    let mut json = to_json(loaded, &args.services)?;
+    if args.no_interpolate {
+        // Without interpolation the `$` are the user's own syntax: print them as written.
+        json = serde_json::to_value(&loaded.project)?;
+    }
+    if args.format == "json" {
+        let mut s = serde_json::to_string_pretty(&json)?;
+        s.push('\n');
+        Ok(s)
+    } else {
+        Ok(serde_yaml::to_string(&json)?)
+    }
+}
+
+/// `--hash`: a digest of each service's canonical configuration, the key `up` uses to decide
+/// whether a container must be recreated.
+fn hashes(loaded: &Loaded, which: &str) -> Result<String> {
+    let wanted: Vec<String> = if which == "*" {
+        Vec::new()
+    } else {
+        which.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    for w in &wanted {
+        if !loaded.project.services.contains_key(w) {
+            bail!("no such service: {w}");
+        }
+    }
+    let mut out = String::new();
+    for name in selected(loaded, &wanted) {
+        let service = &loaded.project.services[&name];
+        let bytes = serde_json::to_vec(service)?;
+        out.push_str(&format!("{name} {}\n", hex::encode(Sha256::digest(&bytes))));
+    }
+    Ok(out)
+}
+
+/// `--variables`: every variable the files use, whether it is required, its default and its
+/// current value.
+fn variables(loaded: &Loaded) -> Result<String> {
+    let mut vars = std::collections::BTreeMap::new();
+    for f in &loaded.files {
+        if f.as_os_str() == "-" {
+            continue;
+        }
+        let content = std::fs::read_to_string(f)
+            .with_context(|| format!("failed to read {}", f.display()))?;
+        for v in crate::compose::interpolate::variables(&content) {
+            vars.entry(v.name.clone()).or_insert(v);
+        }
+    }
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "REQUIRED".into(),
+        "DEFAULT VALUE".into(),
+        "ALTERNATE VALUE".into(),
+    ]];
+    for (name, v) in vars {
+        rows.push([
+            name,
+            if v.required { "true" } else { "false" }.into(),
+            v.default.unwrap_or_default(),
+            v.alternate.unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}

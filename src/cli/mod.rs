@@ -1,0 +1,137 @@
+//! The command line: docker compose's global flags and one file per subcommand.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::compose::loader::{self, Loaded, Options};
+
+pub mod config;
+pub mod version;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rcompose",
+    version,
+    about = "Define and run multi-container applications, without a daemon",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// docker compose's global flags (and their `COMPOSE_*` environment variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Compose configuration files (`-` for standard input)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Project name
+    #[arg(short = 'p', long = "project-name", global = true)]
+    pub project_name: Option<String>,
+    /// Alternate working directory (default: the directory of the first compose file)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Profiles to enable
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Alternate environment files
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Progress output type
+    #[arg(long, global = true, env = "COMPOSE_PROGRESS", value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Control when to print ANSI control characters
+    #[arg(long, global = true, env = "COMPOSE_ANSI", value_enum, default_value_t = Ansi::Auto)]
+    pub ansi: Ansi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ansi {
+    Never,
+    Always,
+    Auto,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, resolve and render the compose file in canonical format
+    Config(config::ConfigArgs),
+    /// Show the rcompose version information
+    Version(version::VersionArgs),
+}
+
+impl Global {
+    /// Apply `--ansi` to every styled output of this process.
+    pub fn apply_ansi(&self) {
+        match self.ansi {
+            Ansi::Never => console::set_colors_enabled(false),
+            Ansi::Always => console::set_colors_enabled(true),
+            Ansi::Auto => {}
+        }
+        match self.ansi {
+            Ansi::Never => console::set_colors_enabled_stderr(false),
+            Ansi::Always => console::set_colors_enabled_stderr(true),
+            Ansi::Auto => {}
+        }
+    }
+
+    /// Loader options from the global flags and this process.
+    pub fn load_options(&self) -> Result<Options> {
+        let mut opts = Options::from_process().context("cannot determine the current directory")?;
+        opts.files = self.files.clone();
+        opts.project_name = self.project_name.clone();
+        opts.project_directory = self.project_directory.clone();
+        opts.profiles = self.profiles.clone();
+        opts.env_files = self.env_files.clone();
+        if opts.files.iter().any(|f| f == "-") {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("failed to read the compose file from standard input")?;
+            opts.stdin = Some(s);
+        }
+        Ok(opts)
+    }
+
+    /// Print the loader's warnings the way the rest of the CLI prints them.
+    pub fn print_warnings(&self, loaded: &Loaded) {
+        for w in &loaded.warnings {
+            warn(w);
+        }
+    }
+}
+
+/// A warning on standard error.
+pub fn warn(msg: &str) {
+    eprintln!("{} {msg}", console::style("WARN").yellow());
+}
+
+/// Load the project with the given options, printing warnings.
+pub fn load(global: &Global, opts: &Options) -> Result<Loaded> {
+    let loaded = loader::load(opts)?;
+    global.print_warnings(&loaded);
+    Ok(loaded)
+}
+
+/// Run the parsed command line; the exit code to return.
+pub fn run(cli: Cli) -> Result<i32> {
+    cli.global.apply_ansi();
+    match cli.command {
+        Command::Config(args) => config::run(&cli.global, args),
+        Command::Version(args) => version::run(args),
+    }
+}
