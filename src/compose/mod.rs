@@ -4,3 +4,4 @@
 //! normalise → typed [`model::Project`].
 
 pub mod path;
+pub mod schema;
