@@ -145,9 +145,10 @@ impl fmt::Display for SchemaErrorKind {
                 };
                 write!(f, "must be a {text}")
             }
-            SchemaErrorKind::Enum { allowed } => {
-                write!(f, "value must be one of {}", quoted(allowed.iter()))
-            }
+            SchemaErrorKind::Enum { allowed } => match allowed.as_slice() {
+                [only] => write!(f, "value must be '{only}'"),
+                _ => write!(f, "value must be one of {}", quoted(allowed.iter())),
+            },
             SchemaErrorKind::Pattern { value, pattern } => {
                 write!(f, "'{value}' does not match pattern '{pattern}'")
             }
@@ -1757,6 +1758,74 @@ configs:
             service_err("    ulimits: {nofile: {a: 1}}"),
             "services.web.ulimits.nofile additional properties 'a' not allowed"
         );
+    }
+
+    /// Service snippets and docker compose v2.40.3's verdict on them.
+    #[test]
+    fn nested_rules_match_docker_compose() {
+        let cases = [
+            (
+                "    networks: {n: {aliases: 5}}",
+                "services.web.networks.n.aliases must be a array",
+            ),
+            (
+                "    extra_hosts: {a: 5}",
+                "services.web.extra_hosts.a must be a string",
+            ),
+            ("    gpus: some", "services.web.gpus value must be 'all'"),
+            (
+                "    gpus: [{count: true}]",
+                "services.web.gpus.0.count must be a integer or string",
+            ),
+            (
+                "    logging: {options: {a: [1]}}",
+                "services.web.logging.options.a must be a null, number or string",
+            ),
+            (
+                "    deploy: {resources: {reservations: {devices: [{driver: x, foo: 1}]}}}",
+                "services.web.deploy.resources.reservations.devices.0 additional properties \
+                 'foo' not allowed",
+            ),
+            (
+                "    build: {context: ., ulimits: {nofile: {soft: a}}}",
+                "services.web.build.ulimits.nofile must be a integer or string",
+            ),
+            (
+                "    healthcheck: {test: [1]}",
+                "services.web.healthcheck.test.0 must be a string",
+            ),
+            (
+                "    volumes: [{type: bind, target: /x, bind: {selinux: q}}]",
+                "services.web.volumes.0.bind.selinux value must be one of 'z', 'Z'",
+            ),
+            (
+                "    configs: [{source: c, uid: 0}]",
+                "services.web.configs.0.uid must be a string",
+            ),
+            (
+                "    storage_opt: [1]",
+                "services.web.storage_opt must be a mapping",
+            ),
+            (
+                "    blkio_config: {weight_device: [{path: a, weight: 1.5}]}",
+                "services.web.blkio_config.weight_device.0.weight must be a integer or string",
+            ),
+            (
+                "    provider: {options: {a: 1}}",
+                "services.web.provider missing property 'type'",
+            ),
+            (
+                "    develop: {watch: [{path: ., action: sync, exec: {}}]}",
+                "services.web.develop.watch.0.exec missing property 'command'",
+            ),
+            (
+                "    develop: {watch: [{path: ., action: sync, initial_sync: 'true'}]}",
+                "services.web.develop.watch.0.initial_sync must be a boolean",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(service_err(body), want, "for {body}");
+        }
     }
 
     #[test]
