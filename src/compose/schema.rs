@@ -1588,7 +1588,7 @@ configs:
             service_err("    extends: {service: a, x-foo: 1}"),
             "services.web.extends additional properties 'x-foo' not allowed"
         );
-        // `services` itself is not extensible: `x-` is just an invalid-looking service name...
+        // Under `services`, `x-web` is simply a service name (it matches the name pattern).
         assert_eq!(err("services:\n  x-web: {image: x}\n"), "ok");
     }
 
