@@ -348,7 +348,6 @@ fn load_file(
         if !doc.is_mapping() {
             return Err(at(&source.path, "top-level object must be a mapping"));
         }
-        schema::validate(&doc).map_err(|e| located(e.path.clone(), e.to_string()))?;
         if let Some(m) = doc.as_mapping_mut() {
             if m.remove("version").is_some() {
                 ctx.warn(format!(
@@ -366,6 +365,9 @@ fn load_file(
                 ctx.warn(w);
             }
         }
+        // Docker compose validates interpolated values (`${PORT}` must become a port); the tree
+        // keeps the file's shape, so the error can still point into the file.
+        schema::validate(&doc).map_err(|e| located(e.location(), e.to_string()))?;
         canonical::canonical(&mut doc).map_err(|e| at(&source.path, e))?;
         super::extends::apply(ctx, &mut doc, &source.path, working_dir, env)?;
         super::include::apply(ctx, &mut doc, &source.path, working_dir, env, included)?;
