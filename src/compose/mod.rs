@@ -3,4 +3,6 @@
 //! load → interpolate → validate → canonical form → merge (-f, extends, include) → profiles →
 //! normalise → typed [`model::Project`].
 
+pub mod canonical;
+pub mod merge;
 pub mod path;
