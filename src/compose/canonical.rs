@@ -16,6 +16,8 @@ use super::path::TreePath;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum CanonicalError {
+    #[error("top-level object must be a mapping, found a {found}")]
+    NotAMapping { found: &'static str },
     #[error("{path}: invalid type {found} for {what}")]
     InvalidType {
         path: TreePath,
@@ -51,7 +53,9 @@ pub fn canonical(root: &mut Value) -> Result {
     let path = TreePath::root();
     through_tags(root, |root| {
         let Value::Mapping(top) = root else {
-            return Err(invalid(&path, "compose file", root));
+            return Err(CanonicalError::NotAMapping {
+                found: type_name(root),
+            });
         };
         for (k, v) in top.iter_mut() {
             let Some(key) = k.as_str() else { continue };
@@ -680,9 +684,9 @@ pub(crate) fn parse_volume(spec: &str) -> std::result::Result<Value, String> {
     let mut vol = VolumeSpec::default();
     let mut buf = String::new();
     let mut depth = 0usize; // inside ${...}: colons there are not separators
-    let mut iter = chars.iter().copied().map(Some).chain(std::iter::once(None));
     let mut prev_dollar = false;
-    while let Some(c) = iter.next() {
+    // `None` marks the end of the spec, which closes the last section.
+    for c in chars.iter().copied().map(Some).chain(std::iter::once(None)) {
         match c {
             Some('{') if prev_dollar => {
                 depth += 1;
@@ -853,5 +857,389 @@ fn invalid(path: &TreePath, what: &'static str, found: &Value) -> CanonicalError
         path: path.clone(),
         what,
         found: type_name(found),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(src: &str) -> Value {
+        serde_yaml::from_str(src).unwrap()
+    }
+
+    fn canon(src: &str) -> Value {
+        let mut v = yaml(src);
+        canonical(&mut v).unwrap();
+        v
+    }
+
+    fn canon_err(src: &str) -> String {
+        let mut v = yaml(src);
+        canonical(&mut v).unwrap_err().to_string()
+    }
+
+    /// The service `w` of a one-service file whose body is `body`.
+    fn svc(body: &str) -> Value {
+        let src = format!("services:\n  w:\n{}", indent(body));
+        canon(&src)["services"]["w"].clone()
+    }
+
+    fn indent(s: &str) -> String {
+        s.lines().map(|l| format!("    {l}\n")).collect()
+    }
+
+    // Expected values cross-checked with `docker compose config --format json` (v2.40.3), minus
+    // the later stages: port defaults for bare integers, absolute paths, secret targets.
+    #[test]
+    fn ports_short_syntax() {
+        let got = svc(
+            r#"ports: ["8080:80/udp", "3000-3002:4000-4002", "127.0.0.1:81:80", 5000,
+  "9000", "[::1]:82:80", "127.0.0.1::83", {target: 90, published: 9090}]"#,
+        );
+        let want = yaml(
+            r#"
+ports:
+  - {mode: ingress, target: 80, published: "8080", protocol: udp}
+  - {mode: ingress, target: 4000, published: "3000", protocol: tcp}
+  - {mode: ingress, target: 4001, published: "3001", protocol: tcp}
+  - {mode: ingress, target: 4002, published: "3002", protocol: tcp}
+  - {mode: ingress, host_ip: 127.0.0.1, target: 80, published: "81", protocol: tcp}
+  - {target: 5000}
+  - {mode: ingress, target: 9000, protocol: tcp}
+  - {mode: ingress, host_ip: "::1", target: 80, published: "82", protocol: tcp}
+  - {mode: ingress, host_ip: 127.0.0.1, target: 83, protocol: tcp}
+  - {target: 90, published: 9090}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn port_ranges_sort_as_docker_does_and_host_range_is_a_pool() {
+        let got = svc(r#"ports: ["998-1000", "8000-8010:80", "0:80", ":81"]"#);
+        let want = yaml(
+            r#"
+ports:
+  - {mode: ingress, target: 1000, protocol: tcp}
+  - {mode: ingress, target: 998, protocol: tcp}
+  - {mode: ingress, target: 999, protocol: tcp}
+  - {mode: ingress, target: 80, published: "8000-8010", protocol: tcp}
+  - {mode: ingress, target: 80, published: "0", protocol: tcp}
+  - {mode: ingress, target: 81, protocol: tcp}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn invalid_ports_name_path_spec_and_reason() {
+        let cases = [
+            ("80:80:80", "invalid IP address: 80"),
+            ("abc", "invalid containerPort: abc"),
+            ("80-79:80", "invalid hostPort: 80-79"),
+            (
+                "8080-8081:80-82",
+                "invalid ranges specified for container and host Ports: 80-82 and 8080-8081",
+            ),
+            ("70000:80", "invalid hostPort: 70000"),
+            ("80/xyz", "invalid proto: xyz"),
+            ("1.2.3.4:80", "invalid hostPort: 1.2.3.4"),
+            ("80:", "invalid proto: "),
+        ];
+        for (spec, reason) in cases {
+            let err = canon_err(&format!("services:\n  w:\n    ports: [80, {spec:?}]"));
+            assert_eq!(
+                err,
+                format!("services.w.ports[1]: invalid port spec {spec:?}: {reason}"),
+                "{spec}"
+            );
+        }
+        assert_eq!(
+            canon_err("services:\n  w:\n    ports: 80"),
+            "services.w.ports: invalid type integer for ports"
+        );
+    }
+
+    #[test]
+    fn volumes_short_syntax() {
+        let got = svc(
+            r#"volumes: ["./data:/data:ro", "named:/named:nocopy", "/host:/ctr:z",
+  "/host2:/ctr2:rw,rshared,Z", "/anon", "named2:/n2/../x/", "~/foo:/foo",
+  "/a/:/b/./c/:rw,nocopy,z", "./x:./rel", "/a:/b:ro,unknown", {type: tmpfs, target: /t}]"#,
+        );
+        let want = yaml(
+            r#"
+volumes:
+  - {type: bind, source: ./data, target: /data, read_only: true, bind: {create_host_path: true}}
+  - {type: volume, source: named, target: /named, volume: {nocopy: true}}
+  - {type: bind, source: /host, target: /ctr, bind: {selinux: z, create_host_path: true}}
+  - {type: bind, source: /host2, target: /ctr2,
+     bind: {selinux: Z, propagation: rshared, create_host_path: true}}
+  - {type: volume, target: /anon, volume: {}}
+  - {type: volume, source: named2, target: /x, volume: {}}
+  - {type: bind, source: ~/foo, target: /foo, bind: {create_host_path: true}}
+  - {type: bind, source: /a/, target: /b/c, bind: {selinux: z, create_host_path: true},
+     volume: {nocopy: true}}
+  - {type: bind, source: ./x, target: rel, bind: {create_host_path: true}}
+  - {type: bind, source: /a, target: /b, read_only: true, bind: {create_host_path: true}}
+  - {type: tmpfs, target: /t}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn one_letter_volume_name_reads_as_a_windows_drive_like_docker() {
+        let got = svc(r#"volumes: ["v:/v", "C:/a:/b", "/x", "ab"]"#);
+        let want = yaml(
+            r#"
+volumes:
+  - {type: volume, target: "v:/v", volume: {}}
+  - {type: bind, source: "C:/a", target: /b, bind: {create_host_path: true}}
+  - {type: volume, target: /x}
+  - {type: volume, target: ab}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn invalid_volumes_say_what_docker_says() {
+        let cases = [
+            (":/text_file.txt", "empty section between colons"),
+            ("/a:/b:ro:x", "too many colons"),
+            ("/a::ro", "empty section between colons"),
+            ("/a:/b:", "empty section between colons"),
+            ("", "invalid empty volume spec"),
+        ];
+        for (spec, reason) in cases {
+            let err = canon_err(&format!("services:\n  w:\n    volumes: [{spec:?}]"));
+            assert_eq!(
+                err,
+                format!("services.w.volumes[0]: invalid spec: {spec}: {reason}")
+            );
+        }
+    }
+
+    #[test]
+    fn colons_inside_variable_syntax_do_not_split_a_volume() {
+        let got = svc(r#"volumes: ["${A:-x}:/t"]"#);
+        assert_eq!(got["volumes"][0]["source"], yaml("${A:-x}"));
+        assert_eq!(got["volumes"][0]["target"], yaml("/t"));
+    }
+
+    #[test]
+    fn dependencies_networks_and_references() {
+        let got = svc(r#"
+depends_on: [db, cache]
+networks: [front, back]
+extends: base
+build: ./dir
+env_file: a.env
+secrets: [s1, {source: s2, target: /x}]
+configs: [c1]
+gpus: all
+devices: ["/dev/a", "/dev/b:/dev/c", "/dev/d:/dev/e:r"]
+ulimits: {nofile: 1000, nproc: {soft: 1, hard: 2}}
+dns: 8.8.8.8
+tmpfs: /tmp
+label_file: l.txt
+"#);
+        let want = yaml(
+            r#"
+depends_on:
+  db: {condition: service_started, required: true}
+  cache: {condition: service_started, required: true}
+networks: {front: null, back: null}
+extends: {service: base}
+build: {context: ./dir}
+env_file: [{path: a.env, required: true}]
+secrets: [{source: s1}, {source: s2, target: /x}]
+configs: [{source: c1}]
+gpus: [{count: all}]
+devices:
+  - {source: /dev/a, target: /dev/a, permissions: rwm}
+  - {source: /dev/b, target: /dev/c, permissions: rwm}
+  - {source: /dev/d, target: /dev/e, permissions: r}
+ulimits: {nofile: 1000, nproc: {soft: 1, hard: 2}}
+dns: [8.8.8.8]
+tmpfs: [/tmp]
+label_file: [l.txt]
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn long_forms_get_their_implied_fields() {
+        let got = svc(r#"
+depends_on: {db: {condition: service_healthy}, x: {required: false}}
+env_file: [a.env, {path: b.env, required: false}, {path: c.env}]
+build: {dockerfile: D, args: [X=1, Y], ssh: [default, "k=/p"], additional_contexts: ["a=./b"],
+        secrets: [bs], labels: {l: v}}
+"#);
+        let want = yaml(
+            r#"
+depends_on:
+  db: {condition: service_healthy, required: true}
+  x: {required: false, condition: service_started}
+env_file:
+  - {path: a.env, required: true}
+  - {path: b.env, required: false}
+  - {path: c.env, required: true}
+build:
+  dockerfile: D
+  args: {X: "1", Y: null}
+  ssh: {default: null, k: /p}
+  additional_contexts: {a: ./b}
+  secrets: [{source: bs}]
+  labels: {l: v}
+  context: .
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn key_value_lists_become_mappings() {
+        let got = svc(r#"
+environment: [A=1, B, C=, D=x=y, A=3]
+labels: [l1=a, l2]
+sysctls: [net.a=1]
+annotations: {a: b}
+deploy: {labels: [d=1]}
+extra_hosts: {zz: 1.2.3.4, aa: [5.6.7.8, "::1"]}
+"#);
+        let want = yaml(
+            r#"
+environment: {A: "3", B: null, C: "", D: x=y}
+labels: {l1: a, l2: null}
+sysctls: {net.a: "1"}
+annotations: {a: b}
+deploy: {labels: {d: "1"}}
+extra_hosts: ["aa=5.6.7.8", "aa=::1", "zz=1.2.3.4"]
+"#,
+        );
+        assert_eq!(got, want);
+        // the list form of extra_hosts is kept as written (docker keeps `host:ip` duplicates)
+        assert_eq!(
+            svc(r#"extra_hosts: ["h1:1.2.3.4", "h2=5"]"#),
+            yaml(r#"extra_hosts: ["h1:1.2.3.4", "h2=5"]"#)
+        );
+    }
+
+    #[test]
+    fn develop_watch_paths_expand() {
+        let got =
+            svc("develop: {watch: [{path: [a, b], action: sync}, {path: c, action: rebuild}]}");
+        let want = yaml(
+            "develop: {watch: [{path: a, action: sync}, {path: b, action: sync}, \
+             {path: c, action: rebuild}]}",
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn top_level_resources_and_include() {
+        let got = canon(
+            r#"
+include: [a.yaml, {path: b.yaml, env_file: b.env}, {path: [c.yaml, d.yaml]}]
+networks:
+  front:
+  back: {external: {name: real}}
+  lab: {labels: [a=b]}
+volumes:
+  named:
+  ext: {external: true}
+  same: {name: n, external: {name: n}}
+secrets:
+  s: {external: {name: x}}
+configs:
+  c:
+"#,
+        );
+        let want = yaml(
+            r#"
+include: [{path: [a.yaml]}, {path: [b.yaml], env_file: [b.env]}, {path: [c.yaml, d.yaml]}]
+networks:
+  front: {}
+  back: {external: true, name: real}
+  lab: {labels: {a: b}}
+volumes:
+  named: {}
+  ext: {external: true}
+  same: {name: n, external: true}
+secrets:
+  s: {external: true, name: x}
+configs:
+  c: {}
+"#,
+        );
+        assert_eq!(got, want);
+        assert_eq!(
+            canon_err("volumes:\n  v: {name: a, external: {name: b}}"),
+            "volumes.v: name and external.name conflict; only use name"
+        );
+    }
+
+    #[test]
+    fn override_tags_keep_their_tag_and_reset_values_are_untouched() {
+        let got = svc(r#"
+ports: !override ["80:80"]
+volumes: !reset "not a list"
+depends_on: !override [db]
+"#);
+        let want = yaml(
+            r#"
+ports: !override [{mode: ingress, target: 80, published: "80", protocol: tcp}]
+volumes: !reset "not a list"
+depends_on: !override {db: {condition: service_started, required: true}}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn invalid_types_name_the_path() {
+        let cases = [
+            ("depends_on: 3", "services.w.depends_on: invalid type integer for depends_on"),
+            ("build: [a]", "services.w.build: invalid type sequence for build"),
+            ("extends: 1", "services.w.extends: invalid type integer for extends"),
+            ("env_file: {a: b}", "services.w.env_file: invalid type mapping for env_file"),
+            ("secrets: [1]", "services.w.secrets[0]: invalid type integer for file mount"),
+            ("ulimits: {nofile: x}", "services.w.ulimits.nofile: invalid type string for ulimits"),
+            (
+                "devices: [\"a:b:c:d\"]",
+                "services.w.devices[0]: confusing device mapping \"a:b:c:d\", please use long syntax",
+            ),
+            (
+                "build: {ssh: [nokey]}",
+                "services.w.build.ssh[0]: invalid ssh key \"nokey\", expected id=path or default",
+            ),
+            (
+                "build: {additional_contexts: [nokey]}",
+                "services.w.build.additional_contexts[0]: invalid value \"nokey\", expected key=value",
+            ),
+            ("environment: [[a]]", "services.w.environment[0]: invalid type sequence for key=value"),
+        ];
+        for (body, want) in cases {
+            let err = canon_err(&format!("services:\n  w:\n{}", indent(body)));
+            assert_eq!(err, want, "{body}");
+        }
+        assert_eq!(
+            canon_err("[1]"),
+            "top-level object must be a mapping, found a sequence"
+        );
+    }
+
+    #[test]
+    fn clean_path_is_lexical_like_go() {
+        assert_eq!(clean_path("/b/./c/"), "/b/c");
+        assert_eq!(clean_path("/n2/../x/"), "/x");
+        assert_eq!(clean_path("./rel"), "rel");
+        assert_eq!(clean_path("../a/../../b"), "../../b");
+        assert_eq!(clean_path("/.."), "/");
+        assert_eq!(clean_path("."), ".");
     }
 }
