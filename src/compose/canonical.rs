@@ -166,10 +166,8 @@ fn build(v: &mut Value, p: &TreePath) -> Result {
             Ok(())
         }
         Value::Mapping(m) => {
-            // compose-go fills the context here rather than in its defaults stage; so do we.
-            if !m.contains_key("context") {
-                m.insert("context".into(), ".".into());
-            }
+            // No default `context: .` here (compose-go adds it after merging): added before
+            // the merge it would replace the context of the file underneath.
             for (k, e) in m.iter_mut() {
                 let Some(key) = k.as_str() else { continue };
                 let p = p.key(key);
@@ -1095,7 +1093,6 @@ build:
   additional_contexts: {a: ./b}
   secrets: [{source: bs}]
   labels: {l: v}
-  context: .
 "#,
         );
         assert_eq!(got, want);

@@ -565,3 +565,321 @@ fn index_key(index: Index, entry: &Value, path: &TreePath) -> Result<String> {
         _ => Err(unexpected()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::canonical::canonical;
+
+    fn yaml(src: &str) -> Value {
+        serde_yaml::from_str(src).unwrap()
+    }
+
+    /// Loads files the way the loader does: canonical form, then merged in order.
+    fn load(files: &[&str]) -> Result {
+        let mut acc = Value::Null;
+        for src in files {
+            let mut v = yaml(src);
+            canonical(&mut v).unwrap();
+            acc = merge(acc, v)?;
+        }
+        Ok(acc)
+    }
+
+    fn service(files: &[&str], name: &str) -> Value {
+        load(files).unwrap()["services"][name].clone()
+    }
+
+    // The two-file case below was run through `docker compose -f a.yaml -f b.yaml config`
+    // (v2.40.3); the expected tree is its output before defaults and path resolution.
+    const A: &str = r#"
+services:
+  web:
+    image: nginx
+    environment: {A: "1", B: "2", Z: x}
+    labels: [l1=a, l2]
+    ports: ["8080:80", "9090:90"]
+    volumes: ["./a:/data", "v:/v"]
+    command: echo a
+    dns: 1.1.1.1
+    extra_hosts: ["h1:1.2.3.4"]
+    secrets: [s1]
+    env_file: [a.env]
+    networks: [front]
+    depends_on: [db]
+    cap_add: [A]
+    logging: {driver: json-file, options: {a: "1"}}
+    healthcheck: {test: [CMD, a], interval: 1s}
+    tmpfs: /t
+    sysctls: {a: 1}
+  db: {image: redis, command: x, user: root, ports: ["1:1"]}
+"#;
+    const B: &str = r#"
+services:
+  web:
+    environment: [A, C=3]
+    labels: {l2: b}
+    ports: ["8080:80", "127.0.0.1:8080:80", "9091:90"]
+    volumes: ["./b:/data:ro"]
+    command: [echo, b]
+    dns: [1.1.1.1, 8.8.8.8]
+    extra_hosts: {h1: 1.2.3.4, h2: 5.6.7.8}
+    secrets: [{source: s1, target: /run/secrets/s1, mode: 0400}, s2]
+    env_file: [{path: a.env, required: false}]
+    networks: {front: {aliases: [x]}}
+    depends_on: {db: {condition: service_healthy}}
+    cap_add: [A, B]
+    logging: {options: {b: "2"}}
+    healthcheck: {test: [CMD, b]}
+    tmpfs: [/t, /u]
+    sysctls: [b=2]
+  db:
+    command: !reset null
+    user: !reset
+    ports: !override ["2:2"]
+"#;
+
+    #[test]
+    fn two_files_merge_like_docker_compose() {
+        let got = load(&[A, B]).unwrap();
+        let want = yaml(
+            r#"
+services:
+  web:
+    image: nginx
+    environment: {A: null, B: "2", Z: x, C: "3"}
+    labels: {l1: a, l2: b}
+    ports:
+      - {mode: ingress, target: 80, published: "8080", protocol: tcp}
+      - {mode: ingress, target: 90, published: "9090", protocol: tcp}
+      - {mode: ingress, host_ip: 127.0.0.1, target: 80, published: "8080", protocol: tcp}
+      - {mode: ingress, target: 90, published: "9091", protocol: tcp}
+    volumes:
+      - {type: bind, source: ./b, target: /data, read_only: true, bind: {create_host_path: true}}
+      - {type: volume, target: "v:/v", volume: {}}
+    command: [echo, b]
+    dns: [1.1.1.1, 8.8.8.8]
+    extra_hosts: ["h1:1.2.3.4", "h1=1.2.3.4", "h2=5.6.7.8"]
+    secrets:
+      - {source: s1, target: /run/secrets/s1, mode: 0400}
+      - {source: s2}
+    env_file: [{path: a.env, required: false}]
+    networks: {front: {aliases: [x]}}
+    depends_on: {db: {condition: service_healthy, required: true}}
+    cap_add: [A, B]
+    logging: {driver: json-file, options: {a: "1", b: "2"}}
+    healthcheck: {test: [CMD, b], interval: 1s}
+    tmpfs: [/t, /u]
+    sysctls: {a: 1, b: "2"}
+  db:
+    image: redis
+    ports: [{mode: ingress, target: 2, published: "2", protocol: tcp}]
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn reset_and_override_in_a_single_file() {
+        // docker compose: `user` and `ports` disappear, the `dns` item too, `!override` is kept.
+        let mut v = yaml(
+            r#"
+services:
+  web:
+    user: !reset root
+    command: !override [a, b]
+    ports: !reset ["80"]
+    dns: [!reset 1.1.1.1, 2.2.2.2]
+    environment: !override {A: 1}
+"#,
+        );
+        strip_tags(&mut v);
+        let want = yaml("services: {web: {command: [a, b], dns: [2.2.2.2], environment: {A: 1}}}");
+        assert_eq!(v, want);
+        // merging a first file over nothing does the same
+        assert_eq!(
+            load(&["services: {web: {user: !reset root, dns: [!reset a, b]}}"]).unwrap(),
+            yaml("services: {web: {dns: [b]}}")
+        );
+    }
+
+    #[test]
+    fn override_replaces_without_merging_and_reset_drops() {
+        let base = "services: {web: {environment: {A: 1, B: 2}, volumes: [/a, /b], image: x}}";
+        let over = r#"
+services:
+  web:
+    environment: !override {C: 3}
+    volumes: !reset []
+    image: !reset
+"#;
+        assert_eq!(
+            load(&[base, over]).unwrap(),
+            yaml("services: {web: {environment: {C: 3}}}")
+        );
+        // a whole service
+        assert_eq!(
+            load(&[
+                "services: {a: {image: x}, b: {image: y}}",
+                "services: {a: !reset ~}"
+            ])
+            .unwrap(),
+            yaml("services: {b: {image: y}}")
+        );
+    }
+
+    #[test]
+    fn default_rules_mappings_merge_sequences_append_scalars_replace() {
+        let base = "services: {w: {image: a, cap_drop: [X], deploy: {resources: {limits: {cpus: '1'}}}}}\nx-a: {k: [1]}";
+        let over = "services: {w: {image: b, cap_drop: [Y], deploy: {resources: {limits: {memory: 1g}}}, user: ~}}\nx-a: {k: [2], j: 1}";
+        assert_eq!(
+            load(&[base, over]).unwrap(),
+            yaml(
+                "services: {w: {image: b, cap_drop: [X, Y], \
+                 deploy: {resources: {limits: {cpus: '1', memory: 1g}}}, user: ~}}\n\
+                 x-a: {k: [1, 2], j: 1}"
+            )
+        );
+        // an empty value in the override changes nothing
+        assert_eq!(
+            service(
+                &["services: {w: {image: a}}", "services: {w: {image: ~}}"],
+                "w"
+            ),
+            yaml("{image: a}")
+        );
+    }
+
+    #[test]
+    fn type_mismatch_is_an_error_naming_the_path() {
+        let err = load(&[
+            "services: {w: {deploy: {resources: {}}}}",
+            "services: {w: {deploy: [x]}}",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "services.w.deploy: cannot override a mapping with a sequence"
+        );
+    }
+
+    #[test]
+    fn logging_with_another_driver_replaces() {
+        let got = service(
+            &[
+                "services: {w: {logging: {driver: json-file, options: {a: '1'}}}}",
+                "services: {w: {logging: {driver: syslog, options: {b: '2'}}}}",
+            ],
+            "w",
+        );
+        assert_eq!(got, yaml("{logging: {driver: syslog, options: {b: '2'}}}"));
+    }
+
+    #[test]
+    fn entrypoint_and_ulimits_replace() {
+        let got = service(
+            &[
+                "services: {w: {entrypoint: [a, b], ulimits: {nofile: {soft: 1, hard: 2}}}}",
+                "services: {w: {entrypoint: [c], ulimits: {nofile: {soft: 3}}}}",
+            ],
+            "w",
+        );
+        assert_eq!(got, yaml("{entrypoint: [c], ulimits: {nofile: {soft: 3}}}"));
+    }
+
+    #[test]
+    fn unicity_keeps_first_position_and_last_value() {
+        let got = service(
+            &[r#"
+services:
+  w:
+    ports: ["80:80", "80:80", "0.0.0.0:80:80", {target: 80, published: 80},
+            {target: 80, published: "80"}]
+    dns: [a, a, b]
+    environment: [A=1, B=2, A=3]
+    cap_add: [X, X]
+    expose: [80, "80", 81]
+    volumes: ["/a:/data", "/b:/data:ro"]
+    configs: [c, {source: c, target: /c, mode: 1}]
+    devices: ["/dev/a:/dev/x", {source: /dev/b, target: /dev/x, permissions: r}]
+"#],
+            "w",
+        );
+        // docker compose keeps the integer-published port apart from the string ones; the last
+        // duplicate wins (docker then fills in mode and protocol)
+        let want = yaml(
+            r#"
+ports:
+  - {target: 80, published: "80"}
+  - {target: 80, published: 80}
+dns: [a, b]
+environment: {A: "3", B: "2"}
+cap_add: [X]
+expose: ["80", 81]
+volumes:
+  - {type: bind, source: /b, target: /data, read_only: true, bind: {create_host_path: true}}
+configs: [{source: c, target: /c, mode: 1}]
+devices: [{source: /dev/b, target: /dev/x, permissions: r}]
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn unicity_errors_name_the_entry() {
+        let mut v = yaml("services: {w: {volumes: [{type: tmpfs}]}}");
+        assert_eq!(
+            enforce_unicity(&mut v).unwrap_err().to_string(),
+            "services.w.volumes[0]: service volume is missing its target"
+        );
+        let mut v = yaml("services: {w: {cap_add: [[x]]}}");
+        assert_eq!(
+            enforce_unicity(&mut v).unwrap_err().to_string(),
+            "services.w.cap_add[0]: unexpected sequence in a list whose entries must be unique"
+        );
+    }
+
+    #[test]
+    fn build_and_depends_on_merge_as_mappings() {
+        let got = service(
+            &[
+                "services: {w: {build: ./a, depends_on: [db]}}",
+                "services: {w: {build: {dockerfile: D, args: [X=1]}, depends_on: {db: {required: false}, c: {condition: service_healthy}}}}",
+            ],
+            "w",
+        );
+        let want = yaml(
+            r#"
+build: {context: ./a, dockerfile: D, args: {X: "1"}}
+depends_on:
+  db: {condition: service_started, required: false}
+  c: {condition: service_healthy, required: true}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn ipam_config_merges_by_subnet() {
+        let got = load(&[
+            "networks: {n: {ipam: {config: [{subnet: 10.0.0.0/24, gateway: 10.0.0.1}, {subnet: 10.1.0.0/24}]}}}",
+            "networks: {n: {ipam: {config: [{subnet: 10.0.0.0/24, ip_range: 10.0.0.0/25}]}}}",
+        ])
+        .unwrap();
+        let want = yaml(
+            "networks: {n: {ipam: {config: [{subnet: 10.0.0.0/24, gateway: 10.0.0.1, ip_range: 10.0.0.0/25}]}}}",
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn merge_service_for_extends() {
+        let base = yaml("{image: a, environment: {A: '1'}, ports: [{target: 80}]}");
+        let over =
+            yaml("{environment: {B: '2'}, ports: [{target: 80}, {target: 81}], command: !reset ~}");
+        assert_eq!(
+            merge_service(base, over).unwrap(),
+            yaml("{image: a, environment: {A: '1', B: '2'}, ports: [{target: 80}, {target: 81}]}")
+        );
+    }
+}
