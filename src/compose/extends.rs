@@ -122,26 +122,14 @@ fn resolve(
         return Ok(Some(service));
     };
 
-    let merged = merge_service(name, base, service).map_err(|e| at(file, e))?;
+    let merged = merge_service(base, service).map_err(|e| at(file, e))?;
     services.insert(Value::from(name), merged.clone());
     Ok(Some(merged))
 }
 
-/// Merge `over` onto `base` with the rules of `services.*` in a whole-file merge.
-fn merge_service(name: &str, base: Value, over: Value) -> Result<Value, merge::MergeError> {
-    let wrap = |v: Value| {
-        let mut services = Mapping::new();
-        services.insert(Value::from(name), v);
-        let mut root = Mapping::new();
-        root.insert(Value::from("services"), Value::Mapping(services));
-        Value::Mapping(root)
-    };
-    let mut merged = merge::merge(wrap(base), wrap(over))?;
-    let mut service = merged
-        .get_mut("services")
-        .and_then(|s| s.get_mut(name))
-        .map(std::mem::take)
-        .unwrap_or(Value::Null);
+/// The extending service merged over its base, without its `extends`.
+fn merge_service(base: Value, over: Value) -> Result<Value, merge::MergeError> {
+    let mut service = merge::merge_service(base, over)?;
     if let Some(m) = service.as_mapping_mut() {
         m.remove("extends");
     }
