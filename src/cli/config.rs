@@ -149,47 +149,56 @@ fn service_names(loaded: &Loaded, names: &[String]) -> Vec<String> {
 /// The image a service runs: its `image`, or `<project>-<service>` for a build without one.
 fn image_name(loaded: &Loaded, service: &str) -> String {
     match loaded.project.services.get(service) {
-        Some(s) if !s.image.as_deref().unwrap_or_default().is_empty() => {
-            s.image.clone().unwrap_or_default()
-        }
+        Some(s) if !s.image.is_empty() => s.image.clone(),
         _ => format!("{}-{service}", loaded.project.name),
     }
 }
 
-/// The project as JSON, shaped like docker compose's (the model's serialisation), with `$`
-/// escaped as `$$` so the output can be read back.
-fn to_json(loaded: &Loaded, services: &[String]) -> Result<Json> {
-    let mut json = serde_json::to_value(&loaded.project).context("failed to render the project")?;
-    if !services.is_empty() {
-        if let Some(Json::Object(all)) = json.get_mut("services") {
-            all.retain(|k, _| services.contains(k));
-        }
-    }
-    escape_dollars(&mut json);
-    Ok(json)
-}
-
-fn escape_dollars(v: &mut Json) {
-    match v {
-        Json::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
-        Json::Array(a) => a.iter_mut().for_each(escape_dollars),
-        Json::Object(o) => o.values_mut().for_each(escape_dollars),
-        _ => {}
-    }
-}
-
+/// The project as docker compose prints it, with `$` escaped as `$$` so that the output can be
+/// read back (unless interpolation was off: then the `$` are the user's own syntax).
 fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
-    let mut json = to_json(loaded, &args.services)?;
-    if args.no_interpolate {
-        // Without interpolation the `$` are the user's own syntax: print them as written.
-        json = serde_json::to_value(&loaded.project)?;
-    }
+    let keep = |name: &str| args.services.is_empty() || args.services.iter().any(|s| s == name);
+    let escape = !args.no_interpolate;
     if args.format == "json" {
+        let mut json = loaded.project.to_json_value()?;
+        if let Some(Json::Object(all)) = json.get_mut("services") {
+            all.retain(|k, _| keep(k));
+        }
+        if escape {
+            escape_json(&mut json);
+        }
         let mut s = serde_json::to_string_pretty(&json)?;
         s.push('\n');
         Ok(s)
     } else {
-        Ok(serde_yaml::to_string(&json)?)
+        let mut yaml = loaded.project.to_yaml_value()?;
+        if let Some(serde_yaml::Value::Mapping(all)) = yaml.get_mut("services") {
+            all.retain(|k, _| k.as_str().is_some_and(keep));
+        }
+        if escape {
+            escape_yaml(&mut yaml);
+        }
+        Ok(serde_yaml::to_string(&yaml)?)
+    }
+}
+
+fn escape_json(v: &mut Json) {
+    match v {
+        Json::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Json::Array(a) => a.iter_mut().for_each(escape_json),
+        Json::Object(o) => o.values_mut().for_each(escape_json),
+        _ => {}
+    }
+}
+
+fn escape_yaml(v: &mut serde_yaml::Value) {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Y::Sequence(a) => a.iter_mut().for_each(escape_yaml),
+        Y::Mapping(m) => m.iter_mut().for_each(|(_, v)| escape_yaml(v)),
+        Y::Tagged(t) => escape_yaml(&mut t.value),
+        _ => {}
     }
 }
 

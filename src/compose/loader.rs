@@ -205,8 +205,9 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     }
     normalize::resolve_env_files(&mut tree, &env).map_err(|e| LoadError::Invalid(e.to_string()))?;
 
-    let mut project: model::Project = serde_path_to_error::deserialize(tree.clone())
-        .map_err(|e| LoadError::Invalid(format!("{}: {}", e.path(), e.inner())))?;
+    normalize::split_commands(&mut tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    let mut project =
+        model::Project::from_value(tree.clone()).map_err(|e| LoadError::Invalid(e.to_string()))?;
     project.name = name;
 
     Ok(Loaded {

@@ -715,12 +715,70 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
     Ok(())
 }
 
+/// Commands given as one string are split the way a POSIX shell splits words (no expansion),
+/// and a healthcheck test given as a string runs through the shell (`CMD-SHELL`).
+pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
+    fn split(v: &mut Value, what: &str) -> Result<(), NormalizeError> {
+        if let Value::String(s) = v {
+            let words = shell_words::split(s)
+                .map_err(|e| NormalizeError::Message(format!("{what}: invalid command line {s:?}: {e}")))?;
+            *v = Value::Sequence(words.into_iter().map(Value::from).collect());
+        }
+        Ok(())
+    }
+    for (name, service) in services_mut(tree) {
+        for key in ["command", "entrypoint"] {
+            if let Some(v) = service.get_mut(key) {
+                split(v, &format!("services.{name}.{key}"))?;
+            }
+        }
+        if let Some(Value::Mapping(hc)) = service.get_mut("healthcheck") {
+            if let Some(Value::String(s)) = hc.get("test").cloned() {
+                let test = vec![Value::from("CMD-SHELL"), Value::from(s)];
+                hc.insert(Value::from("test"), Value::Sequence(test));
+            }
+        }
+        for hook in ["post_start", "pre_stop"] {
+            if let Some(Value::Sequence(hooks)) = service.get_mut(hook) {
+                for h in hooks.iter_mut() {
+                    if let Some(c) = h.get_mut("command") {
+                        split(c, &format!("services.{name}.{hook}.command"))?;
+                    }
+                }
+            }
+        }
+        if let Some(Value::Sequence(watch)) = service
+            .get_mut("develop")
+            .and_then(|d| d.get_mut("watch"))
+        {
+            for w in watch.iter_mut() {
+                if let Some(c) = w.get_mut("exec").and_then(|e| e.get_mut("command")) {
+                    split(c, &format!("services.{name}.develop.watch.exec.command"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tree(src: &str) -> Value {
         serde_yaml::from_str(src).unwrap()
+    }
+
+    #[test]
+    fn string_commands_are_split_like_a_shell() {
+        let mut t = tree("services:\n  a:\n    command: sh -c \"echo $$X 'a b'\"\n    entrypoint: ''\n    healthcheck: {test: curl -f localhost}\n");
+        split_commands(&mut t).unwrap();
+        let a = &t["services"]["a"];
+        assert_eq!(a["command"], tree("[sh, -c, \"echo $$X 'a b'\"]"));
+        assert_eq!(a["entrypoint"], tree("[]"));
+        assert_eq!(a["healthcheck"]["test"], tree("[CMD-SHELL, curl -f localhost]"));
+        let mut bad = tree("services:\n  a: {command: \"echo 'unterminated\"}\n");
+        assert!(split_commands(&mut bad).is_err());
     }
 
     #[test]
