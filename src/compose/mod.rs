@@ -3,4 +3,5 @@
 //! load → interpolate → validate → canonical form → merge (-f, extends, include) → profiles →
 //! normalise → typed [`model::Project`].
 
+pub mod interpolate;
 pub mod path;

@@ -91,7 +91,11 @@ mod tests {
 
     #[test]
     fn display_and_parse_round_trip() {
-        let p = TreePath::root().key("services").key("web").key("ports").index(0);
+        let p = TreePath::root()
+            .key("services")
+            .key("web")
+            .key("ports")
+            .index(0);
         assert_eq!(p.to_string(), "services.web.ports[0]");
         assert_eq!(TreePath::parse("services.web.ports[0]"), p);
     }
