@@ -3,5 +3,6 @@
 //! load → interpolate → validate → canonical form → merge (-f, extends, include) → profiles →
 //! normalise → typed [`model::Project`].
 
+pub mod dotenv;
 pub mod interpolate;
 pub mod path;
