@@ -37,7 +37,7 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub images: bool,
     /// Print the profile names, one per line
-    #[arg(long)]
+    #[arg(long = "profiles", id = "list_profiles")]
     pub profiles: bool,
     /// Print the model variables and their default values
     #[arg(long)]
@@ -99,7 +99,7 @@ pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
         vars.sort();
         lines(vars.into_iter().map(|(k, v)| format!("{k}={v}")))
     } else if args.variables {
-        variables(&loaded)?
+        variables(&loaded, &args.format)?
     } else if let Some(which) = &args.hash {
         hashes(&loaded, which)?
     } else {
@@ -225,8 +225,8 @@ fn hashes(loaded: &Loaded, which: &str) -> Result<String> {
 }
 
 /// `--variables`: every variable the files use, whether it is required, its default and its
-/// current value.
-fn variables(loaded: &Loaded) -> Result<String> {
+/// alternate value; a table, or JSON with `--format json`.
+fn variables(loaded: &Loaded, format: &str) -> Result<String> {
     let mut vars = std::collections::BTreeMap::new();
     for f in &loaded.files {
         if f.as_os_str() == "-" {
@@ -238,6 +238,23 @@ fn variables(loaded: &Loaded) -> Result<String> {
             vars.entry(v.name.clone()).or_insert(v);
         }
     }
+    if format == "json" {
+        let json: serde_json::Map<String, Json> = vars
+            .into_iter()
+            .map(|(k, v)| {
+                let v = serde_json::json!({
+                    "Name": v.name,
+                    "DefaultValue": v.default.unwrap_or_default(),
+                    "PresenceValue": v.alternate.unwrap_or_default(),
+                    "Required": v.required,
+                });
+                (k, v)
+            })
+            .collect();
+        let mut s = serde_json::to_string_pretty(&json)?;
+        s.push('\n');
+        return Ok(s);
+    }
     let mut rows = vec![[
         "NAME".to_string(),
         "REQUIRED".into(),
@@ -247,22 +264,21 @@ fn variables(loaded: &Loaded) -> Result<String> {
     for (name, v) in vars {
         rows.push([
             name,
-            if v.required { "true" } else { "false" }.into(),
+            v.required.to_string(),
             v.default.unwrap_or_default(),
             v.alternate.unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+    // docker's tabwriter: cells at least 20 wide, 3 spaces of padding.
+    let widths: Vec<usize> = (0..3)
+        .map(|i| rows.iter().map(|r| (r[i].len() + 3).max(20)).max().unwrap_or(20))
         .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
+        for (i, w) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<w$}", r[i]));
+        }
+        out.push_str(&r[3]);
         out.push('\n');
     }
     Ok(out)

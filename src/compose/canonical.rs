@@ -128,7 +128,7 @@ fn service(svc: &mut Value, p: &TreePath) -> Result {
             "env_file" => env_file(v, p),
             "extends" => extends(v, p),
             "gpus" => gpus(v, p),
-            "networks" => service_networks(v, p),
+            "networks" | "models" => service_networks(v, p),
             "ports" => ports(v, p),
             "volumes" => each_item(v, p, "volumes", volume_mount),
             "devices" => each_item(v, p, "devices", device),

@@ -949,3 +949,132 @@ volumes:
         assert!(w.is_empty());
     }
 }
+
+/// A variable a compose file uses, as `config --variables` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Variable {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "DefaultValue")]
+    pub default: Option<String>,
+    #[serde(rename = "PresenceValue")]
+    pub alternate: Option<String>,
+    #[serde(rename = "Required")]
+    pub required: bool,
+}
+
+/// Every variable referenced in `text`, in order of first use, including those nested in
+/// defaults (`${A:-${B}}`). `$$` escapes are skipped. Malformed templates are ignored here:
+/// interpolation reports them.
+pub fn variables(text: &str) -> Vec<Variable> {
+    let mut out: Vec<Variable> = Vec::new();
+    scan_variables(text, &mut out);
+    out
+}
+
+fn scan_variables(text: &str, out: &mut Vec<Variable>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                // Find the matching brace, counting nested `${`.
+                let start = i + 2;
+                let mut depth = 1;
+                let mut j = start;
+                while j < b.len() && depth > 0 {
+                    match b[j] {
+                        b'{' => depth += 1,
+                        b'}' => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if depth != 0 {
+                    return;
+                }
+                let inner = &text[start..j - 1];
+                let name_len = inner
+                    .bytes()
+                    .take_while(|c| *c == b'_' || c.is_ascii_alphanumeric())
+                    .count();
+                let (name, rest) = inner.split_at(name_len);
+                if !name.is_empty() {
+                    let mut v = Variable {
+                        name: name.to_string(),
+                        default: None,
+                        alternate: None,
+                        required: false,
+                    };
+                    let arg = |op: &str| rest.strip_prefix(op).map(str::to_string);
+                    if let Some(a) = arg(":?").or_else(|| arg("?")) {
+                        v.required = true;
+                        scan_variables(&a, out);
+                    } else if let Some(a) = arg(":-").or_else(|| arg("-")) {
+                        scan_variables(&a, out);
+                        v.default = Some(a);
+                    } else if let Some(a) = arg(":+").or_else(|| arg("+")) {
+                        scan_variables(&a, out);
+                        v.alternate = Some(a);
+                    }
+                    add_variable(out, v);
+                }
+                i = j;
+            }
+            Some(c) if *c == b'_' || c.is_ascii_alphabetic() => {
+                let len = text[i + 1..]
+                    .bytes()
+                    .take_while(|c| *c == b'_' || c.is_ascii_alphanumeric())
+                    .count();
+                add_variable(
+                    out,
+                    Variable {
+                        name: text[i + 1..i + 1 + len].to_string(),
+                        default: None,
+                        alternate: None,
+                        required: false,
+                    },
+                );
+                i += 1 + len;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// Keep the first mention of a variable, completed by what later mentions say.
+fn add_variable(out: &mut Vec<Variable>, v: Variable) {
+    match out.iter_mut().find(|o| o.name == v.name) {
+        Some(o) => {
+            o.required |= v.required;
+            if o.default.is_none() {
+                o.default = v.default;
+            }
+            if o.alternate.is_none() {
+                o.alternate = v.alternate;
+            }
+        }
+        None => out.push(v),
+    }
+}
+
+#[cfg(test)]
+mod variables_tests {
+    use super::*;
+
+    #[test]
+    fn lists_variables_with_defaults_and_requirements() {
+        let vars = variables("image: ${IMG:?must}:${TAG:-latest}\nenv: [X=$FOO, Y=${BAR:+alt}, Z=$${NOT}, W=${A:-${B}}]");
+        let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["IMG", "TAG", "FOO", "BAR", "B", "A"]);
+        assert!(vars[0].required);
+        assert_eq!(vars[1].default.as_deref(), Some("latest"));
+        assert_eq!(vars[3].alternate.as_deref(), Some("alt"));
+        assert_eq!(vars[5].default.as_deref(), Some("${B}"));
+    }
+}

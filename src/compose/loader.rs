@@ -6,7 +6,6 @@
 //! (implicit default network, implied dependencies, resource names), profiles, `env_file`
 //! contents folded into `environment`, consistency checks, and the typed model.
 
-use indexmap::IndexMap;
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
@@ -14,7 +13,7 @@ use super::discovery::{self, absolutize};
 use super::environment::{self, Environment};
 use super::error::{at, LoadError};
 use super::path::TreePath;
-use super::yaml::{self, get};
+use super::yaml;
 use super::{canonical, interpolate, merge, model, normalize, schema};
 
 /// What the user asked for: docker compose's global flags plus the process context.
@@ -200,6 +199,7 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     let disabled = normalize::apply_profiles(&mut tree, &enabled_profiles, &opts.services)
         .map_err(|e| LoadError::Invalid(e.to_string()))?;
 
+    normalize::remove_unused_resources(&mut tree);
     if opts.consistency {
         normalize::check_consistency(&tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
     }

@@ -71,6 +71,16 @@ pub fn set_defaults(tree: &mut Value) {
                 }
             }
         }
+        if let Some(Value::Sequence(secrets)) = service.get_mut("secrets") {
+            for secret in secrets.iter_mut().filter_map(Value::as_mapping_mut) {
+                if get(secret, "target").is_none() {
+                    if let Some(src) = str_of(secret, "source").map(str::to_string) {
+                        let target = format!("/run/secrets/{src}");
+                        secret.insert(Value::from("target"), Value::from(target));
+                    }
+                }
+            }
+        }
         let gpus = service.get_mut("gpus").and_then(Value::as_sequence_mut);
         for device in gpus.into_iter().flatten() {
             default_device_count(device);
@@ -106,27 +116,37 @@ fn expand_user(p: &str) -> String {
     }
 }
 
-/// A path made absolute against `base`; absolute paths are kept as written.
+/// A path made absolute against `base`; absolute paths (Unix, or Windows ones such as
+/// `C:\dir` meant for a remote engine) are kept as written.
 fn abs_path(base: &str, p: &str) -> String {
     let p = expand_user(p);
-    if p.starts_with('/') || p.is_empty() {
+    if p.starts_with('/') || is_windows_abs(&p) {
         p
     } else {
         join_clean(base, &p)
     }
 }
 
-/// Build contexts that are not local directories.
+/// `C:\x`, `C:/x` or `\\server\share`.
+fn is_windows_abs(p: &str) -> bool {
+    let b = p.as_bytes();
+    (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/'))
+        || p.starts_with("\\\\")
+}
+
+/// Build contexts that are not local directories: URLs, git remotes, other services' images.
 fn is_remote_context(s: &str) -> bool {
     s.contains("://")
-        || ["github.com/", "git@"]
+        || ["github.com/", "git@", "service:"]
             .iter()
             .any(|prefix| s.starts_with(prefix))
 }
 
 fn resolve_in_place(v: &mut Value, base: &str) {
     if let Value::String(s) = v {
-        *s = abs_path(base, s);
+        if !s.is_empty() {
+            *s = abs_path(base, s);
+        }
     }
 }
 
@@ -205,8 +225,9 @@ pub fn resolve_relative_paths(tree: &mut Value, base: &str) {
                 continue;
             };
             if str_of(opts, "o") == Some("bind") {
-                if let Some(dev) = opts.get_mut("device") {
-                    resolve_in_place(dev, base);
+                // Unlike other paths, an empty device means the working directory itself.
+                if let Some(Value::String(dev)) = opts.get_mut("device") {
+                    *dev = abs_path(base, dev);
                 }
             }
         }
@@ -485,6 +506,54 @@ pub fn apply_profiles(
     Ok(disabled)
 }
 
+/// Drop the networks, volumes, secrets, configs and models no enabled service uses, as docker
+/// compose does before printing or creating anything.
+pub fn remove_unused_resources(tree: &mut Value) {
+    let mut used: IndexMap<&str, BTreeSet<String>> = IndexMap::new();
+    for kind in ["networks", "volumes", "secrets", "configs", "models"] {
+        used.insert(kind, BTreeSet::new());
+    }
+    for (_, s) in services(tree) {
+        if let Some(Value::Mapping(n)) = get(s, "networks") {
+            used["networks"].extend(n.keys().filter_map(scalar_text));
+        }
+        if let Some(Value::Mapping(m)) = get(s, "models") {
+            used["models"].extend(m.keys().filter_map(scalar_text));
+        }
+        for v in get(s, "volumes").and_then(Value::as_sequence).into_iter().flatten() {
+            if v.get("type").and_then(Value::as_str) == Some("volume") {
+                if let Some(src) = v.get("source").and_then(scalar_text).filter(|s| !s.is_empty()) {
+                    used["volumes"].insert(src);
+                }
+            }
+        }
+        let build_secrets = get(s, "build").and_then(|b| b.get("secrets"));
+        for (kind, items) in [
+            ("secrets", get(s, "secrets")),
+            ("secrets", build_secrets),
+            ("configs", get(s, "configs")),
+        ] {
+            for item in items.and_then(Value::as_sequence).into_iter().flatten() {
+                if let Some(src) = item.get("source").and_then(scalar_text) {
+                    used[kind].insert(src);
+                }
+            }
+        }
+    }
+    let Some(root) = tree.as_mapping_mut() else {
+        return;
+    };
+    for (kind, names) in used {
+        let Some(Value::Mapping(defined)) = root.get_mut(kind) else {
+            continue;
+        };
+        defined.retain(|k, _| scalar_text(k).is_some_and(|k| names.contains(&k)));
+        if defined.is_empty() {
+            root.remove(kind);
+        }
+    }
+}
+
 /// Cross-references docker compose checks: images or builds, declared networks, volumes,
 /// secrets and configs, existing dependencies, unique container names, dependency cycles.
 pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
@@ -497,8 +566,8 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
     let mut container_names: IndexMap<String, String> = IndexMap::new();
     let mut edges: Vec<(String, Vec<String>)> = Vec::new();
     for (name, s) in services(tree) {
-        if get(s, "image").is_none() && get(s, "build").is_none() && get(s, "provider").is_none()
-        {
+        let has_image = str_of(s, "image").is_some_and(|i| !i.is_empty());
+        if !has_image && get(s, "build").is_none() && get(s, "provider").is_none() {
             return Err(invalid(format!(
                 "service {name:?} has neither an image nor a build context specified"
             )));
@@ -664,7 +733,8 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
                 };
                 let values = if raw {
                     let content = std::fs::read_to_string(p).map_err(|e| read_err(e.to_string()))?;
-                    dotenv::parse_raw(&content).map_err(|e| read_err(e.to_string()))?
+                    dotenv::parse_raw(&content, &|k: &str| env.get(k).cloned())
+                        .map_err(|e| read_err(e.to_string()))?
                 } else {
                     let lookup = |k: &str| -> Option<String> {
                         from_files.get(k).cloned().or_else(|| env.get(k).cloned())
@@ -694,7 +764,7 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
                     path: f.to_string(),
                     message: e.to_string(),
                 })?;
-                let values = dotenv::parse_raw(&content).map_err(|e| NormalizeError::EnvFile {
+                let values = dotenv::parse_raw(&content, &|k: &str| env.get(k).cloned()).map_err(|e| NormalizeError::EnvFile {
                     path: f.to_string(),
                     message: e.to_string(),
                 })?;

@@ -73,7 +73,109 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
         check_keys(&value, &TreePath::root())?;
         docs.push(value);
     }
+    if has_octal_candidate(content) {
+        for (doc, path, text, n) in octal_scalars(content) {
+            if let Some(v) = docs.get_mut(doc).and_then(|d| value_at_mut(d, &path)) {
+                // serde_yaml keeps a leading-zero plain scalar as the string it was.
+                if v.as_str() == Some(text.as_str()) {
+                    *v = Value::from(n);
+                }
+            }
+        }
+    }
     Ok(docs)
+}
+
+/// A cheap test for a token such as ` 0440` before walking the whole file for octals.
+fn has_octal_candidate(content: &str) -> bool {
+    content
+        .as_bytes()
+        .windows(3)
+        .any(|w| matches!(w[0], b' ' | b'[' | b',' | b'-') && w[1] == b'0' && (b'0'..=b'7').contains(&w[2]))
+}
+
+/// Plain scalars written as YAML 1.1 octal integers (`0440`): docker compose's YAML parser
+/// reads them as octal (file modes are written that way), serde_yaml as decimal.
+fn octal_scalars(content: &str) -> Vec<(usize, TreePath, String, i64)> {
+    use yaml_rust2::scanner::TScalarStyle;
+    enum Frame {
+        Map { key: Option<String> },
+        Seq { index: usize },
+    }
+    let mut found = Vec::new();
+    let mut parser = Parser::new_from_str(content);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut doc = 0usize;
+    let mut started = false;
+    let path_of = |stack: &[Frame]| {
+        let mut p = TreePath::root();
+        for f in stack {
+            p = match f {
+                Frame::Map { key: Some(k) } => p.key(k.clone()),
+                Frame::Seq { index } => p.index(*index),
+                Frame::Map { key: None } => p,
+            };
+        }
+        p
+    };
+    // After a value completes, the enclosing collection moves to its next slot.
+    fn advance(stack: &mut [Frame]) {
+        match stack.last_mut() {
+            Some(Frame::Map { key }) => *key = None,
+            Some(Frame::Seq { index }) => *index += 1,
+            None => {}
+        }
+    }
+    while let Ok((ev, _)) = parser.next_token() {
+        match ev {
+            Event::StreamEnd => break,
+            Event::DocumentStart => {
+                if started {
+                    doc += 1;
+                }
+                started = true;
+                stack.clear();
+            }
+            Event::MappingStart(..) => stack.push(Frame::Map { key: None }),
+            Event::SequenceStart(..) => stack.push(Frame::Seq { index: 0 }),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                advance(&mut stack);
+            }
+            Event::Scalar(text, style, ..) => {
+                if let Some(Frame::Map { key: key @ None }) = stack.last_mut() {
+                    *key = Some(text);
+                    continue;
+                }
+                let octal = style == TScalarStyle::Plain
+                    && text.len() > 1
+                    && text.starts_with('0')
+                    && text.bytes().all(|c| (b'0'..=b'7').contains(&c));
+                if octal {
+                    if let Ok(n) = i64::from_str_radix(&text[1..], 8) {
+                        found.push((doc, path_of(&stack), text.clone(), n));
+                    }
+                }
+                advance(&mut stack);
+            }
+            Event::Alias(_) => advance(&mut stack),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The value at `path`, if the tree has one there.
+fn value_at_mut<'a>(v: &'a mut Value, path: &TreePath) -> Option<&'a mut Value> {
+    let mut cur = v;
+    for seg in path.segments() {
+        cur = match (seg, cur) {
+            (Seg::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str())?,
+            (Seg::Index(i), Value::Sequence(s)) => s.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 fn syntax_error(e: serde_yaml::Error) -> YamlError {
@@ -344,6 +446,14 @@ mod tests {
             Value::Tagged(t) => assert_eq!(t.tag, "!reset"),
             other => panic!("expected a tagged value, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn yaml_1_1_octals_are_read_as_octal() {
+        let docs = parse_documents("secrets:\n  - source: s\n    mode: 0440\n    uid: '0440'\n    gid: 10\n").unwrap();
+        assert_eq!(docs[0]["secrets"][0]["mode"], Value::from(0o440));
+        assert_eq!(docs[0]["secrets"][0]["uid"], Value::from("0440"));
+        assert_eq!(docs[0]["secrets"][0]["gid"], Value::from(10));
     }
 
     #[test]
