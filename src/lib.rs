@@ -3,6 +3,6 @@
 //! The crate follows the data flow: `compose` turns files into a typed [`compose::model::Project`],
 //! `plan` turns a project into a service graph and the operations that realise it.
 
+pub mod cli;
 pub mod compose;
 pub mod plan;
-pub mod cli;

@@ -39,13 +39,20 @@ fn assert_rejected(content: &str, expect: &[&str]) {
     for e in expect {
         assert!(err.contains(e), "expected {e:?} in: {err}");
     }
-    assert!(stdout(&out).is_empty(), "prints nothing on stdout: {}", stdout(&out));
+    assert!(
+        stdout(&out).is_empty(),
+        "prints nothing on stdout: {}",
+        stdout(&out)
+    );
 }
 
 #[test]
 fn bad_input_gets_one_clear_error_with_a_location() {
     // Truncated in the middle of a flow sequence.
-    assert_rejected("services:\n  web:\n    image: busybox\n    ports: [\"80:80\"", &[":4:"]);
+    assert_rejected(
+        "services:\n  web:\n    image: busybox\n    ports: [\"80:80\"",
+        &[":5:1", "did not find expected ',' or ']'"],
+    );
     // Tab indentation.
     assert_rejected("services:\n\tweb:\n\t\timage: busybox\n", &[":2:"]);
     // An unknown key.
@@ -85,7 +92,11 @@ fn dependency_cycles_and_undefined_services_are_named() {
     )]);
     let out = rcompose_in(dir.path(), &["config"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("undefined service \"nope\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("undefined service \"nope\""),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -107,15 +118,24 @@ fn files_are_found_in_parent_directories_with_their_override() {
         .unwrap()
         .to_string_lossy()
         .to_lowercase()
-        .replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'), "");
+        .replace(
+            |c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "",
+        );
     assert_eq!(cfg["name"], expected.as_str());
 }
 
 #[test]
 fn project_name_precedence() {
-    let dir = project(&[("compose.yaml", "name: from-file\nservices:\n  web: {image: x}\n")]);
+    let dir = project(&[(
+        "compose.yaml",
+        "name: from-file\nservices:\n  web: {image: x}\n",
+    )]);
     assert_eq!(json_config(dir.path(), &[])["name"], "from-file");
-    assert_eq!(json_config(dir.path(), &["-p", "from-flag"])["name"], "from-flag");
+    assert_eq!(
+        json_config(dir.path(), &["-p", "from-flag"])["name"],
+        "from-flag"
+    );
     let out = rcompose()
         .args(["config", "--format", "json"])
         .env("COMPOSE_PROJECT_NAME", "from-env")
@@ -127,7 +147,11 @@ fn project_name_precedence() {
     // An explicit name must already be valid.
     let out = rcompose_in(dir.path(), &["-p", "Bad Name", "config"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("invalid project name"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid project name"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -167,7 +191,10 @@ fn env_file_flag_and_disabling_the_default() {
     let dir = project(&[
         (".env", "TAG=dot\n"),
         ("other.env", "TAG=other\n"),
-        ("compose.yaml", "services:\n  web:\n    image: x:${TAG:-none}\n"),
+        (
+            "compose.yaml",
+            "services:\n  web:\n    image: x:${TAG:-none}\n",
+        ),
     ]);
     let cfg = json_config(dir.path(), &["--env-file", "other.env"]);
     assert_eq!(cfg["services"]["web"]["image"], "x:other");
@@ -185,7 +212,10 @@ fn env_file_flag_and_disabling_the_default() {
 fn compose_file_variable_and_stdin() {
     let dir = project(&[
         ("a.yaml", "services:\n  web: {image: a}\n"),
-        ("b.yaml", "services:\n  web: {image: b}\n  db: {image: db}\n"),
+        (
+            "b.yaml",
+            "services:\n  web: {image: b}\n  db: {image: db}\n",
+        ),
     ]);
     let out = rcompose()
         .args(["config", "--services"])
@@ -251,7 +281,7 @@ fn merge_extends_and_profiles() {
 fn listing_flags_and_output_file() {
     let dir = project(&[(
         "compose.yaml",
-        "name: lst\nservices:\n  web: {image: nginx, networks: [front]}\n  app: {build: .}\nnetworks:\n  front: {}\nvolumes:\n  data: {}\n",
+        "name: lst\nservices:\n  web: {image: nginx, networks: [front], volumes: ['data:/d']}\n  app: {build: .}\nnetworks:\n  front: {}\nvolumes:\n  data: {}\n",
     )]);
     let run = |args: &[&str]| stdout(&rcompose_in(dir.path(), args));
     assert_eq!(run(&["config", "--services"]), "app\nweb\n");
@@ -277,7 +307,10 @@ fn dollars_are_escaped_in_output() {
         "services:\n  web:\n    image: busybox\n    command: echo $$HOME\n",
     )]);
     let cfg = json_config(dir.path(), &[]);
-    assert_eq!(cfg["services"]["web"]["command"], serde_json::json!(["echo", "$$HOME"]));
+    assert_eq!(
+        cfg["services"]["web"]["command"],
+        serde_json::json!(["echo", "$$HOME"])
+    );
 }
 
 #[test]
@@ -285,7 +318,11 @@ fn no_compose_file_is_a_clear_error() {
     let dir = project(&[]);
     let out = rcompose_in(dir.path(), &["config"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no configuration file provided"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no configuration file provided"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

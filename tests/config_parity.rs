@@ -50,14 +50,20 @@ struct Outcome {
 
 fn run(bin: &Path, args: &[&str], file: &Path) -> Outcome {
     let dir = file.parent().unwrap_or(Path::new("."));
-    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let mut cmd = Command::new(bin);
     cmd.args(args)
         .args(["-f", name, "config", "--format", "json"])
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+        );
     match cmd.output() {
         Ok(out) => Outcome {
             ok: out.status.success(),
@@ -87,9 +93,7 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
                             return Some(d);
                         }
                     }
-                    (u, v) => {
-                        return Some(format!("{p}: docker={} rcompose={}", show(u), show(v)))
-                    }
+                    (u, v) => return Some(format!("{p}: docker={} rcompose={}", show(u), show(v))),
                 }
             }
             None
@@ -109,7 +113,9 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
 }
 
 fn show(v: Option<&Value>) -> String {
-    let s = v.map(|v| v.to_string()).unwrap_or_else(|| "<absent>".into());
+    let s = v
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "<absent>".into());
     if s.len() > 160 {
         format!("{}…", &s[..s.floor_char_boundary(160)])
     } else {
@@ -133,7 +139,11 @@ fn config_matches_docker_compose_on_conformance_files() {
     let rcompose = PathBuf::from(env!("CARGO_BIN_EXE_rcompose"));
     let mut files = Vec::new();
     compose_files(&conformance, &mut files);
-    assert!(!files.is_empty(), "no compose files under {}", conformance.display());
+    assert!(
+        !files.is_empty(),
+        "no compose files under {}",
+        conformance.display()
+    );
 
     // (file, docker outcome, rcompose outcome), computed on a few threads.
     let results: Mutex<Vec<(PathBuf, Outcome, Outcome)>> = Mutex::new(Vec::new());
@@ -160,7 +170,11 @@ fn config_matches_docker_compose_on_conformance_files() {
     let mut mismatches = Vec::new();
     let mut wrongly_accepted = Vec::new();
     for (file, d, r) in &results {
-        let rel = file.strip_prefix(&conformance).unwrap_or(file).display().to_string();
+        let rel = file
+            .strip_prefix(&conformance)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         if d.ok {
             accepted += 1;
             match (&d.json, r.ok, &r.json) {

@@ -3,7 +3,6 @@
 use anyhow::{bail, Context, Result};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -79,9 +78,9 @@ pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
     } else if args.services_only {
         lines(service_names(&loaded, &args.services))
     } else if args.volumes {
-        lines(loaded.project.volumes.keys().cloned())
+        lines(sorted(loaded.project.volumes.keys()))
     } else if args.networks {
-        lines(loaded.project.networks.keys().cloned())
+        lines(sorted(loaded.project.networks.keys()))
     } else if args.images {
         lines(
             selected(&loaded, &args.services)
@@ -89,11 +88,7 @@ pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
                 .collect::<Vec<_>>(),
         )
     } else if args.profiles {
-        let mut all = BTreeSet::new();
-        for s in loaded.project.services.values() {
-            all.extend(s.profiles.iter().cloned());
-        }
-        lines(all)
+        lines(&loaded.all_profiles)
     } else if args.environment {
         let mut vars: Vec<_> = loaded.environment.iter().collect();
         vars.sort();
@@ -114,6 +109,12 @@ pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
             .context("failed to write to standard output")?,
     }
     Ok(0)
+}
+
+fn sorted<'a>(names: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
+    let mut v: Vec<&String> = names.collect();
+    v.sort();
+    v
 }
 
 fn lines<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
@@ -271,7 +272,12 @@ fn variables(loaded: &Loaded, format: &str) -> Result<String> {
     }
     // docker's tabwriter: cells at least 20 wide, 3 spaces of padding.
     let widths: Vec<usize> = (0..3)
-        .map(|i| rows.iter().map(|r| (r[i].len() + 3).max(20)).max().unwrap_or(20))
+        .map(|i| {
+            rows.iter()
+                .map(|r| (r[i].len() + 3).max(20))
+                .max()
+                .unwrap_or(20)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {

@@ -37,7 +37,11 @@ pub fn find_files(dir: &Path) -> Option<Discovered> {
             .collect();
         if let Some(main) = found.first() {
             let mut files = vec![main.clone()];
-            if let Some(over) = OVERRIDE_FILES.iter().map(|n| d.join(n)).find(|p| p.is_file()) {
+            if let Some(over) = OVERRIDE_FILES
+                .iter()
+                .map(|n| d.join(n))
+                .find(|p| p.is_file())
+            {
                 files.push(over);
             }
             return Some(Discovered {
@@ -121,7 +125,10 @@ mod tests {
     fn project_names_are_normalised_like_docker() {
         assert_eq!(normalize_project_name("My Project!"), "myproject");
         assert_eq!(normalize_project_name("__-web_1"), "web_1");
-        assert_eq!(normalize_project_name("UNNORMALIZED PATH"), "unnormalizedpath");
+        assert_eq!(
+            normalize_project_name("UNNORMALIZED PATH"),
+            "unnormalizedpath"
+        );
         assert!(is_valid_project_name("web-1_x"));
         assert!(!is_valid_project_name("Web"));
         assert!(!is_valid_project_name("-web"));
@@ -150,7 +157,10 @@ mod tests {
         let found = find_files(&sub).unwrap();
         assert_eq!(
             found.files,
-            vec![root.join("compose.yaml"), root.join("compose.override.yaml")]
+            vec![
+                root.join("compose.yaml"),
+                root.join("compose.override.yaml")
+            ]
         );
         assert_eq!(found.ignored, vec![root.join("docker-compose.yml")]);
         let empty = tempfile::tempdir().unwrap();

@@ -127,8 +127,8 @@ mod tests {
 
     #[test]
     fn missing_env_file_is_an_error() {
-        let err = with_env_files(&Environment::new(), &[PathBuf::from("/nonexistent/.env")])
-            .unwrap_err();
+        let err =
+            with_env_files(&Environment::new(), &[PathBuf::from("/nonexistent/.env")]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/.env"), "{err}");
     }
 
@@ -137,9 +137,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
         let mut os = Environment::new();
-        assert_eq!(env_files(&[], dir.path(), dir.path(), &os).unwrap().len(), 1);
+        assert_eq!(
+            env_files(&[], dir.path(), dir.path(), &os).unwrap().len(),
+            1
+        );
         os.insert("COMPOSE_DISABLE_ENV_FILE".into(), "true".into());
-        assert!(env_files(&[], dir.path(), dir.path(), &os).unwrap().is_empty());
+        assert!(env_files(&[], dir.path(), dir.path(), &os)
+            .unwrap()
+            .is_empty());
         os.insert("COMPOSE_DISABLE_ENV_FILE".into(), "maybe".into());
         assert!(env_files(&[], dir.path(), dir.path(), &os).is_err());
     }

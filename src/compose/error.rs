@@ -1,7 +1,7 @@
 //! The loader's error: what went wrong, in which file, at which line and key.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::path::TreePath;
 use super::yaml::Location;
@@ -39,7 +39,7 @@ pub enum LoadError {
 }
 
 fn located(
-    file: &PathBuf,
+    file: &Path,
     location: &Option<Location>,
     path: &Option<TreePath>,
     message: &str,

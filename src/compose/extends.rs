@@ -109,9 +109,7 @@ fn resolve(
             if get(services, &base_name).is_none() {
                 return Err(at(
                     file,
-                    format!(
-                        "cannot extend service \"{name}\": service \"{base_name}\" not found"
-                    ),
+                    format!("cannot extend service \"{name}\": service \"{base_name}\" not found"),
                 ));
             }
             resolve(ctx, &base_name, services, file, working_dir, env, chain)?

@@ -11,7 +11,9 @@ use super::loader::{self, Ctx};
 use super::yaml::{get, scalar_text};
 
 /// The top-level resources an included project contributes.
-const RESOURCES: [&str; 6] = ["services", "volumes", "networks", "secrets", "configs", "models"];
+const RESOURCES: [&str; 6] = [
+    "services", "volumes", "networks", "secrets", "configs", "models",
+];
 
 pub(super) fn apply(
     ctx: &mut Ctx,
@@ -38,10 +40,7 @@ pub(super) fn apply(
         if paths.is_empty() {
             return Err(at(file, "include: `path` is required"));
         }
-        let paths: Vec<PathBuf> = paths
-            .iter()
-            .map(|p| absolutize(wd, Path::new(p)))
-            .collect();
+        let paths: Vec<PathBuf> = paths.iter().map(|p| absolutize(wd, Path::new(p))).collect();
         let project_dir = match item.get("project_directory").and_then(scalar_text) {
             Some(d) => absolutize(wd, Path::new(&d)),
             None => paths[0]
@@ -74,10 +73,7 @@ pub(super) fn apply(
                     }
                     let f = absolutize(wd, Path::new(&f));
                     if !f.is_file() {
-                        return Err(at(
-                            file,
-                            format!("env file {} not found", f.display()),
-                        ));
+                        return Err(at(file, format!("env file {} not found", f.display())));
                     }
                     env_files.push(f);
                 }

@@ -311,7 +311,6 @@ enum Cast {
 /// compose-go `loader/interpolate.go` `interpolateTypeCastMapping`. `*` matches any key or
 /// sequence item, `[]` any sequence item.
 const CASTS: &[(&str, Cast)] = &[
-    ("services.*.configs.[].mode", Cast::Int),
     ("services.*.cpu_count", Cast::Int64),
     ("services.*.cpu_percent", Cast::Float),
     ("services.*.cpu_period", Cast::Int64),
@@ -346,7 +345,6 @@ const CASTS: &[(&str, Cast)] = &[
     ("services.*.privileged", Cast::Bool),
     ("services.*.read_only", Cast::Bool),
     ("services.*.scale", Cast::Int),
-    ("services.*.secrets.[].mode", Cast::Int),
     ("services.*.stdin_open", Cast::Bool),
     ("services.*.tty", Cast::Bool),
     ("services.*.ulimits.*", Cast::Int),
@@ -874,12 +872,13 @@ volumes:
         for path in [
             "services.s.ports[0].target",
             "services.s.volumes[1].volume.nocopy",
-            "services.s.secrets[0].mode",
         ] {
             assert!(cast_for(&TreePath::parse(path)).is_some(), "{path}");
         }
         for path in [
             "services.s.ports[0].published",
+            // File modes stay strings: the model reads them as octal, as docker does.
+            "services.s.secrets[0].mode",
             "services.s.mem_limit",
             "services.s.environment.privileged",
             "services.s.ports.target",

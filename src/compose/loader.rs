@@ -69,6 +69,8 @@ pub struct Loaded {
     pub environment: Environment,
     /// Services left out by profiles.
     pub disabled_services: Vec<String>,
+    /// Every profile some service declares, enabled or not, sorted.
+    pub all_profiles: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -107,11 +109,11 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         .project_directory
         .as_ref()
         .map(|d| absolutize(&opts.cwd, d));
-    let first_file_dir = opts
-        .files
-        .iter()
-        .find(|f| *f != "-")
-        .and_then(|f| absolutize(&opts.cwd, Path::new(f)).parent().map(Path::to_path_buf));
+    let first_file_dir = opts.files.iter().find(|f| *f != "-").and_then(|f| {
+        absolutize(&opts.cwd, Path::new(f))
+            .parent()
+            .map(Path::to_path_buf)
+    });
     let env_dir = explicit_wd
         .clone()
         .or_else(|| first_file_dir.clone())
@@ -182,8 +184,7 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         if let Some(m) = tree.as_mapping_mut() {
             m.insert(Value::from("name"), Value::from(name.clone()));
         }
-        normalize::normalize(&mut tree, &env)
-            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        normalize::normalize(&mut tree, &env).map_err(|e| LoadError::Invalid(e.to_string()))?;
     }
 
     let mut enabled_profiles = opts.profiles.clone();
@@ -196,6 +197,7 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
                 .collect();
         }
     }
+    let all_profiles = normalize::profiles(&tree);
     let disabled = normalize::apply_profiles(&mut tree, &enabled_profiles, &opts.services)
         .map_err(|e| LoadError::Invalid(e.to_string()))?;
 
@@ -217,6 +219,7 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         files: paths,
         environment: env,
         disabled_services: disabled,
+        all_profiles,
         warnings: ctx.warnings,
     })
 }

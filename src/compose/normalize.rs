@@ -183,9 +183,8 @@ pub fn resolve_relative_paths(tree: &mut Value, base: &str) {
         if let Some(file) = service.get_mut("extends").and_then(|e| e.get_mut("file")) {
             resolve_in_place(file, base);
         }
-        if let Some(Value::Sequence(watch)) = service
-            .get_mut("develop")
-            .and_then(|d| d.get_mut("watch"))
+        if let Some(Value::Sequence(watch)) =
+            service.get_mut("develop").and_then(|d| d.get_mut("watch"))
         {
             for w in watch.iter_mut() {
                 if let Some(p) = w.get_mut("path") {
@@ -454,6 +453,17 @@ fn set_names_from_keys(tree: &mut Value) {
     }
 }
 
+/// Every profile declared by a service, sorted.
+pub fn profiles(tree: &Value) -> Vec<String> {
+    let mut all = BTreeSet::new();
+    for (_, s) in services(tree) {
+        if let Some(Value::Sequence(p)) = get(s, "profiles") {
+            all.extend(p.iter().filter_map(scalar_text));
+        }
+    }
+    all.into_iter().collect()
+}
+
 /// Keep the services enabled by `profiles` (or named in `selected`), move the others out.
 /// Returns the names of the disabled services.
 pub fn apply_profiles(
@@ -520,9 +530,17 @@ pub fn remove_unused_resources(tree: &mut Value) {
         if let Some(Value::Mapping(m)) = get(s, "models") {
             used["models"].extend(m.keys().filter_map(scalar_text));
         }
-        for v in get(s, "volumes").and_then(Value::as_sequence).into_iter().flatten() {
+        for v in get(s, "volumes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             if v.get("type").and_then(Value::as_str) == Some("volume") {
-                if let Some(src) = v.get("source").and_then(scalar_text).filter(|s| !s.is_empty()) {
+                if let Some(src) = v
+                    .get("source")
+                    .and_then(scalar_text)
+                    .filter(|s| !s.is_empty())
+                {
                     used["volumes"].insert(src);
                 }
             }
@@ -694,7 +712,11 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
             }
         }
     }
-    let graph = ServiceGraph::new(edges.iter().map(|(n, d)| (n.as_str(), d.iter().map(String::as_str))));
+    let graph = ServiceGraph::new(
+        edges
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.iter().map(String::as_str))),
+    );
     if let Some(cycle) = graph.find_cycle() {
         return Err(NormalizeError::Message(format!(
             "dependency cycle detected: {}",
@@ -732,7 +754,8 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
                     message,
                 };
                 let values = if raw {
-                    let content = std::fs::read_to_string(p).map_err(|e| read_err(e.to_string()))?;
+                    let content =
+                        std::fs::read_to_string(p).map_err(|e| read_err(e.to_string()))?;
                     dotenv::parse_raw(&content, &|k: &str| env.get(k).cloned())
                         .map_err(|e| read_err(e.to_string()))?
                 } else {
@@ -758,16 +781,24 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
         }
         if let Some(files) = service.remove("label_file") {
             let mut merged = Mapping::new();
-            for f in files.as_sequence().into_iter().flatten().filter_map(Value::as_str) {
+            for f in files
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 let p = std::path::Path::new(f);
                 let content = std::fs::read_to_string(p).map_err(|e| NormalizeError::EnvFile {
                     path: f.to_string(),
                     message: e.to_string(),
                 })?;
-                let values = dotenv::parse_raw(&content, &|k: &str| env.get(k).cloned()).map_err(|e| NormalizeError::EnvFile {
-                    path: f.to_string(),
-                    message: e.to_string(),
-                })?;
+                let values =
+                    dotenv::parse_raw(&content, &|k: &str| env.get(k).cloned()).map_err(|e| {
+                        NormalizeError::EnvFile {
+                            path: f.to_string(),
+                            message: e.to_string(),
+                        }
+                    })?;
                 for (k, v) in values {
                     merged.insert(Value::from(k), Value::from(v));
                 }
@@ -790,8 +821,9 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
 pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
     fn split(v: &mut Value, what: &str) -> Result<(), NormalizeError> {
         if let Value::String(s) = v {
-            let words = shell_words::split(s)
-                .map_err(|e| NormalizeError::Message(format!("{what}: invalid command line {s:?}: {e}")))?;
+            let words = shell_words::split(s).map_err(|e| {
+                NormalizeError::Message(format!("{what}: invalid command line {s:?}: {e}"))
+            })?;
             *v = Value::Sequence(words.into_iter().map(Value::from).collect());
         }
         Ok(())
@@ -817,9 +849,8 @@ pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
                 }
             }
         }
-        if let Some(Value::Sequence(watch)) = service
-            .get_mut("develop")
-            .and_then(|d| d.get_mut("watch"))
+        if let Some(Value::Sequence(watch)) =
+            service.get_mut("develop").and_then(|d| d.get_mut("watch"))
         {
             for w in watch.iter_mut() {
                 if let Some(c) = w.get_mut("exec").and_then(|e| e.get_mut("command")) {
@@ -846,7 +877,10 @@ mod tests {
         let a = &t["services"]["a"];
         assert_eq!(a["command"], tree("[sh, -c, \"echo $$X 'a b'\"]"));
         assert_eq!(a["entrypoint"], tree("[]"));
-        assert_eq!(a["healthcheck"]["test"], tree("[CMD-SHELL, curl -f localhost]"));
+        assert_eq!(
+            a["healthcheck"]["test"],
+            tree("[CMD-SHELL, curl -f localhost]")
+        );
         let mut bad = tree("services:\n  a: {command: \"echo 'unterminated\"}\n");
         assert!(split_commands(&mut bad).is_err());
     }
@@ -879,7 +913,10 @@ mod tests {
         env.insert("HOME".into(), "/root".into());
         let mut t = tree("services:\n  a:\n    image: x\n    environment: [A=1, HOME, NOPE]\n    build: {args: [HOME, NOPE]}\n");
         resolve_environment(&mut t, &env);
-        assert_eq!(t["services"]["a"]["environment"], tree("{A: '1', HOME: /root, NOPE: null}"));
+        assert_eq!(
+            t["services"]["a"]["environment"],
+            tree("{A: '1', HOME: /root, NOPE: null}")
+        );
         assert_eq!(t["services"]["a"]["build"]["args"], tree("{HOME: /root}"));
     }
 
@@ -895,23 +932,39 @@ mod tests {
         assert_eq!(t["secrets"]["s"]["file"], Value::from("/work/p/s.txt"));
         let mut t = tree("services:\n  a: {build: {context: 'https://github.com/x/y.git'}}\n");
         resolve_relative_paths(&mut t, "/w");
-        assert_eq!(t["services"]["a"]["build"]["context"], Value::from("https://github.com/x/y.git"));
+        assert_eq!(
+            t["services"]["a"]["build"]["context"],
+            Value::from("https://github.com/x/y.git")
+        );
     }
 
     #[test]
     fn profiles_disable_services_and_guard_dependencies() {
         let src = "services:\n  a: {image: x}\n  dbg: {image: x, profiles: [debug]}\n";
         let mut t = tree(src);
-        assert_eq!(apply_profiles(&mut t, &[], &[]).unwrap(), vec!["dbg".to_string()]);
+        assert_eq!(
+            apply_profiles(&mut t, &[], &[]).unwrap(),
+            vec!["dbg".to_string()]
+        );
         let mut t = tree(src);
-        assert!(apply_profiles(&mut t, &["debug".into()], &[]).unwrap().is_empty());
+        assert!(apply_profiles(&mut t, &["debug".into()], &[])
+            .unwrap()
+            .is_empty());
         let mut t = tree(src);
-        assert!(apply_profiles(&mut t, &["*".into()], &[]).unwrap().is_empty());
+        assert!(apply_profiles(&mut t, &["*".into()], &[])
+            .unwrap()
+            .is_empty());
         let mut t = tree(src);
-        assert!(apply_profiles(&mut t, &[], &["dbg".into()]).unwrap().is_empty());
+        assert!(apply_profiles(&mut t, &[], &["dbg".into()])
+            .unwrap()
+            .is_empty());
         let mut t = tree("services:\n  a: {image: x, depends_on: {dbg: {condition: service_started, required: true}}}\n  dbg: {image: x, profiles: [debug]}\n");
         let err = apply_profiles(&mut t, &[], &[]).unwrap_err();
-        assert!(err.to_string().contains("depends on undefined service \"dbg\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("depends on undefined service \"dbg\""),
+            "{err}"
+        );
         let mut t = tree("services:\n  a: {image: x, depends_on: {dbg: {condition: service_started, required: false}}}\n  dbg: {image: x, profiles: [debug]}\n");
         assert!(apply_profiles(&mut t, &[], &[]).is_ok());
     }
@@ -920,14 +973,20 @@ mod tests {
     fn consistency_errors_name_the_problem() {
         let check = |src: &str| check_consistency(&tree(src)).unwrap_err().to_string();
         assert!(check("services:\n  a: {}\n").contains("neither an image nor a build context"));
-        assert!(check("services:\n  a: {image: x, depends_on: {b: {required: true}}}\n")
-            .contains("depends on undefined service \"b\""));
+        assert!(
+            check("services:\n  a: {image: x, depends_on: {b: {required: true}}}\n")
+                .contains("depends on undefined service \"b\"")
+        );
         assert!(check("services:\n  a: {image: x, networks: {n: null}}\n")
             .contains("undefined network n"));
-        assert!(check("services:\n  a: {image: x, volumes: [{type: volume, source: v, target: /v}]}\n")
-            .contains("undefined volume v"));
-        assert!(check("services:\n  a: {image: x, container_name: c}\n  b: {image: x, container_name: c}\n")
-            .contains("container name \"c\" is already in use"));
+        assert!(check(
+            "services:\n  a: {image: x, volumes: [{type: volume, source: v, target: /v}]}\n"
+        )
+        .contains("undefined volume v"));
+        assert!(check(
+            "services:\n  a: {image: x, container_name: c}\n  b: {image: x, container_name: c}\n"
+        )
+        .contains("container name \"c\" is already in use"));
         assert_eq!(
             check("services:\n  s1: {image: x, depends_on: {s2: {}}}\n  s2: {image: x, depends_on: {s1: {}}}\n"),
             "dependency cycle detected: s1 -> s2 -> s1"

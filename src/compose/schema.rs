@@ -1953,7 +1953,7 @@ configs:
         let mut failures = Vec::new();
         for entry in entries.flatten() {
             let p = entry.path();
-            if !p.extension().is_some_and(|x| x == "json") {
+            if p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
             let Ok(text) = std::fs::read_to_string(&p) else {

@@ -88,10 +88,9 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
 
 /// A cheap test for a token such as ` 0440` before walking the whole file for octals.
 fn has_octal_candidate(content: &str) -> bool {
-    content
-        .as_bytes()
-        .windows(3)
-        .any(|w| matches!(w[0], b' ' | b'[' | b',' | b'-') && w[1] == b'0' && (b'0'..=b'7').contains(&w[2]))
+    content.as_bytes().windows(3).any(|w| {
+        matches!(w[0], b' ' | b'[' | b',' | b'-') && w[1] == b'0' && (b'0'..=b'7').contains(&w[2])
+    })
 }
 
 /// Plain scalars written as YAML 1.1 octal integers (`0440`): docker compose's YAML parser
@@ -356,7 +355,13 @@ fn find_duplicate_key(content: &str) -> Option<Location> {
     let mut stack: Vec<Frame> = Vec::new();
     loop {
         let (ev, mark) = parser.next_token().ok()?;
-        let at_key = matches!(stack.last(), Some(Frame::Map { expect_key: true, .. }));
+        let at_key = matches!(
+            stack.last(),
+            Some(Frame::Map {
+                expect_key: true,
+                ..
+            })
+        );
         match &ev {
             Event::StreamEnd => return None,
             Event::Scalar(text, ..) if at_key => {
@@ -450,7 +455,10 @@ mod tests {
 
     #[test]
     fn yaml_1_1_octals_are_read_as_octal() {
-        let docs = parse_documents("secrets:\n  - source: s\n    mode: 0440\n    uid: '0440'\n    gid: 10\n").unwrap();
+        let docs = parse_documents(
+            "secrets:\n  - source: s\n    mode: 0440\n    uid: '0440'\n    gid: 10\n",
+        )
+        .unwrap();
         assert_eq!(docs[0]["secrets"][0]["mode"], Value::from(0o440));
         assert_eq!(docs[0]["secrets"][0]["uid"], Value::from("0440"));
         assert_eq!(docs[0]["secrets"][0]["gid"], Value::from(10));
@@ -489,11 +497,17 @@ mod tests {
     fn locate_finds_keys_and_items() {
         let src = "name: x\nservices:\n  web:\n    image: busybox\n    ports:\n      - 80\n      - \"8080:80\"\n    wrongField: 1\n";
         let at = |p: &str| locate(src, 0, &TreePath::parse(p)).unwrap();
-        assert_eq!(at("services.web.wrongField"), Location { line: 8, column: 5 });
+        assert_eq!(
+            at("services.web.wrongField"),
+            Location { line: 8, column: 5 }
+        );
         assert_eq!(at("services.web.ports[1]"), Location { line: 7, column: 9 });
         assert_eq!(at("services.web.image"), Location { line: 4, column: 5 });
         // A path that goes deeper than the source: the deepest existing key.
-        assert_eq!(at("services.web.image.nope"), Location { line: 4, column: 5 });
+        assert_eq!(
+            at("services.web.image.nope"),
+            Location { line: 4, column: 5 }
+        );
     }
 
     #[test]

@@ -210,10 +210,18 @@ mod tests {
             ]
         );
         assert_eq!(g.stop_levels().unwrap()[0], vec!["proxy".to_string()]);
-        assert_eq!(g.dependents("redis"), vec!["web".to_string(), "worker".into()]);
+        assert_eq!(
+            g.dependents("redis"),
+            vec!["web".to_string(), "worker".into()]
+        );
         assert_eq!(
             g.with_dependencies(&["proxy".into()]),
-            vec!["db".to_string(), "proxy".into(), "redis".into(), "web".into()]
+            vec![
+                "db".to_string(),
+                "proxy".into(),
+                "redis".into(),
+                "web".into()
+            ]
         );
     }
 
