@@ -116,8 +116,8 @@ fn show(v: Option<&Value>) -> String {
     let s = v
         .map(|v| v.to_string())
         .unwrap_or_else(|| "<absent>".into());
-    if s.len() > 160 {
-        format!("{}…", &s[..s.floor_char_boundary(160)])
+    if s.chars().count() > 160 {
+        format!("{}…", s.chars().take(160).collect::<String>())
     } else {
         s
     }
