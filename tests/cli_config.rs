@@ -331,3 +331,131 @@ fn version_prints_the_version() {
     assert!(out.status.success());
     assert!(stdout(&out).contains(env!("CARGO_PKG_VERSION")));
 }
+
+fn config_error(files: &[(&str, &str)], args: &[&str]) -> String {
+    let dir = project(files);
+    let mut all = args.to_vec();
+    all.push("config");
+    let out = rcompose_in(dir.path(), &all);
+    assert_eq!(out.status.code(), Some(1), "should fail: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn extends_errors_are_explained() {
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  a: {extends: {service: b}}\n  b: {extends: {service: a}}\n",
+        )],
+        &[],
+    );
+    assert!(err.contains("circular reference in extends"), "{err}");
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  a: {extends: {service: nope}}\n",
+        )],
+        &[],
+    );
+    assert!(err.contains("service \"nope\" not found"), "{err}");
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  a: {extends: {file: missing.yaml, service: b}}\n",
+        )],
+        &[],
+    );
+    assert!(err.contains("missing.yaml"), "{err}");
+}
+
+#[test]
+fn include_loads_projects_with_their_own_directory_and_env() {
+    let dir = project(&[
+        (
+            "compose.yaml",
+            "include:\n  - sub/compose.yaml\nservices:\n  web: {image: web, depends_on: [db]}\n",
+        ),
+        ("sub/.env", "DB_TAG=15\n"),
+        (
+            "sub/compose.yaml",
+            "services:\n  db:\n    image: postgres:${DB_TAG}\n    volumes: ['./data:/var/lib/data']\n",
+        ),
+    ]);
+    let cfg = json_config(dir.path(), &[]);
+    let db = &cfg["services"]["db"];
+    assert_eq!(db["image"], "postgres:15");
+    let data = dir.path().join("sub/data");
+    assert_eq!(db["volumes"][0]["source"], data.to_str().unwrap());
+}
+
+#[test]
+fn include_conflicts_and_cycles_are_rejected() {
+    let err = config_error(
+        &[
+            (
+                "compose.yaml",
+                "include: [other.yaml]\nservices:\n  db: {image: mine}\n",
+            ),
+            ("other.yaml", "services:\n  db: {image: theirs}\n"),
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("services.db conflicts with imported resource"),
+        "{err}"
+    );
+    let err = config_error(
+        &[
+            (
+                "compose.yaml",
+                "include: [b.yaml]\nservices:\n  a: {image: a}\n",
+            ),
+            (
+                "b.yaml",
+                "include: [compose.yaml]\nservices:\n  b: {image: b}\n",
+            ),
+        ],
+        &[],
+    );
+    assert!(err.contains("include cycle detected"), "{err}");
+}
+
+#[test]
+fn reset_and_override_tags_in_overrides() {
+    let dir = project(&[
+        (
+            "compose.yaml",
+            "services:\n  web:\n    image: web\n    ports: ['80:80']\n    environment: {A: '1', B: '2'}\n",
+        ),
+        (
+            "compose.override.yaml",
+            "services:\n  web:\n    ports: !reset []\n    environment: !override {C: '3'}\n",
+        ),
+    ]);
+    let cfg = json_config(dir.path(), &[]);
+    let web = &cfg["services"]["web"];
+    assert!(web.get("ports").is_none(), "{web}");
+    assert_eq!(web["environment"], serde_json::json!({"C": "3"}));
+}
+
+#[test]
+fn a_missing_required_env_file_is_named() {
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web: {image: x, env_file: [nope.env]}\n",
+        )],
+        &[],
+    );
+    assert!(err.contains("nope.env"), "{err}");
+    // `required: false` makes it optional.
+    let dir = project(&[(
+        "compose.yaml",
+        "services:\n  web: {image: x, env_file: [{path: nope.env, required: false}]}\n",
+    )]);
+    let cfg = json_config(dir.path(), &[]);
+    assert_eq!(cfg["services"]["web"]["image"], "x");
+}
