@@ -1,0 +1,5 @@
+//! Images: references, registries, pulls into a verified content store, unpacked layers.
+
+pub mod config;
+pub mod digest;
+pub mod store;
