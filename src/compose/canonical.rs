@@ -831,7 +831,7 @@ fn key_string(k: &Value) -> String {
 pub(crate) fn scalar_string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(crate::compose::yaml::number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }

@@ -590,6 +590,14 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
                 "service {name:?} has neither an image nor a build context specified"
             )));
         }
+        let replicas = get(s, "deploy").and_then(|d| d.get("replicas"));
+        if let (Some(scale), Some(replicas)) = (get(s, "scale"), replicas) {
+            if !scale.is_null() && !replicas.is_null() && scale != replicas {
+                return Err(invalid(format!(
+                    "services.{name}: can't set distinct values on 'scale' and 'deploy.replicas'"
+                )));
+            }
+        }
         if let Some(Value::Mapping(build)) = get(s, "build") {
             if get(build, "dockerfile").is_some()
                 && get(build, "dockerfile_inline").is_some()
@@ -987,6 +995,14 @@ mod tests {
             "services:\n  a: {image: x, container_name: c}\n  b: {image: x, container_name: c}\n"
         )
         .contains("container name \"c\" is already in use"));
+        assert_eq!(
+            check("services:\n  a: {image: x, scale: 2, deploy: {replicas: 3}}\n"),
+            "services.a: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project"
+        );
+        assert!(check_consistency(&tree(
+            "services:\n  a: {image: x, scale: 2, deploy: {replicas: 2}}\n"
+        ))
+        .is_ok());
         assert_eq!(
             check("services:\n  s1: {image: x, depends_on: {s2: {}}}\n  s2: {image: x, depends_on: {s1: {}}}\n"),
             "dependency cycle detected: s1 -> s2 -> s1"

@@ -227,11 +227,43 @@ fn check_keys(v: &Value, path: &TreePath) -> Result<(), YamlError> {
 pub fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         Value::Null => None,
         Value::Tagged(t) => scalar_text(&t.value),
         _ => None,
+    }
+}
+
+/// A number as compose-go prints a YAML number it stringifies (Go's `fmt.Sprint`): integers as
+/// they are, floats in their shortest form with an exponent from 1e+06 up and below 1e-04
+/// (`1e6` → `1e+06`, `3.0` → `3`, `.inf` → `+Inf`).
+pub fn number_text(n: &serde_yaml::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() => go_float(f),
+        _ => n.to_string(),
+    }
+}
+
+fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, as Go's shortest formatting does.
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        format!("{f}")
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
     }
 }
 
@@ -515,5 +547,28 @@ mod tests {
         let src = "services:\n  a: {}\n---\nservices:\n  b:\n    bad: 1\n";
         let loc = locate(src, 1, &TreePath::parse("services.b.bad")).unwrap();
         assert_eq!(loc.line, 6);
+    }
+
+    #[test]
+    fn numbers_print_as_go_prints_them() {
+        let text = |src: &str| {
+            let v: Value = serde_yaml::from_str(src).unwrap();
+            scalar_text(&v).unwrap()
+        };
+        assert_eq!(text("1e6"), "1e+06");
+        assert_eq!(text("1e5"), "100000");
+        assert_eq!(text("123456789.0"), "1.23456789e+08");
+        assert_eq!(text("1234567.5"), "1.2345675e+06");
+        assert_eq!(text("0.0001"), "0.0001");
+        assert_eq!(text("0.00001"), "1e-05");
+        assert_eq!(text("1.5e300"), "1.5e+300");
+        assert_eq!(text("3.0"), "3");
+        assert_eq!(text("1.50"), "1.5");
+        assert_eq!(text("-0.0"), "-0");
+        assert_eq!(text(".inf"), "+Inf");
+        assert_eq!(text("-.inf"), "-Inf");
+        assert_eq!(text(".nan"), "NaN");
+        assert_eq!(text("0x1F"), "31");
+        assert_eq!(text("-12"), "-12");
     }
 }

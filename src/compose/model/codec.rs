@@ -124,7 +124,7 @@ fn scalar_string<E: de::Error>(v: Value) -> Result<Option<String>, E> {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s)),
         Value::Bool(b) => Ok(Some(b.to_string())),
-        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Number(n) => Ok(Some(crate::compose::yaml::number_text(&n))),
         Value::Tagged(t) => scalar_string(t.value),
         Value::Sequence(_) | Value::Mapping(_) => Err(E::custom("expected a scalar value")),
     }
