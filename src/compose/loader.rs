@@ -199,11 +199,11 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     }
     let all_profiles = normalize::profiles(&tree);
     let disabled = normalize::apply_profiles(&mut tree, &enabled_profiles, &opts.services)
-        .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        .map_err(|e| locate_error(&sources, e))?;
 
     normalize::remove_unused_resources(&mut tree);
     if opts.consistency {
-        normalize::check_consistency(&tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        normalize::check_consistency(&tree).map_err(|e| locate_error(&sources, e))?;
     }
     normalize::resolve_env_files(&mut tree, &env).map_err(|e| LoadError::Invalid(e.to_string()))?;
 
@@ -222,6 +222,29 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         all_profiles,
         warnings: ctx.warnings,
     })
+}
+
+/// A project-wide error, pointed at the last of the project's files that defines the key it is
+/// about (the files are re-read only now, on the error path).
+fn locate_error(sources: &[Source], e: normalize::NormalizeError) -> LoadError {
+    if let Some(path) = e.path() {
+        for source in sources.iter().rev() {
+            let Ok(docs) = yaml::parse_documents(&source.content) else {
+                continue;
+            };
+            for (i, doc) in docs.iter().enumerate().rev() {
+                if yaml::value_at(doc, path).is_some() {
+                    return LoadError::At {
+                        file: source.path.clone(),
+                        location: yaml::locate(&source.content, i, path),
+                        path: None,
+                        message: e.to_string(),
+                    };
+                }
+            }
+        }
+    }
+    LoadError::Invalid(e.to_string())
 }
 
 fn read_source(p: &Path, opts: &Options) -> Result<Source, LoadError> {

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use super::discovery::join_clean;
 use super::dotenv;
 use super::environment::Environment;
+use super::path::TreePath;
 use super::yaml::{get, scalar_text};
 use crate::plan::graph::ServiceGraph;
 
@@ -17,6 +18,9 @@ use crate::plan::graph::ServiceGraph;
 pub enum NormalizeError {
     #[error("{0}: invalid compose project")]
     Invalid(String),
+    /// Like `Invalid`, with the key it is about, so the loader can point into the file.
+    #[error("{message}: invalid compose project")]
+    InvalidAt { path: TreePath, message: String },
     #[error("{0}")]
     Message(String),
     #[error("env file {path} not found: stat {path}: no such file or directory")]
@@ -29,6 +33,28 @@ pub enum NormalizeError {
 
 fn invalid(msg: impl Into<String>) -> NormalizeError {
     NormalizeError::Invalid(msg.into())
+}
+
+fn invalid_at(path: TreePath, msg: impl Into<String>) -> NormalizeError {
+    NormalizeError::InvalidAt {
+        path,
+        message: msg.into(),
+    }
+}
+
+/// `services.<name>`: where most consistency errors point.
+fn service_path(name: &str) -> TreePath {
+    TreePath::root().key("services").key(name)
+}
+
+impl NormalizeError {
+    /// The key the error is about, when it is about one.
+    pub fn path(&self) -> Option<&TreePath> {
+        match self {
+            NormalizeError::InvalidAt { path, .. } => Some(path),
+            _ => None,
+        }
+    }
 }
 
 /// Iterate over the services of a tree, mutably.
@@ -586,9 +612,10 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
     for (name, s) in services(tree) {
         let has_image = str_of(s, "image").is_some_and(|i| !i.is_empty());
         if !has_image && get(s, "build").is_none() && get(s, "provider").is_none() {
-            return Err(invalid(format!(
-                "service {name:?} has neither an image nor a build context specified"
-            )));
+            return Err(invalid_at(
+                service_path(name),
+                format!("service {name:?} has neither an image nor a build context specified"),
+            ));
         }
         let replicas = get(s, "deploy").and_then(|d| d.get("replicas"));
         if let (Some(scale), Some(replicas)) = (get(s, "scale"), replicas) {
@@ -625,9 +652,10 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
             }
             for net in nets.keys().filter_map(Value::as_str) {
                 if !declared("networks", net) {
-                    return Err(invalid(format!(
-                        "service {name:?} refers to undefined network {net}"
-                    )));
+                    return Err(invalid_at(
+                        service_path(name).key("networks").key(net),
+                        format!("service {name:?} refers to undefined network {net}"),
+                    ));
                 }
             }
         }
@@ -647,9 +675,11 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
                 let required = !matches!(cfg.get("required"), Some(Value::Bool(false)));
                 if !names.contains(dep.as_str()) {
                     if required {
-                        return Err(invalid(format!(
-                            "service {name:?} depends on undefined service {dep:?}"
-                        )));
+                        let at = service_path(name).key("depends_on").key(dep.as_str());
+                        return Err(invalid_at(
+                            at,
+                            format!("service {name:?} depends on undefined service {dep:?}"),
+                        ));
                     }
                     continue;
                 }
@@ -669,9 +699,10 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
                 if str_of(v, "type") == Some("volume") {
                     if let Some(src) = str_of(v, "source").filter(|s| !s.is_empty()) {
                         if !declared("volumes", src) {
-                            return Err(invalid(format!(
-                                "service {name:?} refers to undefined volume {src}"
-                            )));
+                            return Err(invalid_at(
+                                service_path(name).key("volumes"),
+                                format!("service {name:?} refers to undefined volume {src}"),
+                            ));
                         }
                     }
                 }
@@ -686,18 +717,22 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
                         .or_else(|| scalar_text(item))
                         .unwrap_or_default();
                     if !declared(kind, &src) {
-                        return Err(invalid(format!(
-                            "service {name:?} refers to undefined {singular} {src}"
-                        )));
+                        return Err(invalid_at(
+                            service_path(name).key(kind),
+                            format!("service {name:?} refers to undefined {singular} {src}"),
+                        ));
                     }
                 }
             }
         }
         if let Some(cn) = str_of(s, "container_name") {
             if let Some(existing) = container_names.get(cn) {
-                return Err(invalid(format!(
+                return Err(invalid_at(
+                    service_path(name).key("container_name"),
+                    format!(
                     "services.{name}: container name {cn:?} is already in use by service {existing}"
-                )));
+                ),
+                ));
             }
             container_names.insert(cn.to_string(), name.to_string());
         }

@@ -164,6 +164,21 @@ fn octal_scalars(content: &str) -> Vec<(usize, TreePath, String, i64)> {
     found
 }
 
+/// The value at `path`, if the tree has one there. A key step into a sequence of strings
+/// matches the item with that text (`depends_on: [db]` holds `depends_on.db`).
+pub fn value_at<'a>(v: &'a Value, path: &TreePath) -> Option<&'a Value> {
+    let mut cur = v;
+    for seg in path.segments() {
+        cur = match (seg, cur) {
+            (Seg::Key(k), Value::Mapping(m)) => m.get(k.as_str())?,
+            (Seg::Key(k), Value::Sequence(s)) => s.iter().find(|i| i.as_str() == Some(k))?,
+            (Seg::Index(i), Value::Sequence(s)) => s.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// The value at `path`, if the tree has one there.
 fn value_at_mut<'a>(v: &'a mut Value, path: &TreePath) -> Option<&'a mut Value> {
     let mut cur = v;
@@ -367,6 +382,22 @@ pub fn locate(content: &str, doc: usize, path: &TreePath) -> Option<Location> {
                 current = iev;
                 current_mark = at;
             }
+            (Event::SequenceStart(..), Seg::Key(want)) => {
+                // A list of names (`depends_on: [db]`): the item with that text.
+                loop {
+                    let (iev, imark) = parser.next_token().ok()?;
+                    match iev {
+                        Event::SequenceEnd => return best.or(Some(current_mark)),
+                        Event::Scalar(ref text, ..) if text == want => {
+                            return Some(Location {
+                                line: imark.line(),
+                                column: imark.col() + 1,
+                            });
+                        }
+                        other => skip_started(&mut parser, &other)?,
+                    }
+                }
+            }
             _ => return best.or(Some(current_mark)),
         }
     }
@@ -535,6 +566,13 @@ mod tests {
         );
         assert_eq!(at("services.web.ports[1]"), Location { line: 7, column: 9 });
         assert_eq!(at("services.web.image"), Location { line: 4, column: 5 });
+        assert_eq!(
+            locate("a:\n  deps: [x, y]\n", 0, &TreePath::parse("a.deps.y")),
+            Some(Location {
+                line: 2,
+                column: 13
+            })
+        );
         // A path that goes deeper than the source: the deepest existing key.
         assert_eq!(
             at("services.web.image.nope"),
