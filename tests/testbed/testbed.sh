@@ -223,7 +223,7 @@ cmd_build() {
     need_root "build (debootstrap)"
     lock_cache
     mkdir -p "$CACHE"/{layers,oci,debs,work}
-    if [[ $(cat "$CACHE/oci/.recipe" 2>/dev/null) == "$RECIPE_VERSION.$IMAGES_VERSION.$(layer_versions)" ]] && layouts_present; then
+    if [[ $(cat "$CACHE/oci/.recipe" 2>/dev/null) == "$RECIPE_VERSION.$IMAGES_VERSION.$(layer_versions)" ]] && layouts_present && layers_fresh; then
         log "images up to date in $CACHE/oci"
         return
     fi
@@ -284,6 +284,13 @@ layer_versions() {
     local l out=""
     for l in busybox alpine nginx debian redis python; do out+="${LAYER_VERSION[$l]}"; done
     echo "$out"
+}
+
+layers_fresh() {
+    local l
+    for l in busybox alpine nginx debian redis python; do
+        layer_fresh "$l" || return 1
+    done
 }
 
 layouts_present() {
@@ -439,6 +446,7 @@ EOF
 }
 
 cmd_env() {
+    [[ -f $CACHE/registries.conf ]] || log "warning: $CACHE/registries.conf missing; run: $0 serve"
     cat <<EOF
 export CONTAINERS_REGISTRIES_CONF=$CACHE/registries.conf
 export RCOMPOSE_TESTBED_REGISTRY=127.0.0.1:$PORT
