@@ -1,5 +1,8 @@
 //! Images: references, registries, pulls into a verified content store, unpacked layers.
 
+pub mod auth;
 pub mod config;
 pub mod digest;
+pub mod reference;
+pub mod registries;
 pub mod store;
