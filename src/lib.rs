@@ -5,4 +5,5 @@
 
 pub mod cli;
 pub mod compose;
+pub mod image;
 pub mod plan;

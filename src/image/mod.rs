@@ -1,0 +1,3 @@
+//! Images: registry pulls, the content store and layer unpacking.
+
+pub mod unpack;
