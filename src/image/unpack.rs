@@ -81,11 +81,12 @@ impl Compression {
     }
 }
 
+/// A stream whose first bytes were read to detect its compression, put back in front.
+pub type Sniffed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
 /// Reads the first bytes of `reader` to detect its compression; returns a reader that still
 /// yields the whole stream.
-pub fn detect_compression<R: Read>(
-    mut reader: R,
-) -> io::Result<(Compression, io::Chain<io::Cursor<Vec<u8>>, R>)> {
+pub fn detect_compression<R: Read>(mut reader: R) -> io::Result<(Compression, Sniffed<R>)> {
     let mut head = Vec::with_capacity(4);
     (&mut reader).take(4).read_to_end(&mut head)?;
     let compression = Compression::from_magic(&head);
@@ -222,6 +223,17 @@ pub fn unpack_layer(
     dest: &Path,
     limits: &Limits,
 ) -> Result<Unpacked, UnpackError> {
+    unpack(reader, compression, dest, limits, true)
+}
+
+/// [`unpack_layer`], with the openat2 fast path switchable so tests cover the fallback walk.
+fn unpack(
+    reader: impl Read,
+    compression: Compression,
+    dest: &Path,
+    limits: &Limits,
+    use_openat2: bool,
+) -> Result<Unpacked, UnpackError> {
     let root = nix::fcntl::open(
         dest,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -247,7 +259,7 @@ pub fn unpack_layer(
     let mut unpacker = Unpacker {
         root,
         limits,
-        use_openat2: true,
+        use_openat2,
         dirs: Vec::new(),
         buf: vec![0; 256 << 10],
     };
@@ -952,5 +964,861 @@ fn lset_xattr_at(
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use tar::{EntryType, Header};
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// Unpacking sets ownership, creates device nodes and trusted.* xattrs: root only.
+    macro_rules! require_root {
+        () => {
+            if !is_root() {
+                eprintln!("skipped: needs root (mknod, chown, trusted.* xattrs)");
+                return;
+            }
+        };
+    }
+
+    const MTIME: u64 = 1_600_000_000;
+    /// A valid VFS_CAP_REVISION_2 capability set: cap_net_bind_service, effective.
+    const CAP_NET_BIND: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// Builds tar streams byte by byte, including the hostile ones the `tar` crate's safe
+    /// setters refuse to write.
+    struct Tar {
+        out: tar::Builder<Vec<u8>>,
+        members: u64,
+    }
+
+    struct E<'a> {
+        path: &'a str,
+        kind: EntryType,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+        link: &'a str,
+        data: &'a [u8],
+        dev: (u32, u32),
+    }
+
+    fn e(path: &str, kind: EntryType) -> E<'_> {
+        let mode = if kind == EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        };
+        E {
+            path,
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: MTIME,
+            link: "",
+            data: b"",
+            dev: (0, 0),
+        }
+    }
+
+    impl Tar {
+        fn new() -> Self {
+            Self {
+                out: tar::Builder::new(Vec::new()),
+                members: 0,
+            }
+        }
+
+        fn add(&mut self, e: E<'_>) -> &mut Self {
+            let mut h = Header::new_gnu();
+            let name = &mut h.as_old_mut().name;
+            name[..e.path.len()].copy_from_slice(e.path.as_bytes());
+            h.set_entry_type(e.kind);
+            h.set_size(e.data.len() as u64);
+            h.set_mode(e.mode);
+            h.set_uid(e.uid);
+            h.set_gid(e.gid);
+            h.set_mtime(e.mtime);
+            h.set_link_name_literal(e.link.as_bytes()).unwrap();
+            h.set_device_major(e.dev.0).unwrap();
+            h.set_device_minor(e.dev.1).unwrap();
+            h.set_cksum();
+            self.out.append(&h, e.data).unwrap();
+            self.members += 1;
+            self
+        }
+
+        fn dir(&mut self, path: &str) -> &mut Self {
+            self.add(e(path, EntryType::Directory))
+        }
+
+        fn file(&mut self, path: &str, data: &[u8]) -> &mut Self {
+            self.add(E {
+                data,
+                ..e(path, EntryType::Regular)
+            })
+        }
+
+        fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
+            self.add(E {
+                link: target,
+                ..e(path, EntryType::Symlink)
+            })
+        }
+
+        fn hardlink(&mut self, path: &str, target: &str) -> &mut Self {
+            self.add(E {
+                link: target,
+                ..e(path, EntryType::Link)
+            })
+        }
+
+        /// PAX records for the next member (not a member itself).
+        fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+            let mut data = Vec::new();
+            for (key, value) in records {
+                let base = key.len() + value.len() + 3;
+                let mut len = base + 1;
+                while base + len.to_string().len() != len {
+                    len += 1;
+                }
+                data.extend_from_slice(format!("{len} {key}=").as_bytes());
+                data.extend_from_slice(value);
+                data.push(b'\n');
+            }
+            self.add(E {
+                data: &data,
+                ..e("PaxHeaders/x", EntryType::XHeader)
+            });
+            self.members -= 1;
+            self
+        }
+
+        /// A GNU long-name record of `len` bytes for the next member.
+        fn long_name(&mut self, name: &[u8]) -> &mut Self {
+            self.add(E {
+                data: name,
+                ..e("././@LongLink", EntryType::GNULongName)
+            });
+            self.members -= 1;
+            self
+        }
+
+        fn finish(&mut self) -> Vec<u8> {
+            let out = std::mem::replace(&mut self.out, tar::Builder::new(Vec::new()));
+            out.into_inner().unwrap()
+        }
+    }
+
+    /// A temp dir holding the layer directory deep inside (so `../..` stays in the temp dir)
+    /// and a victim directory that hostile entries aim at.
+    struct Sandbox {
+        tmp: tempfile::TempDir,
+        dest: PathBuf,
+    }
+
+    impl Sandbox {
+        fn new() -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            let dest = tmp.path().join("s1/s2/layer");
+            std::fs::create_dir_all(&dest).unwrap();
+            std::fs::create_dir(tmp.path().join("victim")).unwrap();
+            std::fs::write(tmp.path().join("victim/secret"), b"keep").unwrap();
+            Self { tmp, dest }
+        }
+
+        fn victim(&self) -> PathBuf {
+            self.tmp.path().join("victim")
+        }
+
+        /// Everything in the temp dir outside the layer: path → (type, mode, size, mtime,
+        /// xattr names), walked without following symlinks.
+        fn outside(&self) -> BTreeMap<PathBuf, String> {
+            let mut seen = BTreeMap::new();
+            let mut stack = vec![self.tmp.path().to_path_buf()];
+            while let Some(dir) = stack.pop() {
+                for child in std::fs::read_dir(&dir).unwrap() {
+                    let path = child.unwrap().path();
+                    if path == self.dest {
+                        continue;
+                    }
+                    let md = std::fs::symlink_metadata(&path).unwrap();
+                    let xattrs = list_xattrs(&path);
+                    seen.insert(
+                        path.clone(),
+                        format!(
+                            "{:?} {:o} {} {}.{} {xattrs:?}",
+                            md.file_type(),
+                            md.mode(),
+                            md.len(),
+                            md.mtime(),
+                            md.mtime_nsec()
+                        ),
+                    );
+                    if md.is_dir() {
+                        stack.push(path);
+                    }
+                }
+            }
+            seen
+        }
+    }
+
+    fn list_xattrs(path: &Path) -> Vec<u8> {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: valid NUL-terminated path and a buffer of the given length.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        buf.truncate(usize::try_from(n).unwrap_or(0));
+        buf
+    }
+
+    fn get_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let k = CString::new(key).unwrap();
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+        let n =
+            unsafe { libc::lgetxattr(c.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = usize::try_from(n).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn unpack_plain(tar: &[u8], dest: &Path) -> Result<Unpacked, UnpackError> {
+        unpack_layer(tar, Compression::None, dest, &Limits::default())
+    }
+
+    #[test]
+    fn every_entry_type_lands_with_its_metadata() {
+        require_root!();
+        let sb = Sandbox::new();
+        let mut t = Tar::new();
+        t.add(E {
+            mtime: 1_000_000_000,
+            ..e("./", EntryType::Directory)
+        })
+        .dir("bin/")
+        .add(E {
+            mode: 0o4755,
+            data: b"su",
+            ..e("bin/su", EntryType::Regular)
+        })
+        .add(E {
+            mode: 0o2755,
+            uid: 1000,
+            gid: 50,
+            data: b"sg",
+            ..e("bin/sg", EntryType::Regular)
+        })
+        .add(E {
+            mode: 0o1777,
+            ..e("tmp", EntryType::Directory)
+        })
+        // `home` itself is never listed: it is created as an implicit parent.
+        .add(E {
+            mode: 0o700,
+            uid: 1000,
+            gid: 1000,
+            mtime: 1_400_000_000,
+            ..e("home/user/", EntryType::Directory)
+        })
+        .add(E {
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+            mtime: 1_500_000_000,
+            data: b"hello",
+            ..e("home/user/notes", EntryType::Regular)
+        })
+        .pax(&[
+            ("SCHILY.xattr.security.capability", &CAP_NET_BIND),
+            ("SCHILY.xattr.user.note", b"x"),
+            ("SCHILY.xattr.trusted.test", b"t"),
+            ("mtime", b"1600000000.5"),
+            ("uid", b"4294967294"),
+        ])
+        .add(E {
+            mode: 0o755,
+            data: b"ping",
+            ..e("usr/bin/ping", EntryType::Regular)
+        })
+        .add(E {
+            link: "/bin/busybox",
+            uid: 1000,
+            gid: 1001,
+            mtime: 1_300_000_000,
+            ..e("bin/sh", EntryType::Symlink)
+        })
+        .hardlink("bin/link", "bin/su")
+        .add(E {
+            mode: 0o666,
+            dev: (1, 3),
+            ..e("dev/null", EntryType::Char)
+        })
+        .add(E {
+            mode: 0o660,
+            gid: 6,
+            dev: (7, 0),
+            ..e("dev/loop0", EntryType::Block)
+        })
+        .add(E {
+            mode: 0o600,
+            ..e("run/fifo", EntryType::Fifo)
+        })
+        .pax(&[("SCHILY.xattr.trusted.overlay.opaque", b"y")])
+        .dir("forged/");
+        let members = t.members;
+        let bytes = t.finish();
+        let got = unpack_plain(&bytes, &sb.dest).unwrap();
+        assert_eq!(got.diff_id, sha256(&bytes));
+        assert_eq!(got.size, bytes.len() as u64);
+        assert_eq!(got.entries, members);
+
+        let d = &sb.dest;
+        let md = |p: &str| std::fs::symlink_metadata(d.join(p)).unwrap();
+        assert_eq!(md("").mtime(), 1_000_000_000);
+        assert_eq!(md("").mode() & 0o7777, 0o755);
+        assert_eq!(md("bin/su").mode() & 0o7777, 0o4755);
+        assert_eq!(std::fs::read(d.join("bin/su")).unwrap(), b"su");
+        let sg = md("bin/sg");
+        assert_eq!((sg.mode() & 0o7777, sg.uid(), sg.gid()), (0o2755, 1000, 50));
+        assert_eq!(md("tmp").mode() & 0o7777, 0o1777);
+        assert!(md("tmp").is_dir());
+        assert_eq!(md("home").mode() & 0o7777, 0o755);
+        let user = md("home/user");
+        assert_eq!(
+            (user.mode() & 0o7777, user.uid(), user.gid()),
+            (0o700, 1000, 1000)
+        );
+        // Set after `notes` was written into it.
+        assert_eq!(user.mtime(), 1_400_000_000);
+        let notes = md("home/user/notes");
+        assert_eq!(
+            (notes.mode() & 0o7777, notes.uid(), notes.mtime()),
+            (0o600, 1000, 1_500_000_000)
+        );
+        let ping = md("usr/bin/ping");
+        assert_eq!(
+            (ping.mtime(), ping.mtime_nsec()),
+            (1_600_000_000, 500_000_000)
+        );
+        assert_eq!(ping.uid(), 4_294_967_294);
+        let ping_path = d.join("usr/bin/ping");
+        assert_eq!(
+            get_xattr(&ping_path, "security.capability").unwrap(),
+            CAP_NET_BIND
+        );
+        assert_eq!(get_xattr(&ping_path, "user.note").unwrap(), b"x");
+        assert_eq!(get_xattr(&ping_path, "trusted.test").unwrap(), b"t");
+        let sh = md("bin/sh");
+        assert!(sh.file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_link(d.join("bin/sh")).unwrap(),
+            Path::new("/bin/busybox")
+        );
+        assert_eq!(
+            (sh.uid(), sh.gid(), sh.mtime()),
+            (1000, 1001, 1_300_000_000)
+        );
+        assert_eq!(md("bin/link").ino(), md("bin/su").ino());
+        let null = md("dev/null");
+        assert!(null.file_type().is_char_device());
+        assert_eq!((null.rdev(), null.mode() & 0o7777), (makedev(1, 3), 0o666));
+        let lp = md("dev/loop0");
+        assert!(lp.file_type().is_block_device());
+        assert_eq!(
+            (lp.rdev(), lp.gid(), lp.mode() & 0o7777),
+            (makedev(7, 0), 6, 0o660)
+        );
+        assert!(md("run/fifo").file_type().is_fifo());
+        assert_eq!(md("run/fifo").mode() & 0o7777, 0o600);
+        // A layer cannot forge overlayfs attributes.
+        assert_eq!(get_xattr(&d.join("forged"), "trusted.overlay.opaque"), None);
+    }
+
+    #[test]
+    fn compressed_streams_hash_the_uncompressed_tar() {
+        require_root!();
+        let bytes = Tar::new()
+            .dir("etc/")
+            .file("etc/hostname", b"box\n")
+            .finish();
+        let zstd_bytes = zstd::encode_all(bytes.as_slice(), 3).unwrap();
+        for (compression, blob) in [
+            (Compression::Gzip, gzip(&bytes)),
+            (Compression::Zstd, zstd_bytes),
+        ] {
+            let sb = Sandbox::new();
+            let got =
+                unpack_layer(blob.as_slice(), compression, &sb.dest, &Limits::default()).unwrap();
+            assert_eq!(got.diff_id, sha256(&bytes), "{compression:?}");
+            assert_eq!(got.size, bytes.len() as u64);
+            assert_eq!(
+                std::fs::read(sb.dest.join("etc/hostname")).unwrap(),
+                b"box\n"
+            );
+            // Detection by magic bytes gives the same result.
+            let (detected, stream) = detect_compression(blob.as_slice()).unwrap();
+            assert_eq!(detected, compression);
+            let sb = Sandbox::new();
+            let again = unpack_layer(stream, detected, &sb.dest, &Limits::default()).unwrap();
+            assert_eq!(again, got);
+        }
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        require_root!();
+        let sb = Sandbox::new();
+        let bytes = Tar::new()
+            .file(".wh.gone", b"")
+            .dir("etc/")
+            .file("etc/.wh..wh..opq", b"")
+            .file("etc/kept", b"k")
+            .file("var/lib/.wh.cache", b"")
+            // AUFS bookkeeping is dropped, not unpacked.
+            .file(".wh..wh.plnk/123.456", b"")
+            .finish();
+        unpack_plain(&bytes, &sb.dest).unwrap();
+        let d = &sb.dest;
+        for wh in ["gone", "var/lib/cache"] {
+            let md = std::fs::symlink_metadata(d.join(wh)).unwrap();
+            assert!(md.file_type().is_char_device(), "{wh}");
+            assert_eq!((md.rdev(), md.uid(), md.gid()), (0, 0, 0), "{wh}");
+        }
+        assert!(!d.join(".wh.gone").exists());
+        assert_eq!(
+            get_xattr(&d.join("etc"), "trusted.overlay.opaque").unwrap(),
+            b"y"
+        );
+        assert!(!d.join("etc/.wh..wh..opq").exists());
+        assert_eq!(std::fs::read(d.join("etc/kept")).unwrap(), b"k");
+        assert!(!d.join(".wh..wh.plnk").exists());
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones_without_following_them() {
+        require_root!();
+        let sb = Sandbox::new();
+        let victim = sb.victim();
+        let target = victim.join("secret");
+        let before = sb.outside();
+        let bytes = Tar::new()
+            // A file over a symlink to a file outside the layer.
+            .symlink("f", target.to_str().unwrap())
+            .file("f", b"inside")
+            // A directory over a symlink to a directory outside, then a file in it.
+            .symlink("d", victim.to_str().unwrap())
+            .dir("d/")
+            .file("d/secret", b"inside")
+            // A file over a directory with contents, a symlink over a file.
+            .dir("x/")
+            .file("x/y", b"")
+            .file("x", b"file now")
+            .file("s", b"file")
+            .symlink("s", "/etc/shadow")
+            .file("twice", b"one")
+            .file("twice", b"two")
+            .finish();
+        unpack_plain(&bytes, &sb.dest).unwrap();
+        assert_eq!(sb.outside(), before);
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        let d = &sb.dest;
+        assert_eq!(std::fs::read(d.join("f")).unwrap(), b"inside");
+        assert!(std::fs::symlink_metadata(d.join("d")).unwrap().is_dir());
+        assert_eq!(std::fs::read(d.join("d/secret")).unwrap(), b"inside");
+        assert_eq!(std::fs::read(d.join("x")).unwrap(), b"file now");
+        assert_eq!(
+            std::fs::read_link(d.join("s")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        assert_eq!(std::fs::read(d.join("twice")).unwrap(), b"two");
+    }
+
+    /// Unpacks a hostile stream, built for a fresh sandbox (so it can aim at that sandbox's
+    /// victim): it must fail as `expected` says, and nothing outside the layer may change.
+    fn refused(
+        build: impl Fn(&Sandbox) -> Vec<u8>,
+        compression: Compression,
+        limits: &Limits,
+        expected: impl Fn(&UnpackError) -> bool,
+    ) {
+        // Both ways of resolving parents: openat2, and the openat walk kept for old kernels.
+        for use_openat2 in [true, false] {
+            let sb = Sandbox::new();
+            let tar = build(&sb);
+            let before = sb.outside();
+            let err =
+                unpack(tar.as_slice(), compression, &sb.dest, limits, use_openat2).unwrap_err();
+            assert!(expected(&err), "unexpected error: {err}");
+            assert_eq!(sb.outside(), before, "something changed outside the layer");
+            assert_eq!(std::fs::read(sb.victim().join("secret")).unwrap(), b"keep");
+        }
+    }
+
+    fn rejected(entry: &str, reason: Rejection) -> impl Fn(&UnpackError) -> bool + '_ {
+        move |err| matches!(err, UnpackError::Rejected { entry: e, reason: r } if e == entry && *r == reason)
+    }
+
+    fn hostile(build: impl Fn(&Sandbox) -> Vec<u8>, entry: &str, reason: Rejection) {
+        refused(
+            build,
+            Compression::None,
+            &Limits::default(),
+            rejected(entry, reason),
+        );
+    }
+
+    /// The sandbox's victim directory as a symlink target.
+    fn victim(sb: &Sandbox) -> String {
+        sb.victim().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn traversal_and_absolute_paths_are_refused() {
+        require_root!();
+        // From s1/s2/layer, `../../etc/passwd` would land in the sandbox's s1/etc.
+        let t = |_: &Sandbox| Tar::new().file("../../etc/passwd", b"root::0:0").finish();
+        hostile(t, "../../etc/passwd", Rejection::ParentComponent);
+        let t = |_: &Sandbox| Tar::new().file("ok/../../x", b"").finish();
+        hostile(t, "ok/../../x", Rejection::ParentComponent);
+        let t = |_: &Sandbox| Tar::new().file("/abs/path", b"").finish();
+        hostile(t, "/abs/path", Rejection::AbsolutePath);
+        let t = Tar::new().file("/abs/path", b"").finish();
+        let err = unpack_plain(&t, &Sandbox::new().dest).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "layer entry \"/abs/path\" refused: absolute path"
+        );
+    }
+
+    #[test]
+    fn paths_through_symlinks_are_refused() {
+        require_root!();
+        // Through `a -> /`, this would land in the sandbox's victim directory (aimed there
+        // rather than at `a/etc/x` so that a regression is seen without touching the host).
+        let through_root = |sb: &Sandbox| format!("a{}/escaped", sb.victim().display());
+        let t = |sb: &Sandbox| {
+            let name = through_root(sb);
+            Tar::new().symlink("a", "/").file(&name, b"").finish()
+        };
+        refused(t, Compression::None, &Limits::default(), |e| {
+            matches!(e, UnpackError::Rejected { entry, reason: Rejection::SymlinkParent(p) }
+                if entry.ends_with("/victim/escaped") && p == "a")
+        });
+        let t = |_: &Sandbox| Tar::new().symlink("a", "..").file("a/x", b"").finish();
+        hostile(t, "a/x", Rejection::SymlinkParent("a".into()));
+        // Through a symlink to a directory outside, over an existing file there.
+        let t = |sb: &Sandbox| {
+            let v = victim(sb);
+            Tar::new()
+                .symlink("v", &v)
+                .file("v/secret", b"pwned")
+                .finish()
+        };
+        hostile(t, "v/secret", Rejection::SymlinkParent("v".into()));
+        // A symlinked parent deeper down, created by an earlier entry of the same layer.
+        let t = |_: &Sandbox| {
+            Tar::new()
+                .dir("d/")
+                .symlink("d/e", "../../..")
+                .dir("d/e/f/")
+                .finish()
+        };
+        hostile(t, "d/e/f/", Rejection::SymlinkParent("d/e".into()));
+        // A file used as a directory.
+        let t = |_: &Sandbox| Tar::new().file("plain", b"").file("plain/x", b"").finish();
+        hostile(t, "plain/x", Rejection::NotDirectoryParent("plain".into()));
+    }
+
+    #[test]
+    fn escaping_hard_links_are_refused() {
+        require_root!();
+        let link = |target: &str, reason| Rejection::LinkTarget {
+            target: target.into(),
+            reason: Box::new(reason),
+        };
+        let t = |_: &Sandbox| Tar::new().hardlink("h", "../outside").finish();
+        hostile(t, "h", link("../outside", Rejection::ParentComponent));
+        let t = |_: &Sandbox| Tar::new().hardlink("h", "/etc/passwd").finish();
+        hostile(t, "h", link("/etc/passwd", Rejection::AbsolutePath));
+        let t = |sb: &Sandbox| {
+            let v = victim(sb);
+            Tar::new()
+                .symlink("l", &v)
+                .hardlink("h", "l/secret")
+                .finish()
+        };
+        hostile(
+            t,
+            "h",
+            link("l/secret", Rejection::SymlinkParent("l".into())),
+        );
+        let t = |_: &Sandbox| Tar::new().hardlink("h", "missing").finish();
+        hostile(t, "h", link("missing", Rejection::Missing));
+        let t = |_: &Sandbox| Tar::new().dir("d/").hardlink("h", "d").finish();
+        hostile(t, "h", link("d", Rejection::Directory));
+    }
+
+    #[test]
+    fn hard_link_to_a_symlink_links_the_symlink() {
+        require_root!();
+        let sb = Sandbox::new();
+        let secret = sb.victim().join("secret");
+        let t = Tar::new()
+            .symlink("s", secret.to_str().unwrap())
+            .hardlink("h", "s")
+            .finish();
+        unpack_plain(&t, &sb.dest).unwrap();
+        let h = std::fs::symlink_metadata(sb.dest.join("h")).unwrap();
+        assert!(h.file_type().is_symlink());
+        assert_ne!(h.ino(), std::fs::metadata(&secret).unwrap().ino());
+        assert_eq!(std::fs::metadata(&secret).unwrap().nlink(), 1);
+    }
+
+    #[test]
+    fn whiteouts_through_symlinks_and_bare_whiteouts_are_refused() {
+        require_root!();
+        let t = |sb: &Sandbox| {
+            let v = victim(sb);
+            Tar::new()
+                .symlink("l", &v)
+                .file("l/.wh.secret", b"")
+                .finish()
+        };
+        hostile(t, "l/.wh.secret", Rejection::SymlinkParent("l".into()));
+        // The snapshot includes xattr names: the victim must not turn opaque.
+        let t = |sb: &Sandbox| {
+            let v = victim(sb);
+            Tar::new()
+                .symlink("l", &v)
+                .file("l/.wh..wh..opq", b"")
+                .finish()
+        };
+        hostile(t, "l/.wh..wh..opq", Rejection::SymlinkParent("l".into()));
+        let t = |_: &Sandbox| Tar::new().file(".wh.", b"").finish();
+        hostile(t, ".wh.", Rejection::BareWhiteout);
+        let t = |_: &Sandbox| Tar::new().file("d/.wh.", b"").finish();
+        hostile(t, "d/.wh.", Rejection::BareWhiteout);
+        let t = |_: &Sandbox| Tar::new().file(".wh..", b"").finish();
+        hostile(t, ".wh..", Rejection::DotWhiteout);
+        let t = |_: &Sandbox| Tar::new().file("d/.wh...", b"").finish();
+        hostile(t, "d/.wh...", Rejection::DotWhiteout);
+    }
+
+    #[test]
+    fn gzip_bomb_hits_the_size_limit_fast() {
+        require_root!();
+        // A 4 GiB file of zeros (1 GiB of it present) in about 1 MB of gzip members.
+        let chunk = vec![0u8; 4 << 20];
+        let mut first = Tar::new();
+        let mut h = Header::new_gnu();
+        h.set_path("bomb").unwrap();
+        h.set_size(4 << 30);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(MTIME);
+        h.set_cksum();
+        first.out.get_mut().extend_from_slice(h.as_bytes());
+        let mut stream = first.out.get_ref().clone();
+        stream.extend_from_slice(&chunk);
+        let mut blob = gzip(&stream);
+        let zeros = gzip(&chunk);
+        for _ in 0..255 {
+            blob.extend_from_slice(&zeros);
+        }
+        assert!(blob.len() < 2 << 20, "bomb is {} bytes", blob.len());
+        let limits = Limits {
+            max_uncompressed: 64 << 20,
+            ..Limits::default()
+        };
+        let start = std::time::Instant::now();
+        refused(
+            |_| blob.clone(),
+            Compression::Gzip,
+            &limits,
+            |e| matches!(e, UnpackError::TooLarge { limit } if *limit == 64 << 20),
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn entry_count_path_length_and_header_size_are_bounded() {
+        require_root!();
+        let mut t = Tar::new();
+        for i in 0..11 {
+            t.file(&format!("f{i}"), b"");
+        }
+        let limits = Limits {
+            max_entries: 10,
+            ..Limits::default()
+        };
+        let t = t.finish();
+        refused(
+            |_| t.clone(),
+            Compression::None,
+            &limits,
+            |e| matches!(e, UnpackError::TooManyEntries { limit: 10 }),
+        );
+        let limits = Limits {
+            max_path_len: 16,
+            ..Limits::default()
+        };
+        let t = Tar::new().file("a/very/long/path/name", b"").finish();
+        refused(
+            |_| t.clone(),
+            Compression::None,
+            &limits,
+            rejected("a/very/long/path/name", Rejection::PathTooLong(16)),
+        );
+        // A 2 MiB GNU long name would be held in memory by the parser.
+        let huge = vec![b'a'; 2 << 20];
+        let t = Tar::new()
+            .file("ok", b"")
+            .long_name(&huge)
+            .file("x", b"")
+            .finish();
+        refused(
+            |_| t.clone(),
+            Compression::None,
+            &Limits::default(),
+            |e| matches!(e, UnpackError::HeadersTooLarge { after: 1, .. }),
+        );
+        // Long names under the limit are fine.
+        let sb = Sandbox::new();
+        let name = format!("{}/file", "d".repeat(200));
+        let t = Tar::new()
+            .long_name(name.as_bytes())
+            .file("x", b"long")
+            .finish();
+        unpack_plain(&t, &sb.dest).unwrap();
+        assert_eq!(std::fs::read(sb.dest.join(&name)).unwrap(), b"long");
+    }
+
+    #[test]
+    fn truncated_and_missing_inputs_are_clear_errors() {
+        require_root!();
+        let t = Tar::new().file("f", &[7u8; 4096]).finish();
+        let err = unpack_plain(&t[..2048], &Sandbox::new().dest).unwrap_err();
+        assert!(matches!(err, UnpackError::Read(_)), "{err}");
+        let err = unpack_plain(&t, Path::new("/nonexistent/layer")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot open layer directory /nonexistent/layer"));
+        let err = unpack_layer(
+            &b"not gzip"[..],
+            Compression::Gzip,
+            &Sandbox::new().dest,
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, UnpackError::Read(_)), "{err}");
+    }
+
+    #[test]
+    fn paths_are_split_safely() {
+        assert_eq!(
+            split_path(b"./a//b/./c/", 100).unwrap(),
+            vec![&b"a"[..], b"b", b"c"]
+        );
+        assert!(split_path(b"./", 100).unwrap().is_empty());
+        assert_eq!(split_path(b"a/../b", 100), Err(Rejection::ParentComponent));
+        assert_eq!(split_path(b"/a", 100), Err(Rejection::AbsolutePath));
+        assert_eq!(split_path(b"a\0b", 100), Err(Rejection::NulByte));
+        assert_eq!(split_path(b"abcdef", 5), Err(Rejection::PathTooLong(5)));
+        // `..` as part of a name is just a name.
+        assert_eq!(
+            split_path(b"a..b/..c", 100).unwrap(),
+            vec![&b"a..b"[..], b"..c"]
+        );
+    }
+
+    #[test]
+    fn compression_comes_from_media_types_and_magic() {
+        let cases = [
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                Some(Compression::None),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                Some(Compression::Zstd),
+            ),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Some(Compression::Gzip),
+            ),
+            ("application/vnd.oci.image.config.v1+json", None),
+            ("application/vnd.oci.image.layer.v1.tar+bzip2", None),
+        ];
+        for (media_type, expected) in cases {
+            assert_eq!(
+                Compression::from_media_type(media_type),
+                expected,
+                "{media_type}"
+            );
+        }
+        assert_eq!(
+            Compression::from_magic(&[0x1f, 0x8b, 8, 0]),
+            Compression::Gzip
+        );
+        assert_eq!(
+            Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::from_magic(b"etc/"), Compression::None);
+        assert_eq!(Compression::from_magic(b""), Compression::None);
+    }
+
+    #[test]
+    fn pax_times_parse_with_fractions() {
+        assert_eq!(
+            parse_pax_time(b"12.5"),
+            Some(TimeSpec::new(12, 500_000_000))
+        );
+        assert_eq!(parse_pax_time(b"12"), Some(TimeSpec::new(12, 0)));
+        assert_eq!(
+            parse_pax_time(b"-1.25"),
+            Some(TimeSpec::new(-2, 750_000_000))
+        );
+        assert_eq!(
+            parse_pax_time(b"1.1234567891"),
+            Some(TimeSpec::new(1, 123_456_789))
+        );
+        assert_eq!(parse_pax_time(b"x"), None);
     }
 }
