@@ -15,7 +15,7 @@
 //! a temporary directory and renames it into place only on success).
 
 use std::cell::Cell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -37,7 +37,7 @@ const BLOCK: u64 = 512;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
@@ -616,7 +616,7 @@ impl Unpacker<'_> {
         }
         let parent = self.open_dir(parents, true)?;
         if name == OPAQUE_MARKER {
-            return fset_xattr(parent.as_fd(), &cstring(OPAQUE_XATTR), b"y")
+            return fset_xattr(parent.as_fd(), OPAQUE_XATTR, b"y")
                 .map_err(|e| EntryErr::Io("mark directory opaque", e));
         }
         clear(&parent, hidden, false)?;
@@ -915,12 +915,7 @@ fn apply_at(parent: &OwnedFd, name: &[u8], meta: &Meta, chmod: bool) -> Result<(
     .map_err(io_err("set mtime"))
 }
 
-fn cstring(bytes: &[u8]) -> CString {
-    // Callers pass constants or components already checked for NUL bytes.
-    CString::new(bytes).unwrap_or_default()
-}
-
-fn fset_xattr(fd: BorrowedFd<'_>, key: &CString, value: &[u8]) -> io::Result<()> {
+fn fset_xattr(fd: BorrowedFd<'_>, key: &CStr, value: &[u8]) -> io::Result<()> {
     // SAFETY: `key` is NUL-terminated and `value` is valid for `value.len()` bytes for the call.
     let rc = unsafe {
         libc::fsetxattr(
@@ -941,12 +936,7 @@ fn fset_xattr(fd: BorrowedFd<'_>, key: &CString, value: &[u8]) -> io::Result<()>
 /// Sets an xattr on `parent/name` without following `name`: device nodes and symlinks cannot be
 /// opened for fsetxattr, so this goes through the parent's /proc/self/fd link (which pins the
 /// parent) and lsetxattr (which does not follow the last component).
-fn lset_xattr_at(
-    parent: BorrowedFd<'_>,
-    name: &[u8],
-    key: &CString,
-    value: &[u8],
-) -> io::Result<()> {
+fn lset_xattr_at(parent: BorrowedFd<'_>, name: &[u8], key: &CStr, value: &[u8]) -> io::Result<()> {
     let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
     path.extend_from_slice(name);
     let path = CString::new(path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
