@@ -6,3 +6,4 @@ pub mod digest;
 pub mod reference;
 pub mod registries;
 pub mod store;
+pub mod unpack;
