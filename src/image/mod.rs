@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod config;
 pub mod digest;
+pub mod progress;
+pub mod pull;
 pub mod reference;
 pub mod registries;
 pub mod store;
