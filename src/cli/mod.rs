@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use crate::compose::loader::{self, Loaded, Options};
 
 pub mod config;
+pub mod image;
+pub mod pull;
 pub mod version;
 
 #[derive(Debug, Parser)]
@@ -70,6 +72,12 @@ pub enum Ansi {
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical format
     Config(config::ConfigArgs),
+    /// Pull service images
+    Pull(pull::PullArgs),
+    /// List images used by the created containers
+    Images(image::ImagesArgs),
+    /// Manage images: ls, inspect, rm, prune, pull, import, load
+    Image(image::ImageArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -115,6 +123,46 @@ impl Global {
     }
 }
 
+/// The progress display `--progress` asks for.
+pub fn progress_mode(global: &Global) -> crate::image::progress::Mode {
+    use crate::image::progress::Mode;
+    match global.progress {
+        Progress::Auto => Mode::Auto,
+        Progress::Tty => Mode::Tty,
+        // JSON progress events are not implemented: plain lines are the closest.
+        Progress::Plain | Progress::Json => Mode::Plain,
+        Progress::Quiet => Mode::Quiet,
+    }
+}
+
+/// Left-aligned columns separated by three spaces, like docker's tables.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < row.len() {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// A warning on standard error.
 pub fn warn(msg: &str) {
     eprintln!("{} {msg}", console::style("WARN").yellow());
@@ -132,6 +180,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     cli.global.apply_ansi();
     match cli.command {
         Command::Config(args) => config::run(&cli.global, args),
+        Command::Pull(args) => pull::run(&cli.global, args),
+        Command::Images(args) => image::images(&cli.global, args),
+        Command::Image(args) => image::run(&cli.global, args),
         Command::Version(args) => version::run(args),
     }
 }

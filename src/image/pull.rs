@@ -155,7 +155,9 @@ impl Puller {
                 // user must know a registry served something else than it claimed.
                 Err(e @ PullError::Verify { .. }) => return Err(e),
                 Err(e) => {
-                    errors.push(e.to_string());
+                    let text = e.to_string();
+                    let prefix = format!("{image}: ");
+                    errors.push(text.strip_prefix(&prefix).unwrap_or(&text).to_string());
                     last = Some(e);
                 }
             }
@@ -460,7 +462,10 @@ impl Ctx {
                 detail,
             },
             _ if lower.contains("manifest_unknown")
+                || lower.contains("manifest unknown")
                 || lower.contains("name_unknown")
+                || lower.contains("name unknown")
+                || lower.contains("blob unknown")
                 || lower.contains("404") =>
             {
                 PullError::NotFound {

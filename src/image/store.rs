@@ -234,6 +234,14 @@ impl Store {
         }
     }
 
+    /// When an image was last recorded (pulled, loaded or imported): `pull_policy: daily`
+    /// and friends compare against it.
+    pub fn recorded_at(&self, id: &Digest) -> Option<std::time::SystemTime> {
+        fs::metadata(self.image_path(id))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Every image in the store.
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         let dir = self.root.join("images");

@@ -51,3 +51,69 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The image test bed's environment (`tests/testbed/testbed.sh env`), when its registries are
+/// running. `None` means the test bed is not served: `scripts/test` (as root) serves it.
+pub fn testbed_env() -> Option<Vec<(String, String)>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/testbed.sh");
+    let status = Command::new(&script).arg("status").output().ok()?;
+    if !String::from_utf8_lossy(&status.stdout).contains("running") {
+        return None;
+    }
+    let out = Command::new(&script).arg("env").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let vars: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches('\'').trim_matches('"').to_string(),
+            )
+        })
+        .collect();
+    let conf = vars
+        .iter()
+        .find(|(k, _)| k == "CONTAINERS_REGISTRIES_CONF")?;
+    Path::new(&conf.1).is_file().then_some(vars)
+}
+
+/// A private `RCOMPOSE_ROOT`/`RCOMPOSE_RUN` pair for one test.
+pub struct State {
+    pub dir: tempfile::TempDir,
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            dir: tempfile::Builder::new()
+                .prefix("rcompose-state-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// rcompose with this state and the given environment.
+    pub fn cmd(&self, env: &[(String, String)]) -> Command {
+        let mut cmd = rcompose();
+        cmd.env("RCOMPOSE_ROOT", self.root())
+            .env("RCOMPOSE_RUN", self.dir.path().join("run"))
+            // Credentials and registries come only from what the test sets.
+            .env("HOME", self.dir.path())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}

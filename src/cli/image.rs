@@ -1,0 +1,366 @@
+//! `rcompose image ls|inspect|rm|prune|pull|import|load` and `rcompose images`.
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::io::Read;
+use std::path::PathBuf;
+
+use super::{progress_mode, Global};
+use crate::image::auth::AuthStore;
+use crate::image::progress::{human_bytes, Progress};
+use crate::image::pull::Puller;
+use crate::image::reference::Reference;
+use crate::image::registries::Registries;
+use crate::image::store::{ImageRecord, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on images
+    Inspect {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Remove images
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        /// Remove the image even when other references point at it
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Remove unused images, layers and blobs
+    Prune {
+        /// Remove all images, not only those without a reference
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation (rcompose never prompts)
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Pull an image from a registry
+    Pull {
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// Suppress progress output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format
+    #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+    pub format: String,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+}
+
+fn store() -> Result<Store> {
+    let path = crate::paths::images();
+    Store::open(&path).with_context(|| format!("cannot open the image store {}", path.display()))
+}
+
+/// `name` normalised when it is a reference, as given when it is an id.
+fn normalise(name: &str) -> String {
+    match Reference::parse(name) {
+        Ok(r) if !looks_like_id(name) => r.to_string(),
+        _ => name.to_string(),
+    }
+}
+
+fn looks_like_id(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    hex.len() >= 12 && hex.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+fn short_id(img: &ImageRecord) -> String {
+    img.id.hex()[..12].to_string()
+}
+
+pub fn run(global: &Global, args: ImageArgs) -> Result<i32> {
+    match args.command {
+        ImageCommand::Ls(a) => ls(a),
+        ImageCommand::Inspect { images } => inspect(&images),
+        ImageCommand::Rm { images, force } => rm(&images, force),
+        ImageCommand::Prune { all, force: _ } => prune(all),
+        ImageCommand::Pull { image, quiet } => pull(global, &image, quiet),
+    }
+}
+
+/// (repository, tag) pairs naming an image, `<none>` when nothing does.
+fn names(store: &Store, img: &ImageRecord) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for r in store.refs_of(&img.id)? {
+        match Reference::parse(&r) {
+            Ok(parsed) => out.push((
+                parsed.familiar_name(),
+                parsed.tag.clone().unwrap_or_else(|| "<none>".to_string()),
+            )),
+            Err(_) => out.push((r, "<none>".into())),
+        }
+    }
+    if out.is_empty() {
+        out.push(("<none>".into(), "<none>".into()));
+    }
+    Ok(out)
+}
+
+fn ls(args: LsArgs) -> Result<i32> {
+    let store = store()?;
+    let images = store.images()?;
+    if args.quiet {
+        for img in &images {
+            println!("{}", short_id(img));
+        }
+        return Ok(0);
+    }
+    let mut rows = Vec::new();
+    for img in &images {
+        for (repo, tag) in names(&store, img)? {
+            rows.push((repo, tag, img));
+        }
+    }
+    rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    if args.format == "json" {
+        for (repo, tag, img) in rows {
+            println!(
+                "{}",
+                json!({
+                    "Repository": repo, "Tag": tag, "ID": short_id(img),
+                    "Digest": img.repo_digests.first().and_then(|d| d.split('@').nth(1)).unwrap_or("<none>"),
+                    "CreatedAt": img.created.clone().unwrap_or_default(),
+                    "Size": human_bytes(img.size),
+                })
+            );
+        }
+        return Ok(0);
+    }
+    let mut table = vec![vec![
+        "REPOSITORY".to_string(),
+        "TAG".into(),
+        "IMAGE ID".into(),
+        "CREATED".into(),
+        "SIZE".into(),
+    ]];
+    if args.digests {
+        table[0].insert(2, "DIGEST".into());
+    }
+    for (repo, tag, img) in rows {
+        let mut row = vec![
+            repo,
+            tag,
+            short_id(img),
+            img.created.clone().unwrap_or_else(|| "N/A".into()),
+            human_bytes(img.size),
+        ];
+        if args.digests {
+            let digest = img
+                .repo_digests
+                .first()
+                .and_then(|d| d.split('@').nth(1))
+                .unwrap_or("<none>")
+                .to_string();
+            row.insert(2, digest);
+        }
+        table.push(row);
+    }
+    print!("{}", super::table(&table));
+    Ok(0)
+}
+
+fn inspect(images: &[String]) -> Result<i32> {
+    let store = store()?;
+    let mut out = Vec::new();
+    for name in images {
+        let img = store
+            .resolve(&normalise(name))?
+            .with_context(|| format!("no such image: {name}"))?;
+        let tags: Vec<String> = names(&store, &img)?
+            .into_iter()
+            .filter(|(_, t)| t != "<none>")
+            .map(|(r, t)| format!("{r}:{t}"))
+            .collect();
+        let layers: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        out.push(json!({
+            "Id": img.id.to_string(),
+            "RepoTags": tags,
+            "RepoDigests": img.repo_digests,
+            "Created": img.created,
+            "Architecture": img.architecture,
+            "Os": img.os,
+            "Size": img.size,
+            "Config": img.config,
+            "RootFS": { "Type": "layers", "Layers": layers },
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+fn rm(images: &[String], force: bool) -> Result<i32> {
+    let store = store()?;
+    let mut failed = false;
+    for name in images {
+        let key = normalise(name);
+        let result = (|| -> Result<()> {
+            let img = store
+                .resolve(&key)?
+                .with_context(|| format!("no such image: {name}"))?;
+            let refs = store.refs_of(&img.id)?;
+            if looks_like_id(name) && refs.len() > 1 && !force {
+                bail!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    short_id(&img)
+                );
+            }
+            let untagged: Vec<String> = if refs.contains(&key) {
+                vec![key.clone()]
+            } else {
+                refs
+            };
+            let deleted = store.remove(&key)?;
+            for r in untagged {
+                println!(
+                    "Untagged: {}",
+                    Reference::parse(&r).map(|p| p.familiar()).unwrap_or(r)
+                );
+            }
+            for d in deleted {
+                println!("Deleted: {d}");
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("{} {e:#}", console::style("error:").red().bold());
+            failed = true;
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+fn prune(all: bool) -> Result<i32> {
+    let store = store()?;
+    let freed = store.prune(&[], all)?;
+    println!("Total reclaimed space: {}", human_bytes(freed));
+    Ok(0)
+}
+
+fn pull(global: &Global, image: &str, quiet: bool) -> Result<i32> {
+    let reference =
+        Reference::parse(image).with_context(|| format!("invalid image reference {image:?}"))?;
+    let mode = if quiet {
+        crate::image::progress::Mode::Quiet
+    } else {
+        progress_mode(global)
+    };
+    let puller = Puller::new(
+        store()?,
+        Registries::load().context("cannot read the registries configuration")?,
+        AuthStore::load().context("cannot read registry credentials")?,
+        Progress::new(mode),
+    );
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let pulled = runtime.block_on(puller.pull(&reference))?;
+    if quiet {
+        println!("{}", reference.familiar());
+    } else {
+        println!(
+            "{}: {} new layer(s), {}",
+            reference.familiar(),
+            pulled.fetched_layers,
+            human_bytes(pulled.fetched_bytes)
+        );
+    }
+    Ok(0)
+}
+
+/// `rcompose images`: the images the project's services use, as present in the store.
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    /// Services (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format
+    #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+    pub format: String,
+}
+
+pub fn images(global: &Global, args: ImagesArgs) -> Result<i32> {
+    let opts = global.load_options()?;
+    let loaded = super::load(global, &opts)?;
+    let services = super::pull::selected_services(&loaded.project, &args.services, false)?;
+    let store = store()?;
+    let mut rows = vec![vec![
+        "SERVICE".to_string(),
+        "REPOSITORY".into(),
+        "TAG".into(),
+        "IMAGE ID".into(),
+        "SIZE".into(),
+    ]];
+    let mut json_rows = Vec::new();
+    for name in services {
+        let service = &loaded.project.services[&name];
+        if service.image.is_empty() {
+            continue;
+        }
+        let Ok(reference) = Reference::parse(&service.image) else {
+            continue;
+        };
+        let Some(img) = store.resolve(&reference.to_string())? else {
+            continue;
+        };
+        if args.quiet {
+            println!("{}", img.id);
+            continue;
+        }
+        let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
+        json_rows.push(json!({
+            "Service": name, "Repository": reference.familiar_name(), "Tag": tag,
+            "ID": img.id.to_string(), "Size": img.size,
+        }));
+        rows.push(vec![
+            name,
+            reference.familiar_name(),
+            tag,
+            short_id(&img),
+            human_bytes(img.size),
+        ]);
+    }
+    if args.quiet {
+        return Ok(0);
+    }
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&json_rows)?);
+    } else {
+        print!("{}", super::table(&rows));
+    }
+    Ok(0)
+}
+
+/// Read a whole file, or standard input for `-`.
+pub fn open_input(path: &str) -> Result<Box<dyn Read>> {
+    if path == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let p = PathBuf::from(path);
+    let f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+    Ok(Box::new(std::io::BufReader::new(f)))
+}
