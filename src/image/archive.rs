@@ -548,7 +548,9 @@ impl Members {
             };
             let path = normalize(&raw).map_err(unsafe_member)?;
             let kind = entry.header().entry_type();
-            if kind.is_dir() {
+            let is_link = kind.is_symlink() || kind.is_hard_link();
+            if !(is_link || kind.is_file() || kind == tar::EntryType::Continuous) {
+                // Directories, device nodes, FIFOs, global PAX headers: nothing a loader reads.
                 continue;
             }
             if path.is_empty() {
@@ -557,7 +559,7 @@ impl Members {
             if members.files.contains_key(&path) || members.links.contains_key(&path) {
                 return Err(unsafe_member("appears twice".to_string()));
             }
-            if kind.is_symlink() || kind.is_hard_link() {
+            if is_link {
                 let target = entry
                     .link_name_bytes()
                     .map(|t| String::from_utf8_lossy(&t).into_owned())
@@ -572,10 +574,6 @@ impl Members {
                 let resolved = resolve_dots(&joined)
                     .map_err(|reason| unsafe_member(format!("link to {target:?}: {reason}")))?;
                 members.links.insert(path, resolved);
-                continue;
-            }
-            if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-                // Device nodes, FIFOs… have no place in an image archive: not used.
                 continue;
             }
             let size = entry.size();
