@@ -1,5 +1,6 @@
 //! Images: references, registries, pulls into a verified content store, unpacked layers.
 
+pub mod archive;
 pub mod auth;
 pub mod config;
 pub mod digest;
