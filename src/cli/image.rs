@@ -47,6 +47,31 @@ pub enum ImageCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Create an image from a root-filesystem tarball (like `docker import`)
+    Import {
+        /// The tarball (plain, gzip or zstd); `-` for standard input
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Name the image
+        #[arg(value_name = "REFERENCE")]
+        reference: Option<String>,
+        /// Dockerfile instructions to apply: CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL,
+        /// VOLUME, STOPSIGNAL
+        #[arg(short, long = "change", value_name = "INSTRUCTION")]
+        changes: Vec<String>,
+        /// Platform to record (default: the host's)
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Load images from a `docker save` or OCI archive (like `docker load`)
+    Load {
+        /// Read from this file instead of standard input
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<String>,
+        /// Suppress the load output
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Pull an image from a registry
     Pull {
         #[arg(value_name = "IMAGE")]
@@ -99,6 +124,13 @@ pub fn run(global: &Global, args: ImageArgs) -> Result<i32> {
         ImageCommand::Rm { images, force } => rm(&images, force),
         ImageCommand::Prune { all, force: _ } => prune(all),
         ImageCommand::Pull { image, quiet } => pull(global, &image, quiet),
+        ImageCommand::Import {
+            file,
+            reference,
+            changes,
+            platform,
+        } => import(&file, reference.as_deref(), changes, platform.as_deref()),
+        ImageCommand::Load { input, quiet } => load(input.as_deref().unwrap_or("-"), quiet),
     }
 }
 
@@ -285,6 +317,49 @@ fn pull(global: &Global, image: &str, quiet: bool) -> Result<i32> {
             pulled.fetched_layers,
             human_bytes(pulled.fetched_bytes)
         );
+    }
+    Ok(0)
+}
+
+fn import(
+    file: &str,
+    reference: Option<&str>,
+    changes: Vec<String>,
+    platform: Option<&str>,
+) -> Result<i32> {
+    use crate::image::archive::{import, ImportOptions};
+    use crate::image::reference::Platform;
+    let reference = reference
+        .map(|r| Reference::parse(r).with_context(|| format!("invalid image reference {r:?}")))
+        .transpose()?;
+    let platform = platform
+        .map(|p| Platform::parse(p).with_context(|| format!("invalid platform {p:?}")))
+        .transpose()?;
+    let opts = ImportOptions {
+        reference,
+        changes,
+        platform,
+    };
+    let input = open_input(file)?;
+    let img = import(&store()?, input, &opts).with_context(|| format!("cannot import {file}"))?;
+    println!("{}", img.id);
+    Ok(0)
+}
+
+fn load(file: &str, quiet: bool) -> Result<i32> {
+    let input = open_input(file)?;
+    let loaded = crate::image::archive::load(&store()?, input)
+        .with_context(|| format!("cannot load images from {file}"))?;
+    if !quiet {
+        for (img, tags) in loaded {
+            if tags.is_empty() {
+                println!("Loaded image ID: {}", img.id);
+            }
+            for t in tags {
+                let shown = Reference::parse(&t).map(|r| r.familiar()).unwrap_or(t);
+                println!("Loaded image: {shown}");
+            }
+        }
     }
     Ok(0)
 }

@@ -30,11 +30,19 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
     /// Compose configuration files (`-` for standard input)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(long = "file", global = true, value_name = "FILE")]
     pub files: Vec<String>,
+    /// Compose configuration files, given before the command (`rcompose -f a.yaml up`): the
+    /// short forms stay free for the commands' own `-f` (force) and `-p` (publish), as in
+    /// docker compose.
+    #[arg(short = 'f', value_name = "FILE")]
+    pub files_short: Vec<String>,
     /// Project name
-    #[arg(short = 'p', long = "project-name", global = true)]
+    #[arg(long = "project-name", global = true)]
     pub project_name: Option<String>,
+    /// Project name (before the command)
+    #[arg(short = 'p', value_name = "PROJECT_NAME")]
+    pub project_name_short: Option<String>,
     /// Alternate working directory (default: the directory of the first compose file)
     #[arg(long, global = true, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
@@ -100,8 +108,12 @@ impl Global {
     /// Loader options from the global flags and this process.
     pub fn load_options(&self) -> Result<Options> {
         let mut opts = Options::from_process().context("cannot determine the current directory")?;
-        opts.files = self.files.clone();
-        opts.project_name = self.project_name.clone();
+        opts.files = self.files_short.clone();
+        opts.files.extend(self.files.iter().cloned());
+        opts.project_name = self
+            .project_name
+            .clone()
+            .or_else(|| self.project_name_short.clone());
         opts.project_directory = self.project_directory.clone();
         opts.profiles = self.profiles.clone();
         opts.env_files = self.env_files.clone();

@@ -192,7 +192,7 @@ impl Puller {
             None => RegistryAuth::Anonymous,
         };
         let at = endpoint.reference(reference);
-        let oref = oci_ref(&at, &at.manifest_reference().to_string());
+        let oref = oci_ref(&at, at.manifest_reference());
 
         // The manifest, or an index that leads to one.
         let accept = [
