@@ -395,7 +395,10 @@ fn image_routes(served: &[u8], declared: &[u8], diff_id: &str) -> Routes {
 }
 
 fn fake_pull(routes: Routes, image_path: &str) -> (State, std::process::Output) {
-    let registry = FakeRegistry::start(routes);
+    pull_from(FakeRegistry::start(routes), image_path)
+}
+
+fn pull_from(registry: FakeRegistry, image_path: &str) -> (State, std::process::Output) {
     let state = State::new();
     let conf = state.dir.path().join("registries.conf");
     std::fs::write(
@@ -499,4 +502,117 @@ fn a_manifest_pulled_by_digest_must_have_that_digest() {
     assert!(err.contains("failed verification"), "{err}");
     assert!(err.contains(&wanted), "names the digest: {err}");
     assert_eq!(layer_dirs(&state), 0);
+}
+
+#[test]
+fn bearer_token_auth_like_docker_hub() {
+    let tar = raw_tar("hello.txt", b"hello");
+    let layer = gzip(&tar);
+    let registry =
+        FakeRegistry::start_with_token(image_routes(&layer, &layer, &sha(&tar)), "s3cret");
+    let issued = registry.tokens_issued.clone();
+    let (state, out) = pull_from(registry, "evil/app:1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        issued.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "a token was fetched"
+    );
+    assert_eq!(layer_dirs(&state), 1);
+}
+
+fn zstd_compress(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).unwrap()
+}
+
+/// Routes for `multi/app:1`: a docker manifest list (or OCI index) leading to a manifest of the
+/// given media type with one layer per (media type, blob, uncompressed tar).
+fn multi_routes(
+    list_type: &str,
+    manifest_type: &str,
+    layers: &[(&str, Vec<u8>, Vec<u8>)],
+) -> Routes {
+    let diff_ids: Vec<String> = layers.iter().map(|(_, _, tar)| sha(tar)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha(&config), "size": config.len()},
+        "layers": layers.iter().map(|(mt, blob, _)| serde_json::json!(
+            {"mediaType": mt, "digest": sha(blob), "size": blob.len()})).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let list = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": list_type,
+        "manifests": [
+            {"mediaType": manifest_type, "digest": sha(b"arm"), "size": 1,
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": manifest_type, "digest": sha(&manifest), "size": manifest.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    })
+    .to_string()
+    .into_bytes();
+    let mut routes = Routes::new();
+    routes.insert("/v2/multi/app/manifests/1".into(), (list_type.into(), list));
+    routes.insert(
+        format!("/v2/multi/app/manifests/{}", sha(&manifest)),
+        (manifest_type.into(), manifest),
+    );
+    routes.insert(
+        format!("/v2/multi/app/blobs/{}", sha(&config)),
+        ("application/octet-stream".into(), config),
+    );
+    for (_, blob, _) in layers {
+        routes.insert(
+            format!("/v2/multi/app/blobs/{}", sha(blob)),
+            ("application/octet-stream".into(), blob.clone()),
+        );
+    }
+    routes
+}
+
+#[test]
+fn docker_manifest_lists_with_gzip_zstd_and_plain_layers() {
+    let a = raw_tar("a.txt", b"gzip layer");
+    let b = raw_tar("b.txt", b"zstd layer");
+    let c = raw_tar("c.txt", b"plain layer");
+    let layers = vec![
+        (
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            gzip(&a),
+            a.clone(),
+        ),
+        (
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            zstd_compress(&b),
+            b.clone(),
+        ),
+        (
+            "application/vnd.oci.image.layer.v1.tar",
+            c.clone(),
+            c.clone(),
+        ),
+    ];
+    let routes = multi_routes(
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        &layers,
+    );
+    let (state, out) = fake_pull(routes, "multi/app:1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(layer_dirs(&state), 3);
+    for (tar, file) in [(&a, "a.txt"), (&b, "b.txt"), (&c, "c.txt")] {
+        let dir = state
+            .root()
+            .join("images/layers/sha256")
+            .join(sha(tar).trim_start_matches("sha256:"));
+        assert!(dir.join(file).is_file(), "{file} unpacked");
+    }
 }
