@@ -356,12 +356,7 @@ fn load_file(
     mut dict: Value,
     included: &[PathBuf],
 ) -> Result<Value, LoadError> {
-    let docs = yaml::parse_documents(&source.content).map_err(|e| LoadError::At {
-        file: source.path.clone(),
-        location: e.location(),
-        path: None,
-        message: e.to_string(),
-    })?;
+    let docs = parse_source(source)?;
     if docs.is_empty() && dict.as_mapping().is_none_or(Mapping::is_empty) {
         return Err(LoadError::Empty);
     }
@@ -383,15 +378,7 @@ fn load_file(
                 ));
             }
         }
-        if ctx.opts.interpolate {
-            let lookup = |k: &str| env.get(k).cloned();
-            let mut warnings = Vec::new();
-            interpolate::interpolate_tree(&mut doc, &lookup, &mut |w| warnings.push(w))
-                .map_err(|e| at(&source.path, e))?;
-            for w in warnings {
-                ctx.warn(w);
-            }
-        }
+        interpolate_doc(ctx, &mut doc, source, env)?;
         // Docker compose validates interpolated values (`${PORT}` must become a port); the tree
         // keeps the file's shape, so the error can still point into the file.
         schema::validate(&doc).map_err(|e| located(e.location(), e.to_string()))?;
@@ -413,26 +400,41 @@ pub(super) fn load_standalone(
 ) -> Result<Value, LoadError> {
     let source = read_source(path, ctx.opts)?;
     let mut dict = Value::Mapping(Mapping::new());
-    let docs = yaml::parse_documents(&source.content).map_err(|e| LoadError::At {
-        file: source.path.clone(),
-        location: e.location(),
-        path: None,
-        message: e.to_string(),
-    })?;
-    for mut doc in docs {
-        if ctx.opts.interpolate {
-            let lookup = |k: &str| env.get(k).cloned();
-            let mut warnings = Vec::new();
-            interpolate::interpolate_tree(&mut doc, &lookup, &mut |w| warnings.push(w))
-                .map_err(|e| at(&source.path, e))?;
-            for w in warnings {
-                ctx.warn(w);
-            }
-        }
+    for mut doc in parse_source(&source)? {
+        interpolate_doc(ctx, &mut doc, &source, env)?;
         canonical::canonical(&mut doc).map_err(|e| at(&source.path, e))?;
         dict = merge::merge(dict, doc).map_err(|e| at(&source.path, e))?;
     }
     Ok(dict)
+}
+
+fn parse_source(source: &Source) -> Result<Vec<Value>, LoadError> {
+    yaml::parse_documents(&source.content).map_err(|e| LoadError::At {
+        file: source.path.clone(),
+        location: e.location(),
+        path: None,
+        message: e.to_string(),
+    })
+}
+
+/// Interpolate one document (unless `--no-interpolate`), collecting the warnings.
+fn interpolate_doc(
+    ctx: &mut Ctx,
+    doc: &mut Value,
+    source: &Source,
+    env: &Environment,
+) -> Result<(), LoadError> {
+    if !ctx.opts.interpolate {
+        return Ok(());
+    }
+    let lookup = |k: &str| env.get(k).cloned();
+    let mut warnings = Vec::new();
+    interpolate::interpolate_tree(doc, &lookup, &mut |w| warnings.push(w))
+        .map_err(|e| at(&source.path, e))?;
+    for w in warnings {
+        ctx.warn(w);
+    }
+    Ok(())
 }
 
 /// Read the files of an included project.

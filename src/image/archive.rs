@@ -1088,30 +1088,24 @@ fn resolve_oci(
             });
         }
         let index = parse_index(&data, &path)?;
-        let candidates: Vec<(usize, Platform)> = index
+        let entries: Vec<Option<Platform>> = index
             .manifests
             .iter()
-            .enumerate()
-            .filter_map(|(i, d)| {
+            .map(|d| {
                 let p = d.platform.as_ref()?;
-                Some((
-                    i,
-                    Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
-                ))
+                Some(Platform::new(&p.os, &p.architecture, p.variant.as_deref()))
             })
             .collect();
-        let chosen = match platform.select(candidates.iter().map(|(_, p)| p)) {
-            Some(k) => &index.manifests[candidates[k].0],
+        let chosen = match platform.choose(&entries) {
+            Ok(i) => &index.manifests[i],
             // An index without platforms (attestations aside) has one image.
-            None if candidates.is_empty() && index.manifests.len() == 1 => &index.manifests[0],
-            None => {
+            Err(_) if entries.iter().all(Option::is_none) && index.manifests.len() == 1 => {
+                &index.manifests[0]
+            }
+            Err(available) => {
                 return Err(ArchiveError::NoPlatform {
                     platform: platform.to_string(),
-                    available: candidates
-                        .iter()
-                        .map(|(_, p)| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available,
                 })
             }
         };

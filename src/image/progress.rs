@@ -119,7 +119,8 @@ impl Layer {
     }
 }
 
-/// Sizes the way docker prints them (decimal units).
+/// Sizes the way docker prints them: decimal units, four significant digits (go-units'
+/// `HumanSize`).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
@@ -128,16 +129,19 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n}B")
+    // Four significant digits, without trailing zeros.
+    let decimals = match v {
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let text = format!("{v:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
     } else {
-        format!("{v:.3}{}", UNITS[unit])
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            .replace(UNITS[unit], "")
-            + UNITS[unit]
-    }
+        &text
+    };
+    format!("{text}{}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -150,5 +154,6 @@ mod tests {
         assert_eq!(human_bytes(1_000), "1kB");
         assert_eq!(human_bytes(53_800_000), "53.8MB");
         assert_eq!(human_bytes(1_234_567_890), "1.235GB");
+        assert_eq!(human_bytes(999_999), "1000kB");
     }
 }

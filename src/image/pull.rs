@@ -369,33 +369,21 @@ impl Puller {
         ctx: &Ctx,
         index: &'a Index,
     ) -> Result<&'a Descriptor, PullError> {
-        let candidates: Vec<(usize, Platform)> = index
+        let entries: Vec<Option<Platform>> = index
             .manifests
             .iter()
-            .enumerate()
-            .filter_map(|(i, d)| {
+            .map(|d| {
                 let p = d.platform.as_ref()?;
-                Some((
-                    i,
-                    Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
-                ))
+                Some(Platform::new(&p.os, &p.architecture, p.variant.as_deref()))
             })
             .collect();
-        match self.platform.select(candidates.iter().map(|(_, p)| p)) {
-            Some(k) => Ok(&index.manifests[candidates[k].0]),
-            None => Err(PullError::NoPlatform {
+        match self.platform.choose(&entries) {
+            Ok(i) => Ok(&index.manifests[i]),
+            Err(available) => Err(PullError::NoPlatform {
                 image: ctx.image.clone(),
                 registry: ctx.registry.clone(),
                 platform: self.platform.to_string(),
-                available: if candidates.is_empty() {
-                    "none".to_string()
-                } else {
-                    candidates
-                        .iter()
-                        .map(|(_, p)| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
+                available,
             }),
         }
     }

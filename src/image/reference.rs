@@ -534,6 +534,26 @@ impl Platform {
 
     /// The index of the best candidate (first one among equals), as when choosing
     /// a manifest from an image index.
+    /// Choose among an index's entries (`None` for an entry without a platform): the position
+    /// of the best match, or the platforms on offer (`"none"` when there are none) to name in
+    /// the error.
+    pub fn choose(&self, entries: &[Option<Platform>]) -> Result<usize, String> {
+        let candidates: Vec<(usize, &Platform)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+            .collect();
+        match self.select(candidates.iter().map(|(_, p)| *p)) {
+            Some(k) => Ok(candidates[k].0),
+            None if candidates.is_empty() => Err("none".to_string()),
+            None => Err(candidates
+                .iter()
+                .map(|(_, p)| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")),
+        }
+    }
+
     pub fn select<'a, I>(&self, candidates: I) -> Option<usize>
     where
         I: IntoIterator<Item = &'a Platform>,
