@@ -1,0 +1,3 @@
+//! The container runtime: turning a service into an isolated, limited process.
+
+pub mod caps;
