@@ -1,3 +1,6 @@
-//! The container runtime: turns a service into an isolated, limited process on the kernel.
+//! The container runtime: specs, cgroups, capabilities, seccomp.
 
+pub mod caps;
 pub mod cgroups;
+pub mod seccomp;
+mod seccomp_default;
