@@ -8,3 +8,4 @@ pub mod compose;
 pub mod image;
 pub mod paths;
 pub mod plan;
+pub mod runtime;
