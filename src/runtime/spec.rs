@@ -166,7 +166,9 @@ pub enum SpecError {
         #[source]
         error: Box<SpecError>,
     },
-    #[error("no command specified: neither the service nor the image sets an entrypoint or a command")]
+    #[error(
+        "no command specified: neither the service nor the image sets an entrypoint or a command"
+    )]
     NoCommand,
     #[error("working_dir {0:?} is invalid: it must be an absolute path")]
     RelativeWorkingDir(String),
@@ -200,7 +202,11 @@ pub enum SpecError {
     #[error("ulimits.{name}: the soft limit {soft} is above the hard limit {hard}")]
     UlimitSoftAboveHard { name: String, soft: u64, hard: u64 },
     #[error("ulimits.{name}: the hard limit {hard} is above rcompose's own hard limit {host}; raising a hard limit needs CAP_SYS_RESOURCE, which this process lacks: lower the limit or start rcompose with a higher one")]
-    UlimitAboveHost { name: String, hard: String, host: String },
+    UlimitAboveHost {
+        name: String,
+        hard: String,
+        host: String,
+    },
     #[error("unknown capability {0:?}")]
     Capability(String),
     #[error("invalid security_opt {0:?}: expected KEY=VALUE (label, apparmor, seccomp, no-new-privileges, systempaths)")]
@@ -1110,7 +1116,11 @@ fn resolve_user(
     match group_arg {
         Some(g) => {
             let found = match numeric(g) {
-                Some(n) => groups.iter().find(|e| e.gid == n).map(|e| e.gid).or(Some(n)),
+                Some(n) => groups
+                    .iter()
+                    .find(|e| e.gid == n)
+                    .map(|e| e.gid)
+                    .or(Some(n)),
                 None => groups.iter().find(|e| e.name == g).map(|e| e.gid),
             };
             gid = id(
@@ -1388,7 +1398,9 @@ fn resolve_sysctls(
             }
         } else if name.starts_with("net.") {
             if ns.network == NetworkMode::Host {
-                return Err(err("it belongs to the network namespace, which is the host's"));
+                return Err(err(
+                    "it belongs to the network namespace, which is the host's",
+                ));
             }
         } else if name == "kernel.domainname" || name == "kernel.hostname" {
             return Err(err("set hostname or domainname instead"));
@@ -1686,7 +1698,6 @@ pub fn resolve_resources(
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1809,7 +1820,10 @@ mod tests {
             resolve_args(ep.as_deref(), cmd.as_deref(), &img)
         };
         // Image only.
-        assert_eq!(r(None, None).unwrap(), s(&["/entry", "serve", "--port", "80"]));
+        assert_eq!(
+            r(None, None).unwrap(),
+            s(&["/entry", "serve", "--port", "80"])
+        );
         // `command` replaces the image Cmd, keeps its Entrypoint.
         assert_eq!(r(None, Some(&["run"])).unwrap(), s(&["/entry", "run"]));
         // `entrypoint` replaces the Entrypoint and drops the image Cmd.
@@ -1822,7 +1836,10 @@ mod tests {
         assert_eq!(r(Some(&[]), None).unwrap(), s(&["serve", "--port", "80"]));
         assert_eq!(r(Some(&[]), Some(&["ls"])).unwrap(), s(&["ls"]));
         // `command: []` with an entrypoint: no arguments at all.
-        assert_eq!(r(Some(&["/bin/true"]), Some(&[])).unwrap(), s(&["/bin/true"]));
+        assert_eq!(
+            r(Some(&["/bin/true"]), Some(&[])).unwrap(),
+            s(&["/bin/true"])
+        );
         // `command: []` without an entrypoint override: the engine refills it from the image.
         assert_eq!(
             r(None, Some(&[])).unwrap(),
@@ -1845,7 +1862,15 @@ mod tests {
             Err(SpecError::NoCommand)
         ));
         // Through build: the service is named.
-        let e = build(&project(), &svc(), 1, &RuntimeConfig::default(), &[], &host()).unwrap_err();
+        let e = build(
+            &project(),
+            &svc(),
+            1,
+            &RuntimeConfig::default(),
+            &[],
+            &host(),
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "service \"web\": no command specified: neither the service nor the image sets an \
@@ -1931,12 +1956,18 @@ mod tests {
         assert_eq!(u.additional_gids, vec![10, 29]);
         // A numeric uid with an entry takes its gid and home; without one, gid 0.
         let u = user("1000", &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.as_deref()), (1000, 1000, Some("/home/app")));
+        assert_eq!(
+            (u.uid, u.gid, u.home.as_deref()),
+            (1000, 1000, Some("/home/app"))
+        );
         let u = user("4242", &[]).unwrap();
         assert_eq!((u.uid, u.gid, u.home, u.name), (4242, 0, None, None));
         // Default: root, with root's memberships.
         let u = user("", &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids.clone()), (0, 0, vec![0, 10]));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids.clone()),
+            (0, 0, vec![0, 10])
+        );
         assert_eq!(u.home.as_deref(), Some("/root"));
     }
 
@@ -2147,7 +2178,10 @@ mod tests {
     fn working_dir() {
         assert_eq!(resolve_working_dir("", "").unwrap(), "/");
         assert_eq!(resolve_working_dir("", "/app").unwrap(), "/app");
-        assert_eq!(resolve_working_dir("/srv//x/./y/..", "/app").unwrap(), "/srv/x");
+        assert_eq!(
+            resolve_working_dir("/srv//x/./y/..", "/app").unwrap(),
+            "/srv/x"
+        );
         let e = resolve_working_dir("app", "/").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -2171,12 +2205,18 @@ mod tests {
         service.domainname = "example.org".into();
         service.container_name = "mine".into();
         let spec = spec_with(&service, &image()).unwrap();
-        assert_eq!((spec.hostname.as_str(), spec.domainname.as_str()), ("box", "example.org"));
+        assert_eq!(
+            (spec.hostname.as_str(), spec.domainname.as_str()),
+            ("box", "example.org")
+        );
         assert_eq!(spec.name, "mine");
 
         service.uts = "host".into();
         let e = inner(spec_with(&service, &image()).unwrap_err());
-        assert_eq!(e.to_string(), "conflicting options: hostname and the UTS mode");
+        assert_eq!(
+            e.to_string(),
+            "conflicting options: hostname and the UTS mode"
+        );
         service.hostname.clear();
         assert_eq!(spec_with(&service, &image()).unwrap().hostname, "the-host");
     }
@@ -2202,8 +2242,11 @@ mod tests {
 
     #[test]
     fn ulimits_values() {
-        let out = resolve_ulimits(&ul(&[("nofile", 1024, 0, 0), ("nproc", 0, 10, 20)]), &host())
-            .unwrap();
+        let out = resolve_ulimits(
+            &ul(&[("nofile", 1024, 0, 0), ("nproc", 0, 10, 20)]),
+            &host(),
+        )
+        .unwrap();
         assert_eq!(out[0].name, "nofile");
         assert_eq!(out[0].resource, libc::RLIMIT_NOFILE as i32);
         assert_eq!((out[0].soft, out[0].hard), (1024, 1024));
@@ -2229,7 +2272,10 @@ mod tests {
             "ulimits.nproc: the soft limit 20 is above the hard limit 10"
         );
         let e = resolve_ulimits(&ul(&[("files", 1, 0, 0)]), &host()).unwrap_err();
-        assert!(e.to_string().starts_with("invalid ulimit name \"files\""), "{e}");
+        assert!(
+            e.to_string().starts_with("invalid ulimit name \"files\""),
+            "{e}"
+        );
         let e = resolve_ulimits(&ul(&[("core", -5, 0, 0)]), &host()).unwrap_err();
         assert!(matches!(e, SpecError::UlimitValue { value: -5, .. }));
     }
@@ -2276,7 +2322,10 @@ mod tests {
         let mut service = svc();
         service.mem_limit = UnitBytes(MIB);
         let e = resolve_resources(&service, &host()).unwrap_err();
-        assert_eq!(e.to_string(), "mem_limit 1048576 is below the minimum of 6 MiB");
+        assert_eq!(
+            e.to_string(),
+            "mem_limit 1048576 is below the minimum of 6 MiB"
+        );
     }
 
     #[test]
@@ -2347,7 +2396,14 @@ mod tests {
         assert_eq!(r.oom_score_adj, -500);
         // float32 arithmetic as compose does it: 0.1 CPU is 10 ms per 100 ms.
         service.cpus = 0.1;
-        assert_eq!(resolve_resources(&service, &host()).unwrap().cpu.unwrap().quota, 10_000);
+        assert_eq!(
+            resolve_resources(&service, &host())
+                .unwrap()
+                .cpu
+                .unwrap()
+                .quota,
+            10_000
+        );
 
         service.cpus = 8.0;
         let e = resolve_resources(&service, &host()).unwrap_err();
@@ -2363,7 +2419,13 @@ mod tests {
         ));
         service.cpus = 0.0;
         let r = resolve_resources(&service, &host()).unwrap();
-        assert_eq!(r.cpu, Some(CpuQuota { quota: 50_000, period: CPU_PERIOD }));
+        assert_eq!(
+            r.cpu,
+            Some(CpuQuota {
+                quota: 50_000,
+                period: CPU_PERIOD
+            })
+        );
 
         service.cpuset = "0-7".into();
         let e = resolve_resources(&service, &host()).unwrap_err();
@@ -2397,7 +2459,10 @@ mod tests {
         assert_eq!(Signal::parse("64").unwrap().name, "SIGRTMAX");
         for bad in ["SIGFOO", "0", "65", "-1", "", "RTMIN+40"] {
             let e = Signal::parse(bad).unwrap_err();
-            assert!(e.to_string().starts_with("invalid stop_signal"), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("invalid stop_signal"),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -2415,7 +2480,10 @@ mod tests {
         let spec = spec_with(&service, &img).unwrap();
         assert_eq!(spec.stop_signal.number, 10);
         assert_eq!(spec.stop_grace_period, Duration::from_secs(3));
-        assert_eq!(spec_with(&svc(), &img).unwrap().stop_grace_period, DEFAULT_STOP_GRACE_PERIOD);
+        assert_eq!(
+            spec_with(&svc(), &img).unwrap().stop_grace_period,
+            DEFAULT_STOP_GRACE_PERIOD
+        );
         service.stop_signal = "NOPE".into();
         assert!(matches!(
             inner(spec_with(&service, &img).unwrap_err()),
@@ -2429,8 +2497,12 @@ mod tests {
     fn capabilities() {
         let d = resolve_capabilities(&[], &[], false).unwrap();
         assert_eq!(d, s(&DEFAULT_CAPABILITIES));
-        let c = resolve_capabilities(&s(&["net_admin", "CAP_SYS_PTRACE"]), &s(&["MKNOD", "cap_kill"]), false)
-            .unwrap();
+        let c = resolve_capabilities(
+            &s(&["net_admin", "CAP_SYS_PTRACE"]),
+            &s(&["MKNOD", "cap_kill"]),
+            false,
+        )
+        .unwrap();
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(c.contains(&"CAP_SYS_PTRACE".to_string()));
         assert!(!c.contains(&"CAP_MKNOD".to_string()));
@@ -2450,21 +2522,32 @@ mod tests {
     fn security_opts() {
         let mut w = Vec::new();
         let o = parse_security_opts(
-            &s(&["no-new-privileges", "seccomp=unconfined", "apparmor=foo", "label=disable"]),
+            &s(&[
+                "no-new-privileges",
+                "seccomp=unconfined",
+                "apparmor=foo",
+                "label=disable",
+            ]),
             &mut w,
         )
         .unwrap();
         assert!(o.no_new_privileges);
         assert_eq!(o.seccomp, Seccomp::Unconfined);
         assert_eq!(o.labels, s(&["disable"]));
-        assert_eq!(w, s(&["security_opt \"apparmor=foo\" ignored: no AppArmor support"]));
+        assert_eq!(
+            w,
+            s(&["security_opt \"apparmor=foo\" ignored: no AppArmor support"])
+        );
         let o = parse_security_opts(&s(&["no-new-privileges:false", "seccomp=./p.json"]), &mut w)
             .unwrap();
         assert!(!o.no_new_privileges);
         assert_eq!(o.seccomp, Seccomp::Profile("./p.json".into()));
         for bad in ["bogus", "foo=bar", "no-new-privileges=maybe", "seccomp="] {
             let e = parse_security_opts(&s(&[bad]), &mut w).unwrap_err();
-            assert!(e.to_string().starts_with("invalid security_opt"), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("invalid security_opt"),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -2501,7 +2584,9 @@ mod tests {
     #[test]
     fn sysctls() {
         let mut service = svc();
-        service.sysctls.insert("net.core.somaxconn".into(), "1024".into());
+        service
+            .sysctls
+            .insert("net.core.somaxconn".into(), "1024".into());
         service.sysctls.insert("kernel.shmmax".into(), "1".into());
         let out = resolve_sysctls(&service, &Namespaces::default()).unwrap();
         assert_eq!(out.len(), 2);
@@ -2510,7 +2595,9 @@ mod tests {
             ..Default::default()
         };
         let e = resolve_sysctls(&service, &host_net).unwrap_err();
-        assert!(e.to_string().starts_with("sysctl \"net.core.somaxconn\" is not allowed"));
+        assert!(e
+            .to_string()
+            .starts_with("sysctl \"net.core.somaxconn\" is not allowed"));
         let mut service = svc();
         service.sysctls.insert("vm.swappiness".into(), "1".into());
         let e = resolve_sysctls(&service, &Namespaces::default()).unwrap_err();
@@ -2528,10 +2615,16 @@ mod tests {
         assert_eq!(t[0].options, s(&["noexec", "nosuid", "nodev"]));
         assert_eq!(t[1].options, s(&["nosuid", "nodev", "exec", "size=64m"]));
         assert_eq!(t[2].target, "/cache");
-        assert_eq!(t[2].options, s(&["noexec", "nosuid", "nodev", "ro", "mode=1777"]));
+        assert_eq!(
+            t[2].options,
+            s(&["noexec", "nosuid", "nodev", "ro", "mode=1777"])
+        );
         service.tmpfs = s(&["tmp"]);
         let e = resolve_tmpfs(&service).unwrap_err();
-        assert_eq!(e.to_string(), "invalid tmpfs target \"tmp\": it must be an absolute path");
+        assert_eq!(
+            e.to_string(),
+            "invalid tmpfs target \"tmp\": it must be an absolute path"
+        );
     }
 
     #[test]
@@ -2558,7 +2651,10 @@ mod tests {
                 permissions: "rwm".into()
             }
         );
-        assert_eq!((d[1].container_path.as_str(), d[1].permissions.as_str()), ("/dev/xvda", "r"));
+        assert_eq!(
+            (d[1].container_path.as_str(), d[1].permissions.as_str()),
+            ("/dev/xvda", "r")
+        );
         service.devices[1].permissions = "rwx".into();
         assert!(resolve_devices(&service).is_err());
     }
@@ -2574,9 +2670,12 @@ mod tests {
         service.labels.insert("a".into(), "service".into());
         service.security_opt = s(&["apparmor=x"]);
         let img = RuntimeConfig {
-            labels: [("a".to_string(), "image".to_string()), ("b".into(), "image".into())]
-                .into_iter()
-                .collect(),
+            labels: [
+                ("a".to_string(), "image".to_string()),
+                ("b".into(), "image".into()),
+            ]
+            .into_iter()
+            .collect(),
             working_dir: "/srv".into(),
             ..image()
         };
