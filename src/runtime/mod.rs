@@ -1,6 +1,8 @@
-//! The container runtime: specs, cgroups, capabilities, seccomp.
+//! The container runtime: the container spec a service and its image give, cgroups,
+//! capabilities, seccomp. Process creation, rootfs and exec arrive with the rest of issue 4.
 
 pub mod caps;
 pub mod cgroups;
 pub mod seccomp;
 mod seccomp_default;
+pub mod spec;
