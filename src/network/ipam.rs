@@ -932,8 +932,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("only one"));
-        let mut drv = IpamConfig::default();
-        drv.driver = "dhcp".into();
+        let drv = IpamConfig {
+            driver: "dhcp".into(),
+            ..Default::default()
+        };
         assert!(network_subnet("n", &drv, &pool, &[], &[])
             .unwrap_err()
             .to_string()

@@ -80,18 +80,12 @@ fn is_lower_hex(s: &str) -> bool {
 
 /// Whether `name` has the shape of a bridge made by [`bridge_name`].
 pub fn is_rcompose_bridge(name: &str) -> bool {
-    name.len() == IFNAME_MAX
-        && name
-            .strip_prefix(BRIDGE_PREFIX)
-            .is_some_and(|rest| is_lower_hex(rest))
+    name.len() == IFNAME_MAX && name.strip_prefix(BRIDGE_PREFIX).is_some_and(is_lower_hex)
 }
 
 /// Whether `name` has the shape of a veth host end made by [`veth_host_name`].
 pub fn is_rcompose_veth(name: &str) -> bool {
-    name.len() == IFNAME_MAX
-        && name
-            .strip_prefix(VETH_PREFIX)
-            .is_some_and(|rest| is_lower_hex(rest))
+    name.len() == IFNAME_MAX && name.strip_prefix(VETH_PREFIX).is_some_and(is_lower_hex)
 }
 
 /// Whether a host interface was made by rcompose (a candidate for leftover cleanup). Exact shape
