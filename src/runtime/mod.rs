@@ -3,6 +3,8 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod rootfs;
 pub mod seccomp;
 mod seccomp_default;
 pub mod spec;
+pub mod syscall;

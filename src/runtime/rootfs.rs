@@ -1,0 +1,1272 @@
+//! The container's root filesystem: the ordered list of mounts that builds it (overlayfs over
+//! the image layers, `/proc`, `/sys`, a minimal `/dev`, docker's masked and read-only paths, the
+//! managed `/etc` files, the caller's binds and tmpfs), applying that list through a
+//! [`Syscall`], and resolving mount targets inside the rootfs without ever leaving it.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, readlinkat, OFlag, AT_FDCWD};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
+
+use super::spec::{ContainerSpec, TmpfsMount, DEFAULT_SHM_SIZE};
+use super::syscall::{lexical_clean, NodeKind, Resolved, Syscall};
+
+/// Symlinks followed while resolving one path, as the kernel's `MAXSYMLINKS`.
+pub const MAX_SYMLINKS: usize = 40;
+/// Mount data must fit in one page with its NUL; 4096 is the smallest Linux page.
+pub const MAX_MOUNT_DATA: usize = 4095;
+
+/// Docker's masked paths: hidden behind `/dev/null` (files) or an empty read-only tmpfs (dirs).
+pub const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The standard character devices every container gets: name, major, minor.
+pub const STANDARD_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The `/dev` symlinks: link, target.
+pub const DEV_SYMLINKS: [(&str, &str); 5] = [
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+    ("/dev/ptmx", "pts/ptmx"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("the container has no image layers to mount")]
+    NoLayers,
+    #[error("layer path {0:?} cannot be passed to overlayfs: it contains ',', ':' or '\\'")]
+    UnsafeLayerPath(PathBuf),
+    #[error(
+        "overlayfs options for {layers} layers are {len} bytes, over the {max}-byte mount data \
+         limit even with paths relative to {parent:?}"
+    )]
+    OverlayOptionsTooLong {
+        layers: usize,
+        len: usize,
+        max: usize,
+        parent: PathBuf,
+    },
+    #[error("invalid mount target {0:?}: it must be an absolute path")]
+    InvalidTarget(String),
+    #[error("resolving {path:?} in {root:?}: too many levels of symbolic links")]
+    TooManyLinks { root: PathBuf, path: String },
+    #[error("resolving {path:?} in {root:?}: {component:?} is not a directory")]
+    NotADirectory {
+        root: PathBuf,
+        path: String,
+        component: String,
+    },
+    #[error("resolving {path:?} in {root:?}: {source}")]
+    Resolve {
+        root: PathBuf,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{op} {target:?}: {source}")]
+    Syscall {
+        op: &'static str,
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where the container's filesystem lives on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The container's writable layer.
+    pub upper: PathBuf,
+    /// Overlayfs' work directory (same filesystem as `upper`).
+    pub work: PathBuf,
+    /// The mount point of the overlay: the new root.
+    pub merged: PathBuf,
+    /// The managed files, bind-mounted over the image's (absent: left alone).
+    pub hosts: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+    pub hostname: Option<PathBuf>,
+}
+
+/// A mount the caller asks for: binds (including volumes) and tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountRequest {
+    Bind {
+        source: PathBuf,
+        /// Absolute, inside the container.
+        target: String,
+        read_only: bool,
+    },
+    Tmpfs(TmpfsMount),
+}
+
+impl MountRequest {
+    fn target(&self) -> &str {
+        match self {
+            MountRequest::Bind { target, .. } => target,
+            MountRequest::Tmpfs(t) => &t.target,
+        }
+    }
+}
+
+/// One step of building the rootfs. Targets given as `String` are paths inside the container,
+/// resolved inside the current root when applied; `PathBuf`s are host paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// Make every mount in the (new) mount namespace private, so nothing propagates to the host.
+    MakePrivate,
+    /// The overlay of the image layers on `target`. `cwd`: the directory the relative
+    /// `lowerdir`s in `data` are relative to (the short-path trick), when needed.
+    Overlay {
+        target: PathBuf,
+        data: String,
+        cwd: Option<PathBuf>,
+    },
+    /// A kernel filesystem (proc, sysfs, tmpfs, devpts, mqueue) on a directory.
+    Mount {
+        fstype: String,
+        target: String,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    /// A bind mount of a host path; read-only binds take a second, remounting `mount(2)`.
+    Bind {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+    },
+    /// A character device: `mknod`, or a bind of the host's node where `mknod` is not allowed.
+    Device {
+        path: String,
+        major: u64,
+        minor: u64,
+        mode: u32,
+        host: PathBuf,
+    },
+    Symlink {
+        target: String,
+        link: String,
+    },
+    /// Hide a path if it exists: `/dev/null` over a file, an empty read-only tmpfs over a dir.
+    Mask(String),
+    /// Make a path read-only if it exists (bind it onto itself, remount read-only).
+    ReadOnly(String),
+    /// `pivot_root` into the new root and detach the old one; later targets are under `/`.
+    PivotRoot,
+    /// Remount `/` read-only (`read_only: true`).
+    RemountRootReadOnly,
+}
+
+/// The mounts that build `spec`'s rootfs, in order.
+pub fn plan(
+    spec: &ContainerSpec,
+    layout: &Layout,
+    extra: &[MountRequest],
+) -> Result<Vec<MountOp>, RootfsError> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let mut ops = vec![MountOp::MakePrivate, overlay(spec, layout)?];
+    let fs = |fstype: &str, target: &str, flags: MsFlags, data: Option<&str>| MountOp::Mount {
+        fstype: fstype.to_string(),
+        target: target.to_string(),
+        flags,
+        data: data.map(str::to_string),
+    };
+
+    // The caller's mounts, parents before children (docker sorts by depth).
+    let mut requests: Vec<MountRequest> = spec
+        .tmpfs
+        .iter()
+        .cloned()
+        .map(MountRequest::Tmpfs)
+        .chain(extra.iter().cloned())
+        .collect();
+    for r in &requests {
+        if !r.target().starts_with('/') {
+            return Err(RootfsError::InvalidTarget(r.target().to_string()));
+        }
+    }
+    requests.sort_by_key(|r| depth(r.target()));
+    let covered = |target: &str| requests.iter().any(|r| lexical_clean(r.target()) == target);
+
+    ops.push(fs("proc", "/proc", nosuid_noexec_nodev, None));
+    ops.push(fs(
+        "tmpfs",
+        "/dev",
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    ));
+    ops.push(fs(
+        "devpts",
+        "/dev/pts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    ));
+    let sys_flags = if spec.privileged {
+        nosuid_noexec_nodev
+    } else {
+        nosuid_noexec_nodev | MsFlags::MS_RDONLY
+    };
+    ops.push(fs("sysfs", "/sys", sys_flags, None));
+    ops.push(fs("mqueue", "/dev/mqueue", nosuid_noexec_nodev, None));
+    if !covered("/dev/shm") {
+        let size = spec.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
+        ops.push(fs(
+            "tmpfs",
+            "/dev/shm",
+            nosuid_noexec_nodev,
+            Some(&format!("mode=1777,size={size}")),
+        ));
+    }
+    for (name, major, minor) in STANDARD_DEVICES {
+        ops.push(MountOp::Device {
+            path: format!("/dev/{name}"),
+            major,
+            minor,
+            mode: 0o666,
+            host: PathBuf::from(format!("/dev/{name}")),
+        });
+    }
+    for (link, target) in DEV_SYMLINKS {
+        ops.push(MountOp::Symlink {
+            target: target.to_string(),
+            link: link.to_string(),
+        });
+    }
+    for d in &spec.devices {
+        if !d.container_path.starts_with('/') {
+            return Err(RootfsError::InvalidTarget(d.container_path.clone()));
+        }
+        ops.push(MountOp::Bind {
+            source: PathBuf::from(&d.host_path),
+            target: d.container_path.clone(),
+            read_only: false,
+        });
+    }
+
+    // Docker makes the managed files read-only along with a read-only rootfs.
+    for (file, target) in [
+        (&layout.hosts, "/etc/hosts"),
+        (&layout.resolv_conf, "/etc/resolv.conf"),
+        (&layout.hostname, "/etc/hostname"),
+    ] {
+        if let Some(source) = file {
+            if !covered(target) {
+                ops.push(MountOp::Bind {
+                    source: source.clone(),
+                    target: target.to_string(),
+                    read_only: spec.read_only,
+                });
+            }
+        }
+    }
+
+    for r in requests {
+        ops.push(match r {
+            MountRequest::Bind {
+                source,
+                target,
+                read_only,
+            } => MountOp::Bind {
+                source,
+                target,
+                read_only,
+            },
+            MountRequest::Tmpfs(t) => {
+                let (flags, data) = parse_options(&t.options);
+                MountOp::Mount {
+                    fstype: "tmpfs".into(),
+                    target: t.target,
+                    flags,
+                    data: (!data.is_empty()).then(|| data.join(",")),
+                }
+            }
+        });
+    }
+
+    if !spec.privileged && !spec.security.unconfined_systempaths {
+        ops.extend(MASKED_PATHS.iter().map(|p| MountOp::Mask(p.to_string())));
+        ops.extend(
+            READONLY_PATHS
+                .iter()
+                .map(|p| MountOp::ReadOnly(p.to_string())),
+        );
+    }
+    ops.push(MountOp::PivotRoot);
+    if spec.read_only {
+        ops.push(MountOp::RemountRootReadOnly);
+    }
+    Ok(ops)
+}
+
+fn depth(target: &str) -> usize {
+    lexical_clean(target)
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .count()
+}
+
+/// The overlay mount. `lowerdir` lists the top layer first (the reverse of `rootfs_layers`).
+/// Over the mount data limit, the layers are given relative to their common parent and the
+/// mount is made from there (docker's overlay2 does the same with shorter link names); still
+/// over it is an error.
+fn overlay(spec: &ContainerSpec, layout: &Layout) -> Result<MountOp, RootfsError> {
+    if spec.rootfs_layers.is_empty() {
+        return Err(RootfsError::NoLayers);
+    }
+    for p in spec
+        .rootfs_layers
+        .iter()
+        .chain([&layout.upper, &layout.work])
+    {
+        if p.as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|b| matches!(b, b',' | b':' | b'\\'))
+        {
+            return Err(RootfsError::UnsafeLayerPath(p.clone()));
+        }
+    }
+    let data = |lower: Vec<&Path>| {
+        let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            layout.upper.display(),
+            layout.work.display()
+        )
+    };
+    let top_first: Vec<&Path> = spec
+        .rootfs_layers
+        .iter()
+        .rev()
+        .map(PathBuf::as_path)
+        .collect();
+    let full = data(top_first.clone());
+    if full.len() <= MAX_MOUNT_DATA {
+        return Ok(MountOp::Overlay {
+            target: layout.merged.clone(),
+            data: full,
+            cwd: None,
+        });
+    }
+    let parent = common_parent(&top_first);
+    let relative: Vec<&Path> = top_first
+        .iter()
+        .map(|p| p.strip_prefix(&parent).unwrap_or(p))
+        .collect();
+    let short = data(relative);
+    if short.len() > MAX_MOUNT_DATA || parent.as_os_str().is_empty() {
+        return Err(RootfsError::OverlayOptionsTooLong {
+            layers: top_first.len(),
+            len: short.len(),
+            max: MAX_MOUNT_DATA,
+            parent,
+        });
+    }
+    Ok(MountOp::Overlay {
+        target: layout.merged.clone(),
+        data: short,
+        cwd: Some(parent),
+    })
+}
+
+/// The longest directory every path is strictly under.
+fn common_parent(paths: &[&Path]) -> PathBuf {
+    let mut common: Option<PathBuf> = None;
+    for p in paths {
+        let parent = p.parent().unwrap_or(p);
+        common = Some(match common {
+            None => parent.to_path_buf(),
+            Some(c) => c
+                .components()
+                .zip(parent.components())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+    }
+    common.unwrap_or_default()
+}
+
+/// Splits `mount -o` style options into `mount(2)` flags and filesystem data.
+pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            // Propagation is not a per-mount data option; mounts here are private anyway.
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => continue,
+            other => {
+                data.push(other.to_string());
+                continue;
+            }
+        };
+        flags = (flags | set) - clear;
+    }
+    (flags, data)
+}
+
+/// Carries out `ops`, built by [`plan`] for the rootfs mounted on `root`.
+pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), RootfsError> {
+    let fail = |op: &'static str, target: &Path| {
+        let target = target.to_path_buf();
+        move |source: io::Error| RootfsError::Syscall { op, target, source }
+    };
+    let mut cur = root.to_path_buf();
+    let resolve = |cur: &Path, path: &str, create: Option<NodeKind>| {
+        sys.resolve_in(cur, path, create)
+            .map_err(|source| RootfsError::Resolve {
+                root: cur.to_path_buf(),
+                path: path.to_string(),
+                source,
+            })
+    };
+    let must = |cur: &Path, path: &str, kind: NodeKind| -> Result<Resolved, RootfsError> {
+        resolve(cur, path, Some(kind))?.ok_or_else(|| RootfsError::Resolve {
+            root: cur.to_path_buf(),
+            path: path.to_string(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })
+    };
+    let bind = |source: &Path, target: &Path, read_only: bool| -> Result<(), RootfsError> {
+        sys.mount(
+            Some(source),
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(fail("bind mount", target))?;
+        if read_only {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            sys.mount(None, target, None, flags, None)
+                .map_err(fail("remount read-only", target))?;
+        }
+        Ok(())
+    };
+    for op in ops {
+        match op {
+            MountOp::MakePrivate => {
+                let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+                sys.mount(None, Path::new("/"), None, flags, None)
+                    .map_err(fail("make private", Path::new("/")))?;
+            }
+            MountOp::Overlay { target, data, cwd } => {
+                if let Some(cwd) = cwd {
+                    sys.chdir(cwd).map_err(fail("chdir", cwd))?;
+                }
+                sys.mount(
+                    Some(Path::new("overlay")),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data),
+                )
+                .map_err(fail("mount overlay", target))?;
+            }
+            MountOp::Mount {
+                fstype,
+                target,
+                flags,
+                data,
+            } => {
+                let t = must(&cur, target, NodeKind::Dir)?;
+                sys.mount(
+                    Some(Path::new(fstype)),
+                    &t.path,
+                    Some(fstype),
+                    *flags,
+                    data.as_deref(),
+                )
+                .map_err(fail("mount", &t.path))?;
+            }
+            MountOp::Bind {
+                source,
+                target,
+                read_only,
+            } => {
+                // The source is on the host, chosen by the caller: its kind decides the target's.
+                let kind = if source.is_dir() {
+                    NodeKind::Dir
+                } else {
+                    NodeKind::File
+                };
+                let t = must(&cur, target, kind)?;
+                bind(source, &t.path, *read_only)?;
+            }
+            MountOp::Device {
+                path,
+                major,
+                minor,
+                mode,
+                host,
+            } => {
+                let (parent, name) = split_parent(path);
+                let dir = must(&cur, parent, NodeKind::Dir)?;
+                let node = dir.path.join(name);
+                let dev = nix::sys::stat::makedev(*major, *minor);
+                match sys.mknod(&node, SFlag::S_IFCHR, *mode, dev) {
+                    Ok(()) => {}
+                    // In a user namespace mknod is refused: bind the host's node instead.
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                        let t = must(&cur, path, NodeKind::File)?;
+                        bind(host, &t.path, false)?;
+                    }
+                    Err(e) => return Err(fail("mknod", &node)(e)),
+                }
+            }
+            MountOp::Symlink { target, link } => {
+                let (parent, name) = split_parent(link);
+                let dir = must(&cur, parent, NodeKind::Dir)?;
+                let at = dir.path.join(name);
+                match sys.symlink(target, &at) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                        return Err(fail("symlink", &at)(e));
+                    }
+                    _ => {}
+                }
+            }
+            MountOp::Mask(path) => {
+                let Some(t) = resolve(&cur, path, None)? else {
+                    continue;
+                };
+                if t.is_dir {
+                    sys.mount(
+                        Some(Path::new("tmpfs")),
+                        &t.path,
+                        Some("tmpfs"),
+                        MsFlags::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(fail("mask", &t.path))?;
+                } else {
+                    bind(Path::new("/dev/null"), &t.path, false)?;
+                }
+            }
+            MountOp::ReadOnly(path) => {
+                let Some(t) = resolve(&cur, path, None)? else {
+                    continue;
+                };
+                bind(&t.path, &t.path, true)?;
+            }
+            MountOp::PivotRoot => {
+                // pivot_root(".", "."): the old root ends up stacked under the new one, and is
+                // detached at once; no directory for it is needed inside the container.
+                sys.chdir(&cur).map_err(fail("chdir", &cur))?;
+                sys.pivot_root(Path::new("."), Path::new("."))
+                    .map_err(fail("pivot_root", &cur))?;
+                sys.umount2(Path::new("."), MntFlags::MNT_DETACH)
+                    .map_err(fail("detach old root", &cur))?;
+                cur = PathBuf::from("/");
+                sys.chdir(&cur).map_err(fail("chdir", &cur))?;
+            }
+            MountOp::RemountRootReadOnly => {
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                sys.mount(None, Path::new("/"), None, flags, None)
+                    .map_err(fail("remount read-only", Path::new("/")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `/dev/null` → (`/dev`, `null`).
+fn split_parent(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((parent, name)) => (parent, name),
+        None => ("/", path),
+    }
+}
+
+/// Resolves `path` as if `root` were `/`: every component is looked up with `openat(O_PATH |
+/// O_NOFOLLOW)` from the previous one's fd, symlinks are read with `readlinkat` and restarted
+/// from `root` (absolute) or their directory (relative), `..` stops at `root`, and more than
+/// [`MAX_SYMLINKS`] links is an error. Missing components are appended as written (with `..`
+/// still clamped), so the answer is always under `root`.
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf, RootfsError> {
+    Ok(walk(root, path, None)?.path)
+}
+
+/// [`resolve_in_root`], creating what is missing (directories, and the last component as
+/// `kind`) inside the root as it goes.
+pub fn ensure_in_root(root: &Path, path: &str, kind: NodeKind) -> Result<PathBuf, RootfsError> {
+    Ok(walk(root, path, Some(kind))?.path)
+}
+
+/// The [`Syscall::resolve_in`] of the real system: `None` when missing and not created.
+pub fn lookup_in_root(
+    root: &Path,
+    path: &str,
+    create: Option<NodeKind>,
+) -> Result<Option<Resolved>, RootfsError> {
+    let w = walk(root, path, create)?;
+    Ok(w.is_dir.map(|is_dir| Resolved {
+        path: w.path,
+        is_dir,
+    }))
+}
+
+struct Walked {
+    path: PathBuf,
+    /// `None`: the path does not exist.
+    is_dir: Option<bool>,
+}
+
+fn components(path: &OsStr) -> impl DoubleEndedIterator<Item = OsString> + '_ {
+    path.as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsStr::from_bytes(c).to_os_string())
+}
+
+fn walk(root: &Path, path: &str, create: Option<NodeKind>) -> Result<Walked, RootfsError> {
+    let err = |source: Errno| RootfsError::Resolve {
+        root: root.to_path_buf(),
+        path: path.to_string(),
+        source: io::Error::from(source),
+    };
+    let o_path = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let root_fd =
+        openat(AT_FDCWD, root, o_path | OFlag::O_DIRECTORY, Mode::empty()).map_err(err)?;
+    // The resolved components with their fds; `None` once past a missing component.
+    let mut stack: Vec<(OsString, Option<OwnedFd>)> = Vec::new();
+    let mut pending: VecDeque<OsString> = components(OsStr::new(path)).collect();
+    let mut links = 0;
+    let mut missing = false;
+    let mut is_dir = true;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            stack.pop();
+            // Back at an existing ancestor, lookups resume.
+            missing = stack.last().is_some_and(|(_, fd)| fd.is_none());
+            is_dir = true;
+            continue;
+        }
+        if missing {
+            stack.push((name, None));
+            continue;
+        }
+        let dir = match stack.last() {
+            Some((_, Some(fd))) => fd.as_fd(),
+            _ => root_fd.as_fd(),
+        };
+        let fd = match openat(dir, name.as_os_str(), o_path, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => match create {
+                None => {
+                    missing = true;
+                    is_dir = false;
+                    stack.push((name, None));
+                    continue;
+                }
+                Some(kind) => {
+                    let last = pending.is_empty();
+                    let made = if last && kind == NodeKind::File {
+                        let flags = OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_WRONLY
+                            | OFlag::O_CLOEXEC;
+                        openat(
+                            dir,
+                            name.as_os_str(),
+                            flags,
+                            Mode::from_bits_truncate(0o644),
+                        )
+                        .map(drop)
+                    } else {
+                        mkdirat(dir, name.as_os_str(), Mode::from_bits_truncate(0o755))
+                    };
+                    match made {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                    // Look it up again like any other component (it may have raced into a link).
+                    pending.push_front(name);
+                    continue;
+                }
+            },
+            Err(e) => return Err(err(e)),
+        };
+        let st = fstat(&fd).map_err(err)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(RootfsError::TooManyLinks {
+                    root: root.to_path_buf(),
+                    path: path.to_string(),
+                });
+            }
+            // An O_PATH fd of a link with an empty name reads the link itself.
+            let target = readlinkat(&fd, "").map_err(err)?;
+            if target.as_bytes().starts_with(b"/") {
+                stack.clear();
+            }
+            for c in components(&target).rev() {
+                pending.push_front(c);
+            }
+            continue;
+        }
+        is_dir = kind == SFlag::S_IFDIR;
+        if !is_dir && !pending.is_empty() {
+            return Err(RootfsError::NotADirectory {
+                root: root.to_path_buf(),
+                path: path.to_string(),
+                component: name.to_string_lossy().into_owned(),
+            });
+        }
+        stack.push((name, Some(fd)));
+    }
+    let mut resolved = root.to_path_buf();
+    resolved.extend(stack.iter().map(|(n, _)| n));
+    Ok(Walked {
+        path: resolved,
+        is_dir: (!missing).then_some(is_dir),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::spec::{Device, Signal};
+    use crate::runtime::syscall::{Call, RecordingSyscall};
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::time::Duration;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            id: "0".repeat(64),
+            name: "p-web-1".into(),
+            rootfs_layers: vec!["/l/base".into(), "/l/mid".into(), "/l/top".into()],
+            args: vec!["sh".into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: Default::default(),
+            hostname: "web".into(),
+            domainname: String::new(),
+            tty: false,
+            stdin_open: false,
+            read_only: false,
+            init: false,
+            privileged: false,
+            stop_signal: Signal {
+                number: 15,
+                name: "SIGTERM".into(),
+            },
+            stop_grace_period: Duration::from_secs(10),
+            tmpfs: vec![],
+            shm_size: None,
+            sysctls: vec![],
+            ulimits: vec![],
+            capabilities: vec![],
+            security: Default::default(),
+            resources: Default::default(),
+            namespaces: Default::default(),
+            devices: vec![],
+            labels: Default::default(),
+            warnings: vec![],
+        }
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            upper: "/c/upper".into(),
+            work: "/c/work".into(),
+            merged: "/c/merged".into(),
+            hosts: Some("/c/hosts".into()),
+            resolv_conf: Some("/c/resolv.conf".into()),
+            hostname: Some("/c/hostname".into()),
+        }
+    }
+
+    fn targets(ops: &[MountOp]) -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                MountOp::MakePrivate => "private".to_string(),
+                MountOp::Overlay { .. } => "overlay".to_string(),
+                MountOp::Mount { fstype, target, .. } => format!("{fstype} {target}"),
+                MountOp::Bind { target, .. } => format!("bind {target}"),
+                MountOp::Device { path, .. } => format!("dev {path}"),
+                MountOp::Symlink { link, .. } => format!("link {link}"),
+                MountOp::Mask(p) => format!("mask {p}"),
+                MountOp::ReadOnly(p) => format!("ro {p}"),
+                MountOp::PivotRoot => "pivot".to_string(),
+                MountOp::RemountRootReadOnly => "ro /".to_string(),
+            })
+            .collect()
+    }
+
+    fn find<'a>(ops: &'a [MountOp], target: &str) -> &'a MountOp {
+        ops.iter()
+            .find(|op| matches!(op, MountOp::Mount { target: t, .. } if t == target))
+            .unwrap()
+    }
+
+    #[test]
+    fn default_plan_order_and_options() {
+        let ops = plan(&spec(), &layout(), &[]).unwrap();
+        let t = targets(&ops);
+        let mut expected: Vec<String> = [
+            "private",
+            "overlay",
+            "proc /proc",
+            "tmpfs /dev",
+            "devpts /dev/pts",
+            "sysfs /sys",
+            "mqueue /dev/mqueue",
+            "tmpfs /dev/shm",
+            "dev /dev/null",
+            "dev /dev/zero",
+            "dev /dev/full",
+            "dev /dev/random",
+            "dev /dev/urandom",
+            "dev /dev/tty",
+            "link /dev/fd",
+            "link /dev/stdin",
+            "link /dev/stdout",
+            "link /dev/stderr",
+            "link /dev/ptmx",
+            "bind /etc/hosts",
+            "bind /etc/resolv.conf",
+            "bind /etc/hostname",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        expected.extend(MASKED_PATHS.iter().map(|p| format!("mask {p}")));
+        expected.extend(READONLY_PATHS.iter().map(|p| format!("ro {p}")));
+        expected.push("pivot".into());
+        assert_eq!(t, expected);
+
+        assert_eq!(
+            ops[1],
+            MountOp::Overlay {
+                target: "/c/merged".into(),
+                data: "lowerdir=/l/top:/l/mid:/l/base,upperdir=/c/upper,workdir=/c/work".into(),
+                cwd: None,
+            }
+        );
+        let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        assert_eq!(
+            find(&ops, "/proc"),
+            &MountOp::Mount {
+                fstype: "proc".into(),
+                target: "/proc".into(),
+                flags: nsx,
+                data: None
+            }
+        );
+        assert!(matches!(find(&ops, "/sys"),
+            MountOp::Mount { flags, .. } if *flags == nsx | MsFlags::MS_RDONLY));
+        assert!(matches!(find(&ops, "/dev"),
+            MountOp::Mount { data: Some(d), .. } if d == "mode=755,size=65536k"));
+        assert!(matches!(find(&ops, "/dev/pts"),
+            MountOp::Mount { data: Some(d), flags, .. }
+                if d == "newinstance,ptmxmode=0666,mode=0620,gid=5"
+                    && *flags == MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC));
+        assert!(matches!(find(&ops, "/dev/shm"),
+            MountOp::Mount { data: Some(d), flags, .. }
+                if d == "mode=1777,size=67108864" && *flags == nsx));
+        assert!(ops.contains(&MountOp::Symlink {
+            target: "pts/ptmx".into(),
+            link: "/dev/ptmx".into()
+        }));
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/c/resolv.conf".into(),
+            target: "/etc/resolv.conf".into(),
+            read_only: false
+        }));
+    }
+
+    #[test]
+    fn privileged_has_rw_sys_and_no_masks() {
+        let mut s = spec();
+        s.privileged = true;
+        let ops = plan(&s, &layout(), &[]).unwrap();
+        assert!(!ops
+            .iter()
+            .any(|op| matches!(op, MountOp::Mask(_) | MountOp::ReadOnly(_))));
+        assert!(matches!(find(&ops, "/sys"),
+            MountOp::Mount { flags, .. } if !flags.contains(MsFlags::MS_RDONLY)));
+
+        let mut s = spec();
+        s.security.unconfined_systempaths = true;
+        let ops = plan(&s, &layout(), &[]).unwrap();
+        assert!(!ops.iter().any(|op| matches!(op, MountOp::Mask(_))));
+        assert!(matches!(find(&ops, "/sys"),
+            MountOp::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY)));
+    }
+
+    #[test]
+    fn read_only_remounts_root_last_and_managed_files_ro() {
+        let mut s = spec();
+        s.read_only = true;
+        let ops = plan(&s, &layout(), &[]).unwrap();
+        assert_eq!(ops.last(), Some(&MountOp::RemountRootReadOnly));
+        assert_eq!(ops[ops.len() - 2], MountOp::PivotRoot);
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/c/hosts".into(),
+            target: "/etc/hosts".into(),
+            read_only: true
+        }));
+        let ops = plan(&spec(), &layout(), &[]).unwrap();
+        assert!(!ops.contains(&MountOp::RemountRootReadOnly));
+    }
+
+    #[test]
+    fn shm_size_and_caller_mounts() {
+        let mut s = spec();
+        s.shm_size = Some(128 * 1024 * 1024);
+        s.tmpfs = vec![TmpfsMount {
+            target: "/run/sub".into(),
+            options: vec![
+                "noexec".into(),
+                "nosuid".into(),
+                "exec".into(),
+                "size=64m".into(),
+            ],
+        }];
+        s.devices = vec![Device {
+            host_path: "/dev/fuse".into(),
+            container_path: "/dev/fuse".into(),
+            permissions: "rwm".into(),
+        }];
+        let extra = [
+            MountRequest::Bind {
+                source: "/data".into(),
+                target: "/run/sub/deep/x".into(),
+                read_only: true,
+            },
+            MountRequest::Bind {
+                source: "/v".into(),
+                target: "/run".into(),
+                read_only: false,
+            },
+            MountRequest::Bind {
+                source: "/my/hosts".into(),
+                target: "/etc/hosts".into(),
+                read_only: false,
+            },
+        ];
+        let ops = plan(&s, &layout(), &extra).unwrap();
+        assert!(matches!(find(&ops, "/dev/shm"),
+            MountOp::Mount { data: Some(d), .. } if d == "mode=1777,size=134217728"));
+        let t = targets(&ops);
+        let pos = |s: &str| t.iter().position(|x| x == s).unwrap();
+        // Parents first; the caller's /etc/hosts replaces the managed one.
+        assert!(pos("bind /run") < pos("tmpfs /run/sub"));
+        assert!(pos("tmpfs /run/sub") < pos("bind /run/sub/deep/x"));
+        assert!(pos("bind /dev/fuse") > pos("dev /dev/tty"));
+        assert_eq!(t.iter().filter(|x| *x == "bind /etc/hosts").count(), 1);
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/my/hosts".into(),
+            target: "/etc/hosts".into(),
+            read_only: false
+        }));
+        assert!(matches!(find(&ops, "/run/sub"),
+            MountOp::Mount { flags, data: Some(d), .. }
+                if *flags == MsFlags::MS_NOSUID && d == "size=64m"));
+    }
+
+    #[test]
+    fn plan_errors() {
+        let mut s = spec();
+        s.rootfs_layers.clear();
+        assert!(matches!(
+            plan(&s, &layout(), &[]),
+            Err(RootfsError::NoLayers)
+        ));
+        let mut s = spec();
+        s.rootfs_layers.push("/l/a:b".into());
+        assert_eq!(
+            plan(&s, &layout(), &[]).unwrap_err().to_string(),
+            "layer path \"/l/a:b\" cannot be passed to overlayfs: it contains ',', ':' or '\\'"
+        );
+        let bad = [MountRequest::Bind {
+            source: "/x".into(),
+            target: "data".into(),
+            read_only: false,
+        }];
+        assert_eq!(
+            plan(&spec(), &layout(), &bad).unwrap_err().to_string(),
+            "invalid mount target \"data\": it must be an absolute path"
+        );
+    }
+
+    #[test]
+    fn many_layers_use_relative_paths_then_fail() {
+        let store = "/var/lib/rcompose/layers/sha256";
+        let layer = |i: usize| PathBuf::from(format!("{store}/{i:064x}"));
+        let mut s = spec();
+        s.rootfs_layers = (0..50).map(layer).collect();
+        let ops = plan(&s, &layout(), &[]).unwrap();
+        let MountOp::Overlay { data, cwd, .. } = &ops[1] else {
+            panic!("no overlay: {ops:?}")
+        };
+        assert_eq!(cwd.as_deref(), Some(Path::new(store)));
+        assert!(data.starts_with(&format!("lowerdir={:064x}:{:064x}:", 49, 48)));
+        assert!(data.len() <= MAX_MOUNT_DATA);
+
+        s.rootfs_layers = (0..80).map(layer).collect();
+        let e = plan(&s, &layout(), &[]).unwrap_err();
+        assert!(
+            matches!(e, RootfsError::OverlayOptionsTooLong { layers: 80, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parse_options_splits_flags_and_data() {
+        let o = |v: &[&str]| parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            o(&["ro", "nodev", "mode=1777", "size=1g", "rprivate"]),
+            (
+                MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+                vec!["mode=1777".to_string(), "size=1g".to_string()]
+            )
+        );
+        assert_eq!(o(&["ro", "rw"]).0, MsFlags::empty());
+    }
+
+    #[test]
+    fn apply_drives_the_syscalls() {
+        let mut s = spec();
+        s.read_only = true;
+        let ops = plan(&s, &layout(), &[]).unwrap();
+        let mut sys = RecordingSyscall::default();
+        sys.files.insert("/proc/kcore".into());
+        sys.missing.insert("/proc/acpi".into());
+        apply(Path::new("/c/merged"), &ops, &sys).unwrap();
+        let calls = sys.calls();
+        let mounts: Vec<&Call> = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Mount { .. }))
+            .collect();
+        assert_eq!(
+            mounts[0],
+            &Call::Mount {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                data: None
+            }
+        );
+        assert!(
+            matches!(mounts[1], Call::Mount { fstype: Some(f), target, .. }
+            if f == "overlay" && target == Path::new("/c/merged"))
+        );
+        assert!(
+            matches!(mounts[2], Call::Mount { fstype: Some(f), target, .. }
+            if f == "proc" && target == Path::new("/c/merged/proc"))
+        );
+        assert!(calls.contains(&Call::Mknod {
+            path: "/c/merged/dev/null".into(),
+            kind: SFlag::S_IFCHR,
+            mode: 0o666,
+            dev: nix::sys::stat::makedev(1, 3)
+        }));
+        assert!(calls.contains(&Call::Symlink {
+            target: "/proc/self/fd".into(),
+            link: "/c/merged/dev/fd".into()
+        }));
+        // A masked file gets /dev/null, a masked dir an empty read-only tmpfs, a missing one
+        // nothing.
+        assert!(calls.contains(&Call::Mount {
+            source: Some("/dev/null".into()),
+            target: "/c/merged/proc/kcore".into(),
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None
+        }));
+        assert!(calls.contains(&Call::Mount {
+            source: Some("tmpfs".into()),
+            target: "/c/merged/proc/scsi".into(),
+            fstype: Some("tmpfs".into()),
+            flags: MsFlags::MS_RDONLY,
+            data: None
+        }));
+        assert!(!calls
+            .iter()
+            .any(|c| matches!(c, Call::Mount { target, .. } if target.ends_with("acpi"))));
+        // Read-only paths: bound onto themselves, then remounted read-only.
+        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        assert!(calls.contains(&Call::Mount {
+            source: None,
+            target: "/c/merged/proc/sys".into(),
+            fstype: None,
+            flags: ro,
+            data: None
+        }));
+        // Pivot, detach the old root, then the read-only remount of the new /.
+        let n = calls.len();
+        assert_eq!(
+            calls[n - 5..],
+            [
+                Call::Chdir("/c/merged".into()),
+                Call::PivotRoot {
+                    new_root: ".".into(),
+                    put_old: ".".into()
+                },
+                Call::Umount2 {
+                    target: ".".into(),
+                    flags: MntFlags::MNT_DETACH
+                },
+                Call::Chdir("/".into()),
+                Call::Mount {
+                    source: None,
+                    target: "/".into(),
+                    fstype: None,
+                    flags: ro,
+                    data: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn apply_falls_back_to_binding_devices() {
+        let ops = plan(&spec(), &layout(), &[]).unwrap();
+        let sys = RecordingSyscall {
+            mknod_denied: true,
+            ..Default::default()
+        };
+        apply(Path::new("/r"), &ops, &sys).unwrap();
+        assert!(sys.calls().contains(&Call::Mount {
+            source: Some("/dev/urandom".into()),
+            target: "/r/dev/urandom".into(),
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None
+        }));
+        assert!(sys.calls().contains(&Call::Resolve {
+            root: "/r".into(),
+            path: "/dev/urandom".into(),
+            create: Some(NodeKind::File)
+        }));
+    }
+
+    /// A hostile image: links that point out of the root in every way a path can.
+    fn hostile() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for d in ["etc", "dev", "usr/lib", "proc"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        fs::write(r.join("etc/shadow"), "inside").unwrap();
+        symlink("/", r.join("dev/null")).unwrap();
+        symlink("/etc/shadow", r.join("proc/kcore")).unwrap();
+        symlink("../../../../../../..", r.join("usr/lib/up")).unwrap();
+        symlink("../usr/lib/up/etc", r.join("etc/via")).unwrap();
+        symlink("loop2", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("loop2")).unwrap();
+        symlink("/usr/lib/up/tmp/x", r.join("dangling")).unwrap();
+        symlink("../run/resolv.conf", r.join("etc/resolv.conf")).unwrap();
+        t
+    }
+
+    #[test]
+    fn resolve_never_leaves_the_root() {
+        let t = hostile();
+        let r = t.path();
+        let res = |p: &str| resolve_in_root(r, p).unwrap();
+        assert_eq!(res("/dev/null"), r.to_path_buf());
+        assert_eq!(res("/proc/kcore"), r.join("etc/shadow"));
+        assert_eq!(res("/usr/lib/up"), r.to_path_buf());
+        assert_eq!(res("/usr/lib/up/etc/shadow"), r.join("etc/shadow"));
+        assert_eq!(res("/../../../etc"), r.join("etc"));
+        assert_eq!(
+            res("usr/lib/../../../x/../etc/via/shadow"),
+            r.join("etc/shadow")
+        );
+        assert_eq!(res("/dangling"), r.join("tmp/x"));
+        assert_eq!(res("/nope/../../../etc/./shadow"), r.join("etc/shadow"));
+        assert_eq!(res("/etc/resolv.conf"), r.join("run/resolv.conf"));
+        let e = resolve_in_root(r, "/loop1/x").unwrap_err();
+        assert!(matches!(e, RootfsError::TooManyLinks { .. }), "{e}");
+        let e = resolve_in_root(r, "/etc/shadow/x").unwrap_err();
+        assert!(
+            matches!(e, RootfsError::NotADirectory { ref component, .. } if component == "shadow"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ensure_creates_inside_the_root() {
+        let t = hostile();
+        let r = t.path();
+        // The link to the host's /etc leads to the image's /run; the file is made there.
+        let p = ensure_in_root(r, "/etc/resolv.conf", NodeKind::File).unwrap();
+        assert_eq!(p, r.join("run/resolv.conf"));
+        assert!(p.is_file());
+        let p = ensure_in_root(r, "/dangling", NodeKind::Dir).unwrap();
+        assert_eq!(p, r.join("tmp/x"));
+        assert!(p.is_dir());
+        let p = ensure_in_root(r, "/usr/lib/up/a/../b/c", NodeKind::Dir).unwrap();
+        assert_eq!(p, r.join("b/c"));
+        assert!(r.join("a").is_dir() && p.is_dir());
+        // Existing targets are left as they are.
+        let p = ensure_in_root(r, "/dev/null", NodeKind::File).unwrap();
+        assert_eq!(p, r.to_path_buf());
+        let found = lookup_in_root(r, "/proc/kcore", None).unwrap().unwrap();
+        assert_eq!(found.path, r.join("etc/shadow"));
+        assert!(!found.is_dir);
+        assert_eq!(lookup_in_root(r, "/proc/acpi", None).unwrap(), None);
+        assert_eq!(fs::read_to_string(r.join("etc/shadow")).unwrap(), "inside");
+    }
+}
