@@ -459,3 +459,28 @@ fn a_missing_required_env_file_is_named() {
     let cfg = json_config(dir.path(), &[]);
     assert_eq!(cfg["services"]["web"]["image"], "x");
 }
+
+#[test]
+fn ansi_flag_controls_colour() {
+    let dir = project(&[(
+        "compose.yaml",
+        "version: '3'\nservices:\n  web: {image: busybox}\n",
+    )]);
+    let coloured = rcompose_in(dir.path(), &["--ansi", "always", "config", "-q"]);
+    assert!(coloured.status.success());
+    let err = stderr(&coloured);
+    assert!(err.contains("`version` is obsolete"), "{err}");
+    assert!(
+        err.contains("\u{1b}["),
+        "colour escapes with --ansi always: {err:?}"
+    );
+    let plain = rcompose_in(dir.path(), &["--ansi", "never", "config", "-q"]);
+    assert!(!stderr(&plain).contains("\u{1b}["), "{:?}", stderr(&plain));
+    let out = rcompose()
+        .args(["config", "-q"])
+        .env("COMPOSE_ANSI", "always")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("\u{1b}["), "COMPOSE_ANSI is honoured");
+}

@@ -616,3 +616,34 @@ fn docker_manifest_lists_with_gzip_zstd_and_plain_layers() {
         assert!(dir.join(file).is_file(), "{file} unpacked");
     }
 }
+
+#[test]
+fn progress_flag_controls_pull_output() {
+    let Some(env) = testbed("pull progress") else {
+        return;
+    };
+    let state = State::new();
+    let quiet = state
+        .cmd(&env)
+        .args(["--progress", "quiet", "image", "pull", "busybox"])
+        .output()
+        .unwrap();
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("Pulling"), "{}", stderr(&quiet));
+    let plain = state
+        .cmd(&env)
+        .args(["--progress", "plain", "image", "pull", "busybox"])
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("busybox:latest Pulling"),
+        "{}",
+        stderr(&plain)
+    );
+    assert!(
+        stderr(&plain).contains("Already exists"),
+        "{}",
+        stderr(&plain)
+    );
+}
