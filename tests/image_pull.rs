@@ -259,6 +259,13 @@ fn compose_pull_pulls_every_service_and_honours_policies() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("tool Skipped"), "{}", stderr(&out));
+    // python:3 and redis:7 share their base layer: it is downloaded once.
+    assert_eq!(
+        stderr(&out).matches("Pull complete").count(),
+        3,
+        "{}",
+        stderr(&out)
+    );
     let images = state
         .cmd(&env)
         .args(["-p", "pulltest", "images"])

@@ -547,6 +547,14 @@ struct LayerJob {
 impl LayerJob {
     /// Returns the compressed bytes fetched.
     async fn run(self) -> Result<u64, PullError> {
+        // Images pulled side by side often share layers: one download per layer and process,
+        // the others wait for it and find the layer in the store.
+        let lock = layer_lock(&self.diff_id);
+        let _guard = lock.lock().await;
+        if self.store.has_layer(&self.diff_id) {
+            self.progress.finish("Already exists");
+            return Ok(0);
+        }
         let digest = self.desc.digest.to_string();
         let stream = self
             .client
@@ -593,6 +601,18 @@ impl LayerJob {
             Err(join) => Err(self.ctx.registry(format!("layer task failed: {join}"))),
         }
     }
+}
+
+/// The in-process lock of one layer (by diff id).
+fn layer_lock(diff_id: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let locks = LOCKS.get_or_init(Default::default);
+    let mut map = locks
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.entry(diff_id.clone()).or_default().clone()
 }
 
 /// Download → verify blob digest and size → decompress → unpack → verify diff_id.
