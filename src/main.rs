@@ -9,8 +9,12 @@ fn main() {
             // One line per cause: what failed, then why.
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
-                msg.push_str(": ");
-                msg.push_str(&cause.to_string());
+                // Many errors already quote their cause; say it once.
+                let cause = cause.to_string();
+                if !msg.contains(&cause) {
+                    msg.push_str(": ");
+                    msg.push_str(&cause);
+                }
             }
             eprintln!("{} {msg}", console::style("error:").red().bold());
             1

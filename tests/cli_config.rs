@@ -484,3 +484,17 @@ fn ansi_flag_controls_colour() {
         .unwrap();
     assert!(stderr(&out).contains("\u{1b}["), "COMPOSE_ANSI is honoured");
 }
+
+#[test]
+fn a_missing_file_is_named_once() {
+    let dir = project(&[]);
+    let out = rcompose_in(dir.path(), &["-f", "nope.yaml", "config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("nope.yaml"), "{err}");
+    assert_eq!(
+        err.matches("No such file").count(),
+        1,
+        "the cause is said once: {err}"
+    );
+}
