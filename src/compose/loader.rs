@@ -62,8 +62,6 @@ impl Options {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub project: model::Project,
-    /// The final tree the project was decoded from (for `config --no-normalize` and hashing).
-    pub tree: Value,
     pub working_dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub environment: Environment,
@@ -209,12 +207,11 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
 
     normalize::split_commands(&mut tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
     let mut project =
-        model::Project::from_value(tree.clone()).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        model::Project::from_value(tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
     project.name = name;
 
     Ok(Loaded {
         project,
-        tree,
         working_dir,
         files: paths,
         environment: env,
