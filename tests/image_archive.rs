@@ -66,6 +66,35 @@ fn import_inspect_remove_and_prune() {
         .contains(&serde_json::json!("GREETING=hi")));
     assert_eq!(v[0]["RepoTags"], serde_json::json!(["example/hello:1"]));
 
+    // The listing formats.
+    let short = &id.trim_start_matches("sha256:")[..12];
+    let q = state.cmd(&[]).args(["image", "ls", "-q"]).output().unwrap();
+    assert_eq!(stdout(&q).trim(), short);
+    let j = state
+        .cmd(&[])
+        .args(["image", "ls", "--format", "json"])
+        .output()
+        .unwrap();
+    let row: serde_json::Value = serde_json::from_str(stdout(&j).trim()).unwrap();
+    assert_eq!(row["Repository"], "example/hello");
+    assert_eq!(row["Tag"], "1");
+    assert_eq!(row["ID"], short);
+    let d = state
+        .cmd(&[])
+        .args(["image", "ls", "--digests"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&d).lines().next().unwrap().contains("DIGEST"),
+        "{}",
+        stdout(&d)
+    );
+    assert!(
+        stdout(&d).contains("<none>"),
+        "imported images have no digest: {}",
+        stdout(&d)
+    );
+
     // A bad change is refused before anything is written.
     let out = state
         .cmd(&[])
