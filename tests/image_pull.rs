@@ -278,6 +278,21 @@ fn compose_pull_pulls_every_service_and_honours_policies() {
         "{listed}"
     );
     assert!(!listed.contains("tool"), "{listed}");
+    let json = state
+        .cmd(&env)
+        .args(["-p", "pulltest", "images", "--format", "json"])
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+    let ids = state
+        .cmd(&env)
+        .args(["-p", "pulltest", "images", "-q"])
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&ids).lines().count(), 2, "{}", stdout(&ids));
 
     // `missing` skips present images; a platform the index lacks is a clear error.
     std::fs::write(
