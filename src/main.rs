@@ -2,6 +2,10 @@ use clap::Parser;
 use rcompose::cli::{run, Cli};
 
 fn main() {
+    // The container helper runs before anything else (no threads, no argument parsing).
+    if rcompose::runtime::init::is_helper_invocation(std::env::args_os().nth(1).as_deref()) {
+        rcompose::runtime::init::main();
+    }
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,

@@ -10,6 +10,7 @@ use crate::compose::loader::{self, Loaded, Options};
 pub mod config;
 pub mod image;
 pub mod pull;
+pub mod run;
 pub mod version;
 
 #[derive(Debug, Parser)]
@@ -86,6 +87,8 @@ pub enum Command {
     Images(image::ImagesArgs),
     /// Manage images: ls, inspect, rm, prune, pull, import, load
     Image(image::ImageArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -195,6 +198,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pull(args) => pull::run(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(args) => image::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
         Command::Version(args) => version::run(args),
     }
 }

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{progress_mode, Global};
-use crate::compose::model::Project;
+use crate::compose::model::{Project, ServiceConfig};
 use crate::image::auth::AuthStore;
 use crate::image::progress::Progress;
 use crate::image::pull::Puller;
 use crate::image::reference::{Platform, Reference};
 use crate::image::registries::Registries;
-use crate::image::store::Store;
+use crate::image::store::{ImageRecord, Store};
 use crate::plan::graph::ServiceGraph;
 
 #[derive(Debug, clap::Args)]
@@ -237,4 +237,62 @@ mod tests {
         ));
         assert!(decide("every_banana", hour, false).is_err());
     }
+}
+
+/// The image of `service` for `run`/`up`: from the store, pulled first when its pull policy
+/// asks (`missing` by default, as docker compose does for these commands).
+pub fn ensure_image(global: &Global, store: &Store, service: &ServiceConfig) -> Result<ImageRecord> {
+    if service.image.is_empty() {
+        bail!(
+            "service {}: no image (building images is not supported yet)",
+            service.name
+        );
+    }
+    let reference = Reference::parse(&service.image)
+        .with_context(|| format!("service {}: invalid image {:?}", service.name, service.image))?;
+    let name = reference.to_string();
+    let present = store.resolve(&name)?;
+    let age = present
+        .as_ref()
+        .and_then(|img| store.recorded_at(&img.id))
+        .map(|t| t.elapsed().unwrap_or_default());
+    let policy = match service.pull_policy.as_str() {
+        "" => "missing",
+        p => p,
+    };
+    let decision = decide(policy, age.or(present.as_ref().map(|_| Duration::ZERO)), false)
+        .with_context(|| format!("service {}", service.name))?;
+    match (decision, present) {
+        (Decision::Skip(_), Some(img)) => return Ok(img),
+        (Decision::Skip(_), None) => bail!(
+            "service {}: image {name} is not present and its pull_policy is {policy}",
+            service.name
+        ),
+        (Decision::Pull, _) => {}
+    }
+    let registries = Registries::load().context("cannot read the registries configuration")?;
+    let auth = AuthStore::load().context("cannot read registry credentials")?;
+    let mut puller = Puller::new(
+        store.clone(),
+        registries,
+        auth,
+        Progress::new(progress_mode(global)),
+    );
+    if !service.platform.is_empty() {
+        let p = Platform::parse(&service.platform).with_context(|| {
+            format!(
+                "service {}: invalid platform {:?}",
+                service.name, service.platform
+            )
+        })?;
+        puller = puller.with_platform(p);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let pulled = runtime
+        .block_on(puller.pull(&reference))
+        .with_context(|| format!("service {}: cannot pull {name}", service.name))?;
+    Ok(pulled.image)
 }

@@ -106,6 +106,11 @@ impl CapSet {
         Self::from_config_with(cap_add, cap_drop, privileged, last)
     }
 
+    /// The set holding exactly the named capabilities.
+    pub fn from_names(names: &[String]) -> Result<Self, CapsError> {
+        Ok(parse_list(names, Self::all_up_to(last_cap()?))?.0)
+    }
+
     fn from_config_with(
         cap_add: &[String],
         cap_drop: &[String],

@@ -1,9 +1,13 @@
 //! The container runtime: the container spec a service and its image give, the rootfs mount
-//! plan (through a `Syscall` trait), cgroups, capabilities, seccomp. Process creation, init and
-//! exec arrive with the rest of issue 4.
+//! plan (through a `Syscall` trait), cgroups, capabilities, seccomp, and the processes: created
+//! by `clone3` ([`process`]), finished inside by the helper ([`init`]), managed as a whole by
+//! [`container`].
 
 pub mod caps;
 pub mod cgroups;
+pub mod container;
+pub mod init;
+pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 mod seccomp_default;

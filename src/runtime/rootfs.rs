@@ -145,7 +145,7 @@ impl MountRequest {
 
 /// One step of building the rootfs. Targets given as `String` are paths inside the container,
 /// resolved inside the current root when applied; `PathBuf`s are host paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MountOp {
     /// Make every mount in the (new) mount namespace private, so nothing propagates to the host.
     MakePrivate,
@@ -160,6 +160,7 @@ pub enum MountOp {
     Mount {
         fstype: String,
         target: String,
+        #[serde(with = "ms_flags")]
         flags: MsFlags,
         data: Option<String>,
     },
@@ -189,6 +190,20 @@ pub enum MountOp {
     PivotRoot,
     /// Remount `/` read-only (`read_only: true`).
     RemountRootReadOnly,
+}
+
+/// `MsFlags` as their bits on the wire to the helper.
+mod ms_flags {
+    use nix::mount::MsFlags;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(flags: &MsFlags, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(flags.bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MsFlags, D::Error> {
+        Ok(MsFlags::from_bits_retain(u64::deserialize(d)?))
+    }
 }
 
 /// The mounts that build `spec`'s rootfs, in order.

@@ -396,10 +396,42 @@ impl Arch {
     }
 }
 
-/// A compiled filter stack, ready to install. Build it before forking.
+/// A compiled filter stack, ready to install. Build it before forking. On the wire to the
+/// container helper each instruction is `(code, jt, jf, k)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BpfProgram {
     filters: Vec<Vec<seccompiler::sock_filter>>,
+}
+
+type WireFilter = Vec<(u16, u8, u8, u32)>;
+
+impl serde::Serialize for BpfProgram {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let wire: Vec<WireFilter> = self
+            .filters
+            .iter()
+            .map(|f| f.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
+            .collect();
+        wire.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BpfProgram {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = Vec::<WireFilter>::deserialize(d)?;
+        let filters = wire
+            .into_iter()
+            .map(|f| {
+                f.into_iter()
+                    .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        if filters.iter().any(|f| f.is_empty() || f.len() > usize::from(u16::MAX)) {
+            return Err(serde::de::Error::custom("invalid seccomp filter length"));
+        }
+        Ok(BpfProgram { filters })
+    }
 }
 
 impl BpfProgram {

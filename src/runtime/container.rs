@@ -1,0 +1,475 @@
+//! A container as a whole: its state directory (writable layer, managed files), its cgroup, its
+//! process, and its removal. [`Container::create`] prepares everything that does not need the
+//! process, [`Container::spawn`] creates it (waiting in the helper), [`Container::start`]
+//! releases it into the command, [`Container::destroy`] removes what `create` made.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::caps::CapSet;
+use super::cgroups::{self, Cgroup, Hierarchy};
+use super::init::{InitConfig, ProcessConfig, RootfsSetup};
+use super::process::{self, Namespaces, ProcessError, SpawnRequest, Spawned, Stdio};
+use super::rootfs::{self, Layout, MountOp, MountRequest};
+use super::seccomp::{self, BpfProgram, Profile};
+use super::spec::{ContainerSpec, MemorySwap, NamespaceMode, NetworkMode, Seccomp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("cannot prepare the container directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the cgroup of container {name}: {source}")]
+    Cgroup {
+        name: String,
+        #[source]
+        source: cgroups::CgroupError,
+    },
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error("seccomp profile of container {name}: {source}")]
+    Seccomp {
+        name: String,
+        #[source]
+        source: seccomp::SeccompError,
+    },
+    #[error("capabilities of container {name}: {source}")]
+    Caps {
+        name: String,
+        #[source]
+        source: super::caps::CapsError,
+    },
+    #[error("container {name}: {source}")]
+    Process {
+        name: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("container {name}: {what} is not supported yet")]
+    Unsupported { name: String, what: String },
+    #[error("cannot remove container {name}: {message}")]
+    Remove { name: String, message: String },
+}
+
+/// What the caller decides beyond the spec.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The rcompose binary to run as the helper.
+    pub helper: PathBuf,
+    /// The container's directory (`$RCOMPOSE_ROOT/containers/<id>`); created, removed by
+    /// [`Container::destroy`].
+    pub dir: PathBuf,
+    /// The cgroup, relative to each hierarchy's root (`rcompose/<project>/<name>`).
+    pub cgroup: String,
+    /// Binds (volumes) and tmpfs mounts beyond the spec's own.
+    pub mounts: Vec<MountRequest>,
+    /// Contents of the managed `/etc/hosts` and `/etc/resolv.conf` (`None`: the image's).
+    pub hosts: Option<String>,
+    pub resolv_conf: Option<String>,
+    /// Where a relative `seccomp=PATH` profile is found (the project directory).
+    pub base_dir: PathBuf,
+    /// For `tty` containers: the initial window size (rows, columns).
+    pub tty_size: Option<(u16, u16)>,
+    /// Processes of these containers whose namespaces `service:`/`container:` modes name,
+    /// by the name given in the spec (`service:db` → `db`).
+    pub namespace_peers: Vec<(String, i32)>,
+}
+
+/// A created container: directory, cgroup and configuration ready, no process yet.
+pub struct Container {
+    name: String,
+    dir: PathBuf,
+    cgroup: Option<Cgroup>,
+    namespaces: Namespaces,
+    config: InitConfig,
+}
+
+/// How a process ended, as docker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The exit code docker gives: the code, or 128 + the signal.
+    pub fn docker_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 255,
+        }
+    }
+}
+
+/// Waits for `pid` (a child of this process) to end.
+pub fn wait(pid: i32) -> io::Result<ExitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: a valid status pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(if libc::WIFSIGNALED(status) {
+            ExitStatus {
+                code: None,
+                signal: Some(libc::WTERMSIG(status)),
+            }
+        } else {
+            ExitStatus {
+                code: Some(libc::WEXITSTATUS(status)),
+                signal: None,
+            }
+        });
+    }
+}
+
+/// Docker's default seccomp program for a capability set, compiled once per process.
+fn default_program(caps: &CapSet) -> Result<BpfProgram, seccomp::SeccompError> {
+    static CACHE: OnceLock<std::sync::Mutex<Vec<(u64, BpfProgram)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(c) = cache.lock() {
+        if let Some((_, prog)) = c.iter().find(|(mask, _)| *mask == caps.mask()) {
+            return Ok(prog.clone());
+        }
+    }
+    let arch = seccomp::Arch::native()
+        .ok_or_else(|| seccomp::SeccompError::Build("unsupported architecture".into()))?;
+    let prog = seccomp::compile(&Profile::docker_default(), caps, arch)?;
+    if let Ok(mut c) = cache.lock() {
+        c.push((caps.mask(), prog.clone()));
+    }
+    Ok(prog)
+}
+
+impl Container {
+    /// Prepares the container: directory, managed files, cgroup with its limits, mount plan,
+    /// seccomp program. On failure nothing of it is left.
+    pub fn create(spec: &ContainerSpec, opts: &Options) -> Result<Container, ContainerError> {
+        let mut c = Container {
+            name: spec.name.clone(),
+            dir: opts.dir.clone(),
+            cgroup: None,
+            namespaces: Namespaces::default(),
+            config: InitConfig::default(),
+        };
+        match c.prepare(spec, opts) {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                let _ = c.destroy();
+                Err(e)
+            }
+        }
+    }
+
+    fn prepare(&mut self, spec: &ContainerSpec, opts: &Options) -> Result<(), ContainerError> {
+        let name = spec.name.clone();
+        let state = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ContainerError::StateDir { path, source }
+        };
+        let layout = Layout {
+            upper: self.dir.join("upper"),
+            work: self.dir.join("work"),
+            merged: self.dir.join("merged"),
+            hosts: opts.hosts.as_ref().map(|_| self.dir.join("hosts")),
+            resolv_conf: opts.resolv_conf.as_ref().map(|_| self.dir.join("resolv.conf")),
+            hostname: Some(self.dir.join("hostname")),
+        };
+        for d in [&layout.upper, &layout.work, &layout.merged] {
+            fs::create_dir_all(d).map_err(state(d))?;
+        }
+        for (path, content) in [
+            (&layout.hosts, &opts.hosts),
+            (&layout.resolv_conf, &opts.resolv_conf),
+        ] {
+            if let (Some(path), Some(content)) = (path, content) {
+                fs::write(path, content).map_err(state(path))?;
+            }
+        }
+        if let Some(path) = &layout.hostname {
+            fs::write(path, format!("{}\n", spec.hostname)).map_err(state(path))?;
+        }
+
+        let hierarchy = Hierarchy::detect().map_err(|source| ContainerError::Cgroup {
+            name: name.clone(),
+            source,
+        })?;
+        let cgroup = Cgroup::create(&hierarchy, &opts.cgroup, &cgroup_resources(spec)).map_err(
+            |source| ContainerError::Cgroup {
+                name: name.clone(),
+                source,
+            },
+        )?;
+        self.cgroup = Some(cgroup);
+
+        let mut ops = rootfs::plan(spec, &layout, &opts.mounts)?;
+        // On cgroup v2 the container sees its own cgroup (namespaced) read-only, as with docker.
+        if hierarchy.is_v2() {
+            if let Some(i) = ops.iter().position(
+                |op| matches!(op, MountOp::Mount { fstype, .. } if fstype == "sysfs"),
+            ) {
+                ops.insert(
+                    i + 1,
+                    MountOp::Mount {
+                        fstype: "cgroup2".into(),
+                        target: "/sys/fs/cgroup".into(),
+                        flags: nix::mount::MsFlags::MS_NOSUID
+                            | nix::mount::MsFlags::MS_NOEXEC
+                            | nix::mount::MsFlags::MS_NODEV
+                            | nix::mount::MsFlags::MS_RDONLY,
+                        data: None,
+                    },
+                );
+            }
+        }
+
+        let caps = CapSet::from_names(&spec.capabilities).map_err(|source| {
+            ContainerError::Caps {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let seccomp_err = |source| ContainerError::Seccomp {
+            name: name.clone(),
+            source,
+        };
+        let program = match (&spec.security.seccomp, spec.privileged) {
+            (_, true) | (Seccomp::Unconfined, _) => None,
+            (Seccomp::Default, _) => Some(default_program(&caps).map_err(seccomp_err)?),
+            (Seccomp::Profile(path), _) => {
+                let profile = Profile::from_file(&opts.base_dir.join(path)).map_err(seccomp_err)?;
+                let arch = seccomp::Arch::native().ok_or_else(|| {
+                    seccomp_err(seccomp::SeccompError::Build(
+                        "unsupported architecture".into(),
+                    ))
+                })?;
+                Some(seccomp::compile(&profile, &caps, arch).map_err(seccomp_err)?)
+            }
+        };
+
+        let ns = &spec.namespaces;
+        let mut join = Vec::new();
+        let mut peer = |mode_name: &str, kind: &str, flag: i32| -> Result<(), ContainerError> {
+            let pid = opts
+                .namespace_peers
+                .iter()
+                .find(|(n, _)| n == mode_name)
+                .map(|(_, pid)| *pid)
+                .ok_or_else(|| ContainerError::Unsupported {
+                    name: name.clone(),
+                    what: format!("sharing the {kind} namespace of {mode_name} (not running)"),
+                })?;
+            join.push((PathBuf::from(format!("/proc/{pid}/ns/{kind}")), flag));
+            Ok(())
+        };
+        let mut namespaces = Namespaces::default();
+        for (mode, kind, flag, new) in [
+            (&ns.pid, "pid", libc::CLONE_NEWPID, &mut namespaces.pid),
+            (&ns.ipc, "ipc", libc::CLONE_NEWIPC, &mut namespaces.ipc),
+            (&ns.uts, "uts", libc::CLONE_NEWUTS, &mut namespaces.uts),
+        ] {
+            match mode {
+                NamespaceMode::Private => *new = true,
+                NamespaceMode::Host => {}
+                NamespaceMode::Service(s) | NamespaceMode::Container(s) => peer(s, kind, flag)?,
+            }
+        }
+        match &ns.network {
+            NetworkMode::Host => {}
+            NetworkMode::Service(s) | NetworkMode::Container(s) => {
+                peer(s, "net", libc::CLONE_NEWNET)?
+            }
+            _ => namespaces.net = true,
+        }
+        self.namespaces = namespaces;
+
+        let init_cfg = InitConfig {
+            join,
+            new_cgroup_ns: hierarchy.is_v2(),
+            hostname: namespaces.uts.then(|| spec.hostname.clone()),
+            domainname: namespaces.uts.then(|| spec.domainname.clone()),
+            sysctls: spec.sysctls.clone(),
+            loopback_up: namespaces.net,
+            rootfs: Some(RootfsSetup {
+                root: layout.merged.clone(),
+                ops,
+            }),
+            init: spec.init,
+            new_session: true,
+            process: ProcessConfig {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+                create_cwd: true,
+                uid: spec.user.uid,
+                gid: spec.user.gid,
+                additional_gids: spec.user.additional_gids.clone(),
+                rlimits: spec
+                    .ulimits
+                    .iter()
+                    .map(|u| (u.resource, u.soft, u.hard))
+                    .collect(),
+                oom_score_adj: (spec.resources.oom_score_adj != 0)
+                    .then_some(spec.resources.oom_score_adj),
+                capabilities: caps.mask(),
+                no_new_privs: spec.security.no_new_privileges,
+                seccomp: program,
+                tty: spec.tty.then(|| opts.tty_size.unwrap_or((24, 80))),
+            },
+        };
+        self.config = init_cfg;
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The helper's configuration (tests and `exec` read it).
+    pub fn config(&self) -> &InitConfig {
+        &self.config
+    }
+
+    /// Creates the process, in its namespaces and cgroup, waiting for [`Container::start`] (the
+    /// network is set up in between).
+    pub fn spawn(&self, helper: &Path, stdio: Stdio) -> Result<Spawned, ContainerError> {
+        let err = |source| ContainerError::Process {
+            name: self.name.clone(),
+            source,
+        };
+        let cgroup_fd: Option<OwnedFd> = match &self.cgroup {
+            Some(cg) => cg.dir_fd().map_err(|source| ContainerError::Cgroup {
+                name: self.name.clone(),
+                source,
+            })?,
+            None => None,
+        };
+        let spawned = process::spawn(&SpawnRequest {
+            helper,
+            namespaces: self.namespaces,
+            cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
+            stdio,
+        })
+        .map_err(err)?;
+        if !spawned.in_cgroup() {
+            if let Some(cg) = &self.cgroup {
+                if let Err(source) = cg.add_pid(spawned.pid()) {
+                    // SAFETY: killing and reaping our own child.
+                    unsafe { libc::kill(spawned.pid(), libc::SIGKILL) };
+                    let _ = wait(spawned.pid());
+                    return Err(ContainerError::Cgroup {
+                        name: self.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(spawned)
+    }
+
+    /// Lets the spawned process run the command; returns the pty master of a `tty` container.
+    /// On failure the process has exited (the caller still waits for it).
+    pub fn start(&self, spawned: &Spawned) -> Result<Option<OwnedFd>, ContainerError> {
+        spawned
+            .start(&self.config)
+            .map_err(|source| ContainerError::Process {
+                name: self.name.clone(),
+                source,
+            })
+    }
+
+    /// Whether the OOM killer killed a process of the container.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup
+            .as_ref()
+            .and_then(|cg| cg.oom_killed().ok())
+            .unwrap_or(false)
+    }
+
+    /// Kills every process left in the cgroup.
+    pub fn kill_all(&self) -> Result<(), ContainerError> {
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all().map_err(|source| ContainerError::Cgroup {
+                name: self.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes the cgroup of a stopped container whose directory stays (`run` without `--rm`).
+    pub fn release_cgroup(mut self) -> Result<(), ContainerError> {
+        if let Some(cg) = self.cgroup.take() {
+            let remove = cg.kill_all().and_then(|()| cg.remove());
+            remove.map_err(|source| ContainerError::Cgroup {
+                name: self.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything [`Container::create`] made: the processes left, the cgroup, the
+    /// directory. Goes on past errors and reports them all.
+    pub fn destroy(mut self) -> Result<(), ContainerError> {
+        let mut errors = Vec::new();
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.kill_all() {
+                errors.push(e.to_string());
+            }
+            if let Err(e) = cg.remove() {
+                errors.push(e.to_string());
+            }
+        }
+        match fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                errors.push(format!("{}: {e}", self.dir.display()))
+            }
+            _ => {}
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ContainerError::Remove {
+                name: self.name,
+                message: errors.join("; "),
+            })
+        }
+    }
+}
+
+/// The spec's limits in the cgroup module's terms.
+fn cgroup_resources(spec: &ContainerSpec) -> cgroups::Resources {
+    let r = &spec.resources;
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    cgroups::Resources {
+        memory: r.memory.map(signed),
+        memory_swap: r.memory_swap.as_ref().map(|s| match *s {
+            MemorySwap::Limit(v) => signed(v),
+            MemorySwap::Unlimited => -1,
+        }),
+        memory_reservation: r.memory_reservation.map(signed),
+        cpu_quota: r.cpu.map(|c| signed(c.quota)),
+        cpu_period: r.cpu.map(|c| c.period),
+        cpu_shares: r.cpu_shares,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        pids_limit: r.pids_limit.map(signed),
+    }
+}
