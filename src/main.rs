@@ -10,17 +10,7 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // One line per cause: what failed, then why.
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                // Many errors already quote their cause; say it once.
-                let cause = cause.to_string();
-                if !msg.contains(&cause) {
-                    msg.push_str(": ");
-                    msg.push_str(&cause);
-                }
-            }
-            eprintln!("{} {msg}", console::style("error:").red().bold());
+            rcompose::cli::print_error(&e);
             1
         }
     };

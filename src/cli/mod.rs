@@ -202,3 +202,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Version(args) => version::run(args),
     }
 }
+
+/// Prints `error: ...` with each cause once: what failed, then why (many errors already quote
+/// their cause).
+pub fn print_error(e: &anyhow::Error) {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !msg.contains(&cause) {
+            msg.push_str(": ");
+            msg.push_str(&cause);
+        }
+    }
+    eprintln!("{} {msg}", console::style("error:").red().bold());
+}

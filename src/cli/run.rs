@@ -122,7 +122,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
                 _ => 1,
             };
             let _ = c.destroy();
-            eprintln!("{} {e:#}", console::style("error:").red().bold());
+            super::print_error(&e);
             return Ok(code);
         }
     };

@@ -278,6 +278,13 @@ impl PreparedCaps {
     /// again for a non-root user without file capabilities, as with Docker). With a seccomp
     /// filter and no `no_new_privs`, install the filter first, while `CAP_SYS_ADMIN` is held.
     pub fn apply(&self) -> Result<(), CapsError> {
+        self.drop_bounding()?;
+        self.set_sets()
+    }
+
+    /// Drops from the bounding set every capability not kept. Needs `CAP_SETPCAP`: call it
+    /// before switching to a non-root user.
+    pub fn drop_bounding(&self) -> Result<(), CapsError> {
         for cap in 0..=self.last_cap.min(63) {
             if self.sets.bounding & (1u64 << cap) == 0 {
                 // SAFETY: prctl with integer arguments only.
@@ -289,6 +296,11 @@ impl PreparedCaps {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sets effective, permitted and inheritable with `capset`, then clears the ambient set.
+    pub fn set_sets(&self) -> Result<(), CapsError> {
         let mut header = CapUserHeader {
             version: LINUX_CAPABILITY_VERSION_3,
             pid: 0,

@@ -105,6 +105,18 @@ pub fn main() -> ! {
     // Nothing of the parent's but stdio and the control socket crosses into the container.
     // SAFETY: closing fds this process does not use.
     unsafe { libc::close_range(SYNC_FD as u32 + 1, u32::MAX, 0) };
+    // The parent may block or ignore signals (rcompose run forwards them from a thread): the
+    // container starts with none blocked and default dispositions, as under docker.
+    let empty = empty_sigset();
+    // SAFETY: a valid sigset; resetting dispositions of catchable signals.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
     // No other process may ptrace us or open our /proc entries while we run the host binary.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -443,8 +455,11 @@ fn exec(p: &ProcessConfig, cwd: OwnedFd) -> Result<Never, Failure> {
             super::seccomp::apply(prog).map_err(|e| Failure::new(e.to_string()))?;
         }
     }
+    // The bounding set needs CAP_SETPCAP, which a non-root user loses at setuid.
+    caps.drop_bounding()
+        .map_err(|e| Failure::new(e.to_string()))?;
     switch_user(p)?;
-    caps.apply().map_err(|e| Failure::new(e.to_string()))?;
+    caps.set_sets().map_err(|e| Failure::new(e.to_string()))?;
     // SAFETY: fchdir on an fd we own.
     if unsafe { libc::fchdir(cwd.as_raw_fd()) } != 0 {
         return Err(os(format!("cannot enter the working directory {}", p.cwd))(
