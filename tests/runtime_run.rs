@@ -23,7 +23,10 @@ fn fixture(test: &str, compose: &str) -> Option<Fixture> {
         return None;
     }
     let Some(env) = testbed_env() else {
-        skip(test, "the image test bed is not served (scripts/test serves it)");
+        skip(
+            test,
+            "the image test bed is not served (scripts/test serves it)",
+        );
         return None;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -130,7 +133,10 @@ fn the_container_sees_its_own_world() {
     // network_mode none semantics until networking lands: only lo, and up.
     let links: Vec<&str> = text.lines().filter(|l| l.contains(": <")).collect();
     assert_eq!(links.len(), 1, "{text}");
-    assert!(links[0].contains("lo:") && links[0].contains("UP"), "{text}");
+    assert!(
+        links[0].contains("lo:") && links[0].contains("UP"),
+        "{text}"
+    );
     f.assert_nothing_left();
 }
 
@@ -165,21 +171,44 @@ services:
     // Docker's profile refuses new user namespaces; unconfined allows them.
     let o = f.run(&["nnp", "unshare", "-U", "true"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("Operation not permitted"), "{}", out(&o));
-    let o = f.run(&["unconfined", "sh", "-c", "unshare -U true && grep Seccomp: /proc/self/status"]);
+    assert!(
+        stderr(&o).contains("Operation not permitted"),
+        "{}",
+        out(&o)
+    );
+    let o = f.run(&[
+        "unconfined",
+        "sh",
+        "-c",
+        "unshare -U true && grep Seccomp: /proc/self/status",
+    ]);
     assert!(o.status.success(), "{}", out(&o));
     assert!(stdout(&o).contains("Seccomp:\t0"), "{}", out(&o));
 
     let o = f.run(&["user", "sh", "-c", "id; pwd; cat /proc/self/status"]);
     let text = stdout(&o);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(text.starts_with("uid=1000 gid=1000 groups=10,20\n"), "{text}");
-    assert!(text.contains("\n/work/here\n"), "working_dir is created: {text}");
+    assert!(
+        text.starts_with("uid=1000 gid=1000 groups=10,20\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n/work/here\n"),
+        "working_dir is created: {text}"
+    );
     assert_eq!(status_field(&text, "CapEff"), "0000000000000000", "{text}");
 
     // run's own overrides.
     let o = f.run(&[
-        "-u", "0", "-w", "/tmp", "-e", "HELLO=world", "--entrypoint", "sh -c", "user",
+        "-u",
+        "0",
+        "-w",
+        "/tmp",
+        "-e",
+        "HELLO=world",
+        "--entrypoint",
+        "sh -c",
+        "user",
         "echo $HELLO $(id -u) $(pwd)",
     ]);
     assert_eq!(stdout(&o), "world 0 /tmp\n", "{}", out(&o));
@@ -306,9 +335,14 @@ fn init_reaps_zombies() {
     let o = f.run(&["init", "sh", "-c", script]);
     let text = stdout(&o);
     assert!(o.status.success(), "{}", out(&o));
-    let zombies = text.lines().filter(|l| l.split_whitespace().nth(1) == Some("Z"));
+    let zombies = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("Z"));
     assert_eq!(zombies.count(), 0, "{}", out(&o));
-    let pid1 = text.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or("");
+    let pid1 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or("");
     assert!(pid1.contains("rcompose-init"), "{text}");
     f.assert_nothing_left();
 }
@@ -344,7 +378,10 @@ fn a_tty_is_a_pty_of_the_container() {
 
 /// Builds an image from busybox's unpacked layer changed by `edit`, imported as `name`.
 fn hostile_image(f: &Fixture, name: &str, changes: &[&str], edit: impl FnOnce(&Path)) {
-    let o = f.cmd(&["image", "pull", "-q", "busybox"]).output().expect("pull");
+    let o = f
+        .cmd(&["image", "pull", "-q", "busybox"])
+        .output()
+        .expect("pull");
     assert!(o.status.success(), "{}", out(&o));
     let layers = f.state.root().join("images/layers/sha256");
     let layer = std::fs::read_dir(&layers)
@@ -426,7 +463,10 @@ services:
     let o = f.run(&["links"]);
     assert!(o.status.success(), "{}", out(&o));
     assert_eq!(stdout(&o), "fine\n");
-    assert_eq!(std::fs::read_to_string(&canary).expect("canary"), "host file\n");
+    assert_eq!(
+        std::fs::read_to_string(&canary).expect("canary"),
+        "host file\n"
+    );
 
     // A working directory through a magic link is refused.
     let o = f.run(&["fdcwd"]);
@@ -482,7 +522,10 @@ fn run_without_rm_keeps_the_stopped_container() {
     assert_eq!(containers.len(), 1);
     let record = std::fs::read_to_string(containers[0].join("state.json")).expect("state");
     assert!(record.contains("\"exit_code\": 7"), "{record}");
-    assert!(record.contains(&format!("\"name\": \"{}-bb-run-", f.project)), "{record}");
+    assert!(
+        record.contains(&format!("\"name\": \"{}-bb-run-", f.project)),
+        "{record}"
+    );
     assert_eq!(
         std::fs::read_to_string(containers[0].join("upper/kept")).expect("upper"),
         "data\n"

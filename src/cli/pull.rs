@@ -241,15 +241,23 @@ mod tests {
 
 /// The image of `service` for `run`/`up`: from the store, pulled first when its pull policy
 /// asks (`missing` by default, as docker compose does for these commands).
-pub fn ensure_image(global: &Global, store: &Store, service: &ServiceConfig) -> Result<ImageRecord> {
+pub fn ensure_image(
+    global: &Global,
+    store: &Store,
+    service: &ServiceConfig,
+) -> Result<ImageRecord> {
     if service.image.is_empty() {
         bail!(
             "service {}: no image (building images is not supported yet)",
             service.name
         );
     }
-    let reference = Reference::parse(&service.image)
-        .with_context(|| format!("service {}: invalid image {:?}", service.name, service.image))?;
+    let reference = Reference::parse(&service.image).with_context(|| {
+        format!(
+            "service {}: invalid image {:?}",
+            service.name, service.image
+        )
+    })?;
     let name = reference.to_string();
     let present = store.resolve(&name)?;
     let age = present
@@ -260,8 +268,12 @@ pub fn ensure_image(global: &Global, store: &Store, service: &ServiceConfig) -> 
         "" => "missing",
         p => p,
     };
-    let decision = decide(policy, age.or(present.as_ref().map(|_| Duration::ZERO)), false)
-        .with_context(|| format!("service {}", service.name))?;
+    let decision = decide(
+        policy,
+        age.or(present.as_ref().map(|_| Duration::ZERO)),
+        false,
+    )
+    .with_context(|| format!("service {}", service.name))?;
     match (decision, present) {
         (Decision::Skip(_), Some(img)) => return Ok(img),
         (Decision::Skip(_), None) => bail!(

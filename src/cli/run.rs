@@ -145,7 +145,8 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
         s.command = Some(args.command.clone());
     }
     if let Some(ep) = &args.entrypoint {
-        let words = shell_words::split(ep).with_context(|| format!("invalid --entrypoint {ep:?}"))?;
+        let words =
+            shell_words::split(ep).with_context(|| format!("invalid --entrypoint {ep:?}"))?;
         s.entrypoint = Some(words);
         // As docker: a new entrypoint clears the image's command unless one is given.
         if args.command.is_empty() && base.command.is_none() {
@@ -307,12 +308,7 @@ fn sigset(signals: &[i32]) -> libc::sigset_t {
     }
 }
 
-fn run_container(
-    c: &Container,
-    helper: &Path,
-    tty: bool,
-    interactive: bool,
-) -> Result<ExitStatus> {
+fn run_container(c: &Container, helper: &Path, tty: bool, interactive: bool) -> Result<ExitStatus> {
     // Block the proxied signals before any thread starts: a forwarding thread takes them.
     let set = sigset(&PROXIED);
     // SAFETY: a valid sigset.

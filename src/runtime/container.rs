@@ -184,7 +184,10 @@ impl Container {
             work: self.dir.join("work"),
             merged: self.dir.join("merged"),
             hosts: opts.hosts.as_ref().map(|_| self.dir.join("hosts")),
-            resolv_conf: opts.resolv_conf.as_ref().map(|_| self.dir.join("resolv.conf")),
+            resolv_conf: opts
+                .resolv_conf
+                .as_ref()
+                .map(|_| self.dir.join("resolv.conf")),
             hostname: Some(self.dir.join("hostname")),
         };
         for d in [&layout.upper, &layout.work, &layout.merged] {
@@ -217,9 +220,10 @@ impl Container {
         let mut ops = rootfs::plan(spec, &layout, &opts.mounts)?;
         // On cgroup v2 the container sees its own cgroup (namespaced) read-only, as with docker.
         if hierarchy.is_v2() {
-            if let Some(i) = ops.iter().position(
-                |op| matches!(op, MountOp::Mount { fstype, .. } if fstype == "sysfs"),
-            ) {
+            if let Some(i) = ops
+                .iter()
+                .position(|op| matches!(op, MountOp::Mount { fstype, .. } if fstype == "sysfs"))
+            {
                 ops.insert(
                     i + 1,
                     MountOp::Mount {
@@ -235,12 +239,11 @@ impl Container {
             }
         }
 
-        let caps = CapSet::from_names(&spec.capabilities).map_err(|source| {
-            ContainerError::Caps {
+        let caps =
+            CapSet::from_names(&spec.capabilities).map_err(|source| ContainerError::Caps {
                 name: name.clone(),
                 source,
-            }
-        })?;
+            })?;
         let seccomp_err = |source| ContainerError::Seccomp {
             name: name.clone(),
             source,
@@ -349,35 +352,40 @@ impl Container {
     /// Creates the process, in its namespaces and cgroup, waiting for [`Container::start`] (the
     /// network is set up in between).
     pub fn spawn(&self, helper: &Path, stdio: Stdio) -> Result<Spawned, ContainerError> {
-        let err = |source| ContainerError::Process {
+        self.spawn_with(helper, self.namespaces, stdio)
+    }
+
+    /// Creates a process in new `namespaces` and in the container's cgroup.
+    fn spawn_with(
+        &self,
+        helper: &Path,
+        namespaces: Namespaces,
+        stdio: Stdio,
+    ) -> Result<Spawned, ContainerError> {
+        let cgroup_err = |source| ContainerError::Cgroup {
             name: self.name.clone(),
             source,
         };
         let cgroup_fd: Option<OwnedFd> = match &self.cgroup {
-            Some(cg) => cg.dir_fd().map_err(|source| ContainerError::Cgroup {
-                name: self.name.clone(),
-                source,
-            })?,
+            Some(cg) => cg.dir_fd().map_err(cgroup_err)?,
             None => None,
         };
         let spawned = process::spawn(&SpawnRequest {
             helper,
-            namespaces: self.namespaces,
+            namespaces,
             cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
             stdio,
         })
-        .map_err(err)?;
-        if !spawned.in_cgroup() {
-            if let Some(cg) = &self.cgroup {
-                if let Err(source) = cg.add_pid(spawned.pid()) {
-                    // SAFETY: killing and reaping our own child.
-                    unsafe { libc::kill(spawned.pid(), libc::SIGKILL) };
-                    let _ = wait(spawned.pid());
-                    return Err(ContainerError::Cgroup {
-                        name: self.name.clone(),
-                        source,
-                    });
-                }
+        .map_err(|source| ContainerError::Process {
+            name: self.name.clone(),
+            source,
+        })?;
+        if let (false, Some(cg)) = (spawned.in_cgroup(), &self.cgroup) {
+            if let Err(source) = cg.add_pid(spawned.pid()) {
+                // SAFETY: killing and reaping our own child.
+                unsafe { libc::kill(spawned.pid(), libc::SIGKILL) };
+                let _ = wait(spawned.pid());
+                return Err(cgroup_err(source));
             }
         }
         Ok(spawned)
@@ -450,6 +458,102 @@ impl Container {
                 name: self.name,
                 message: errors.join("; "),
             })
+        }
+    }
+}
+
+/// What `exec` runs in a running container, beyond the container's own process settings.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries added to (and overriding) the container's environment.
+    pub env: Vec<String>,
+    /// `-u`: resolved in the container's own `/etc/passwd` and `/etc/group`.
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// A pty of this size (rows, columns).
+    pub tty: Option<(u16, u16)>,
+    /// All capabilities, no seccomp filter (`--privileged`).
+    pub privileged: bool,
+}
+
+impl Container {
+    /// Starts a process in the running container whose first process is `pid`: all its
+    /// namespaces, its cgroup, its capabilities, seccomp filter, user and environment unless
+    /// the request changes them. Returns the process (wait for it with [`wait`]; the helper
+    /// relays its exit status) and, with a tty, the pty master.
+    pub fn exec(
+        &self,
+        helper: &Path,
+        pid: i32,
+        req: &ExecRequest,
+        stdio: Stdio,
+    ) -> Result<(Spawned, Option<OwnedFd>), ContainerError> {
+        let err = |source| ContainerError::Process {
+            name: self.name.clone(),
+            source,
+        };
+        let base = &self.config.process;
+        let mut p = base.clone();
+        p.args = req.args.clone();
+        for e in &req.env {
+            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+            p.env
+                .retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
+            p.env.push(e.clone());
+        }
+        if let Some(user) = &req.user {
+            let root = PathBuf::from(format!("/proc/{pid}/root"));
+            let u = super::spec::resolve_user_in(&[root], user, &[]).map_err(|e| {
+                err(ProcessError::Start {
+                    message: e.to_string(),
+                    code: 1,
+                })
+            })?;
+            p.uid = u.uid;
+            p.gid = u.gid;
+            p.additional_gids = u.additional_gids;
+        }
+        if let Some(w) = &req.workdir {
+            p.cwd = w.clone();
+        }
+        p.create_cwd = false;
+        p.tty = req.tty;
+        // The container's own limits were set on its first process; exec inherits nothing
+        // from it, so they are set again (docker's exec gets the container's rlimits too).
+        p.oom_score_adj = None;
+        if req.privileged {
+            p.capabilities = CapSet::all()
+                .map_err(|source| ContainerError::Caps {
+                    name: self.name.clone(),
+                    source,
+                })?
+                .mask();
+            p.seccomp = None;
+        }
+        let mut join = Vec::new();
+        for (kind, flag) in [
+            ("ipc", libc::CLONE_NEWIPC),
+            ("uts", libc::CLONE_NEWUTS),
+            ("net", libc::CLONE_NEWNET),
+            ("pid", libc::CLONE_NEWPID),
+            ("cgroup", libc::CLONE_NEWCGROUP),
+            ("mnt", libc::CLONE_NEWNS),
+        ] {
+            join.push((PathBuf::from(format!("/proc/{pid}/ns/{kind}")), flag));
+        }
+        let config = InitConfig {
+            join,
+            process: p,
+            ..InitConfig::default()
+        };
+        let spawned = self.spawn_with(helper, Namespaces::default(), stdio)?;
+        match spawned.start(&config) {
+            Ok(pty) => Ok((spawned, pty)),
+            Err(source) => {
+                let _ = wait(spawned.pid());
+                Err(err(source))
+            }
         }
     }
 }

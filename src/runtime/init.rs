@@ -179,8 +179,7 @@ fn run(config: &InitConfig, sync: BorrowedFd) -> Result<Never, Failure> {
     // Namespaced sysctls reflect the writer's namespaces, so the host's /proc works here.
     for (key, value) in &config.sysctls {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value)
-            .map_err(os(format!("cannot set sysctl {key}={value}")))?;
+        std::fs::write(&path, value).map_err(os(format!("cannot set sysctl {key}={value}")))?;
     }
     if config.loopback_up {
         loopback_up().map_err(os("cannot bring up the loopback interface"))?;
@@ -283,9 +282,11 @@ fn apply_limits(p: &ProcessConfig) -> Result<(), Failure> {
         };
         // SAFETY: a valid rlimit struct.
         if unsafe { libc::setrlimit(resource as _, &lim) } != 0 {
-            return Err(os(format!("cannot set rlimit {resource} to {soft}:{hard}"))(
-                io::Error::last_os_error(),
-            ));
+            return Err(
+                os(format!("cannot set rlimit {resource} to {soft}:{hard}"))(
+                    io::Error::last_os_error(),
+                ),
+            );
         }
     }
     Ok(())
@@ -442,7 +443,9 @@ fn exec(p: &ProcessConfig, cwd: OwnedFd) -> Result<Never, Failure> {
         .iter()
         .map(|e| cstring(e, "an environment variable"))
         .collect::<Result<_, _>>()?;
-    let caps = CapSet::from_mask(p.capabilities)
+    // What we hold bounds what we can give: root may lack some capabilities (CAP_SYS_RESOURCE
+    // on some hosts), and a privileged container then gets all the others.
+    let caps = CapSet::from_mask(p.capabilities & permitted_mask())
         .prepare()
         .map_err(|e| Failure::new(e.to_string()))?;
 
@@ -494,6 +497,18 @@ fn exec(p: &ProcessConfig, cwd: OwnedFd) -> Result<Never, Failure> {
         message: format!("exec {}: {err}", program.display()),
         code,
     })
+}
+
+/// This process's permitted capabilities (`CapPrm` in /proc/self/status); all when unknown.
+fn permitted_mask() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapPrm:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
 }
 
 fn switch_user(p: &ProcessConfig) -> Result<(), Failure> {

@@ -219,9 +219,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
             pid = unsafe {
                 libc::syscall(
                     libc::SYS_clone,
-                    req.namespaces.clone_flags()
-                        | libc::CLONE_PIDFD as u64
-                        | libc::SIGCHLD as u64,
+                    req.namespaces.clone_flags() | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64,
                     0usize,
                     &mut pidfd as *mut RawFd,
                     0usize,
@@ -230,9 +228,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
             };
             if pid == 0 {
                 // SAFETY: see child_main.
-                unsafe {
-                    child_main(&source_fds, &helper, &argv, &envp, report_fd)
-                }
+                unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
             }
         }
         if pid < 0 {

@@ -427,7 +427,10 @@ impl<'de> serde::Deserialize<'de> for BpfProgram {
                     .collect::<Vec<_>>()
             })
             .collect::<Vec<_>>();
-        if filters.iter().any(|f| f.is_empty() || f.len() > usize::from(u16::MAX)) {
+        if filters
+            .iter()
+            .any(|f| f.is_empty() || f.len() > usize::from(u16::MAX))
+        {
             return Err(serde::de::Error::custom("invalid seccomp filter length"));
         }
         Ok(BpfProgram { filters })

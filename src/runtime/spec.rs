@@ -1010,6 +1010,16 @@ fn numeric(raw: &str) -> Option<u64> {
     Some(raw.parse().unwrap_or(u64::MAX))
 }
 
+/// [`resolve_user`] in a root made of `dirs` (bottom first): image layers, or a running
+/// container's `/proc/<pid>/root` for `exec -u`.
+pub fn resolve_user_in(
+    dirs: &[PathBuf],
+    spec: &str,
+    group_add: &[String],
+) -> Result<ResolvedUser, SpecError> {
+    resolve_user(&LayeredRoot::new(dirs), spec, group_add)
+}
+
 /// runc's `GetExecUser` plus `GetAdditionalGroups`: `user[:group]`, names looked up in the
 /// image, numeric ids accepted without an entry; implicit supplementary groups only when no
 /// group is given.
