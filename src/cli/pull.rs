@@ -204,41 +204,6 @@ pub fn selected_services(
     Ok(all)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pull_policies_decide_like_docker() {
-        let hour = Some(Duration::from_secs(3600));
-        assert_eq!(decide("", hour, false).unwrap(), Decision::Pull);
-        assert_eq!(decide("always", hour, false).unwrap(), Decision::Pull);
-        assert!(matches!(
-            decide("missing", hour, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert_eq!(decide("missing", None, false).unwrap(), Decision::Pull);
-        assert!(matches!(
-            decide("never", None, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert!(matches!(
-            decide("daily", hour, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert_eq!(
-            decide("daily", Some(Duration::from_secs(90_000)), false).unwrap(),
-            Decision::Pull
-        );
-        assert_eq!(decide("every_30m", hour, false).unwrap(), Decision::Pull);
-        assert!(matches!(
-            decide("every_2h", hour, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert!(decide("every_banana", hour, false).is_err());
-    }
-}
-
 /// The image of `service` for `run`/`up`: from the store, pulled first when its pull policy
 /// asks (`missing` by default, as docker compose does for these commands).
 pub fn ensure_image(
@@ -307,4 +272,39 @@ pub fn ensure_image(
         .block_on(puller.pull(&reference))
         .with_context(|| format!("service {}: cannot pull {name}", service.name))?;
     Ok(pulled.image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policies_decide_like_docker() {
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(decide("", hour, false).unwrap(), Decision::Pull);
+        assert_eq!(decide("always", hour, false).unwrap(), Decision::Pull);
+        assert!(matches!(
+            decide("missing", hour, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert_eq!(decide("missing", None, false).unwrap(), Decision::Pull);
+        assert!(matches!(
+            decide("never", None, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert!(matches!(
+            decide("daily", hour, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert_eq!(
+            decide("daily", Some(Duration::from_secs(90_000)), false).unwrap(),
+            Decision::Pull
+        );
+        assert_eq!(decide("every_30m", hour, false).unwrap(), Decision::Pull);
+        assert!(matches!(
+            decide("every_2h", hour, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert!(decide("every_banana", hour, false).is_err());
+    }
 }
