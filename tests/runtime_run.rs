@@ -548,3 +548,38 @@ fn bad_input_is_named() {
     assert!(stderr(&o).contains("nothing-here"), "{}", out(&o));
     f.assert_nothing_left();
 }
+
+#[test]
+fn volumes_binds_and_anonymous_volumes() {
+    let Some(f) = fixture(
+        "volumes",
+        "services:\n  bb:\n    image: busybox\n    volumes:\n      - ./data:/data\n      - named:/named\n      - /anon\nvolumes:\n  named: {}\n",
+    ) else {
+        return;
+    };
+    let o = f.run(&[
+        "bb",
+        "sh",
+        "-c",
+        "echo bound > /data/f && echo kept > /named/f && echo gone > /anon/f && cat /data/f /named/f /anon/f",
+    ]);
+    assert_eq!(stdout(&o), "bound\nkept\ngone\n", "{}", out(&o));
+    assert_eq!(
+        std::fs::read_to_string(f.dir.path().join("data/f")).expect("bind"),
+        "bound\n"
+    );
+    let volumes = f.state.root().join("volumes");
+    let named = volumes.join(format!("{}_named/_data/f", f.project));
+    assert_eq!(std::fs::read_to_string(named).expect("named"), "kept\n");
+    let left: Vec<_> = std::fs::read_dir(&volumes)
+        .expect("volumes")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [format!("{}_named", f.project)],
+        "--rm removes anonymous volumes"
+    );
+    f.assert_nothing_left();
+}

@@ -95,7 +95,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     spec.labels
         .insert("com.docker.compose.oneoff".into(), "True".into());
 
-    let mounts = mounts_of(project, &service)?;
+    let (mounts, anonymous) = mounts_of(project, &service)?;
     let dir = crate::paths::root().join("containers").join(&spec.id);
     let options = Options {
         helper: helper_path()?,
@@ -128,6 +128,11 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     };
     if args.rm {
         c.destroy()?;
+        // As docker compose: --rm takes the container's anonymous volumes with it.
+        for dir in anonymous {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove volume {}", dir.display()))?;
+        }
     } else {
         keep_stopped(c, &spec, project, &service, &status)?;
     }
@@ -177,8 +182,13 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
 /// The mounts of the service's `volumes`: binds (a missing source directory is created, as
 /// docker compose does), named volumes under `$RCOMPOSE_ROOT/volumes/<project>_<name>/_data`,
 /// anonymous volumes and tmpfs.
-fn mounts_of(project: &Project, service: &ServiceConfig) -> Result<Vec<MountRequest>> {
+/// Also returns the anonymous volumes' directories, which `--rm` removes.
+fn mounts_of(
+    project: &Project,
+    service: &ServiceConfig,
+) -> Result<(Vec<MountRequest>, Vec<PathBuf>)> {
     let mut out = Vec::new();
+    let mut anonymous = Vec::new();
     for v in &service.volumes {
         if !v.target.starts_with('/') {
             bail!(
@@ -214,13 +224,14 @@ fn mounts_of(project: &Project, service: &ServiceConfig) -> Result<Vec<MountRequ
                         _ => format!("{}_{}", project.name, v.source),
                     }
                 };
-                let data = crate::paths::root()
-                    .join("volumes")
-                    .join(&name)
-                    .join("_data");
+                let volume = crate::paths::root().join("volumes").join(&name);
+                let data = volume.join("_data");
                 std::fs::create_dir_all(&data).with_context(|| {
                     format!("service {}: cannot create volume {name}", service.name)
                 })?;
+                if v.source.is_empty() {
+                    anonymous.push(volume);
+                }
                 out.push(MountRequest::Bind {
                     source: data,
                     target: v.target.clone(),
@@ -248,7 +259,7 @@ fn mounts_of(project: &Project, service: &ServiceConfig) -> Result<Vec<MountRequ
             ),
         }
     }
-    Ok(out)
+    Ok((out, anonymous))
 }
 
 /// The rcompose binary itself, which the container helper runs from.
