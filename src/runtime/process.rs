@@ -50,7 +50,7 @@ pub enum ProcessError {
     #[error("invalid message from the container's helper: {0}")]
     Protocol(String),
     /// The helper failed to set the container up or to exec its command; `code` is the exit code
-    /// docker gives such a failure (127 not found, 126 not executable, else 1... ).
+    /// docker gives such a failure (127 not found, 126 not executable, 1 otherwise).
     #[error("{message}")]
     Start { message: String, code: i32 },
 }
