@@ -108,9 +108,20 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         tty_size: tty.then(terminal_size).flatten(),
         namespace_peers: Vec::new(),
     };
-    let c = Container::create(&spec, &options)?;
+    // Anonymous volumes belong to this container alone: they go when it fails to start.
+    let remove_anonymous = |dirs: &[PathBuf]| {
+        for dir in dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    };
+    let c = match Container::create(&spec, &options) {
+        Ok(c) => c,
+        Err(e) => {
+            remove_anonymous(&anonymous);
+            return Err(e.into());
+        }
+    };
     let result = run_container(&c, &options.helper, tty, args.interactive);
-    let oom = c.oom_killed();
     let status = match result {
         Ok(s) => s,
         Err(e) => {
@@ -122,6 +133,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
                 _ => 1,
             };
             let _ = c.destroy();
+            remove_anonymous(&anonymous);
             super::print_error(&e);
             return Ok(code);
         }
@@ -135,9 +147,6 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         }
     } else {
         keep_stopped(c, &spec, project, &service, &status)?;
-    }
-    if oom {
-        tracing::debug!("container {} was OOM-killed", spec.name);
     }
     Ok(status.docker_code())
 }
