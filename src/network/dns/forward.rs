@@ -2,7 +2,6 @@
 //! over the protocol the client used, bounded in time so that a dead upstream ends in SERVFAIL
 //! before the client gives up rather than in silence.
 
-use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -97,9 +96,9 @@ pub async fn forward(
 }
 
 /// A fresh transaction id: with the random source port of a fresh socket, what makes a spoofed
-/// answer hard to slip in. SipHash keyed from the OS's randomness serves as the generator.
+/// answer hard to slip in.
 fn transaction_id() -> u16 {
-    RandomState::new().hash_one(Instant::now()) as u16
+    super::random_u64() as u16
 }
 
 fn with_id(query: &[u8], id: u16) -> Vec<u8> {

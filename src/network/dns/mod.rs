@@ -13,6 +13,7 @@ mod forward;
 mod table;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::iter;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -307,8 +308,12 @@ impl Handler {
                 // so a stub does not go on to ask upstream about a container.
                 reply.metadata.authoritative = true;
                 if matches!(qtype, RecordType::A | RecordType::ANY) {
-                    reply.answers = addresses
+                    // Rotated at random, as Docker shuffles them: stubs connect to the first
+                    // address, so replicas share the clients instead of the first taking all.
+                    let start = random_u64() as usize % addresses.len();
+                    reply.answers = addresses[start..]
                         .iter()
+                        .chain(&addresses[..start])
                         .map(|&ip| Record::from_rdata(qname.clone(), TTL, RData::A(A(ip))))
                         .collect();
                 }
@@ -338,6 +343,12 @@ impl Handler {
             }
         }
     }
+}
+
+/// A number nobody outside can predict: SipHash keyed from the OS's randomness (a fresh key per
+/// call) over the current instant.
+pub(crate) fn random_u64() -> u64 {
+    RandomState::new().hash_one(std::time::Instant::now())
 }
 
 /// The IPv4 address of a full `d.c.b.a.in-addr.arpa.` name.

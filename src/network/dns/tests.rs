@@ -131,15 +131,18 @@ async fn ask_tcp(server: SocketAddr, from: &str, name: &str, qtype: RecordType) 
     Message::from_vec(&answer).unwrap()
 }
 
+/// The A records' addresses, sorted (the server rotates them).
 fn addresses(message: &Message) -> Vec<Ipv4Addr> {
-    message
+    let mut found: Vec<Ipv4Addr> = message
         .answers
         .iter()
         .filter_map(|record| match &record.data {
             RData::A(A(ip)) => Some(*ip),
             _ => None,
         })
-        .collect()
+        .collect();
+    found.sort();
+    found
 }
 
 /// A fake upstream resolver on loopback (UDP and TCP, same port): `nx*` names get NXDOMAIN,
@@ -250,6 +253,21 @@ async fn answers_names_replicas_and_aliases() {
     assert_eq!(addresses(&via_b), vec![ip("127.0.0.2")]);
     let via_network = ask(at, "127.0.0.1", "db.b", RecordType::A).await;
     assert_eq!(addresses(&via_network), vec![ip("127.0.0.5")]);
+}
+
+#[tokio::test]
+async fn replicas_are_rotated() {
+    let server = start(project_table(), fast()).await;
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let web = ask(server.local_addr(), "127.0.0.1", "web", RecordType::A).await;
+        assert_eq!(web.answers.len(), 2);
+        if let RData::A(A(first)) = &web.answers[0].data {
+            firsts.insert(*first);
+        }
+    }
+    // both replicas come first at some point (a 2^-63 chance to fail by bad luck).
+    assert_eq!(firsts.len(), 2, "{firsts:?}");
 }
 
 #[tokio::test]
