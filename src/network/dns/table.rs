@@ -23,6 +23,35 @@ pub struct Endpoint {
     pub names: Vec<String>,
 }
 
+impl Endpoint {
+    /// The names a compose container answers to on a network: its container name (canonical),
+    /// its service, its hostname and the network's aliases, without repeats.
+    pub fn for_service(
+        network: &str,
+        address: Ipv4Addr,
+        container_name: &str,
+        service: &str,
+        hostname: Option<&str>,
+        aliases: &[String],
+    ) -> Endpoint {
+        let mut names: Vec<String> = Vec::new();
+        let given = [container_name, service]
+            .into_iter()
+            .chain(hostname)
+            .chain(aliases.iter().map(String::as_str));
+        for name in given {
+            if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name.to_string());
+            }
+        }
+        Endpoint {
+            network: network.to_string(),
+            address,
+            names,
+        }
+    }
+}
+
 /// What the DNS server knows of one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerDns {
@@ -497,6 +526,17 @@ mod tests {
         let web = index.client(from("10.0.1.3")).cloned().unwrap();
         assert_eq!(index.upstreams(&db), &[own]);
         assert_eq!(index.upstreams(&web), &[host]);
+    }
+
+    #[test]
+    fn service_endpoint_names() {
+        let aliases = vec!["api".to_string(), "WEB".to_string(), String::new()];
+        let endpoint =
+            Endpoint::for_service("a", ip("10.0.1.3"), "p-web-1", "web", Some("box"), &aliases);
+        assert_eq!(endpoint.names, vec!["p-web-1", "web", "box", "api"]);
+        let endpoint = Endpoint::for_service("a", ip("10.0.1.3"), "p-web-1", "web", None, &[]);
+        assert_eq!(endpoint.names, vec!["p-web-1", "web"]);
+        assert_eq!(endpoint.network, "a");
     }
 
     impl Lookup {
