@@ -1,0 +1,364 @@
+//! Service-name DNS for containers, like Docker's embedded DNS.
+//!
+//! The supervisor runs one server in the host network namespace, listening (UDP and TCP) on each
+//! network's gateway address, which containers' resolv.conf names. A query is answered from the
+//! [`DnsTable`]: the client, known by its source address, resolves the names of the networks it
+//! is on and no others. Everything else goes to upstream resolvers: the container's own `dns:`,
+//! else the host's nameservers (loopback ones work, as the server runs on the host).
+//!
+//! Clients whose address is in no container's entry are refused: the supervisor must register a
+//! container before starting its process.
+
+mod forward;
+mod table;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::iter;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::Server;
+use tokio::net::{TcpSocket, UdpSocket};
+
+pub use forward::{ForwardTimeouts, UpstreamError};
+pub use table::{ContainerDns, DnsTable, Endpoint, Lookup, TTL};
+
+/// The port containers query.
+pub const DNS_PORT: u16 = 53;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot listen for dns on udp {addr}: {source}")]
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for dns on tcp {addr}: {source}")]
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("dns listener on {addr} stopped with an error: {reason}")]
+    Stopped { addr: SocketAddr, reason: String },
+}
+
+/// Tunables of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsOptions {
+    pub forward: ForwardTimeouts,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle: Duration,
+}
+
+impl Default for DnsOptions {
+    fn default() -> DnsOptions {
+        DnsOptions {
+            forward: ForwardTimeouts::default(),
+            tcp_idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serving one address, UDP and TCP. Dropping it stops the listeners (their tasks are aborted);
+/// [`DnsListener::shutdown`] also waits until the sockets are closed.
+pub struct DnsListener {
+    addr: SocketAddr,
+    server: Server<Handler>,
+}
+
+impl std::fmt::Debug for DnsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsListener")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl DnsListener {
+    /// The bound address (with the actual port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and waits for the sockets to be closed, so the address can be bound again.
+    pub async fn shutdown(mut self) -> Result<(), DnsError> {
+        let addr = self.addr;
+        self.server
+            .shutdown_gracefully()
+            .await
+            .map_err(|error| DnsError::Stopped {
+                addr,
+                reason: error.to_string(),
+            })
+    }
+}
+
+impl Drop for DnsListener {
+    fn drop(&mut self) {
+        // The server's tasks are aborted as its task set drops; cancelling first lets any that
+        // is running end cleanly.
+        self.server.shutdown_token().cancel();
+    }
+}
+
+/// Starts answering on `addr` (UDP and TCP, same port; port 0 picks one) on the current tokio
+/// runtime, from `table`.
+pub async fn serve(
+    addr: SocketAddr,
+    table: DnsTable,
+    options: DnsOptions,
+) -> Result<DnsListener, DnsError> {
+    let udp = UdpSocket::bind(addr)
+        .await
+        .map_err(|source| DnsError::BindUdp { addr, source })?;
+    let bound = udp
+        .local_addr()
+        .map_err(|source| DnsError::BindUdp { addr, source })?;
+    let tcp = bind_tcp(bound).map_err(|source| DnsError::BindTcp {
+        addr: bound,
+        source,
+    })?;
+    let mut server = Server::new(Handler {
+        table,
+        forward: options.forward,
+    });
+    server.register_socket(udp);
+    // The buffer holds responses queued for one connection; a stub sends one or two at a time.
+    server.register_listener(tcp, options.tcp_idle, 16);
+    Ok(DnsListener {
+        addr: bound,
+        server,
+    })
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted supervisor rebinds at once despite connections left in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+/// The listeners of a project, one per network gateway, over one shared table.
+#[derive(Debug)]
+pub struct DnsService {
+    table: DnsTable,
+    options: DnsOptions,
+    listeners: HashMap<String, DnsListener>,
+}
+
+impl DnsService {
+    pub fn new(table: DnsTable, options: DnsOptions) -> DnsService {
+        DnsService {
+            table,
+            options,
+            listeners: HashMap::new(),
+        }
+    }
+
+    pub fn table(&self) -> &DnsTable {
+        &self.table
+    }
+
+    /// Starts serving `network` on `addr` (its gateway, port [`DNS_PORT`]), replacing a listener
+    /// it had. Returns the bound address.
+    pub async fn add_network(
+        &mut self,
+        network: &str,
+        addr: SocketAddr,
+    ) -> Result<SocketAddr, DnsError> {
+        if let Some(old) = self.listeners.remove(network) {
+            old.shutdown().await?;
+        }
+        let listener = serve(addr, self.table.clone(), self.options).await?;
+        let bound = listener.local_addr();
+        self.listeners.insert(network.to_string(), listener);
+        Ok(bound)
+    }
+
+    /// Stops serving `network`; unknown networks are ignored.
+    pub async fn remove_network(&mut self, network: &str) -> Result<(), DnsError> {
+        match self.listeners.remove(network) {
+            Some(listener) => listener.shutdown().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The bound address of each network's listener.
+    pub fn addresses(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|(network, listener)| (network.as_str(), listener.local_addr()))
+    }
+}
+
+#[derive(Clone)]
+struct Handler {
+    table: DnsTable,
+    forward: ForwardTimeouts,
+}
+
+/// A response before encoding: the records outlive the borrowed message built from them.
+struct Reply {
+    metadata: Metadata,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+impl Reply {
+    fn new(request: &Request) -> Reply {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = true;
+        Reply {
+            metadata,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+
+    fn error(mut self, code: ResponseCode) -> Reply {
+        self.metadata.response_code = code;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let reply = self.reply(request).await;
+        // Any client speaking EDNS gets an OPT record back (RFC 6891), with its own buffer size:
+        // the UDP answer is truncated to what it said it accepts.
+        let edns = request.edns.as_ref().map(|_| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(request.max_payload());
+            edns
+        });
+        let metadata = reply.metadata;
+        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            metadata,
+            reply.answers.iter(),
+            reply.authorities.iter(),
+            iter::empty(),
+            reply.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::debug!(src = %request.src(), %error, "cannot send dns response");
+                let mut failed = metadata;
+                failed.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata: failed,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}
+
+impl Handler {
+    async fn reply(&self, request: &Request) -> Reply {
+        let mut reply = Reply::new(request);
+        if request.metadata.op_code != OpCode::Query {
+            return reply.error(ResponseCode::NotImp);
+        }
+        let Ok(info) = request.request_info() else {
+            return reply.error(ResponseCode::FormErr);
+        };
+        let index = self.table.snapshot();
+        let Some(client) = index.client(request.src().ip()) else {
+            return reply.error(ResponseCode::Refused);
+        };
+        let query = info.query.original();
+        let qname = query.name();
+        let qtype = query.query_type();
+
+        if query.query_class() == DNSClass::IN {
+            if qtype == RecordType::PTR {
+                let target = reverse_address(qname).and_then(|ip| index.reverse(client, ip));
+                if let Some(target) = target.and_then(|t| Name::from_ascii(format!("{t}.")).ok()) {
+                    reply.metadata.authoritative = true;
+                    reply.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        TTL,
+                        RData::PTR(PTR(target)),
+                    ));
+                    return reply;
+                }
+            } else if let Some(addresses) = index.resolve(client, &qname.to_ascii()) {
+                // A known name has only A records: AAAA and the rest get NOERROR with no answer,
+                // so a stub does not go on to ask upstream about a container.
+                reply.metadata.authoritative = true;
+                if matches!(qtype, RecordType::A | RecordType::ANY) {
+                    // Rotated at random, as Docker shuffles them: stubs connect to the first
+                    // address, so replicas share the clients instead of the first taking all.
+                    let start = random_u64() as usize % addresses.len();
+                    reply.answers = addresses[start..]
+                        .iter()
+                        .chain(&addresses[..start])
+                        .map(|&ip| Record::from_rdata(qname.clone(), TTL, RData::A(A(ip))))
+                        .collect();
+                }
+                return reply;
+            }
+        }
+
+        let upstreams = index.upstreams(client).to_vec();
+        drop(index);
+        let tcp = request.protocol() == Protocol::Tcp;
+        match forward::forward(request.as_slice(), &upstreams, tcp, self.forward).await {
+            Ok(answer) => {
+                let from = answer.metadata;
+                reply.metadata.response_code = from.response_code;
+                reply.metadata.authoritative = from.authoritative;
+                reply.metadata.truncation = from.truncation;
+                reply.metadata.recursion_available = from.recursion_available;
+                reply.metadata.authentic_data = from.authentic_data;
+                reply.answers = answer.answers;
+                reply.authorities = answer.authorities;
+                reply.additionals = answer.additionals;
+                reply
+            }
+            Err(error) => {
+                tracing::debug!(src = %request.src(), name = %qname, %error, "dns forwarding failed");
+                reply.error(ResponseCode::ServFail)
+            }
+        }
+    }
+}
+
+/// A number nobody outside can predict: SipHash keyed from the OS's randomness (a fresh key per
+/// call) over the current instant.
+pub(crate) fn random_u64() -> u64 {
+    RandomState::new().hash_one(std::time::Instant::now())
+}
+
+/// The IPv4 address of a full `d.c.b.a.in-addr.arpa.` name.
+fn reverse_address(name: &Name) -> Option<std::net::Ipv4Addr> {
+    let net = name.parse_arpa_name().ok()?;
+    match net.addr() {
+        IpAddr::V4(ip) if net.prefix_len() == 32 => Some(ip),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,501 @@
+//! Real-socket tests on loopback: the server listens on 127.0.0.1 at a random port, clients play
+//! containers from addresses of 127.0.0.0/8 (all local on Linux without setup), and upstreams are
+//! fake servers of these tests on other loopback ports.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use super::*;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn endpoint(network: &str, address: &str, names: &[&str]) -> Endpoint {
+    Endpoint {
+        network: network.into(),
+        address: ip(address),
+        names: names.iter().map(|n| n.to_string()).collect(),
+    }
+}
+
+fn container(endpoints: Vec<Endpoint>) -> ContainerDns {
+    ContainerDns {
+        endpoints,
+        ..ContainerDns::default()
+    }
+}
+
+/// front (127.0.0.1) on a and b; web x2 (127.0.0.3-4) on a; db (127.0.0.5) on b.
+fn project_table() -> DnsTable {
+    let table = DnsTable::new();
+    table.upsert(
+        "p-front-1",
+        container(vec![
+            endpoint("a", "127.0.0.1", &["front", "p-front-1"]),
+            endpoint("b", "127.0.0.2", &["front", "p-front-1"]),
+        ]),
+    );
+    table.upsert(
+        "p-web-1",
+        container(vec![endpoint("a", "127.0.0.3", &["p-web-1", "web", "www"])]),
+    );
+    table.upsert(
+        "p-web-2",
+        container(vec![endpoint("a", "127.0.0.4", &["p-web-2", "web"])]),
+    );
+    table.upsert(
+        "p-db-1",
+        container(vec![endpoint("b", "127.0.0.5", &["p-db-1", "db"])]),
+    );
+    table
+}
+
+fn fast() -> DnsOptions {
+    DnsOptions {
+        forward: ForwardTimeouts {
+            attempt: Duration::from_millis(200),
+            total: Duration::from_millis(400),
+        },
+        tcp_idle: Duration::from_secs(2),
+    }
+}
+
+/// A listener on 127.0.0.1 at a free port; the TCP port may be taken after UDP got it, so retry.
+async fn start(table: DnsTable, options: DnsOptions) -> DnsListener {
+    for _ in 0..20 {
+        match serve("127.0.0.1:0".parse().unwrap(), table.clone(), options).await {
+            Ok(listener) => return listener,
+            Err(DnsError::BindTcp { .. }) => continue,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    panic!("no free port pair on 127.0.0.1");
+}
+
+fn query_message(name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    message.to_vec().unwrap()
+}
+
+/// Asks `server` over UDP from source address `from`.
+async fn ask(server: SocketAddr, from: &str, name: &str, qtype: RecordType) -> Message {
+    let socket = UdpSocket::bind((ip(from), 0)).await.unwrap();
+    socket
+        .send_to(&query_message(name, qtype), server)
+        .await
+        .unwrap();
+    let mut buffer = vec![0; 4096];
+    let len = timeout(WAIT, socket.recv(&mut buffer))
+        .await
+        .expect("no dns answer in time")
+        .unwrap();
+    let answer = Message::from_vec(&buffer[..len]).unwrap();
+    assert_eq!(answer.metadata.id, 0x1234);
+    assert_eq!(answer.metadata.message_type, MessageType::Response);
+    answer
+}
+
+/// Asks `server` over TCP from source address `from`.
+async fn ask_tcp(server: SocketAddr, from: &str, name: &str, qtype: RecordType) -> Message {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind((ip(from), 0).into()).unwrap();
+    let mut stream = timeout(WAIT, socket.connect(server))
+        .await
+        .unwrap()
+        .unwrap();
+    let query = query_message(name, qtype);
+    let mut packet = (query.len() as u16).to_be_bytes().to_vec();
+    packet.extend_from_slice(&query);
+    stream.write_all(&packet).await.unwrap();
+    let len = timeout(WAIT, stream.read_u16()).await.unwrap().unwrap();
+    let mut answer = vec![0; usize::from(len)];
+    timeout(WAIT, stream.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    Message::from_vec(&answer).unwrap()
+}
+
+/// The A records' addresses, sorted (the server rotates them).
+fn addresses(message: &Message) -> Vec<Ipv4Addr> {
+    let mut found: Vec<Ipv4Addr> = message
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(A(ip)) => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A fake upstream resolver on loopback (UDP and TCP, same port): `nx*` names get NXDOMAIN,
+/// others an A record with `answer`; `silent` ones never answer.
+struct FakeUpstream {
+    addr: SocketAddr,
+    queries: Arc<AtomicUsize>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn fake_reply(query: &[u8], answer: Ipv4Addr) -> Option<Vec<u8>> {
+    let request = Message::from_vec(query).ok()?;
+    let mut reply = Message::response(request.metadata.id, OpCode::Query);
+    reply.metadata.recursion_available = true;
+    let question = request.queries.first()?.clone();
+    if question.name().to_ascii().starts_with("nx") {
+        reply.metadata.response_code = ResponseCode::NXDomain;
+    } else if question.query_type() == RecordType::A {
+        reply.add_answer(Record::from_rdata(
+            question.name().clone(),
+            30,
+            RData::A(A(answer)),
+        ));
+    }
+    reply.add_query(question);
+    reply.to_vec().ok()
+}
+
+async fn fake_upstream(answer: Ipv4Addr, silent: bool) -> FakeUpstream {
+    let (udp, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+            break (udp, tcp);
+        }
+    };
+    let addr = udp.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&queries);
+    let udp_task = tokio::spawn(async move {
+        let mut buffer = vec![0; 4096];
+        while let Ok((len, peer)) = udp.recv_from(&mut buffer).await {
+            count.fetch_add(1, Ordering::SeqCst);
+            if silent {
+                continue;
+            }
+            if let Some(reply) = fake_reply(&buffer[..len], answer) {
+                let _ = udp.send_to(&reply, peer).await;
+            }
+        }
+    });
+    let count = Arc::clone(&queries);
+    let tcp_task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = tcp.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let Ok(len) = stream.read_u16().await else {
+                continue;
+            };
+            let mut query = vec![0; usize::from(len)];
+            if stream.read_exact(&mut query).await.is_err() || silent {
+                continue;
+            }
+            if let Some(reply) = fake_reply(&query, answer) {
+                let mut packet = (reply.len() as u16).to_be_bytes().to_vec();
+                packet.extend_from_slice(&reply);
+                let _ = stream.write_all(&packet).await;
+            }
+        }
+    });
+    FakeUpstream {
+        addr,
+        queries,
+        tasks: vec![udp_task, tcp_task],
+    }
+}
+
+#[tokio::test]
+async fn answers_names_replicas_and_aliases() {
+    let server = start(project_table(), fast()).await;
+    let at = server.local_addr();
+
+    let web = ask(at, "127.0.0.1", "web.", RecordType::A).await;
+    assert_eq!(web.metadata.response_code, ResponseCode::NoError);
+    assert!(web.metadata.authoritative);
+    assert_eq!(addresses(&web), vec![ip("127.0.0.3"), ip("127.0.0.4")]);
+    assert!(web.answers.iter().all(|r| r.ttl == TTL));
+
+    let alias = ask(at, "127.0.0.4", "WWW", RecordType::A).await;
+    assert_eq!(addresses(&alias), vec![ip("127.0.0.3")]);
+    // the answer carries the name as asked (case included, for 0x20-randomising stubs).
+    assert_eq!(alias.answers[0].name.to_ascii(), "WWW.");
+
+    let container_name = ask(at, "127.0.0.3", "p-web-2", RecordType::A).await;
+    assert_eq!(addresses(&container_name), vec![ip("127.0.0.4")]);
+
+    // front is on a and b: each address answers with the network it asks through first.
+    let db = ask(at, "127.0.0.1", "db", RecordType::A).await;
+    assert_eq!(addresses(&db), vec![ip("127.0.0.5")]);
+    let via_b = ask(at, "127.0.0.5", "front", RecordType::A).await;
+    assert_eq!(addresses(&via_b), vec![ip("127.0.0.2")]);
+    let via_network = ask(at, "127.0.0.1", "db.b", RecordType::A).await;
+    assert_eq!(addresses(&via_network), vec![ip("127.0.0.5")]);
+}
+
+#[tokio::test]
+async fn replicas_are_rotated() {
+    let server = start(project_table(), fast()).await;
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let web = ask(server.local_addr(), "127.0.0.1", "web", RecordType::A).await;
+        assert_eq!(web.answers.len(), 2);
+        if let RData::A(A(first)) = &web.answers[0].data {
+            firsts.insert(*first);
+        }
+    }
+    // both replicas come first at some point (a 2^-63 chance to fail by bad luck).
+    assert_eq!(firsts.len(), 2, "{firsts:?}");
+}
+
+#[tokio::test]
+async fn aaaa_ptr_and_tcp() {
+    let server = start(project_table(), fast()).await;
+    let at = server.local_addr();
+
+    let aaaa = ask(at, "127.0.0.1", "web", RecordType::AAAA).await;
+    assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+    assert!(aaaa.answers.is_empty());
+
+    let ptr = ask(at, "127.0.0.1", "3.0.0.127.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(ptr.metadata.response_code, ResponseCode::NoError);
+    let targets: Vec<String> = ptr
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(PTR(name)) => Some(name.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets, vec!["p-web-1."]);
+
+    let tcp = ask_tcp(at, "127.0.0.3", "web", RecordType::A).await;
+    assert_eq!(addresses(&tcp), vec![ip("127.0.0.3"), ip("127.0.0.4")]);
+}
+
+#[tokio::test]
+async fn other_networks_are_invisible_and_unknown_clients_refused() {
+    let table = project_table();
+    let upstream = fake_upstream(ip("192.0.2.1"), false).await;
+    table.set_default_upstreams(vec![upstream.addr]);
+    let server = start(table, fast()).await;
+    let at = server.local_addr();
+
+    // web is on a only: db (on b) is not answered locally but forwarded, and upstream's
+    // NXDOMAIN is what the client gets.
+    let db = ask(at, "127.0.0.3", "nx-db", RecordType::A).await;
+    assert_eq!(db.metadata.response_code, ResponseCode::NXDomain);
+    let before = upstream.queries.load(Ordering::SeqCst);
+    let db = ask(at, "127.0.0.3", "db", RecordType::A).await;
+    assert!(!addresses(&db).contains(&ip("127.0.0.5")));
+    assert!(!db.metadata.authoritative);
+    assert_eq!(upstream.queries.load(Ordering::SeqCst), before + 1);
+    let db = ask(at, "127.0.0.3", "db.b", RecordType::A).await;
+    assert!(!addresses(&db).contains(&ip("127.0.0.5")));
+    let ptr = ask(at, "127.0.0.3", "5.0.0.127.in-addr.arpa", RecordType::PTR).await;
+    assert!(ptr.answers.is_empty());
+
+    let stranger = ask(at, "127.0.0.99", "web", RecordType::A).await;
+    assert_eq!(stranger.metadata.response_code, ResponseCode::Refused);
+    assert!(stranger.answers.is_empty());
+}
+
+#[tokio::test]
+async fn forwards_to_host_or_container_upstreams() {
+    let host = fake_upstream(ip("192.0.2.1"), false).await;
+    let own = fake_upstream(ip("192.0.2.2"), false).await;
+    let table = project_table();
+    table.set_default_upstreams(vec![host.addr]);
+    table.upsert(
+        "p-db-1",
+        ContainerDns {
+            upstreams: vec![own.addr],
+            ..container(vec![endpoint("b", "127.0.0.5", &["p-db-1", "db"])])
+        },
+    );
+    let server = start(table, fast()).await;
+    let at = server.local_addr();
+
+    let answer = ask(at, "127.0.0.3", "example.test", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert!(answer.metadata.recursion_available);
+    assert_eq!(addresses(&answer), vec![ip("192.0.2.1")]);
+    let answer = ask(at, "127.0.0.5", "example.test", RecordType::A).await;
+    assert_eq!(addresses(&answer), vec![ip("192.0.2.2")]);
+    // over TCP, forwarded over TCP.
+    let tcp = ask_tcp(at, "127.0.0.3", "example.test", RecordType::A).await;
+    assert_eq!(addresses(&tcp), vec![ip("192.0.2.1")]);
+    assert_eq!(host.queries.load(Ordering::SeqCst), 2);
+    assert_eq!(own.queries.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn dead_upstreams_give_servfail_quickly() {
+    let silent = fake_upstream(ip("192.0.2.1"), true).await;
+    let table = project_table();
+    table.set_default_upstreams(vec![silent.addr]);
+    let server = start(table.clone(), fast()).await;
+    let at = server.local_addr();
+
+    let started = Instant::now();
+    let answer = ask(at, "127.0.0.3", "example.test", RecordType::A).await;
+    let waited = started.elapsed();
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    assert_eq!(silent.queries.load(Ordering::SeqCst), 1);
+
+    // silent then a good one: the second answers within the total budget.
+    let good = fake_upstream(ip("192.0.2.9"), false).await;
+    table.set_default_upstreams(vec![silent.addr, good.addr]);
+    let answer = ask(at, "127.0.0.3", "example.test", RecordType::A).await;
+    assert_eq!(addresses(&answer), vec![ip("192.0.2.9")]);
+
+    // a closed port (the fake's, once dropped) fails on the ICMP error, long before a patient
+    // listener's timeout.
+    let closed = good.addr;
+    drop(good);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    table.set_default_upstreams(vec![closed]);
+    let patient = DnsOptions {
+        forward: ForwardTimeouts {
+            attempt: Duration::from_secs(10),
+            total: Duration::from_secs(10),
+        },
+        ..fast()
+    };
+    let patient = start(table.clone(), patient).await;
+    let started = Instant::now();
+    let answer = ask(
+        patient.local_addr(),
+        "127.0.0.3",
+        "example.test",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // no upstream at all.
+    table.set_default_upstreams(Vec::new());
+    let answer = ask(at, "127.0.0.3", "example.test", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn updates_are_visible_without_restart() {
+    let table = project_table();
+    let server = start(table.clone(), fast()).await;
+    let at = server.local_addr();
+    assert_eq!(
+        addresses(&ask(at, "127.0.0.1", "web", RecordType::A).await).len(),
+        2
+    );
+    // p-web-2 restarts with a new address; p-web-1 goes away.
+    table.upsert(
+        "p-web-2",
+        container(vec![endpoint("a", "127.0.0.14", &["p-web-2", "web"])]),
+    );
+    table.remove("p-web-1");
+    let web = ask(at, "127.0.0.1", "web", RecordType::A).await;
+    assert_eq!(addresses(&web), vec![ip("127.0.0.14")]);
+    // the new address is a client now, the old ones are not.
+    let from_new = ask(at, "127.0.0.14", "front", RecordType::A).await;
+    assert_eq!(addresses(&from_new), vec![ip("127.0.0.1")]);
+    let from_old = ask(at, "127.0.0.3", "front", RecordType::A).await;
+    assert_eq!(from_old.metadata.response_code, ResponseCode::Refused);
+}
+
+#[tokio::test]
+async fn listeners_start_stop_and_name_their_address() {
+    let table = project_table();
+    let first = start(table.clone(), fast()).await;
+    let at = first.local_addr();
+    let error = serve(at, table.clone(), fast()).await.unwrap_err();
+    assert!(error.to_string().contains(&at.to_string()), "{error}");
+    assert!(matches!(error, DnsError::BindUdp { .. }));
+
+    first.shutdown().await.unwrap();
+    // the address is free again at once.
+    let again = serve(at, table.clone(), fast()).await.unwrap();
+    assert_eq!(
+        addresses(&ask(at, "127.0.0.1", "db", RecordType::A).await),
+        vec![ip("127.0.0.5")]
+    );
+    drop(again);
+
+    let mut service = DnsService::new(table, fast());
+    let a = service
+        .add_network("a", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let b = service
+        .add_network("b", "127.0.0.2:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(service.addresses().count(), 2);
+    assert_eq!(
+        addresses(&ask(b, "127.0.0.5", "front", RecordType::A).await),
+        vec![ip("127.0.0.2")]
+    );
+    service.remove_network("b").await.unwrap();
+    service.remove_network("no-such-network").await.unwrap();
+    assert_eq!(service.addresses().collect::<Vec<_>>(), vec![("a", a)]);
+    // b's socket is closed: a query there gets no answer (connection refused).
+    let socket = UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    socket.connect(b).await.unwrap();
+    socket
+        .send(&query_message("front", RecordType::A))
+        .await
+        .unwrap();
+    let mut buffer = [0; 512];
+    let outcome = timeout(Duration::from_millis(300), socket.recv(&mut buffer)).await;
+    assert!(!matches!(outcome, Ok(Ok(_))), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn local_answer_latency() {
+    let server = start(project_table(), fast()).await;
+    let at = server.local_addr();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(at).await.unwrap();
+    let query = query_message("web", RecordType::A);
+    let mut buffer = [0; 512];
+    let mut samples = Vec::new();
+    for _ in 0..300 {
+        let started = Instant::now();
+        socket.send(&query).await.unwrap();
+        timeout(WAIT, socket.recv(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let p50 = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100];
+    println!("local answer latency over udp: p50 {p50:?}, p99 {p99:?}");
+    assert!(p50 < Duration::from_millis(20), "p50 {p50:?}");
+}
