@@ -28,6 +28,8 @@ const PUBLISH_COMMENT: &str = "rcompose publish";
 pub enum FirewallError {
     #[error("invalid project name {name:?}: expected [a-z0-9_-], starting with a letter or digit")]
     ProjectName { name: String },
+    #[error("invalid bridge name {name:?}: expected 1 to 15 characters of [A-Za-z0-9_.-]")]
+    BridgeName { name: String },
     #[error(
         "invalid port range {value:?}: expected PORT or START-END with 1 <= START <= END <= 65535"
     )]
@@ -239,6 +241,18 @@ pub fn render(project: &str, rules: &ProjectRules) -> Result<String> {
     let table = table_name(project)?;
     for port in &rules.ports {
         port.validate()?;
+    }
+    // Names go into the script: only what an interface name may hold, nothing that quotes.
+    for n in &rules.networks {
+        let ok = (1..=super::names::IFNAME_MAX).contains(&n.bridge.len())
+            && n.bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(FirewallError::BridgeName {
+                name: n.bridge.clone(),
+            });
+        }
     }
     let any_bridge = format!("\"{BRIDGE_PREFIX}*\"");
     let mut s = String::new();

@@ -110,6 +110,25 @@ fn mismatched_ranges_are_refused() {
 }
 
 #[test]
+fn bridge_names_cannot_inject_rules() {
+    for bad in ["", "rc-\"; flush ruleset", "rc-0123456789abcdef", "br 0"] {
+        let rules = ProjectRules {
+            networks: vec![NetworkRules {
+                bridge: bad.into(),
+                subnet: net("10.1.0.0/24"),
+                internal: false,
+            }],
+            ports: vec![],
+        };
+        let err = render("demo", &rules).unwrap_err();
+        assert!(
+            matches!(err, FirewallError::BridgeName { .. }),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn publish_comments_round_trip() {
     let mut s = String::new();
     dnat_rule(&mut s, &port(Protocol::Udp, "53", [10, 0, 0, 2], "53"));
