@@ -1,7 +1,10 @@
-//! Networking: names of the links rcompose creates, IPv4 address management, and the DNS that
-//! lets containers find each other by service name.
+//! Networking: names of the links rcompose creates, IPv4 address management, bridges and veths
+//! over rtnetlink, the project's nftables table, and the DNS that lets containers find each other
+//! by service name.
 
 pub mod dns;
+pub mod firewall;
 pub mod ipam;
 pub mod names;
+pub mod netlink;
 pub mod resolv;

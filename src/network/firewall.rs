@@ -1,0 +1,604 @@
+//! NAT, isolation and published ports with nftables: one table per project.
+//!
+//! Every rule of project `p` lives in table `ip rcompose-p`, so a project's rules are found with
+//! `nft list table ip rcompose-p` and removed as a whole by deleting the table, and nothing else
+//! on the host is touched. The table is always replaced whole in one `nft -f -` transaction
+//! (the kernel applies it atomically, or not at all): [`apply`] takes the project's complete
+//! desired state, which makes `up` idempotent. docs/networking.md explains the rules.
+
+use std::collections::BTreeSet;
+use std::fmt::{self, Write as _};
+use std::io::{self, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+use super::ipam::Ipv4Net;
+use super::names::BRIDGE_PREFIX;
+
+/// Prefix of every table rcompose creates.
+pub const TABLE_PREFIX: &str = "rcompose-";
+/// The binary driven here; Debian's `nftables` package.
+const NFT: &str = "nft";
+/// Marks each published-port rule, so other projects can see which host ports are taken
+/// (a DNAT rule holds no socket: binding cannot find it).
+const PUBLISH_COMMENT: &str = "rcompose publish";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("invalid project name {name:?}: expected [a-z0-9_-], starting with a letter or digit")]
+    ProjectName { name: String },
+    #[error("invalid bridge name {name:?}: expected 1 to 15 characters of [A-Za-z0-9_.-]")]
+    BridgeName { name: String },
+    #[error(
+        "invalid port range {value:?}: expected PORT or START-END with 1 <= START <= END <= 65535"
+    )]
+    PortRange { value: String },
+    #[error("cannot publish host ports {host} on container ports {container}: the ranges must have the same length, or the container side be one port")]
+    RangeMismatch {
+        host: PortRange,
+        container: PortRange,
+    },
+    #[error("host port {port}/{protocol} on {addr} is published twice")]
+    Duplicate {
+        protocol: Protocol,
+        addr: String,
+        port: u16,
+    },
+    #[error("host port {port}/{protocol} on {addr} is already in use")]
+    PortInUse {
+        protocol: Protocol,
+        addr: String,
+        port: u16,
+    },
+    #[error("host port {port}/{protocol} is already published by project {project}")]
+    PublishedElsewhere {
+        protocol: Protocol,
+        port: u16,
+        project: String,
+    },
+    #[error("host_ip {addr} of port {port}/{protocol} is not an address of this host")]
+    HostIp {
+        protocol: Protocol,
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    #[error("cannot check host port {port}/{protocol} on {addr}")]
+    PortCheck {
+        protocol: Protocol,
+        addr: String,
+        port: u16,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot run {NFT} (is the nftables package installed?)")]
+    NftSpawn(#[source] io::Error),
+    #[error("{NFT} failed to {action}: {stderr}")]
+    Nft { action: String, stderr: String },
+    #[error("cannot parse the output of {NFT} -j")]
+    NftOutput(#[source] serde_json::Error),
+}
+
+type Result<T> = std::result::Result<T, FirewallError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An inclusive range of ports, `start <= end`, never port 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    start: u16,
+    end: u16,
+}
+
+impl PortRange {
+    pub fn new(start: u16, end: u16) -> Result<PortRange> {
+        if start == 0 || start > end {
+            return Err(FirewallError::PortRange {
+                value: format!("{start}-{end}"),
+            });
+        }
+        Ok(PortRange { start, end })
+    }
+
+    pub fn single(port: u16) -> Result<PortRange> {
+        PortRange::new(port, port)
+    }
+
+    pub fn start(self) -> u16 {
+        self.start
+    }
+
+    pub fn end(self) -> u16 {
+        self.end
+    }
+
+    pub fn len(self) -> u32 {
+        u32::from(self.end - self.start) + 1
+    }
+
+    pub fn is_empty(self) -> bool {
+        false
+    }
+
+    pub fn ports(self) -> impl Iterator<Item = u16> {
+        self.start..=self.end
+    }
+
+    fn overlaps(self, other: PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = FirewallError;
+
+    fn from_str(value: &str) -> Result<PortRange> {
+        let err = || FirewallError::PortRange {
+            value: value.to_string(),
+        };
+        let (a, b) = value.split_once('-').unwrap_or((value, value));
+        let a = a.parse().map_err(|_| err())?;
+        let b = b.parse().map_err(|_| err())?;
+        PortRange::new(a, b).map_err(|_| err())
+    }
+}
+
+/// One compose network as the firewall sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    /// Its bridge (`names::bridge_name`).
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    /// `internal: true`: no masquerade, and nothing enters or leaves the bridge.
+    pub internal: bool,
+}
+
+/// A published port: host ports (on `host_ip`, all host addresses when `None` or 0.0.0.0) to a
+/// container's ports. Ranges map one to one (`8000-8001:9000-9001`), or all to one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub protocol: Protocol,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_ports: PortRange,
+    pub container_ip: Ipv4Addr,
+    pub container_ports: PortRange,
+}
+
+impl PublishedPort {
+    /// The host address it listens on, `None` for all of them.
+    fn host_addr(&self) -> Option<Ipv4Addr> {
+        self.host_ip.filter(|ip| !ip.is_unspecified())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (h, c) = (self.host_ports, self.container_ports);
+        if c.len() != 1 && c.len() != h.len() {
+            return Err(FirewallError::RangeMismatch {
+                host: h,
+                container: c,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Everything a project needs from the firewall.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectRules {
+    pub networks: Vec<NetworkRules>,
+    pub ports: Vec<PublishedPort>,
+}
+
+/// The table holding project `project`'s rules.
+pub fn table_name(project: &str) -> Result<String> {
+    let valid = project
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+        && project
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !valid {
+        return Err(FirewallError::ProjectName {
+            name: project.to_string(),
+        });
+    }
+    Ok(format!("{TABLE_PREFIX}{project}"))
+}
+
+/// The nft script that replaces project `project`'s table with `rules`. Pure: what [`apply`]
+/// feeds to `nft -f -`.
+pub fn render(project: &str, rules: &ProjectRules) -> Result<String> {
+    let table = table_name(project)?;
+    for port in &rules.ports {
+        port.validate()?;
+    }
+    // Names go into the script: only what an interface name may hold, nothing that quotes.
+    for n in &rules.networks {
+        let ok = (1..=super::names::IFNAME_MAX).contains(&n.bridge.len())
+            && n.bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(FirewallError::BridgeName {
+                name: n.bridge.clone(),
+            });
+        }
+    }
+    let any_bridge = format!("\"{BRIDGE_PREFIX}*\"");
+    let mut s = String::new();
+    // Declaring then deleting makes the delete succeed whether or not the table existed; the
+    // whole file is one transaction, so nothing ever sees the table missing.
+    let _ = writeln!(s, "add table ip {table}");
+    let _ = writeln!(s, "delete table ip {table}");
+    let _ = writeln!(s, "table ip {table} {{");
+
+    let _ = writeln!(s, "  chain forward {{");
+    let _ = writeln!(
+        s,
+        "    type filter hook forward priority filter; policy accept;"
+    );
+    for n in &rules.networks {
+        let b = format!("\"{}\"", n.bridge);
+        if n.internal {
+            let _ = writeln!(s, "    iifname {b} oifname != {b} drop");
+            let _ = writeln!(s, "    oifname {b} iifname != {b} drop");
+        } else {
+            // Isolation: nothing goes from this bridge to another rcompose bridge, except to a
+            // published port (DNAT) and its replies.
+            let _ = writeln!(
+                s,
+                "    iifname {b} oifname != {b} oifname {any_bridge} ct status ! dnat drop"
+            );
+            // From elsewhere into the bridge: replies, and published ports only.
+            let _ = writeln!(
+                s,
+                "    oifname {b} iifname != {b} ct state established,related accept"
+            );
+            let _ = writeln!(s, "    oifname {b} iifname != {b} ct status dnat accept");
+            let _ = writeln!(s, "    oifname {b} iifname != {b} drop");
+        }
+    }
+    let _ = writeln!(s, "  }}");
+
+    // route_localnet lets the bridge accept packets to 127.0.0.0/8; only the replies of
+    // connections the host made may use that.
+    let _ = writeln!(s, "  chain input {{");
+    let _ = writeln!(
+        s,
+        "    type filter hook input priority filter; policy accept;"
+    );
+    for n in &rules.networks {
+        let _ = writeln!(
+            s,
+            "    iifname \"{}\" ip daddr 127.0.0.0/8 ct state new,invalid,untracked drop",
+            n.bridge
+        );
+    }
+    let _ = writeln!(s, "  }}");
+
+    let mut dnat = String::new();
+    for p in &rules.ports {
+        dnat_rule(&mut dnat, p);
+    }
+    // prerouting: from other hosts and from containers (hairpin); output: from the host itself.
+    for (chain, hook, priority) in [
+        ("prerouting", "prerouting", "dstnat"),
+        ("output", "output", "-100"),
+    ] {
+        let _ = writeln!(s, "  chain {chain} {{");
+        let _ = writeln!(
+            s,
+            "    type nat hook {hook} priority {priority}; policy accept;"
+        );
+        s.push_str(&dnat);
+        let _ = writeln!(s, "  }}");
+    }
+
+    let _ = writeln!(s, "  chain postrouting {{");
+    let _ = writeln!(
+        s,
+        "    type nat hook postrouting priority srcnat; policy accept;"
+    );
+    for n in &rules.networks {
+        let b = format!("\"{}\"", n.bridge);
+        let net = n.subnet;
+        if !n.internal {
+            let _ = writeln!(s, "    ip saddr {net} oifname != {b} masquerade");
+        }
+        // A published port reached on 127.0.0.1: the container cannot answer a loopback source.
+        let _ = writeln!(s, "    oifname {b} ip saddr 127.0.0.0/8 masquerade");
+        // Hairpin: a container reaching a published port of its own network would get the
+        // answer straight from the peer over the bridge, not from the address it called.
+        let _ = writeln!(
+            s,
+            "    oifname {b} ct status dnat ip saddr {net} masquerade"
+        );
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "}}");
+    Ok(s)
+}
+
+fn dnat_rule(s: &mut String, p: &PublishedPort) {
+    let proto = p.protocol.as_str();
+    let (h, c) = (p.host_ports, p.container_ports);
+    let daddr = match p.host_addr() {
+        Some(ip) => format!("ip daddr {ip}"),
+        None => "fib daddr type local".to_string(),
+    };
+    let ip = p.container_ip;
+    let target = if c.len() == 1 {
+        format!("{ip}:{}", c.start)
+    } else if h.start == c.start {
+        // Same ports on both sides: keep the destination port.
+        ip.to_string()
+    } else {
+        let pairs: Vec<String> = h
+            .ports()
+            .zip(c.ports())
+            .map(|(a, b)| format!("{a} : {b}"))
+            .collect();
+        format!("{ip} : {proto} dport map {{ {} }}", pairs.join(", "))
+    };
+    let host = p
+        .host_addr()
+        .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
+    let _ = writeln!(
+        s,
+        "    {daddr} {proto} dport {h} dnat to {target} comment \"{PUBLISH_COMMENT} {proto} {host} {h}\""
+    );
+}
+
+fn nft(args: &[&str], stdin: Option<&str>, action: &str) -> Result<String> {
+    let mut cmd = Command::new(NFT);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(FirewallError::NftSpawn)?;
+    if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A write error means nft exited early: its status and stderr say why.
+        let _ = pipe.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(FirewallError::NftSpawn)?;
+    if !out.status.success() {
+        return Err(FirewallError::Nft {
+            action: action.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Replaces project `project`'s rules with `rules`, atomically; with neither networks nor ports
+/// it removes them.
+pub fn apply(project: &str, rules: &ProjectRules) -> Result<()> {
+    if rules.networks.is_empty() && rules.ports.is_empty() {
+        remove(project)?;
+        return Ok(());
+    }
+    let script = render(project, rules)?;
+    nft(
+        &["-f", "-"],
+        Some(&script),
+        &format!("apply the rules of project {project}"),
+    )?;
+    Ok(())
+}
+
+/// Removes every rule of project `project`; `Ok(false)` when it had none.
+pub fn remove(project: &str) -> Result<bool> {
+    let table = table_name(project)?;
+    let existed = projects()?.iter().any(|p| p == project);
+    if existed {
+        nft(
+            &["-f", "-"],
+            Some(&format!("add table ip {table}\ndelete table ip {table}\n")),
+            &format!("remove the rules of project {project}"),
+        )?;
+    }
+    Ok(existed)
+}
+
+/// The projects that have rules (to find the leftovers of a crashed run), sorted.
+pub fn projects() -> Result<Vec<String>> {
+    let out = nft(&["-j", "list", "tables", "ip"], None, "list tables")?;
+    let mut names = BTreeSet::new();
+    for item in nft_items(&out)? {
+        if let Some(name) = item
+            .get("table")
+            .and_then(|t| t.get("name"))
+            .and_then(|n| n.as_str())
+            .and_then(|n| n.strip_prefix(TABLE_PREFIX))
+        {
+            names.insert(name.to_string());
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+fn nft_items(out: &str) -> Result<Vec<serde_json::Value>> {
+    let v: serde_json::Value = serde_json::from_str(out).map_err(FirewallError::NftOutput)?;
+    Ok(v.get("nftables")
+        .and_then(|n| n.as_array())
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// A host port range some project publishes, read back from its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub project: String,
+    pub protocol: Protocol,
+    /// `None`: all host addresses.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_ports: PortRange,
+}
+
+fn parse_publish_comment(comment: &str) -> Option<(Protocol, Option<Ipv4Addr>, PortRange)> {
+    let mut words = comment.strip_prefix(PUBLISH_COMMENT)?.split_whitespace();
+    let protocol = match words.next()? {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return None,
+    };
+    let ip: Ipv4Addr = words.next()?.parse().ok()?;
+    let ports = words.next()?.parse().ok()?;
+    Some((protocol, Some(ip).filter(|ip| !ip.is_unspecified()), ports))
+}
+
+/// The host ports project `project` publishes.
+pub fn publications(project: &str) -> Result<Vec<Publication>> {
+    let table = table_name(project)?;
+    let out = nft(
+        &["-j", "list", "chain", "ip", &table, "prerouting"],
+        None,
+        &format!("list the published ports of project {project}"),
+    )?;
+    let mut found = Vec::new();
+    for item in nft_items(&out)? {
+        let comment = item
+            .get("rule")
+            .and_then(|r| r.get("comment"))
+            .and_then(|c| c.as_str());
+        if let Some((protocol, host_ip, host_ports)) = comment.and_then(parse_publish_comment) {
+            found.push(Publication {
+                project: project.to_string(),
+                protocol,
+                host_ip,
+                host_ports,
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn addrs_overlap(a: Option<Ipv4Addr>, b: Option<Ipv4Addr>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// Checks, before anything is created, that every host port of `ports` is free: not published
+/// twice in `ports`, not published by another project than `project`, and bindable on its
+/// host_ip (a DNAT rule would silently shadow a host service listening there).
+pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
+    let addr_text =
+        |ip: Option<Ipv4Addr>| ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
+    for (i, p) in ports.iter().enumerate() {
+        p.validate()?;
+        for q in &ports[..i] {
+            if p.protocol == q.protocol
+                && addrs_overlap(p.host_addr(), q.host_addr())
+                && p.host_ports.overlaps(q.host_ports)
+            {
+                let port = p
+                    .host_ports
+                    .ports()
+                    .find(|x| q.host_ports.ports().any(|y| y == *x))
+                    .unwrap_or(p.host_ports.start);
+                return Err(FirewallError::Duplicate {
+                    protocol: p.protocol,
+                    addr: addr_text(p.host_addr()),
+                    port,
+                });
+            }
+        }
+    }
+    let mut others = Vec::new();
+    for other in projects()? {
+        if other != project {
+            others.extend(publications(&other)?);
+        }
+    }
+    for p in ports {
+        if let Some(o) = others.iter().find(|o| {
+            o.protocol == p.protocol
+                && addrs_overlap(o.host_ip, p.host_addr())
+                && o.host_ports.overlaps(p.host_ports)
+        }) {
+            let port = p
+                .host_ports
+                .ports()
+                .find(|x| o.host_ports.ports().any(|y| y == *x))
+                .unwrap_or(p.host_ports.start);
+            return Err(FirewallError::PublishedElsewhere {
+                protocol: p.protocol,
+                port,
+                project: o.project.clone(),
+            });
+        }
+        let ip = p.host_addr().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        for port in p.host_ports.ports() {
+            let addr = SocketAddr::from((ip, port));
+            let bound = match p.protocol {
+                Protocol::Tcp => TcpListener::bind(addr).map(drop),
+                Protocol::Udp => UdpSocket::bind(addr).map(drop),
+            };
+            match bound {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    return Err(FirewallError::PortInUse {
+                        protocol: p.protocol,
+                        addr: ip.to_string(),
+                        port,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                    return Err(FirewallError::HostIp {
+                        protocol: p.protocol,
+                        addr: ip,
+                        port,
+                    })
+                }
+                Err(source) => {
+                    return Err(FirewallError::PortCheck {
+                        protocol: p.protocol,
+                        addr: ip.to_string(),
+                        port,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
