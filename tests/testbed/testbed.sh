@@ -24,7 +24,7 @@ PYTHON=/usr/bin/python3
 [[ -x $PYTHON ]] || PYTHON=python3
 
 PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-PACKAGES=(busybox-static debootstrap docker-registry skopeo apache2-utils curl python3 util-linux)
+PACKAGES=(busybox-static debootstrap docker-registry skopeo apache2-utils curl python3 util-linux nftables iproute2)
 MT_ACCEPT="application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json"
 
 # name|tag|layers (comma separated)|index (1: tag points at an OCI index)|config JSON
