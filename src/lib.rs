@@ -10,3 +10,5 @@ pub mod network;
 pub mod paths;
 pub mod plan;
 pub mod runtime;
+pub mod supervisor;
+pub mod volume;

@@ -6,6 +6,11 @@ fn main() {
     if rcompose::runtime::init::is_helper_invocation(std::env::args_os().nth(1).as_deref()) {
         rcompose::runtime::init::main();
     }
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(rcompose::supervisor::server::SUPERVISE_ARG) {
+        let project = args.next().unwrap_or_default();
+        std::process::exit(rcompose::supervisor::server::main(&project));
+    }
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,

@@ -8,9 +8,13 @@ use std::path::PathBuf;
 use crate::compose::loader::{self, Loaded, Options};
 
 pub mod config;
+pub mod exec;
 pub mod image;
+pub mod lifecycle;
+pub mod project;
 pub mod pull;
 pub mod run;
+pub mod up;
 pub mod version;
 
 #[derive(Debug, Parser)]
@@ -89,6 +93,34 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Run a one-off command on a service
     Run(run::RunArgs),
+    /// Create and start containers
+    Up(up::UpArgs),
+    /// Creates containers for a service
+    Create(up::UpArgs),
+    /// Stop and remove containers, networks
+    Down(lifecycle::DownArgs),
+    /// List containers
+    Ps(lifecycle::PsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Start services
+    Start(lifecycle::ServicesArgs),
+    /// Stop services
+    Stop(lifecycle::StopArgs),
+    /// Restart service containers
+    Restart(lifecycle::StopArgs),
+    /// Force stop service containers
+    Kill(lifecycle::KillArgs),
+    /// Pause services
+    Pause(lifecycle::ServicesArgs),
+    /// Unpause services
+    Unpause(lifecycle::ServicesArgs),
+    /// Removes stopped service containers
+    Rm(lifecycle::RmArgs),
+    /// Print the public port for a port binding
+    Port(lifecycle::PortArgs),
+    /// List running compose projects
+    Ls(lifecycle::LsArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -199,6 +231,20 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(args) => image::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
+        Command::Up(args) => up::run(&cli.global, args),
+        Command::Create(args) => up::create(&cli.global, args),
+        Command::Down(args) => lifecycle::down(&cli.global, args),
+        Command::Ps(args) => lifecycle::ps(&cli.global, args),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Start(args) => lifecycle::start(&cli.global, args),
+        Command::Stop(args) => lifecycle::stop(&cli.global, args),
+        Command::Restart(args) => lifecycle::restart(&cli.global, args),
+        Command::Kill(args) => lifecycle::kill(&cli.global, args),
+        Command::Pause(args) => lifecycle::pause(&cli.global, args, true),
+        Command::Unpause(args) => lifecycle::pause(&cli.global, args, false),
+        Command::Rm(args) => lifecycle::rm(&cli.global, args),
+        Command::Port(args) => lifecycle::port(&cli.global, args),
+        Command::Ls(args) => lifecycle::ls(args),
         Command::Version(args) => version::run(args),
     }
 }

@@ -272,7 +272,7 @@ fn mounts_of(
 }
 
 /// The rcompose binary itself, which the container helper runs from.
-fn helper_path() -> Result<PathBuf> {
+pub(crate) fn helper_path() -> Result<PathBuf> {
     std::fs::read_link("/proc/self/exe").context("cannot find the rcompose binary")
 }
 
@@ -299,7 +299,7 @@ fn host_resolv_conf() -> String {
     std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
 }
 
-fn terminal_size() -> Option<(u16, u16)> {
+pub(crate) fn terminal_size() -> Option<(u16, u16)> {
     // SAFETY: a zeroed winsize is valid for TIOCGWINSZ to fill.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ on stdin writes one winsize.
@@ -308,7 +308,7 @@ fn terminal_size() -> Option<(u16, u16)> {
 }
 
 /// Signals `run` passes on to the container (docker's sig-proxy), and SIGWINCH for the pty.
-const PROXIED: [i32; 5] = [
+pub(crate) const PROXIED: [i32; 5] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,
@@ -316,7 +316,7 @@ const PROXIED: [i32; 5] = [
     libc::SIGWINCH,
 ];
 
-fn sigset(signals: &[i32]) -> libc::sigset_t {
+pub(crate) fn sigset(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -400,7 +400,7 @@ fn run_container(c: &Container, helper: &Path, tty: bool, interactive: bool) -> 
 
 /// Forwards the proxied signals to the container's first process (resizing the pty on
 /// SIGWINCH), until the process is gone.
-fn forward_signals(pid: i32, pty: Option<i32>) {
+pub(crate) fn forward_signals(pid: i32, pty: Option<i32>) {
     let set = sigset(&PROXIED);
     loop {
         let mut sig = 0;
@@ -429,10 +429,10 @@ fn forward_signals(pid: i32, pty: Option<i32>) {
 }
 
 /// The terminal in raw mode while a pty is attached, restored on drop.
-struct RawMode(libc::termios);
+pub(crate) struct RawMode(libc::termios);
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    pub(crate) fn enter() -> Option<RawMode> {
         let fd = std::io::stdin().as_raw_fd();
         // SAFETY: termios is plain data filled by tcgetattr.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };

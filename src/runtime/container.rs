@@ -86,9 +86,23 @@ pub struct Container {
     name: String,
     dir: PathBuf,
     cgroup: Option<Cgroup>,
+    cgroup_path: String,
     namespaces: Namespaces,
     config: InitConfig,
 }
+
+/// What [`Container::save`] keeps in the container's directory, so another process (`exec`, a
+/// new supervisor after a crash) can act on the container.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    name: String,
+    cgroup: String,
+    /// pid, uts, ipc, net: whether the container has its own.
+    namespaces: [bool; 4],
+    config: InitConfig,
+}
+
+const SAVED_FILE: &str = "container.json";
 
 /// How a process ended, as docker reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +175,7 @@ impl Container {
             name: spec.name.clone(),
             dir: opts.dir.clone(),
             cgroup: None,
+            cgroup_path: opts.cgroup.clone(),
             namespaces: Namespaces::default(),
             config: InitConfig::default(),
         };
@@ -334,6 +349,60 @@ impl Container {
         };
         self.config = init_cfg;
         Ok(())
+    }
+
+    /// Writes the container's configuration into its directory (see [`Container::load`]).
+    pub fn save(&self) -> Result<(), ContainerError> {
+        let ns = self.namespaces;
+        let saved = Saved {
+            name: self.name.clone(),
+            cgroup: self.cgroup_path.clone(),
+            namespaces: [ns.pid, ns.uts, ns.ipc, ns.net],
+            config: self.config.clone(),
+        };
+        let path = self.dir.join(SAVED_FILE);
+        let body = serde_json::to_vec(&saved).map_err(|e| ContainerError::StateDir {
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        let tmp = self.dir.join(format!("{SAVED_FILE}.tmp"));
+        fs::write(&tmp, body)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|source| ContainerError::StateDir { path, source })
+    }
+
+    /// A container created (and saved) by this or another process, from its directory. Its
+    /// cgroup is opened when it still exists.
+    pub fn load(dir: &Path) -> Result<Container, ContainerError> {
+        let path = dir.join(SAVED_FILE);
+        let state = |source| ContainerError::StateDir {
+            path: path.clone(),
+            source,
+        };
+        let body = fs::read(&path).map_err(state)?;
+        let saved: Saved = serde_json::from_slice(&body).map_err(|e| state(io::Error::other(e)))?;
+        let cgroup = Hierarchy::detect()
+            .ok()
+            .and_then(|h| Cgroup::open(&h, &saved.cgroup).ok());
+        let [pid, uts, ipc, net] = saved.namespaces;
+        Ok(Container {
+            name: saved.name,
+            dir: dir.to_path_buf(),
+            cgroup,
+            cgroup_path: saved.cgroup,
+            namespaces: Namespaces { pid, uts, ipc, net },
+            config: saved.config,
+        })
+    }
+
+    /// The container's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the container has a network namespace of its own (to plug interfaces into).
+    pub fn has_own_network(&self) -> bool {
+        self.namespaces.net
     }
 
     pub fn name(&self) -> &str {

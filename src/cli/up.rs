@@ -1,0 +1,539 @@
+//! `rcompose up` and `rcompose create`: converge the project on the compose file through its
+//! supervisor; attached, print the containers' output until they exit or Ctrl-C.
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::project;
+use super::Global;
+use crate::image::store::Store;
+use crate::plan::graph::ServiceGraph;
+use crate::supervisor::client;
+use crate::supervisor::proto::{Reply, Request, Selection, UpOptions};
+use crate::supervisor::state::{Health, Status};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Detached mode: run containers in the background
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Wait for services to be running|healthy (implies detached mode)
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
+    /// Produce monochrome output
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't print prefix in logs
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Show timestamps
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Restrict attaching to the specified services
+    #[arg(long = "attach", value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services
+    #[arg(long = "no-attach", value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Stops all containers if any container was stopped
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure
+    #[arg(long)]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container (implies --abort-on-container-exit)
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Recreate containers even if their configuration and image haven't changed
+    #[arg(long)]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances (overrides `scale` in the compose file)
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    /// Don't start the services after creating them
+    #[arg(long)]
+    pub no_start: bool,
+    /// Use this timeout in seconds for container shutdown
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long)]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Don't build an image, even if it's policy
+    #[arg(long)]
+    pub no_build: bool,
+    /// Build images before starting containers (not supported: rcompose does not build images)
+    #[arg(long)]
+    pub build: bool,
+    pub services: Vec<String>,
+}
+
+pub fn run(global: &Global, args: UpArgs) -> Result<i32> {
+    up(global, args, false)
+}
+
+/// `create`: `up --no-start`.
+pub fn create(global: &Global, mut args: UpArgs) -> Result<i32> {
+    args.no_start = true;
+    args.detach = true;
+    up(global, args, true)
+}
+
+fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
+    if args.build {
+        bail!("building images is not supported yet: --build cannot be honoured");
+    }
+    if args.no_recreate && args.force_recreate {
+        bail!("--force-recreate and --no-recreate are incompatible");
+    }
+    if args.detach
+        && (args.abort_on_container_exit
+            || args.abort_on_container_failure
+            || args.exit_code_from.is_some())
+    {
+        bail!("--abort-on-container-exit, --abort-on-container-failure and --exit-code-from cannot be combined with --detach");
+    }
+    let target = project::target(global)?;
+    let Some(loaded) = target.loaded else {
+        bail!("no configuration file provided: not found");
+    };
+    let mut project = loaded.project.clone();
+    for s in args.services.iter().chain(args.exit_code_from.iter()) {
+        if !project.services.contains_key(s) {
+            bail!("no such service: {s}");
+        }
+    }
+    let mut scale = Vec::new();
+    for s in &args.scale {
+        let (svc, n) = s
+            .split_once('=')
+            .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=NUM"))?;
+        let n: u32 = n
+            .parse()
+            .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=NUM"))?;
+        if !project.services.contains_key(svc) {
+            bail!("no such service: {svc}");
+        }
+        scale.push((svc.to_string(), n));
+    }
+    // Images first: a missing image fails before anything is created.
+    let graph = ServiceGraph::new(
+        project
+            .services
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.dependencies())),
+    );
+    let selected: Vec<String> = if args.services.is_empty() {
+        project.services.keys().cloned().collect()
+    } else if args.no_deps {
+        args.services.clone()
+    } else {
+        graph.with_dependencies(&args.services)
+    };
+    if let Some(p) = &args.pull {
+        for s in project.services.values_mut() {
+            s.pull_policy = p.clone();
+        }
+    }
+    let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
+    let mut quiet_global = global.clone();
+    if args.quiet_pull {
+        quiet_global.progress = super::Progress::Quiet;
+    }
+    for name in &selected {
+        super::pull::ensure_image(&quiet_global, &store, &project.services[name])?;
+    }
+
+    let name = project.name.clone();
+    let options = UpOptions {
+        services: args.services.clone(),
+        no_deps: args.no_deps,
+        force_recreate: args.force_recreate,
+        no_recreate: args.no_recreate,
+        remove_orphans: args.remove_orphans,
+        no_start: args.no_start,
+        scale,
+        timeout: args.timeout,
+    };
+    let request = Request::Up {
+        project: Box::new(project.clone()),
+        working_dir: loaded.working_dir.clone(),
+        config_files: loaded.files.clone(),
+        options,
+    };
+    let detach = args.detach || args.wait || is_create;
+    // Ctrl-C and SIGTERM: blocked before any thread starts, then taken by one thread.
+    let signals = (!detach).then(spawn_signal_thread);
+    // Attached: subscribe before anything starts, so no output is missed.
+    let attach_stream = if detach {
+        None
+    } else {
+        Some(client::attach(&name, true)?)
+    };
+    let wait_stream = if args.wait {
+        Some(client::attach(&name, false)?)
+    } else {
+        None
+    };
+    project::send(&name, &request, true, false)?;
+    if let Some(events) = wait_stream {
+        return wait_ready(
+            &name,
+            &selected,
+            events,
+            args.wait_timeout.map(Duration::from_secs),
+        );
+    }
+    let (Some(stream), Some(signals)) = (attach_stream, signals) else {
+        return Ok(0);
+    };
+    attached(&name, &selected, &args, stream, signals)
+}
+
+/// What `--wait` knows of a container: status, exit code, health, whether it has a check.
+type Seen = (Status, Option<i32>, Option<Health>, bool);
+
+/// `--wait`: until every container of the services runs (healthy when it has a healthcheck)
+/// or, for a one-shot, exited 0.
+fn wait_ready(
+    project: &str,
+    services: &[String],
+    events: impl Iterator<Item = Reply> + Send + 'static,
+    timeout: Option<Duration>,
+) -> Result<i32> {
+    let state = project::state(project)?;
+    let mut current: HashMap<String, Seen> = state
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff && services.contains(&c.service))
+        .map(|c| {
+            (
+                c.name.clone(),
+                (
+                    c.status,
+                    c.exit_code,
+                    c.health,
+                    c.runtime.healthcheck.is_some(),
+                ),
+            )
+        })
+        .collect();
+    let verdict = |m: &HashMap<String, Seen>| -> Option<Result<(), String>> {
+        let mut all = true;
+        for (name, (status, code, health, has_check)) in m {
+            match status {
+                Status::Exited | Status::Dead => {
+                    if *code != Some(0) {
+                        return Some(Err(format!(
+                            "container {name} exited ({})",
+                            code.unwrap_or(-1)
+                        )));
+                    }
+                }
+                Status::Running => {
+                    if *has_check {
+                        match health {
+                            Some(Health::Healthy) => {}
+                            Some(Health::Unhealthy) => {
+                                return Some(Err(format!("container {name} is unhealthy")))
+                            }
+                            _ => all = false,
+                        }
+                    }
+                }
+                _ => all = false,
+            }
+        }
+        all.then_some(Ok(()))
+    };
+    if let Some(v) = verdict(&current) {
+        return v.map(|()| 0).map_err(|e| anyhow::anyhow!(e));
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for r in events {
+            if tx.send(r).is_err() {
+                return;
+            }
+        }
+    });
+    loop {
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600 * 24 * 365),
+        };
+        match rx.recv_timeout(left) {
+            Ok(Reply::Event(ev)) => {
+                if let Some(entry) = current.get_mut(&ev.container) {
+                    entry.0 = ev.status;
+                    entry.1 = ev.exit_code;
+                    entry.2 = ev.health;
+                }
+                if let Some(v) = verdict(&current) {
+                    return v.map(|()| 0).map_err(|e| anyhow::anyhow!(e));
+                }
+            }
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bail!("timeout waiting for the project {project} to be running and healthy")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the supervisor of project {project} went away")
+            }
+        }
+    }
+}
+
+/// Attached mode: prints output, reports exits, stops everything on Ctrl-C (twice: kills).
+fn attached(
+    project: &str,
+    services: &[String],
+    args: &UpArgs,
+    stream: impl Iterator<Item = Reply> + Send + 'static,
+    sig_rx: std::sync::mpsc::Receiver<i32>,
+) -> Result<i32> {
+    let state = project::state(project)?;
+    let attached_services: Vec<String> = services
+        .iter()
+        .filter(|s| args.attach.is_empty() || args.attach.contains(s))
+        .filter(|s| !args.no_attach.contains(s))
+        .cloned()
+        .collect();
+    let mut active: HashMap<String, bool> = HashMap::new();
+    let mut labels: HashMap<String, String> = HashMap::new();
+    for c in state
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff && services.contains(&c.service))
+    {
+        active.insert(c.name.clone(), c.status.is_active());
+        labels.insert(c.name.clone(), format!("{}-{}", c.service, c.number));
+    }
+    let mut names: Vec<&String> = labels
+        .iter()
+        .filter(|(n, _)| {
+            state
+                .container(n)
+                .is_some_and(|c| attached_services.contains(&c.service))
+        })
+        .map(|(_, l)| l)
+        .collect();
+    names.sort();
+    eprintln!(
+        "Attaching to {}",
+        names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let width = labels.values().map(|l| l.len()).max().unwrap_or(0);
+    let colors = args.no_color || !console::colors_enabled();
+    let palette = |service: &str| -> console::Style {
+        const COLORS: [console::Color; 6] = [
+            console::Color::Cyan,
+            console::Color::Yellow,
+            console::Color::Green,
+            console::Color::Magenta,
+            console::Color::Blue,
+            console::Color::Red,
+        ];
+        let i = services.iter().position(|s| s == service).unwrap_or(0);
+        console::Style::new().fg(COLORS[i % COLORS.len()])
+    };
+
+    let (tx, rx) = std::sync::mpsc::channel::<Reply>();
+    std::thread::spawn(move || {
+        for r in stream {
+            if tx.send(r).is_err() {
+                return;
+            }
+        }
+    });
+    let mut stopping = false;
+    let mut exit_code: Option<i32> = None;
+    let mut partial: HashMap<String, String> = HashMap::new();
+    let stop_all = |project: &str, timeout: Option<u64>| {
+        let project = project.to_string();
+        std::thread::spawn(move || {
+            let _ = client::request(
+                &project,
+                &Request::Stop {
+                    selection: Selection::default(),
+                    timeout,
+                },
+                false,
+                |_| {},
+            );
+        });
+    };
+    loop {
+        if let Ok(sig) = sig_rx.try_recv() {
+            if !stopping {
+                stopping = true;
+                eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+                let _ = sig;
+                stop_all(project, args.timeout);
+            } else {
+                let p = project.to_string();
+                std::thread::spawn(move || {
+                    let _ = client::request(
+                        &p,
+                        &Request::Kill {
+                            selection: Selection::default(),
+                            signal: libc::SIGKILL,
+                        },
+                        false,
+                        |_| {},
+                    );
+                });
+            }
+        }
+        if !active.is_empty() && active.values().all(|a| !a) {
+            break;
+        }
+        let reply = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match reply {
+            Reply::Log {
+                container,
+                service,
+                data,
+                ..
+            } => {
+                if !attached_services.contains(&service) {
+                    continue;
+                }
+                let label = labels
+                    .get(&container)
+                    .cloned()
+                    .unwrap_or_else(|| container.clone());
+                let buf = partial.entry(container.clone()).or_default();
+                buf.push_str(&data);
+                while let Some(i) = buf.find('\n') {
+                    let line: String = buf.drain(..=i).collect();
+                    print_line(&label, &service, width, &line, args, colors, &palette);
+                }
+            }
+            Reply::Event(ev) => {
+                if !services.contains(&ev.service) {
+                    continue;
+                }
+                labels
+                    .entry(ev.container.clone())
+                    .or_insert_with(|| ev.container.clone());
+                let is_active = ev.status.is_active();
+                active.insert(ev.container.clone(), is_active);
+                if ev.action == "die" && !ev.restarting {
+                    let label = labels.get(&ev.container).cloned().unwrap_or_default();
+                    if let Some(rest) = partial.remove(&ev.container) {
+                        if !rest.is_empty() {
+                            print_line(
+                                &label,
+                                &ev.service,
+                                width,
+                                &format!("{rest}\n"),
+                                args,
+                                colors,
+                                &palette,
+                            );
+                        }
+                    }
+                    let code = ev.exit_code.unwrap_or(0);
+                    if attached_services.contains(&ev.service) {
+                        eprintln!("{label} exited with code {code}");
+                    }
+                    let is_target = args.exit_code_from.as_deref() == Some(ev.service.as_str());
+                    if is_target && exit_code.is_none() {
+                        exit_code = Some(code);
+                    }
+                    let abort = args.abort_on_container_exit
+                        || args.exit_code_from.is_some()
+                        || (args.abort_on_container_failure && code != 0);
+                    if abort && !stopping {
+                        stopping = true;
+                        if args.exit_code_from.is_none()
+                            && args.abort_on_container_failure
+                            && code != 0
+                        {
+                            exit_code = Some(code);
+                        }
+                        eprintln!("Aborting on container exit...");
+                        stop_all(project, args.timeout);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(exit_code.unwrap_or(0))
+}
+
+fn print_line(
+    label: &str,
+    service: &str,
+    width: usize,
+    line: &str,
+    args: &UpArgs,
+    no_color: bool,
+    palette: &dyn Fn(&str) -> console::Style,
+) {
+    use std::io::Write;
+    let mut out = String::new();
+    if !args.no_log_prefix {
+        let prefix = format!("{label:<width$} | ");
+        if no_color {
+            out.push_str(&prefix);
+        } else {
+            out.push_str(&palette(service).apply_to(prefix).to_string());
+        }
+    }
+    if args.timestamps {
+        out.push_str(&crate::supervisor::rfc3339(std::time::SystemTime::now()));
+        out.push(' ');
+    }
+    out.push_str(line);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn spawn_signal_thread() -> std::sync::mpsc::Receiver<i32> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // SAFETY: sigset manipulation on a local set; blocking SIGINT/SIGTERM in this (main)
+    // thread before other threads start makes them inherit the mask, so sigwait gets them.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || loop {
+            let mut sig = 0;
+            if libc::sigwait(&set, &mut sig) == 0 && tx.send(sig).is_err() {
+                return;
+            }
+        });
+    }
+    rx
+}

@@ -1,0 +1,121 @@
+//! The control socket's protocol: one JSON request per connection, answered by a stream of
+//! JSON lines (progress, events) that ends with `Done`.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+use super::state::{Health, Status};
+use crate::compose::model::Project;
+
+/// What `up` asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpOptions {
+    /// The services named on the command line (empty: all).
+    pub services: Vec<String>,
+    pub no_deps: bool,
+    pub force_recreate: bool,
+    pub no_recreate: bool,
+    pub remove_orphans: bool,
+    /// Create the containers but do not start them (`create`, `up --no-start`).
+    pub no_start: bool,
+    /// `--scale SERVICE=N` overrides.
+    pub scale: Vec<(String, u32)>,
+    /// Seconds to wait for a container replaced by a recreate to stop.
+    pub timeout: Option<u64>,
+}
+
+/// Which containers a command acts on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Selection {
+    /// Services (empty: all).
+    pub services: Vec<String>,
+    /// Only this replica of them (`--index`).
+    pub index: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Bring the project to the loaded model (as `up`).
+    Up {
+        project: Box<Project>,
+        working_dir: PathBuf,
+        config_files: Vec<PathBuf>,
+        options: UpOptions,
+    },
+    Start(Selection),
+    Stop {
+        selection: Selection,
+        timeout: Option<u64>,
+    },
+    Restart {
+        selection: Selection,
+        timeout: Option<u64>,
+    },
+    Kill {
+        selection: Selection,
+        signal: i32,
+    },
+    Pause(Selection),
+    Unpause(Selection),
+    /// Remove stopped containers (`rm`; `stop` first with `-s`).
+    Remove {
+        selection: Selection,
+        stop: bool,
+        volumes: bool,
+    },
+    /// Stop and remove everything (`down`); the supervisor exits after answering.
+    Down {
+        timeout: Option<u64>,
+        volumes: bool,
+        remove_orphans: bool,
+        /// Services of the current model (for orphan detection); `None`: remove all.
+        services: Option<Vec<String>>,
+    },
+    /// Stream container events (and with `logs`, their output) until the client disconnects.
+    Attach {
+        logs: bool,
+    },
+}
+
+/// A step of a command, printed like docker compose's progress lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// `Container`, `Network`, `Volume`.
+    pub kind: String,
+    pub name: String,
+    /// `Creating`, `Created`, `Starting`, `Started`, `Waiting`, `Healthy`, ...
+    pub status: String,
+    /// Whether this is the end of the step (printed with a check mark) or an error.
+    pub done: bool,
+    pub error: bool,
+}
+
+/// A change in a container's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub container: String,
+    pub service: String,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub health: Option<Health>,
+    /// Whether a restart is pending (the container exited but its policy brings it back).
+    pub restarting: bool,
+    /// `start`, `die`, `health_status`, `destroy`, `create`, `stop`, `restart`, ...
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Reply {
+    Progress(Progress),
+    Event(Event),
+    Log {
+        container: String,
+        service: String,
+        stderr: bool,
+        data: String,
+    },
+    Warning(String),
+    Done {
+        error: Option<String>,
+    },
+}

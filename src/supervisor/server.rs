@@ -1,0 +1,232 @@
+//! The supervisor process: `rcompose __supervise PROJECT`, started (detached, in a session of
+//! its own) by the commands that need it. It holds the project's lock, serves the control
+//! socket, and exits once nothing runs and no client is connected (or after `down`).
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, Notify};
+
+use super::proto::{Reply, Request};
+use super::state::{self, ProjectLock};
+use super::Engine;
+
+/// The hidden argument that runs the supervisor.
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+/// What the supervisor prints on stdout once, for the process that started it.
+pub const READY: &str = "ready";
+pub const BUSY: &str = "busy";
+
+/// The supervisor's main; returns the process exit code.
+pub fn main(project: &str) -> i32 {
+    let lock = match ProjectLock::try_acquire(project) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            println!("{BUSY}");
+            return 0;
+        }
+        Err(e) => {
+            println!("error: {e}");
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            println!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(project, lock)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("supervisor {project}: {e}");
+            1
+        }
+    }
+}
+
+async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
+    let engine = match Engine::open(project, lock) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            println!("error: {e}");
+            return Err(e);
+        }
+    };
+    let path = state::socket_path(project);
+    let _ = std::fs::remove_file(&path);
+    let listener = match UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!("cannot listen on {}: {e}", path.display());
+            println!("error: {msg}");
+            return Err(msg);
+        }
+    };
+    engine.restart_adopted().await;
+    // Tell the starter we are ready, then detach stdout/stderr into the supervisor's log.
+    println!("{READY}");
+    let _ = std::io::stdout().flush();
+    redirect_output(project);
+
+    let clients = Arc::new(AtomicUsize::new(0));
+    let wake = Arc::new(Notify::new());
+    let shutdown = Arc::new(Notify::new());
+    let mut events = engine.shared().events.subscribe();
+    let mut served_one = false;
+    let mut waited = false;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                served_one = true;
+                clients.fetch_add(1, Ordering::SeqCst);
+                let (engine, clients, wake, shutdown) =
+                    (engine.clone(), clients.clone(), wake.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    let down = connection(stream, &engine).await;
+                    clients.fetch_sub(1, Ordering::SeqCst);
+                    if down {
+                        shutdown.notify_one();
+                    }
+                    wake.notify_one();
+                });
+            }
+            () = wake.notified() => {}
+            () = shutdown.notified() => break,
+            ev = events.recv() => {
+                if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
+                    break;
+                }
+            }
+            // Nobody connected after the starter went away: do not linger.
+            () = tokio::time::sleep(std::time::Duration::from_secs(10)), if !served_one => waited = true,
+        }
+        let idle = clients.load(Ordering::SeqCst) == 0 && !engine.shared().is_active();
+        if idle && (served_one || waited) {
+            // Nothing runs, nothing will: the state on disk says the rest.
+            break;
+        }
+    }
+    drop(listener);
+    let _ = std::fs::remove_file(&path);
+    if engine.shared().is_gone() {
+        // After `down`: the project's directory goes too, lock file included, while the lock
+        // is still ours.
+        let _ = state::remove_path(&state::project_dir(project));
+    } else {
+        let _ = engine.shared().save();
+    }
+    drop(engine);
+    Ok(())
+}
+
+/// Serves one connection: one request, its replies, `Done`. Returns whether it was `down`.
+async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let Ok(Some(line)) = lines.next_line().await else {
+        return false;
+    };
+    let req: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let done = Reply::Done {
+                error: Some(format!("invalid request: {e}")),
+            };
+            let _ = write_reply(&mut write, &done).await;
+            return false;
+        }
+    };
+    let is_down = matches!(req, Request::Down { .. });
+    let attach = match req {
+        Request::Attach { logs } => Some(logs),
+        _ => None,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
+    let writer = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            if write_reply(&mut write, &r).await.is_err() {
+                return None;
+            }
+        }
+        Some(write)
+    });
+    let result = if let Some(logs) = attach {
+        // Events (and output) until the client hangs up.
+        let stream = tokio::spawn(forward(engine.clone(), logs, tx.clone()));
+        let mut rest = lines;
+        let _ = rest.next_line().await;
+        stream.abort();
+        Ok(())
+    } else {
+        engine.handle(req, &tx).await
+    };
+    let _ = tx.send(Reply::Done {
+        error: result.err(),
+    });
+    drop(tx);
+    let _ = writer.await;
+    is_down
+}
+
+/// Sends container events, and with `logs` their output, as they happen.
+async fn forward(engine: Arc<Engine>, logs: bool, tx: mpsc::UnboundedSender<Reply>) {
+    let mut events = engine.shared().events.subscribe();
+    let mut output = engine.shared().logs.subscribe();
+    loop {
+        let reply = tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => Reply::Event(ev),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            chunk = output.recv(), if logs => match chunk {
+                Ok(c) => Reply::Log {
+                    container: c.container,
+                    service: c.service,
+                    stderr: c.stream == super::logshim::Stream::Stderr,
+                    data: String::from_utf8_lossy(&c.bytes).into_owned(),
+                },
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if tx.send(reply).is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+/// stdout and stderr into `supervisor.log` in the project's directory (the starter only reads
+/// the first line).
+fn redirect_output(project: &str) {
+    let path = state::project_dir(project).join("supervisor.log");
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        // SAFETY: dup2 onto stdout/stderr with an fd we own.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 1);
+            libc::dup2(f.as_raw_fd(), 2);
+        }
+    }
+}

@@ -1,0 +1,832 @@
+//! One container's life inside the supervisor: a task that owns the container, starts it,
+//! captures its output into its log, runs its healthcheck, waits for it, restarts it by policy
+//! with docker's backoff, and stops, kills, pauses or removes it on command.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::health::{Check, Tracker};
+use super::logshim::{LogWriter, Stream};
+use super::proto::Event;
+use super::restart::{Backoff, Policy};
+use super::state::{ContainerRecord, Health, Status};
+use super::Shared;
+use crate::runtime::container::{Container, ExecRequest, ExitStatus};
+use crate::runtime::process::{ProcessError, Stdio};
+
+/// What the engine asks of a container.
+pub enum Cmd {
+    Start(oneshot::Sender<Result<(), String>>),
+    /// Stop (stop signal, then SIGKILL after `timeout`); `user`: a command asked (so
+    /// `unless-stopped` and `always` do not bring it back).
+    Stop {
+        timeout: Option<Duration>,
+        reply: oneshot::Sender<()>,
+    },
+    Kill {
+        signal: i32,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Pause(oneshot::Sender<Result<(), String>>),
+    Unpause(oneshot::Sender<Result<(), String>>),
+    /// Remove the (stopped) container; with `volumes`, its anonymous volumes too.
+    Remove {
+        volumes: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The engine's side of a container task.
+pub struct Handle {
+    pub cmd: mpsc::UnboundedSender<Cmd>,
+    pub record: watch::Receiver<ContainerRecord>,
+}
+
+impl Handle {
+    pub fn snapshot(&self) -> ContainerRecord {
+        self.record.borrow().clone()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn start(&self) -> Result<(), String> {
+        self.ask(Cmd::Start)
+            .await
+            .unwrap_or_else(|| Err(format!("container {} is gone", self.name())))
+    }
+
+    pub async fn stop(&self, timeout: Option<Duration>) {
+        self.ask(|reply| Cmd::Stop { timeout, reply }).await;
+    }
+
+    pub async fn kill(&self, signal: i32) -> Result<(), String> {
+        self.ask(|reply| Cmd::Kill { signal, reply })
+            .await
+            .unwrap_or(Ok(()))
+    }
+
+    pub async fn pause(&self, pause: bool) -> Result<(), String> {
+        let r = if pause {
+            self.ask(Cmd::Pause).await
+        } else {
+            self.ask(Cmd::Unpause).await
+        };
+        r.unwrap_or(Ok(()))
+    }
+
+    pub async fn remove(&self, volumes: bool) -> Result<(), String> {
+        self.ask(|reply| Cmd::Remove { volumes, reply })
+            .await
+            .unwrap_or(Ok(()))
+    }
+
+    pub fn name(&self) -> String {
+        self.record.borrow().name.clone()
+    }
+}
+
+/// What a container task needs besides the container.
+pub struct Setup {
+    pub container: Container,
+    pub record: ContainerRecord,
+    pub policy: Policy,
+    pub check: Option<Check>,
+    pub stop_signal: i32,
+    pub grace: Duration,
+    pub log: Option<LogWriter>,
+    pub tty: bool,
+}
+
+/// Starts the task of a created (or adopted) container.
+pub fn spawn(shared: Arc<Shared>, setup: Setup) -> Handle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (rec_tx, rec_rx) = watch::channel(setup.record.clone());
+    let task = Task {
+        shared,
+        container: Some(Arc::new(setup.container)),
+        record: Arc::new(rec_tx),
+        policy: setup.policy,
+        check: setup.check,
+        stop_signal: setup.stop_signal,
+        grace: setup.grace,
+        log: Arc::new(std::sync::Mutex::new(setup.log)),
+        tty: setup.tty,
+        backoff: Backoff::default(),
+    };
+    tokio::spawn(task.run(cmd_rx));
+    Handle {
+        cmd: cmd_tx,
+        record: rec_rx,
+    }
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    container: Option<Arc<Container>>,
+    record: Arc<watch::Sender<ContainerRecord>>,
+    policy: Policy,
+    check: Option<Check>,
+    stop_signal: i32,
+    grace: Duration,
+    log: Arc<std::sync::Mutex<Option<LogWriter>>>,
+    tty: bool,
+    backoff: Backoff,
+}
+
+/// A process of the container being waited for.
+struct Running {
+    pid: i32,
+    pidfd: AsyncFd<OwnedFd>,
+    started: Instant,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+    health: Option<tokio::task::JoinHandle<()>>,
+}
+
+enum Phase {
+    Idle,
+    Running(Running),
+    /// A restart is due at this instant.
+    Backoff(tokio::time::Instant),
+}
+
+impl Task {
+    fn update(&self, action: &str, f: impl FnOnce(&mut ContainerRecord)) {
+        self.record.send_modify(f);
+        let r = self.record.borrow().clone();
+        let _ = self.shared.events.send(Event {
+            container: r.name.clone(),
+            service: r.service.clone(),
+            status: r.status,
+            exit_code: r.exit_code,
+            health: r.health,
+            restarting: r.status == Status::Restarting,
+            action: action.to_string(),
+        });
+        self.shared.dirty.notify_one();
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut phase = Phase::Idle;
+        loop {
+            phase = match phase {
+                Phase::Idle => {
+                    let Some(cmd) = rx.recv().await else {
+                        return;
+                    };
+                    match cmd {
+                        Cmd::Start(reply) => {
+                            self.update("start", |r| r.stopped_by_user = false);
+                            let (phase, result) = self.start_or_backoff().await;
+                            let _ = reply.send(result);
+                            phase
+                        }
+                        Cmd::Stop { reply, .. } => {
+                            let _ = reply.send(());
+                            Phase::Idle
+                        }
+                        Cmd::Kill { reply, .. } => {
+                            let name = self.record.borrow().name.clone();
+                            let _ = reply.send(Err(format!("container {name} is not running")));
+                            Phase::Idle
+                        }
+                        Cmd::Pause(reply) | Cmd::Unpause(reply) => {
+                            let name = self.record.borrow().name.clone();
+                            let _ = reply.send(Err(format!("container {name} is not running")));
+                            Phase::Idle
+                        }
+                        Cmd::Remove { volumes, reply } => {
+                            let _ = reply.send(self.remove(volumes));
+                            return;
+                        }
+                    }
+                }
+                Phase::Running(running) => {
+                    tokio::select! {
+                        status = wait_exit(&running) => self.exited(running, status, false).await,
+                        cmd = rx.recv() => match cmd {
+                            None => Phase::Running(running),
+                            Some(cmd) => self.command_while_running(running, cmd).await,
+                        },
+                    }
+                }
+                Phase::Backoff(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {
+                            self.update("restart", |r| r.restart_count += 1);
+                            self.start_or_backoff().await.0
+                        }
+                        cmd = rx.recv() => match cmd {
+                            None => return,
+                            Some(Cmd::Start(reply)) => {
+                                let (phase, result) = self.start_or_backoff().await;
+                                let _ = reply.send(result);
+                                phase
+                            }
+                            Some(Cmd::Stop { reply, .. }) => {
+                                // A pending restart is cancelled.
+                                self.update("stop", |r| {
+                                    r.status = Status::Exited;
+                                    r.stopped_by_user = true;
+                                });
+                                let _ = reply.send(());
+                                Phase::Idle
+                            }
+                            Some(Cmd::Remove { volumes, reply }) => {
+                                let _ = reply.send(self.remove(volumes));
+                                return;
+                            }
+                            Some(Cmd::Kill { reply, .. }) | Some(Cmd::Pause(reply)) | Some(Cmd::Unpause(reply)) => {
+                                let name = self.record.borrow().name.clone();
+                                let _ = reply.send(Err(format!("container {name} is restarting")));
+                                Phase::Backoff(at)
+                            }
+                        },
+                    }
+                }
+            };
+        }
+    }
+
+    async fn command_while_running(&mut self, running: Running, cmd: Cmd) -> Phase {
+        match cmd {
+            Cmd::Start(reply) => {
+                let _ = reply.send(Ok(()));
+                Phase::Running(running)
+            }
+            Cmd::Stop { timeout, reply } => {
+                self.update("kill", |r| r.stopped_by_user = true);
+                let status = self.stop(&running, timeout.unwrap_or(self.grace)).await;
+                let phase = self.exited(running, status, true).await;
+                let _ = reply.send(());
+                phase
+            }
+            Cmd::Kill { signal, reply } => {
+                // SAFETY: kill with plain integers; the pid is our unreaped child.
+                let rc = unsafe { libc::kill(running.pid, signal) };
+                let r = if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error().to_string())
+                };
+                let _ = reply.send(r);
+                Phase::Running(running)
+            }
+            Cmd::Pause(reply) => {
+                let r = self.freeze(true);
+                if r.is_ok() {
+                    self.update("pause", |r| r.status = Status::Paused);
+                }
+                let _ = reply.send(r);
+                Phase::Running(running)
+            }
+            Cmd::Unpause(reply) => {
+                let r = self.freeze(false);
+                if r.is_ok() {
+                    self.update("unpause", |r| r.status = Status::Running);
+                }
+                let _ = reply.send(r);
+                Phase::Running(running)
+            }
+            Cmd::Remove { volumes, reply } => {
+                // The engine stops first; a forced removal kills.
+                self.update("kill", |r| r.stopped_by_user = true);
+                let status = self.stop(&running, Duration::ZERO).await;
+                self.exited(running, status, true).await;
+                let _ = reply.send(self.remove(volumes));
+                Phase::Idle
+            }
+        }
+    }
+
+    fn freeze(&self, on: bool) -> Result<(), String> {
+        let c = self.container.as_ref().ok_or("container removed")?;
+        let cg = c.cgroup().ok_or("container has no cgroup")?;
+        let r = if on { cg.freeze() } else { cg.thaw() };
+        r.map_err(|e| e.to_string())
+    }
+
+    /// Stop signal, then SIGKILL to the whole cgroup after `grace`.
+    async fn stop(&self, running: &Running, grace: Duration) -> ExitStatus {
+        // A paused container cannot handle a signal: thaw it first (docker does the same).
+        if self.record.borrow().status == Status::Paused {
+            let _ = self.freeze(false);
+        }
+        // SAFETY: kill with plain integers; the pid is our unreaped child.
+        unsafe { libc::kill(running.pid, self.stop_signal) };
+        match tokio::time::timeout(grace, wait_exit(running)).await {
+            Ok(s) => s,
+            Err(_) => {
+                if let Some(c) = &self.container {
+                    let _ = c.kill_all();
+                }
+                // SAFETY: as above.
+                unsafe { libc::kill(running.pid, libc::SIGKILL) };
+                wait_exit(running).await
+            }
+        }
+    }
+
+    /// Records an exit and decides what comes next.
+    async fn exited(&mut self, running: Running, status: ExitStatus, by_command: bool) -> Phase {
+        if let Some(h) = &running.health {
+            h.abort();
+        }
+        // Nothing of the container may outlive its first process (processes in a shared or
+        // host pid namespace would).
+        if let Some(c) = &self.container {
+            let _ = c.kill_all();
+        }
+        for p in running.pumps {
+            let _ = p.await;
+        }
+        if let Ok(mut log) = self.log.lock() {
+            if let Some(w) = log.as_mut() {
+                let _ = w.flush_partial();
+            }
+        }
+        let code = status.docker_code();
+        let ran = running.started.elapsed();
+        let r = self.record.borrow().clone();
+        let restart = !by_command
+            && self
+                .policy
+                .should_restart(code, r.restart_count, r.stopped_by_user);
+        self.update("die", |r| {
+            r.status = if restart {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
+            r.exit_code = Some(code);
+            r.pid = None;
+            r.health = None;
+            r.finished_at = Some(SystemTime::now());
+        });
+        if restart {
+            let delay = self.backoff.delay(ran);
+            Phase::Backoff(tokio::time::Instant::now() + delay)
+        } else {
+            Phase::Idle
+        }
+    }
+
+    /// Starts the process; a failure to start counts as an exit (docker's 126/127 codes) and
+    /// goes through the restart policy.
+    async fn start_or_backoff(&mut self) -> (Phase, Result<(), String>) {
+        match self.start().await {
+            Ok(running) => (Phase::Running(running), Ok(())),
+            Err((code, message)) => {
+                let name = self.record.borrow().name.clone();
+                self.write_log(Stream::Stderr, format!("{message}\n").as_bytes());
+                let r = self.record.borrow().clone();
+                let restart = self
+                    .policy
+                    .should_restart(code, r.restart_count, r.stopped_by_user);
+                self.update("die", |r| {
+                    r.status = if restart {
+                        Status::Restarting
+                    } else {
+                        Status::Exited
+                    };
+                    r.exit_code = Some(code);
+                    r.pid = None;
+                    r.finished_at = Some(SystemTime::now());
+                });
+                let phase = if restart {
+                    let delay = self.backoff.delay(Duration::ZERO);
+                    Phase::Backoff(tokio::time::Instant::now() + delay)
+                } else {
+                    Phase::Idle
+                };
+                (
+                    phase,
+                    Err(format!("cannot start container {name}: {message}")),
+                )
+            }
+        }
+    }
+
+    fn write_log(&self, stream: Stream, bytes: &[u8]) {
+        if let Ok(mut log) = self.log.lock() {
+            if let Some(w) = log.as_mut() {
+                let _ = w.write(stream, bytes);
+            }
+        }
+    }
+
+    async fn start(&mut self) -> Result<Running, (i32, String)> {
+        let container = self
+            .container
+            .clone()
+            .ok_or((1, "container removed".to_string()))?;
+        let helper = self.shared.helper.clone();
+        let tty = self.tty;
+        let fail = |e: String| (1, e);
+        // Output: two pipes, or the pty the helper sends back.
+        let (out, err) = if tty {
+            (None, None)
+        } else {
+            (
+                Some(pipe().map_err(|e| fail(e.to_string()))?),
+                Some(pipe().map_err(|e| fail(e.to_string()))?),
+            )
+        };
+        let (out_r, out_w) = out.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let (err_r, err_w) = err.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let c = container.clone();
+        let spawned = tokio::task::spawn_blocking(move || {
+            let stdio = Stdio {
+                stdin: None,
+                stdout: out_w.as_ref().map(|f| f.as_fd()),
+                stderr: err_w.as_ref().map(|f| f.as_fd()),
+            };
+            c.spawn(&helper, stdio)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+        let pid = spawned.pid();
+
+        let record = self.record.borrow().clone();
+        if let Err(e) = self.shared.network_attach(&record, pid).await {
+            // SAFETY: killing and reaping our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = tokio::task::spawn_blocking(move || crate::runtime::container::wait(pid)).await;
+            return Err((1, e));
+        }
+
+        let c = container.clone();
+        let (spawned, started) = tokio::task::spawn_blocking(move || {
+            let r = c.start(&spawned);
+            (spawned, r)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+        let pty = match started {
+            Ok(pty) => pty,
+            Err(e) => {
+                let code = match &e {
+                    crate::runtime::container::ContainerError::Process {
+                        source: ProcessError::Start { code, .. },
+                        ..
+                    } => *code,
+                    _ => 1,
+                };
+                let _ =
+                    tokio::task::spawn_blocking(move || crate::runtime::container::wait(pid)).await;
+                return Err((code, e.to_string()));
+            }
+        };
+        let (pid, pidfd) = spawned.into_parts();
+        let pidfd = match pidfd {
+            Some(fd) => fd,
+            None => pidfd_open(pid).map_err(|e| fail(format!("pidfd_open: {e}")))?,
+        };
+        let pidfd = async_fd(pidfd).map_err(|e| fail(e.to_string()))?;
+
+        let mut pumps = Vec::new();
+        for (fd, stream) in [
+            (out_r, Stream::Stdout),
+            (err_r, Stream::Stderr),
+            (pty, Stream::Stdout),
+        ] {
+            if let Some(fd) = fd {
+                pumps.push(tokio::spawn(pump(
+                    fd,
+                    stream,
+                    self.log.clone(),
+                    self.shared.clone(),
+                    self.record.borrow().name.clone(),
+                    self.record.borrow().service.clone(),
+                )));
+            }
+        }
+        let has_check = self.check.is_some();
+        self.update("start", |r| {
+            r.status = Status::Running;
+            r.pid = Some(pid);
+            r.exit_code = None;
+            r.started_at = Some(SystemTime::now());
+            r.health = has_check.then_some(Health::Starting);
+            r.health_log.clear();
+        });
+        let health = self.check.clone().map(|check| {
+            tokio::spawn(health_loop(
+                check,
+                container,
+                self.shared.clone(),
+                self.record.clone(),
+                pid,
+            ))
+        });
+        Ok(Running {
+            pid,
+            pidfd,
+            started: Instant::now(),
+            pumps,
+            health,
+        })
+    }
+
+    fn remove(&mut self, volumes: bool) -> Result<(), String> {
+        let record = self.record.borrow().clone();
+        let Some(c) = self.container.take() else {
+            return Ok(());
+        };
+        // Health probes hold a reference only while they run, and they are aborted by now.
+        let c = Arc::try_unwrap(c).map_err(|_| format!("container {} is busy", record.name))?;
+        if let Ok(mut log) = self.log.lock() {
+            log.take();
+        }
+        c.destroy().map_err(|e| e.to_string())?;
+        if volumes {
+            for v in &record.anonymous_volumes {
+                let _ = std::fs::remove_dir_all(v);
+            }
+        }
+        self.update("destroy", |_| {});
+        Ok(())
+    }
+}
+
+/// Copies a container's output into its log and to attached clients.
+async fn pump(
+    fd: OwnedFd,
+    stream: Stream,
+    log: Arc<std::sync::Mutex<Option<LogWriter>>>,
+    shared: Arc<Shared>,
+    container: String,
+    service: String,
+) {
+    if set_nonblocking(&fd).is_err() {
+        return;
+    }
+    let Ok(afd) = async_fd(fd) else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(mut guard) = afd.readable().await else {
+            return;
+        };
+        let n = match guard.try_io(|fd| {
+            // SAFETY: reading into our own buffer.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        }) {
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => n,
+            // EIO: a pty whose other side is closed.
+            Ok(Err(_)) => return,
+            Err(_would_block) => continue,
+        };
+        let bytes = &buf[..n];
+        if let Ok(mut l) = log.lock() {
+            if let Some(w) = l.as_mut() {
+                let _ = w.write(stream, bytes);
+            }
+        }
+        let _ = shared.logs.send(super::LogChunk {
+            container: container.clone(),
+            service: service.clone(),
+            stream,
+            bytes: bytes.to_vec(),
+        });
+    }
+}
+
+/// Runs the healthcheck until aborted (when the process exits).
+async fn health_loop(
+    check: Check,
+    container: Arc<Container>,
+    shared: Arc<Shared>,
+    record: Arc<watch::Sender<ContainerRecord>>,
+    pid: i32,
+) {
+    let started = Instant::now();
+    let mut tracker = Tracker::default();
+    loop {
+        tokio::time::sleep(check.next_wait(started.elapsed())).await;
+        let since = started.elapsed();
+        let (ok, output) = probe(&check, &container, &shared, pid).await;
+        let before = tracker.status();
+        let now = tracker.record(&check, ok, since);
+        record.send_modify(|r| {
+            r.health = Some(now);
+            r.health_log.push(output);
+            // docker keeps the last five results.
+            let n = r.health_log.len();
+            if n > 5 {
+                r.health_log.drain(..n - 5);
+            }
+        });
+        if before != now {
+            let r = record.borrow().clone();
+            let _ = shared.events.send(Event {
+                container: r.name.clone(),
+                service: r.service.clone(),
+                status: r.status,
+                exit_code: r.exit_code,
+                health: r.health,
+                restarting: false,
+                action: "health_status".into(),
+            });
+            shared.dirty.notify_one();
+        }
+    }
+}
+
+/// One probe: the check's command inside the container, killed after the timeout.
+async fn probe(
+    check: &Check,
+    container: &Arc<Container>,
+    shared: &Shared,
+    pid: i32,
+) -> (bool, String) {
+    let (r, w) = match pipe() {
+        Ok(p) => p,
+        Err(e) => return (false, e.to_string()),
+    };
+    let c = container.clone();
+    let helper = shared.helper.clone();
+    let req = ExecRequest {
+        args: check.command.clone(),
+        ..Default::default()
+    };
+    let spawned = tokio::task::spawn_blocking(move || {
+        let stdio = Stdio {
+            stdin: None,
+            stdout: Some(w.as_fd()),
+            stderr: Some(w.as_fd()),
+        };
+        c.exec(&helper, pid, &req, stdio)
+    })
+    .await;
+    let spawned = match spawned {
+        Ok(Ok((s, _))) => s,
+        Ok(Err(e)) => return (false, e.to_string()),
+        Err(e) => return (false, e.to_string()),
+    };
+    let output = tokio::spawn(read_capped(r, 4096));
+    let (epid, pidfd) = spawned.into_parts();
+    let pidfd = match pidfd
+        .map(Ok)
+        .unwrap_or_else(|| pidfd_open(epid))
+        .and_then(async_fd)
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ =
+                tokio::task::spawn_blocking(move || crate::runtime::container::wait(epid)).await;
+            return (false, e.to_string());
+        }
+    };
+    let running = Running {
+        pid: epid,
+        pidfd,
+        started: Instant::now(),
+        pumps: Vec::new(),
+        health: None,
+    };
+    match tokio::time::timeout(check.timeout, wait_exit(&running)).await {
+        Ok(status) => {
+            let out = output.await.unwrap_or_default();
+            (status.docker_code() == 0, out)
+        }
+        Err(_) => {
+            // SAFETY: killing our own unreaped child.
+            unsafe { libc::kill(epid, libc::SIGKILL) };
+            wait_exit(&running).await;
+            output.abort();
+            (
+                false,
+                format!(
+                    "Health check exceeded timeout ({})",
+                    crate::compose::model::format_duration(check.timeout)
+                ),
+            )
+        }
+    }
+}
+
+async fn read_capped(fd: OwnedFd, cap: usize) -> String {
+    let mut out = Vec::new();
+    if set_nonblocking(&fd).is_err() {
+        return String::new();
+    }
+    let Ok(afd) = async_fd(fd) else {
+        return String::new();
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(mut guard) = afd.readable().await else {
+            break;
+        };
+        match guard.try_io(|fd| {
+            // SAFETY: reading into our own buffer.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        }) {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                if out.len() < cap {
+                    out.extend_from_slice(&buf[..n.min(cap - out.len())]);
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits for the process behind `running.pidfd` to end and reaps it.
+async fn wait_exit(running: &Running) -> ExitStatus {
+    loop {
+        let mut status = 0;
+        // SAFETY: a valid status pointer; the pid is our child.
+        let rc = unsafe { libc::waitpid(running.pid, &mut status, libc::WNOHANG) };
+        if rc == running.pid {
+            return if libc::WIFSIGNALED(status) {
+                ExitStatus {
+                    code: None,
+                    signal: Some(libc::WTERMSIG(status)),
+                }
+            } else {
+                ExitStatus {
+                    code: Some(libc::WEXITSTATUS(status)),
+                    signal: None,
+                }
+            };
+        }
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                // Not our child (already reaped): nothing to wait for.
+                return ExitStatus {
+                    code: None,
+                    signal: Some(libc::SIGKILL),
+                };
+            }
+            continue;
+        }
+        match running.pidfd.readable().await {
+            Ok(mut g) => g.clear_ready(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: the pidfd_open syscall with plain integers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Registers a readable fd with the runtime.
+fn async_fd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the OwnedFd stays open and unchanged for as long as the AsyncFd owns it.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
