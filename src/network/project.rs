@@ -154,6 +154,8 @@ pub enum ProjectError {
         error: Box<ProjectError>,
         rollback: Box<ProjectError>,
     },
+    #[error("detaching the container failed: {}", list(.errors))]
+    Detach { errors: Vec<ProjectError> },
     #[error("cleaning up the network of project {project} failed: {}", list(.errors))]
     Teardown {
         project: String,
@@ -1309,10 +1311,7 @@ pub async fn detach(nl: &Netlink, interfaces: &[Interface]) -> Result<()> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
-        _ => Err(ProjectError::Teardown {
-            project: "(detach)".into(),
-            errors,
-        }),
+        _ => Err(ProjectError::Detach { errors }),
     }
 }
 
