@@ -1,10 +1,11 @@
 //! Networking: names of the links rcompose creates, IPv4 address management, bridges and veths
 //! over rtnetlink, the project's nftables table, and the DNS that lets containers find each other
-//! by service name.
+//! by service name; `project` composes them for a whole compose project.
 
 pub mod dns;
 pub mod firewall;
 pub mod ipam;
 pub mod names;
 pub mod netlink;
+pub mod project;
 pub mod resolv;
