@@ -1,10 +1,9 @@
 //! Reads a json-file log and its rotated files.
 
-use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -74,43 +73,81 @@ pub fn read_with_cursor(path: &Path, opts: &ReadOptions) -> Result<(Vec<Entry>, 
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err("open", path)(e)),
     };
-    let mut entries: VecDeque<Entry> = VecDeque::new();
-    let keep = |e: Entry, entries: &mut VecDeque<Entry>| {
-        entries.push_back(e);
-        if opts.tail.is_some_and(|n| entries.len() > n) {
-            entries.pop_front();
-        }
-    };
-    for rotated in existing_rotations(path).into_iter().rev() {
-        let data = match fs::read(&rotated) {
-            Ok(d) => d,
-            // Rotated away while we read: it is older than what we are about to read anyway.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("read", &rotated)(e)),
-        };
-        for e in parse_records(&data) {
-            keep(e, &mut entries);
-        }
-    }
+    // Newest file first, so a tail stops reading once it has enough.
+    let mut newest_first: Vec<Vec<Entry>> = Vec::new();
+    let mut have = 0;
+    let wanted = |have: usize| opts.tail.is_none_or(|n| have < n);
     let mut cursor = Cursor::default();
-    if let Some(mut file) = current {
+    if let Some(file) = current {
         let meta = file.metadata().map_err(io_err("inspect", path))?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data).map_err(io_err("read", path))?;
+        let (start, data) = read_end(&file, path, meta.len(), opts.tail)?;
         // A last line without its newline is still being written: the follower gets it.
         let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        for e in parse_records(&data[..complete]) {
-            keep(e, &mut entries);
-        }
+        let entries: Vec<Entry> = parse_records(&data[..complete]).collect();
+        have += entries.len();
+        newest_first.push(entries);
         cursor = Cursor {
             file: Some(FileId::of(&meta)),
-            offset: complete as u64,
+            offset: start + complete as u64,
         };
     }
-    Ok((
-        entries.into_iter().filter(|e| opts.wants(e)).collect(),
-        cursor,
-    ))
+    for rotated in existing_rotations(path) {
+        if !wanted(have) {
+            break;
+        }
+        let file = match File::open(&rotated) {
+            Ok(f) => f,
+            // Rotated away while we read: older than what we have anyway.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_err("open", &rotated)(e)),
+        };
+        let len = file.metadata().map_err(io_err("inspect", &rotated))?.len();
+        let remaining = opts.tail.map(|n| n - have);
+        let (_, data) = read_end(&file, &rotated, len, remaining)?;
+        let entries: Vec<Entry> = parse_records(&data).collect();
+        have += entries.len();
+        newest_first.push(entries);
+    }
+    let mut entries: Vec<Entry> = newest_first.into_iter().rev().flatten().collect();
+    if let Some(n) = opts.tail {
+        entries.drain(..entries.len().saturating_sub(n));
+    }
+    entries.retain(|e| opts.wants(e));
+    Ok((entries, cursor))
+}
+
+/// The bytes of `file` up to `end`: all of them, or for a tail of `n` only the last chunks
+/// that hold at least `n` whole lines (so a large log is not read to show its last lines).
+/// Returns where the bytes start.
+fn read_end(file: &File, path: &Path, end: u64, tail: Option<usize>) -> Result<(u64, Vec<u8>)> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut start = end;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
+    while start > 0 && tail.is_none_or(|n| newlines <= n) {
+        let size = if tail.is_some() {
+            CHUNK.min(start)
+        } else {
+            start
+        };
+        start -= size;
+        let mut chunk = vec![0u8; size as usize];
+        file.read_exact_at(&mut chunk, start)
+            .map_err(io_err("read", path))?;
+        newlines += chunk.iter().filter(|&&b| b == b'\n').count();
+        chunks.push(chunk);
+    }
+    let mut data: Vec<u8> = chunks.into_iter().rev().flatten().collect();
+    if start > 0 {
+        // The first line is cut: drop it.
+        let first = data
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |i| i + 1);
+        data.drain(..first);
+        start += first as u64;
+    }
+    Ok((start, data))
 }
 
 /// The rotated files that exist, newest (`.1`) first. Docker numbers them without gaps.
@@ -286,6 +323,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lines(&both), ["line 8\n"]);
+    }
+
+    #[test]
+    fn tail_of_a_large_log_crosses_chunks_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.log");
+        let mut w = LogWriter::open(&path, rotating(150_000, 2)).unwrap();
+        for i in 0..3000 {
+            w.write_at(Stream::Stdout, format!("line {i}\n").as_bytes(), t(i))
+                .unwrap();
+        }
+        w.write_at(Stream::Stdout, b"unfinished", t(3000)).unwrap();
+        assert!(rotated_path(&path, 1).exists());
+        let all = read(&path, &ReadOptions::default()).unwrap();
+        let total = all.len();
+        for n in [0, 1, 3, 999, 1000, 2500, total, total + 10] {
+            let got = read(
+                &path,
+                &ReadOptions {
+                    tail: Some(n),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(got, all[total.saturating_sub(n)..], "tail {n}");
+        }
+        assert_eq!(all.last().unwrap().line, b"line 2999\n");
+        let (_, cursor) = read_with_cursor(
+            &path,
+            &ReadOptions {
+                tail: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (_, full) = read_with_cursor(&path, &ReadOptions::default()).unwrap();
+        assert_eq!(cursor, full);
     }
 
     #[test]
