@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::reader::{existing_rotations, parse_record, parse_records, FileId};
+use super::reader::{existing_rotations, parse_record, parse_records, read_end, FileId};
 use super::{io_err, Cursor, Entry, LogsError, Result};
 
 /// A log to follow and how its entries are labelled for the sink.
@@ -129,10 +129,7 @@ where
     let mut watcher = notify::recommended_watcher(move |res| {
         let _ = events.send(Msg::Fs(res));
     })
-    .map_err(|source| LogsError::Watch {
-        path: PathBuf::new(),
-        source,
-    })?;
+    .map_err(LogsError::Watcher)?;
     let mut follow = Following {
         sources: sources.into_iter().map(SourceState::new).collect(),
         watched: HashSet::new(),
@@ -297,10 +294,18 @@ impl SourceState {
         };
         self.offset = match start {
             Start::Beginning => 0,
-            Start::End => file
-                .metadata()
-                .map_err(io_err("inspect", &self.path))?
-                .len(),
+            Start::End => {
+                // After the last complete record: an unfinished one is read once it ends.
+                let len = file
+                    .metadata()
+                    .map_err(io_err("inspect", &self.path))?
+                    .len();
+                let (from, tail) = read_end(&file, &self.path, len, Some(0))?;
+                from + tail
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i as u64 + 1)
+            }
         };
         self.file = Some(file);
         self.id = Some(id);
@@ -390,8 +395,9 @@ impl SourceState {
 
     /// Whether the open file no longer holds what was read from it: it is shorter than the
     /// offset, or the bytes around the end of the last record read are no longer a record
-    /// boundary (`\n` then `{`). The second check catches a truncation followed by new writes
-    /// that outgrew the offset before this poll, which a size check alone would miss.
+    /// boundary (`\n`, then the start of a record). The second check catches a truncation
+    /// followed by new writes that outgrew the offset before this poll, which a size check
+    /// alone would miss.
     fn rewritten(&self) -> Result<bool> {
         let Some(file) = &self.file else {
             return Ok(false);
@@ -407,7 +413,8 @@ impl SourceState {
         Ok(match n {
             0 => true,
             1 => around[0] != b'\n',
-            _ => around != *b"\n{",
+            // A record starts after the boundary: what was read of it, or a new one.
+            _ => around[0] != b'\n' || around[1] != *self.pending.first().unwrap_or(&b'{'),
         })
     }
 
@@ -564,6 +571,25 @@ mod tests {
         let h = Harness::start(vec![Source::new("b", &path)], Start::Beginning);
         h.expect_lines("b", &["before\n".to_string(), "after\n".to_string()]);
         h.stop();
+    }
+
+    #[test]
+    fn start_end_on_an_unfinished_record_neither_repeats_nor_loses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.log");
+        let record = |line: &str| {
+            format!("{{\"log\":\"{line}\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-22T10:00:00Z\"}}\n")
+        };
+        let (old, new) = (record("old"), record("new"));
+        let (head, rest) = new.split_at(10);
+        fs::write(&path, format!("{old}{head}")).unwrap();
+        let h = Harness::start(vec![Source::new("u", &path)], Start::End);
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, rest.as_bytes()).unwrap();
+        h.expect_lines("u", &["new\n".to_string()]);
+        std::io::Write::write_all(&mut f, record("more").as_bytes()).unwrap();
+        h.expect_lines("u", &["more\n".to_string()]);
+        assert!(h.stop().is_empty());
     }
 
     #[test]

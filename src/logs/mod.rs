@@ -98,6 +98,8 @@ pub enum LogsError {
     },
     #[error("invalid time {value:?}: {reason}")]
     TimeArg { value: String, reason: String },
+    #[error("cannot start watching log files: {0}")]
+    Watcher(#[source] notify::Error),
     #[error("cannot watch {path} for new log lines: {source}")]
     Watch {
         path: PathBuf,

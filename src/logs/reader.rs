@@ -119,7 +119,12 @@ pub fn read_with_cursor(path: &Path, opts: &ReadOptions) -> Result<(Vec<Entry>, 
 /// The bytes of `file` up to `end`: all of them, or for a tail of `n` only the last chunks
 /// that hold at least `n` whole lines (so a large log is not read to show its last lines).
 /// Returns where the bytes start.
-fn read_end(file: &File, path: &Path, end: u64, tail: Option<usize>) -> Result<(u64, Vec<u8>)> {
+pub(crate) fn read_end(
+    file: &File,
+    path: &Path,
+    end: u64,
+    tail: Option<usize>,
+) -> Result<(u64, Vec<u8>)> {
     const CHUNK: u64 = 64 * 1024;
     let mut start = end;
     let mut chunks: Vec<Vec<u8>> = Vec::new();
@@ -424,6 +429,23 @@ mod tests {
         // The cursor stops before the torn line, which a follower will read once complete.
         let len = fs::metadata(&path).unwrap().len();
         assert_eq!(cursor.offset, len - "{\"log\":\"torn".len() as u64);
+    }
+
+    #[test]
+    fn reopening_a_torn_log_keeps_new_records_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torn.log");
+        fs::write(
+            &path,
+            "{\"log\":\"a\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-22T10:00:00Z\"}\n{\"log\":\"cr",
+        )
+        .unwrap();
+        let mut w = LogWriter::open(&path, LogConfig::default()).unwrap();
+        w.write_at(Stream::Stdout, b"b\n", t(1)).unwrap();
+        assert_eq!(
+            lines(&read(&path, &ReadOptions::default()).unwrap()),
+            ["a\n", "b\n"]
+        );
     }
 
     #[test]

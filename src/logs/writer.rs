@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -189,6 +190,7 @@ impl LogWriter {
     fn open_file(&mut self) -> Result<()> {
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(io_err("open", &self.path))?;
@@ -196,6 +198,18 @@ impl LogWriter {
             .metadata()
             .map_err(io_err("inspect", &self.path))?
             .len();
+        // A crash may have torn the last record: end it, so the next record stays readable.
+        if self.size > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, self.size - 1)
+                .map_err(io_err("read", &self.path))?;
+            if last[0] != b'\n' {
+                (&file)
+                    .write_all(b"\n")
+                    .map_err(io_err("append to", &self.path))?;
+                self.size += 1;
+            }
+        }
         self.file = Some(file);
         Ok(())
     }
