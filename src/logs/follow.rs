@@ -54,20 +54,24 @@ pub enum Start {
     End,
 }
 
-/// Tells followers to stop. Cloned freely; [`StopSignal::stop`] wakes every follower using it,
-/// which then reads what was written up to that moment and returns.
+/// Steers running followers from other threads; cloned freely, and every follower given it
+/// obeys. [`FollowControl::stop`] makes them read what was written up to that moment and
+/// return; [`FollowControl::add_source`] adds a container started meanwhile (`logs -f` and
+/// attached `up` follow containers that appear later).
 #[derive(Debug, Clone, Default)]
-pub struct StopSignal(Arc<Mutex<StopState>>);
+pub struct FollowControl(Arc<Mutex<ControlState>>);
 
 #[derive(Debug, Default)]
-struct StopState {
+struct ControlState {
     stopped: bool,
     wakers: Vec<Sender<Msg>>,
+    /// Every source added, for followers that register later.
+    added: Vec<(Source, Start)>,
 }
 
-impl StopSignal {
-    pub fn new() -> StopSignal {
-        StopSignal::default()
+impl FollowControl {
+    pub fn new() -> FollowControl {
+        FollowControl::default()
     }
 
     pub fn stop(&self) {
@@ -78,6 +82,15 @@ impl StopSignal {
         }
     }
 
+    /// Follows `source` too, in every follower using this control (also those started later).
+    pub fn add_source(&self, source: Source, start: Start) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for waker in &state.wakers {
+            let _ = waker.send(Msg::Add(source.clone(), start));
+        }
+        state.added.push((source, start));
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).stopped
     }
@@ -86,6 +99,9 @@ impl StopSignal {
     fn register(&self, waker: Sender<Msg>) -> bool {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if !state.stopped {
+            for (source, start) in &state.added {
+                let _ = waker.send(Msg::Add(source.clone(), *start));
+            }
             state.wakers.push(waker);
         }
         !state.stopped
@@ -95,13 +111,19 @@ impl StopSignal {
 #[derive(Debug)]
 enum Msg {
     Fs(notify::Result<notify::Event>),
+    Add(Source, Start),
     Stop,
 }
 
 /// Follows `sources` on the calling thread, handing each new entry to `sink`, until `stop`.
 /// Errors reading one source are logged and do not end the others; only failing to set up
 /// the watcher is an error.
-pub fn follow_many<F>(sources: Vec<Source>, start: Start, stop: &StopSignal, sink: F) -> Result<()>
+pub fn follow_many<F>(
+    sources: Vec<Source>,
+    start: Start,
+    stop: &FollowControl,
+    sink: F,
+) -> Result<()>
 where
     F: FnMut(&Source, Entry),
 {
@@ -113,7 +135,7 @@ where
 pub fn follow_many_then<F, R>(
     sources: Vec<Source>,
     start: Start,
-    stop: &StopSignal,
+    stop: &FollowControl,
     mut sink: F,
     ready: R,
 ) -> Result<()>
@@ -150,7 +172,7 @@ where
 pub fn spawn_follow_many<F>(
     sources: Vec<Source>,
     start: Start,
-    stop: StopSignal,
+    stop: FollowControl,
     sink: F,
 ) -> JoinHandle<Result<()>>
 where
@@ -189,6 +211,17 @@ impl Following {
                         if event.paths.iter().any(|p| concerns(p, path)) {
                             self.refresh(watcher, i, sink);
                         }
+                    }
+                }
+                Ok(Msg::Add(source, start)) => {
+                    let known = self.sources.iter().any(|s| s.source == source);
+                    if !known {
+                        self.sources.push(SourceState::new(source));
+                        let i = self.sources.len() - 1;
+                        if let Err(e) = self.ensure_watch(watcher, i) {
+                            tracing::warn!("{e}");
+                        }
+                        self.sources[i].init(start, sink);
                     }
                 }
                 Ok(Msg::Fs(Err(e))) => {
@@ -488,7 +521,7 @@ mod tests {
     struct Harness {
         lines: Receiver<(String, String)>,
         done: Receiver<Result<()>>,
-        stop: StopSignal,
+        control: FollowControl,
     }
 
     impl Harness {
@@ -496,20 +529,24 @@ mod tests {
             let (line_tx, lines) = mpsc::channel();
             let (ready_tx, ready) = mpsc::channel();
             let (done_tx, done) = mpsc::channel();
-            let stop = StopSignal::new();
-            let stop2 = stop.clone();
+            let control = FollowControl::new();
+            let control2 = control.clone();
             std::thread::spawn(move || {
                 let sink = |src: &Source, e: Entry| {
                     let line = String::from_utf8_lossy(&e.line).into_owned();
                     let _ = line_tx.send((src.label.clone(), line));
                 };
-                let result = follow_many_then(sources, start, &stop2, sink, || {
+                let result = follow_many_then(sources, start, &control2, sink, || {
                     let _ = ready_tx.send(());
                 });
                 let _ = done_tx.send(result);
             });
             ready.recv_timeout(WAIT).expect("follower ready");
-            Harness { lines, done, stop }
+            Harness {
+                lines,
+                done,
+                control,
+            }
         }
 
         fn next(&self) -> (String, String) {
@@ -525,7 +562,7 @@ mod tests {
         }
 
         fn stop(self) -> Vec<(String, String)> {
-            self.stop.stop();
+            self.control.stop();
             self.done
                 .recv_timeout(WAIT)
                 .expect("follower stopped")
@@ -706,8 +743,33 @@ mod tests {
     }
 
     #[test]
+    fn sources_added_while_running_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("1.log");
+        let mut w1 = LogWriter::open(&first, LogConfig::default()).unwrap();
+        let h = Harness::start(vec![Source::new("one", &first)], Start::End);
+        let second = super::super::container_log_path(dir.path(), "two");
+        let mut w2 = LogWriter::open(&second, LogConfig::default()).unwrap();
+        w2.write(Stream::Stdout, b"written before it was added\n")
+            .unwrap();
+        h.control
+            .add_source(Source::new("two", &second), Start::Beginning);
+        h.expect_lines("two", &["written before it was added\n".to_string()]);
+        w1.write(Stream::Stdout, b"a\n").unwrap();
+        h.expect_lines("one", &["a\n".to_string()]);
+        w2.write(Stream::Stdout, b"b\n").unwrap();
+        h.expect_lines("two", &["b\n".to_string()]);
+        // Adding it again does not double its lines.
+        h.control
+            .add_source(Source::new("two", &second), Start::End);
+        w2.write(Stream::Stdout, b"c\n").unwrap();
+        h.expect_lines("two", &["c\n".to_string()]);
+        assert!(h.stop().is_empty());
+    }
+
+    #[test]
     fn a_stopped_signal_returns_at_once() {
-        let stop = StopSignal::new();
+        let stop = FollowControl::new();
         stop.stop();
         assert!(stop.is_stopped());
         let dir = tempfile::tempdir().unwrap();

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use config::{LogConfig, LogDriver};
-pub use follow::{follow_many, follow_many_then, spawn_follow_many, Source, Start, StopSignal};
+pub use follow::{follow_many, follow_many_then, spawn_follow_many, FollowControl, Source, Start};
 pub use format::{FormatOptions, Formatter};
 pub use reader::{read, read_with_cursor, rotated_path, Cursor, ReadOptions};
 pub use timefmt::{format_timestamp, parse_time_arg};
