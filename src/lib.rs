@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod compose;
 pub mod image;
+pub mod logs;
 pub mod network;
 pub mod paths;
 pub mod plan;
