@@ -509,7 +509,7 @@ fn print_line(
         }
     }
     if args.timestamps {
-        out.push_str(&crate::supervisor::rfc3339(std::time::SystemTime::now()));
+        out.push_str(&crate::logs::format_timestamp(std::time::SystemTime::now()));
         out.push(' ');
     }
     out.push_str(line);

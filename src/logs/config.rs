@@ -5,7 +5,7 @@ use crate::compose::model::ServiceConfig;
 use super::{LogsError, Result};
 
 /// Where a container's output goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum LogDriver {
     /// Docker's default: the json-file format.
     #[default]
@@ -17,7 +17,7 @@ pub enum LogDriver {
 }
 
 /// How a container's log is stored and rotated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogConfig {
     pub driver: LogDriver,
     /// Rotate before the file would grow past this many bytes; `None`: never.

@@ -10,7 +10,6 @@
 
 pub mod client;
 pub mod health;
-mod logshim;
 pub mod proto;
 pub mod restart;
 pub mod server;
@@ -27,13 +26,17 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use self::health::Check;
-use self::logshim::{LogWriter, Stream};
 use self::proto::{Event, Progress, Reply, Selection, UpOptions};
 use self::restart::Policy;
 use self::state::{ContainerRecord, Health, ProjectLock, ProjectState, Status};
 use self::task::{Handle, Setup};
 use crate::compose::model::{Project, ServiceConfig};
 use crate::image::store::{ImageRecord, Store};
+use crate::logs::{LogConfig, LogWriter, Stream};
+use crate::network::dns::{DnsOptions, DnsService, DnsTable};
+use crate::network::netlink::Netlink;
+use crate::network::project::{self as project_net, NetworkState, PortsInUse};
+use crate::network::resolv::ResolvConf;
 use crate::plan::graph::ServiceGraph;
 use crate::runtime::container::{Container, Options};
 use crate::runtime::spec::{self, HostLimits};
@@ -57,6 +60,7 @@ pub struct Shared {
     pub dirty: Notify,
     containers: Mutex<Vec<Arc<Handle>>>,
     meta: Mutex<Meta>,
+    net: tokio::sync::Mutex<NetCtx>,
     gone: std::sync::atomic::AtomicBool,
 }
 
@@ -64,8 +68,17 @@ pub struct Shared {
 struct Meta {
     working_dir: PathBuf,
     config_files: Vec<PathBuf>,
-    networks: serde_json::Value,
+    networks: Vec<NetworkState>,
     volumes: Vec<String>,
+}
+
+/// The project's live networking: the netlink connection and the DNS servers.
+#[derive(Default)]
+struct NetCtx {
+    nl: Option<Netlink>,
+    dns: Option<DnsService>,
+    /// Networks whose DNS listener runs.
+    serving: Vec<String>,
 }
 
 /// Where the output of a command goes (the control socket, or the attached CLI).
@@ -92,9 +105,75 @@ fn progress_error(out: &Out, kind: &str, name: &str, status: &str) {
 }
 
 impl Shared {
-    /// Plugs a container's new network namespace in before its command runs.
-    async fn network_attach(&self, _record: &ContainerRecord, _pid: i32) -> Result<(), String> {
+    fn networks(&self) -> Vec<NetworkState> {
+        self.meta
+            .lock()
+            .map(|m| m.networks.clone())
+            .unwrap_or_default()
+    }
+
+    /// The netlink connection and a DNS server on every network's gateway, made on first use.
+    async fn ensure_net(&self, ctx: &mut NetCtx) -> Result<(), String> {
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+        }
+        if ctx.dns.is_none() {
+            let table = DnsTable::new();
+            let host = ResolvConf::read(std::path::Path::new(
+                crate::network::resolv::HOST_RESOLV_CONF,
+            ))
+            .unwrap_or_default();
+            table.set_default_upstreams(host.upstreams());
+            ctx.dns = Some(DnsService::new(table, DnsOptions::default()));
+        }
+        for net in self.networks() {
+            if ctx.serving.contains(&net.key) {
+                continue;
+            }
+            let addr = std::net::SocketAddr::from((net.gateway, crate::network::dns::DNS_PORT));
+            if let Some(dns) = ctx.dns.as_mut() {
+                dns.add_network(&net.key, addr).await.map_err(|e| {
+                    format!("network {}: cannot serve DNS on {addr}: {e}", net.name)
+                })?;
+            }
+            ctx.serving.push(net.key.clone());
+        }
         Ok(())
+    }
+
+    /// Plugs a container's new network namespace in before its command runs, and makes its
+    /// names resolvable.
+    async fn network_attach(&self, record: &ContainerRecord, pid: i32) -> Result<(), String> {
+        if record.network.interfaces.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = self.net.lock().await;
+        self.ensure_net(&mut ctx).await?;
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
+            format!(
+                "container {}: cannot open its network namespace: {e}",
+                record.name
+            )
+        })?;
+        let networks = self.networks();
+        if let Some(nl) = &ctx.nl {
+            use std::os::fd::AsFd;
+            project_net::attach(nl, netns.as_fd(), &record.network.interfaces, &networks)
+                .await
+                .map_err(|e| format!("container {}: {e}", record.name))?;
+        }
+        if let Some(dns) = &ctx.dns {
+            dns.table().upsert(&record.name, record.network.dns.clone());
+        }
+        Ok(())
+    }
+
+    /// A stopped container answers no more names (its address stays reserved).
+    async fn network_release(&self, name: &str) {
+        let ctx = self.net.lock().await;
+        if let Some(dns) = &ctx.dns {
+            dns.table().remove(name);
+        }
     }
 
     fn handles(&self) -> Vec<Arc<Handle>> {
@@ -188,6 +267,7 @@ impl Engine {
             dirty: Notify::new(),
             containers: Mutex::new(Vec::new()),
             meta: Mutex::new(Meta::default()),
+            net: Default::default(),
             gone: Default::default(),
         });
         let state = ProjectState::load(project).map_err(|e| e.to_string())?;
@@ -491,6 +571,7 @@ impl Engine {
         progress(out, "Container", &r.name, "Removing", false);
         match h.remove(volumes).await {
             Ok(()) => {
+                self.shared.network_release(&r.name).await;
                 self.shared.forget(&r.name);
                 self.shared.dirty.notify_one();
                 progress(out, "Container", &r.name, "Removed", true);
@@ -529,14 +610,20 @@ impl Engine {
             )));
         }
         self.stop_handles(&handles, timeout, out).await;
+        let interfaces: Vec<project_net::Interface> = handles
+            .iter()
+            .flat_map(|h| h.record.borrow().network.interfaces.clone())
+            .collect();
         let mut errors = Vec::new();
         for h in &handles {
             if let Err(e) = self.remove_one(h, true, out).await {
                 errors.push(e);
             }
         }
-        if let Err(e) = self.remove_networks(out).await {
-            errors.push(e);
+        if errors.is_empty() && self.shared.handles().is_empty() {
+            if let Err(e) = self.remove_networks(&interfaces, out).await {
+                errors.push(e);
+            }
         }
         if volumes {
             let names = self
@@ -580,8 +667,191 @@ impl Engine {
         join_errors(errors)
     }
 
-    async fn remove_networks(&self, _out: &Out) -> Result<(), String> {
+    /// Removes the project's bridges (not external or shared ones), leftover veths and its
+    /// firewall table, and stops its DNS servers.
+    async fn remove_networks(
+        &self,
+        interfaces: &[project_net::Interface],
+        out: &Out,
+    ) -> Result<(), String> {
+        let networks = self.shared.networks();
+        let mut ctx = self.shared.net.lock().await;
+        if let Some(mut dns) = ctx.dns.take() {
+            for key in std::mem::take(&mut ctx.serving) {
+                let _ = dns.remove_network(&key).await;
+            }
+        }
+        let has_table = crate::network::firewall::projects()
+            .map(|p| p.contains(&self.shared.project))
+            .unwrap_or(true);
+        if networks.is_empty() && interfaces.is_empty() && !has_table {
+            return Ok(());
+        }
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+        }
+        let others = other_networks(&self.shared.project);
+        for n in networks.iter().filter(|n| !n.external) {
+            progress(out, "Network", &n.name, "Removing", false);
+        }
+        let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+        let r = project_net::teardown(nl, &self.shared.project, &networks, interfaces, &others)
+            .await
+            .map_err(|e| e.to_string());
+        for n in networks.iter().filter(|n| !n.external) {
+            if r.is_ok() {
+                progress(out, "Network", &n.name, "Removed", true);
+            } else {
+                progress_error(out, "Network", &n.name, "Error");
+            }
+        }
+        if r.is_ok() {
+            if let Ok(mut m) = self.shared.meta.lock() {
+                m.networks.clear();
+            }
+        }
+        r
+    }
+
+    /// Plans the networks the services need (keeping the recorded ones), creates what is
+    /// missing and serves DNS on them.
+    async fn ensure_networks(
+        &self,
+        project: &Project,
+        services: &[String],
+        out: &Out,
+    ) -> Result<(), String> {
+        let wanted: Vec<&str> = services
+            .iter()
+            .filter(|s| {
+                project
+                    .services
+                    .get(*s)
+                    .is_some_and(|svc| svc.network_mode.is_empty())
+            })
+            .map(String::as_str)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let previous = self.shared.networks();
+        let others = other_networks(&project.name);
+        let planned = project_net::plan_networks(project, &wanted, &previous, &others)
+            .await
+            .map_err(|e| e.to_string())?;
+        let new: Vec<NetworkState> = planned
+            .iter()
+            .filter(|n| !previous.iter().any(|p| p.key == n.key))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut all = previous.clone();
+        all.extend(new.iter().cloned());
+        for n in new.iter().filter(|n| !n.external) {
+            progress(out, "Network", &n.name, "Creating", false);
+        }
+        let mut ctx = self.shared.net.lock().await;
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+        }
+        let ports = self.all_ports();
+        let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+        if let Err(e) = project_net::setup(nl, &project.name, &all, &ports).await {
+            for n in new.iter().filter(|n| !n.external) {
+                progress_error(out, "Network", &n.name, "Error");
+            }
+            return Err(e.to_string());
+        }
+        if let Ok(mut m) = self.shared.meta.lock() {
+            m.networks = all;
+        }
+        self.shared.dirty.notify_one();
+        self.shared.ensure_net(&mut ctx).await?;
+        for n in new.iter().filter(|n| !n.external) {
+            progress(out, "Network", &n.name, "Created", true);
+        }
         Ok(())
+    }
+
+    /// Every port the project's containers publish.
+    fn all_ports(&self) -> Vec<project_net::PortBinding> {
+        self.shared
+            .handles()
+            .iter()
+            .flat_map(|h| h.record.borrow().network.ports.clone())
+            .collect()
+    }
+
+    /// A new container's interfaces, ports and DNS names; its ports are published now (an error
+    /// names a taken port before the container exists).
+    async fn plan_container_net(
+        &self,
+        project: &Project,
+        service: &ServiceConfig,
+        id: &str,
+        name: &str,
+    ) -> Result<(state::ContainerNet, String, String), String> {
+        let networks = self.shared.networks();
+        let mut ctx = self.shared.net.lock().await;
+        let in_use: Vec<std::net::Ipv4Addr> = self
+            .shared
+            .handles()
+            .iter()
+            .flat_map(|h| {
+                h.record
+                    .borrow()
+                    .network
+                    .interfaces
+                    .iter()
+                    .map(|i| i.address)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)
+            .map_err(|e| e.to_string())?;
+        let mut ports_in_use =
+            PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?;
+        let existing = self.all_ports();
+        ports_in_use.add(&existing);
+        let ports =
+            project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)
+                .map_err(|e| e.to_string())?;
+        if !ports.is_empty() {
+            if ctx.nl.is_none() {
+                ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+            }
+            let mut all = existing;
+            all.extend(ports.iter().cloned());
+            let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+            project_net::setup(nl, &project.name, &networks, &all)
+                .await
+                .map_err(|e| format!("service {}: {e}", service.name))?;
+        }
+        let host = ResolvConf::read(std::path::Path::new(
+            crate::network::resolv::HOST_RESOLV_CONF,
+        ))
+        .unwrap_or_default();
+        let hostname = if service.hostname.is_empty() {
+            id[..12].to_string()
+        } else {
+            service.hostname.clone()
+        };
+        let (resolv, hosts) =
+            project_net::container_files(service, &hostname, &interfaces, &networks, &host)
+                .map_err(|e| e.to_string())?;
+        let dns = project_net::dns_entries(service, name, &interfaces, &host)
+            .map_err(|e| e.to_string())?;
+        Ok((
+            state::ContainerNet {
+                interfaces,
+                ports,
+                dns,
+            },
+            resolv,
+            hosts,
+        ))
     }
 
     /// `up`: converge the project on the model.
@@ -656,6 +926,7 @@ impl Engine {
                 .ok_or_else(|| format!("service {name}: image {} is not present", svc.image))?;
             images.insert(name.clone(), Arc::new(img));
         }
+        self.ensure_networks(&project, &selected, out).await?;
         let host = Arc::new(HostLimits::current());
         let scales: HashMap<String, u32> = opts.scale.iter().cloned().collect();
 
@@ -851,22 +1122,42 @@ impl Engine {
         let hash = hash.to_string();
         let helper = self.shared.helper.clone();
         let peers = self.namespace_peers(&service);
-        let (setup, created_volumes) = tokio::task::spawn_blocking(move || {
-            create_container(
-                &project,
-                &service,
-                &image,
-                &store,
-                &host,
-                &working_dir,
+        let id = random_id();
+        let name = container_name(&project, &service, number);
+        let (net, resolv, hosts) = self
+            .plan_container_net(&project, &service, &id, &name)
+            .await?;
+        let ports = net.ports.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            create_container(NewContainer {
+                project: &project,
+                service: &service,
+                image: &image,
+                store: &store,
+                host: &host,
+                working_dir: &working_dir,
                 number,
-                &hash,
-                &helper,
+                hash: &hash,
+                helper: &helper,
                 peers,
-            )
+                id,
+                net,
+                resolv,
+                hosts,
+            })
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| e.to_string())?;
+        let (setup, created_volumes) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                if !ports.is_empty() {
+                    // Unpublish what was published for it.
+                    let _ = self.republish().await;
+                }
+                return Err(e);
+            }
+        };
         if let Ok(mut m) = self.shared.meta.lock() {
             for v in created_volumes {
                 if !m.volumes.contains(&v) {
@@ -877,6 +1168,18 @@ impl Engine {
         let h = self.shared.add(task::spawn(self.shared.clone(), setup));
         self.shared.dirty.notify_one();
         Ok(h)
+    }
+
+    /// Rewrites the firewall table with the ports of the containers that exist.
+    async fn republish(&self) -> Result<(), String> {
+        let networks = self.shared.networks();
+        let ctx = self.shared.net.lock().await;
+        let Some(nl) = ctx.nl.as_ref() else {
+            return Ok(());
+        };
+        project_net::setup(nl, &self.shared.project, &networks, &self.all_ports())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Pids of running containers whose namespaces `service:`/`container:` modes name.
@@ -1076,7 +1379,7 @@ fn join_errors(errors: Vec<String>) -> Result<(), String> {
 
 /// The task settings of a loaded container from its record.
 fn setup_for(container: Container, record: ContainerRecord) -> Setup {
-    let log = LogWriter::open(&state::log_path(&record.id)).ok();
+    let log = LogWriter::open(&state::log_path(&record.id), record.runtime.log.clone()).ok();
     Setup {
         policy: record.runtime.policy,
         check: record.runtime.healthcheck.clone(),
@@ -1089,21 +1392,43 @@ fn setup_for(container: Container, record: ContainerRecord) -> Setup {
     }
 }
 
+/// Everything a new container is made from.
+struct NewContainer<'a> {
+    project: &'a Project,
+    service: &'a ServiceConfig,
+    image: &'a ImageRecord,
+    store: &'a Store,
+    host: &'a HostLimits,
+    working_dir: &'a std::path::Path,
+    number: u32,
+    hash: &'a str,
+    helper: &'a std::path::Path,
+    peers: Vec<(String, i32)>,
+    id: String,
+    net: state::ContainerNet,
+    resolv: String,
+    hosts: String,
+}
+
 /// Creates a container (blocking: files, cgroup, seccomp program). Returns its task setup and
 /// the named volumes created for it.
-#[allow(clippy::too_many_arguments)]
-fn create_container(
-    project: &Project,
-    service: &ServiceConfig,
-    image: &ImageRecord,
-    store: &Store,
-    host: &HostLimits,
-    working_dir: &std::path::Path,
-    number: u32,
-    hash: &str,
-    helper: &std::path::Path,
-    peers: Vec<(String, i32)>,
-) -> Result<(Setup, Vec<String>), String> {
+fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
+    let NewContainer {
+        project,
+        service,
+        image,
+        store,
+        host,
+        working_dir,
+        number,
+        hash,
+        helper,
+        peers,
+        id,
+        net,
+        resolv,
+        hosts,
+    } = n;
     let layers: Vec<PathBuf> = image
         .layers
         .iter()
@@ -1112,12 +1437,13 @@ fn create_container(
     let mut spec = spec::build(project, service, number, &image.config, &layers, host)
         .map_err(|e| e.to_string())?;
     // A fresh ID per container (a recreated one gets a new one, as with docker).
-    spec.id = random_id();
+    spec.id = id;
     spec.name = container_name(project, service, number);
     if service.hostname.is_empty() && service.network_mode != "host" {
         spec.hostname = spec.id[..12].to_string();
     }
     let policy = Policy::of(service).map_err(|e| e.to_string())?;
+    let log = LogConfig::from_service(service).map_err(|e| e.to_string())?;
     let check =
         Check::resolve(service, image.config.healthcheck.as_ref()).map_err(|e| e.to_string())?;
     let mounts = crate::volume::mounts_of(project, service, &layers).map_err(|e| e.to_string())?;
@@ -1127,8 +1453,8 @@ fn create_container(
         dir: dir.clone(),
         cgroup: format!("rcompose/{}/{}", project.name, spec.name),
         mounts: mounts.requests,
-        hosts: Some(hosts_file(&spec.hostname)),
-        resolv_conf: Some(std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+        hosts: Some(hosts),
+        resolv_conf: Some(resolv),
         base_dir: working_dir.to_path_buf(),
         tty_size: None,
         namespace_peers: peers,
@@ -1170,8 +1496,17 @@ fn create_container(
         finished_at: None,
         restart_count: 0,
         stopped_by_user: false,
-        ports: Vec::new(),
-        networking: serde_json::Value::Null,
+        ports: net
+            .ports
+            .iter()
+            .map(|p| state::PortRecord {
+                host_ip: p.host_ip.map_or("0.0.0.0".into(), |ip| ip.to_string()),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.to_string(),
+            })
+            .collect(),
+        network: net,
         anonymous_volumes: mounts
             .anonymous
             .iter()
@@ -1183,6 +1518,7 @@ fn create_container(
             stop_signal: spec.stop_signal.number,
             stop_grace: spec.stop_grace_period,
             tty: spec.tty,
+            log,
             depends_on: service
                 .depends_on
                 .iter()
@@ -1207,35 +1543,12 @@ fn random_id() -> String {
     hex::encode(buf)
 }
 
-fn hosts_file(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
-         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n\
-         127.0.1.1\t{hostname}\n"
-    )
-}
-
-/// RFC 3339 in UTC with nanoseconds, as docker prints timestamps.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+/// The networks of the other rcompose projects (subnets to avoid, shared networks to keep).
+fn other_networks(project: &str) -> Vec<NetworkState> {
+    state::projects()
+        .into_iter()
+        .filter(|p| p != project)
+        .filter_map(|p| ProjectState::load(&p).ok().flatten())
+        .flat_map(|s| s.networks)
+        .collect()
 }

@@ -195,7 +195,7 @@ async fn forward(engine: Arc<Engine>, logs: bool, tx: mpsc::UnboundedSender<Repl
                 Ok(c) => Reply::Log {
                     container: c.container,
                     service: c.service,
-                    stderr: c.stream == super::logshim::Stream::Stderr,
+                    stderr: c.stream == crate::logs::Stream::Stderr,
                     data: String::from_utf8_lossy(&c.bytes).into_owned(),
                 },
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,

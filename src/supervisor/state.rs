@@ -6,6 +6,9 @@
 //! supervisor was killed with SIGKILL.
 
 use serde::{Deserialize, Serialize};
+
+use crate::network::dns::ContainerDns;
+use crate::network::project::{Interface, NetworkState, PortBinding};
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -164,14 +167,22 @@ pub struct ContainerRecord {
     pub stopped_by_user: bool,
     #[serde(default)]
     pub ports: Vec<PortRecord>,
-    /// Addresses per network (network key, address), for `ps` and the DNS.
+    /// Its interfaces, published ports and DNS names.
     #[serde(default)]
-    pub networking: serde_json::Value,
+    pub network: ContainerNet,
     /// Anonymous volumes (directories) that go with the container.
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
     /// How the supervisor runs it (kept so a new supervisor can take over).
     pub runtime: RuntimeSettings,
+}
+
+/// A container's place on the project's networks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerNet {
+    pub interfaces: Vec<Interface>,
+    pub ports: Vec<PortBinding>,
+    pub dns: ContainerDns,
 }
 
 /// The settings a container task needs, fixed when the container is created.
@@ -182,6 +193,7 @@ pub struct RuntimeSettings {
     pub stop_signal: i32,
     pub stop_grace: std::time::Duration,
     pub tty: bool,
+    pub log: crate::logs::LogConfig,
     /// The service's `depends_on`, for start and stop order.
     pub depends_on: Vec<Dependency>,
 }
@@ -202,9 +214,9 @@ pub struct ProjectState {
     pub working_dir: PathBuf,
     #[serde(default)]
     pub config_files: Vec<PathBuf>,
-    /// The project's networks as created (network module state).
+    /// The project's networks as created.
     #[serde(default)]
-    pub networks: serde_json::Value,
+    pub networks: Vec<NetworkState>,
     /// Named volumes this project created (`down -v` removes them).
     #[serde(default)]
     pub volumes: Vec<String>,

@@ -11,11 +11,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::health::{Check, Tracker};
-use super::logshim::{LogWriter, Stream};
 use super::proto::Event;
 use super::restart::{Backoff, Policy};
 use super::state::{ContainerRecord, Health, Status};
 use super::Shared;
+use crate::logs::{LogWriter, Stream};
 use crate::runtime::container::{Container, ExecRequest, ExitStatus};
 use crate::runtime::process::{ProcessError, Stdio};
 
@@ -353,6 +353,8 @@ impl Task {
                 let _ = w.flush_partial();
             }
         }
+        let name = self.record.borrow().name.clone();
+        self.shared.network_release(&name).await;
         let code = status.docker_code();
         let ran = running.started.elapsed();
         let r = self.record.borrow().clone();

@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub const TTL: u32 = 600;
 
 /// One container's attachment to one network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// The network's key (its compose name or full name): also the suffix of `name.network`.
     pub network: String,
@@ -53,7 +53,7 @@ impl Endpoint {
 }
 
 /// What the DNS server knows of one container.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerDns {
     pub endpoints: Vec<Endpoint>,
     /// The container's own resolvers (compose `dns:`); empty means the host's.
