@@ -406,12 +406,15 @@ fn attached(
                 });
             }
         }
-        if !active.is_empty() && active.values().all(|a| !a) {
-            break;
-        }
         let reply = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(r) => r,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Everything seen so far is handled: done when nothing runs any more.
+                if !active.is_empty() && active.values().all(|a| !a) {
+                    break;
+                }
+                continue;
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         match reply {

@@ -192,8 +192,21 @@ pub fn attach(project: &str, logs: bool) -> Result<impl Iterator<Item = Reply> +
         project: project.into(),
         source,
     })?;
-    Ok(BufReader::new(stream)
+    let mut lines = BufReader::new(stream)
         .lines()
         .map_while(|l| l.ok())
-        .filter_map(|l| serde_json::from_str::<Reply>(&l).ok()))
+        .filter_map(|l| serde_json::from_str::<Reply>(&l).ok());
+    // Wait until the subscription is in place, so the caller's next request is seen whole.
+    loop {
+        match lines.next() {
+            Some(Reply::Attached) => break,
+            Some(_) => continue,
+            None => {
+                return Err(ClientError::Gone {
+                    project: project.into(),
+                })
+            }
+        }
+    }
+    Ok(lines)
 }

@@ -659,7 +659,10 @@ impl Engine {
                 self.shared
                     .gone
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                ProjectState::remove(&self.shared.project).map_err(|e| e.to_string())?;
+                // The whole directory goes now (socket and lock file too: the lock stays ours
+                // until this process exits), so `down` returning means nothing is left.
+                state::remove_path(&state::project_dir(&self.shared.project))
+                    .map_err(|e| format!("cannot remove the project's state: {e}"))?;
                 return Ok(());
             }
         }
@@ -747,8 +750,6 @@ impl Engine {
         if new.is_empty() {
             return Ok(());
         }
-        let mut all = previous.clone();
-        all.extend(new.iter().cloned());
         for n in new.iter().filter(|n| !n.external) {
             progress(out, "Network", &n.name, "Creating", false);
         }
@@ -756,6 +757,22 @@ impl Engine {
         if ctx.nl.is_none() {
             ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
         }
+        // Planning and creating a bridge is one step for the whole host: two projects planning
+        // at once would pick the same free subnet.
+        let _host_lock = tokio::task::spawn_blocking(host_network_lock)
+            .await
+            .map_err(|e| e.to_string())??;
+        // Re-planned under the lock: the host's routes may have changed meanwhile.
+        let planned = project_net::plan_networks(project, &wanted, &previous, &others)
+            .await
+            .map_err(|e| e.to_string())?;
+        let new: Vec<NetworkState> = planned
+            .iter()
+            .filter(|n| !previous.iter().any(|p| p.key == n.key))
+            .cloned()
+            .collect();
+        let mut all = previous.clone();
+        all.extend(new.iter().cloned());
         let ports = self.all_ports();
         let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
         if let Err(e) = project_net::setup(nl, &project.name, &all, &ports).await {
@@ -1551,4 +1568,32 @@ fn other_networks(project: &str) -> Vec<NetworkState> {
         .filter_map(|p| ProjectState::load(&p).ok().flatten())
         .flat_map(|s| s.networks)
         .collect()
+}
+
+/// A host-wide lock around network planning and bridge creation (held until dropped). It lives
+/// outside `RCOMPOSE_RUN`: installations with different state directories share the host's
+/// address space.
+fn host_network_lock() -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let dir = if std::path::Path::new("/run/lock").is_dir() {
+        std::path::PathBuf::from("/run/lock")
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join("rcompose-network.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on an fd we own; blocks until the other holder is done.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(format!(
+            "cannot lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(f)
 }

@@ -115,6 +115,8 @@ pub enum Reply {
         data: String,
     },
     Warning(String),
+    /// An `Attach` subscription is in place: nothing that happens from now on is missed.
+    Attached,
     Done {
         error: Option<String>,
     },

@@ -73,6 +73,11 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
             return Err(msg);
         }
     };
+    // Its pid, for tools and tests (the lock says whether it still runs).
+    let _ = std::fs::write(
+        state::project_dir(project).join("supervisor.pid"),
+        std::process::id().to_string(),
+    );
     engine.restart_adopted().await;
     // Tell the starter we are ready, then detach stdout/stderr into the supervisor's log.
     println!("{READY}");
@@ -119,12 +124,9 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
         }
     }
     drop(listener);
-    let _ = std::fs::remove_file(&path);
-    if engine.shared().is_gone() {
-        // After `down`: the project's directory goes too, lock file included, while the lock
-        // is still ours.
-        let _ = state::remove_path(&state::project_dir(project));
-    } else {
+    // After `down` the directory is gone already (and may be a new supervisor's by now).
+    if !engine.shared().is_gone() {
+        let _ = std::fs::remove_file(&path);
         let _ = engine.shared().save();
     }
     drop(engine);
@@ -184,6 +186,9 @@ async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
 async fn forward(engine: Arc<Engine>, logs: bool, tx: mpsc::UnboundedSender<Reply>) {
     let mut events = engine.shared().events.subscribe();
     let mut output = engine.shared().logs.subscribe();
+    if tx.send(Reply::Attached).is_err() {
+        return;
+    }
     loop {
         let reply = tokio::select! {
             ev = events.recv() => match ev {

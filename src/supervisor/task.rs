@@ -184,7 +184,7 @@ impl Task {
                     };
                     match cmd {
                         Cmd::Start(reply) => {
-                            self.update("start", |r| r.stopped_by_user = false);
+                            self.record.send_modify(|r| r.stopped_by_user = false);
                             let (phase, result) = self.start_or_backoff().await;
                             let _ = reply.send(result);
                             phase
@@ -204,7 +204,7 @@ impl Task {
                             Phase::Idle
                         }
                         Cmd::Remove { volumes, reply } => {
-                            let _ = reply.send(self.remove(volumes));
+                            let _ = reply.send(self.remove(volumes).await);
                             return;
                         }
                     }
@@ -241,7 +241,7 @@ impl Task {
                                 Phase::Idle
                             }
                             Some(Cmd::Remove { volumes, reply }) => {
-                                let _ = reply.send(self.remove(volumes));
+                                let _ = reply.send(self.remove(volumes).await);
                                 return;
                             }
                             Some(Cmd::Kill { reply, .. }) | Some(Cmd::Pause(reply)) | Some(Cmd::Unpause(reply)) => {
@@ -301,7 +301,7 @@ impl Task {
                 self.update("kill", |r| r.stopped_by_user = true);
                 let status = self.stop(&running, Duration::ZERO).await;
                 self.exited(running, status, true).await;
-                let _ = reply.send(self.remove(volumes));
+                let _ = reply.send(self.remove(volumes).await);
                 Phase::Idle
             }
         }
@@ -337,8 +337,9 @@ impl Task {
 
     /// Records an exit and decides what comes next.
     async fn exited(&mut self, running: Running, status: ExitStatus, by_command: bool) -> Phase {
-        if let Some(h) = &running.health {
+        if let Some(h) = running.health {
             h.abort();
+            let _ = h.await;
         }
         // Nothing of the container may outlive its first process (processes in a shared or
         // host pid namespace would).
@@ -539,13 +540,25 @@ impl Task {
         })
     }
 
-    fn remove(&mut self, volumes: bool) -> Result<(), String> {
+    async fn remove(&mut self, volumes: bool) -> Result<(), String> {
         let record = self.record.borrow().clone();
         let Some(c) = self.container.take() else {
             return Ok(());
         };
         // Health probes hold a reference only while they run, and they are aborted by now.
-        let c = Arc::try_unwrap(c).map_err(|_| format!("container {} is busy", record.name))?;
+        // A probe's exec that was under way when the container stopped still holds it briefly.
+        let mut c = c;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let c = loop {
+            match Arc::try_unwrap(c) {
+                Ok(c) => break c,
+                Err(back) if Instant::now() < deadline => {
+                    c = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => return Err(format!("container {} is busy", record.name)),
+            }
+        };
         if let Ok(mut log) = self.log.lock() {
             log.take();
         }

@@ -1,0 +1,497 @@
+//! The supervisor with real containers from the test bed (root): `up`, `down`, `ps`, `exec`,
+//! `port`, depends_on, healthchecks, restart policies, exit codes, scaled DNS, networks, and
+//! nothing left behind — not even after the supervisor is killed with SIGKILL.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{skip, stderr, stdout, testbed_env, State};
+
+struct Project {
+    state: State,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+fn project(test: &str, compose: &str) -> Option<Project> {
+    if !nix::unistd::geteuid().is_root() {
+        skip(test, "needs root to create containers and networks");
+        return None;
+    }
+    let Some(env) = testbed_env() else {
+        skip(
+            test,
+            "the image test bed is not served (scripts/test serves it)",
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
+    Some(Project {
+        state: State::new(),
+        env,
+        dir,
+        // Unique per test: bridges, firewall tables and cgroups are named after it.
+        name: format!("lc{}", test.replace('_', "")),
+    })
+}
+
+impl Project {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.state.cmd(&self.env);
+        cmd.current_dir(self.dir.path())
+            .args(["-p", &self.name])
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn rc(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run rcompose")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.rc(args);
+        assert!(o.status.success(), "rcompose {args:?} failed:\n{}", out(&o));
+        o
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        let p = self
+            .state
+            .dir
+            .path()
+            .join("run/projects")
+            .join(&self.name)
+            .join("state.json");
+        std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls the recorded state (written on every change) until `f` holds.
+    fn wait_state(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.state_json();
+            if f(&s) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn container<'a>(state: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+        state["containers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .unwrap_or(&serde_json::Value::Null)
+    }
+
+    /// Nothing of the project on the host: state, containers, cgroups, links, firewall table,
+    /// supervisor.
+    fn assert_nothing_left(&self) {
+        let run = self.state.dir.path().join("run/projects").join(&self.name);
+        assert!(!run.exists(), "project state left: {}", run.display());
+        let containers: Vec<_> = std::fs::read_dir(self.state.root().join("containers"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(
+            containers.is_empty(),
+            "container directories left: {containers:?}"
+        );
+        for root in cgroup_roots() {
+            let cg = root.join("rcompose").join(&self.name);
+            let children: Vec<_> = std::fs::read_dir(&cg)
+                .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
+                .unwrap_or_default();
+            assert!(children.is_empty(), "cgroups left under {}", cg.display());
+        }
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .expect("nft");
+        assert!(
+            !stdout(&tables).contains(&format!("rcompose-{}", self.name)),
+            "firewall table left:\n{}",
+            stdout(&tables)
+        );
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(
+            !mountinfo.contains(&*self.state.dir.path().to_string_lossy()),
+            "mounts left"
+        );
+    }
+
+    fn bridges(&self) -> Vec<String> {
+        let s = self.state_json();
+        s["networks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n["bridge"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        // Whatever happened, the project goes (a failed test must not leave containers).
+        let _ = self.rc(&["down", "-v", "-t", "0"]);
+    }
+}
+
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![base.to_path_buf()];
+    if let Ok(d) = std::fs::read_dir(base) {
+        roots.extend(d.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    roots
+}
+
+fn out(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to published port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+#[test]
+fn web_redis_example_counts_hits_and_down_leaves_nothing() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose-examples/web-redis");
+    let compose = std::fs::read_to_string(example.join("compose.yaml")).unwrap();
+    // A random host port: tests never share ports.
+    let compose = compose.replace("\"8000:8000\"", "\"8000\"");
+    let Some(p) = project("web_redis", &compose) else {
+        return;
+    };
+    std::fs::copy(example.join("app.py"), p.dir.path().join("app.py")).unwrap();
+
+    p.ok(&["up", "-d", "--wait"]);
+    let ps = stdout(&p.ok(&["ps"]));
+    assert!(
+        ps.contains("(healthy)") && ps.contains("->8000/tcp"),
+        "{ps}"
+    );
+    let port_out = stdout(&p.ok(&["port", "web", "8000"]));
+    let port: u16 = port_out
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a port");
+    let first = http_get(port, "/");
+    let second = http_get(port, "/");
+    assert!(first.contains("seen 1 times"), "{first}");
+    assert!(second.contains("seen 2 times"), "{second}");
+
+    // web reaches redis by name through the embedded DNS.
+    let state = p.state_json();
+    let redis = Project::container(&state, &format!("{}-redis-1", p.name));
+    let redis_ip = redis["network"]["interfaces"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resolved = p.ok(&[
+        "exec",
+        "-T",
+        "web",
+        "python3",
+        "-c",
+        "import socket; print(socket.gethostbyname('redis'))",
+    ]);
+    assert_eq!(stdout(&resolved).trim(), redis_ip);
+
+    let bridges = p.bridges();
+    assert_eq!(bridges.len(), 1);
+    assert!(link_exists(&bridges[0]));
+    p.ok(&["down", "-v"]);
+    assert!(!link_exists(&bridges[0]), "bridge {} left", bridges[0]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn exit_code_from_aborts_and_returns_the_code() {
+    let Some(p) = project(
+        "exit_code_from",
+        r#"
+services:
+  job:
+    image: busybox
+    command: sh -c 'echo working; exit 3'
+  side:
+    image: busybox
+    command: sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done'
+"#,
+    ) else {
+        return;
+    };
+    let o = p.rc(&["up", "--exit-code-from", "job", "--no-color"]);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert!(stdout(&o).contains("job-1  | working"), "{}", out(&o));
+    assert!(
+        stderr(&o).contains("job-1 exited with code 3"),
+        "{}",
+        out(&o)
+    );
+    // Aborting stopped the other service too.
+    let ps = stdout(&p.ok(&["ps", "-a"]));
+    assert!(
+        ps.contains("Exited (0)") && ps.contains("Exited (3)"),
+        "{ps}"
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn restart_on_failure_gives_up_after_max_attempts() {
+    let Some(p) = project(
+        "restart_on_failure",
+        r#"
+services:
+  flaky:
+    image: busybox
+    command: sh -c 'echo try; exit 1'
+    restart: on-failure:2
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let name = format!("{}-flaky-1", p.name);
+    p.wait_state("two restarts, then exited", |s| {
+        let c = Project::container(s, &name);
+        c["restart_count"] == 2 && c["status"] == "exited"
+    });
+    let logs = std::fs::read_to_string(
+        p.state
+            .root()
+            .join("containers")
+            .join(
+                Project::container(&p.state_json(), &name)["id"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .join(format!(
+                "{}-json.log",
+                Project::container(&p.state_json(), &name)["id"]
+                    .as_str()
+                    .unwrap()
+            )),
+    )
+    .unwrap();
+    assert_eq!(logs.matches("try").count(), 3, "{logs}");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn failed_dependency_stops_the_start_with_a_clear_error() {
+    let Some(p) = project(
+        "failed_dependency",
+        r#"
+services:
+  init:
+    image: busybox
+    command: sh -c 'exit 4'
+  app:
+    image: busybox
+    command: sleep 60
+    depends_on:
+      init:
+        condition: service_completed_successfully
+"#,
+    ) else {
+        return;
+    };
+    let o = p.rc(&["up", "-d"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("didn't complete successfully: exit 4"),
+        "{}",
+        out(&o)
+    );
+    // app was never created.
+    let s = p.state_json();
+    assert!(
+        Project::container(&s, &format!("{}-app-1", p.name)).is_null(),
+        "{s:#}"
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn healthcheck_gates_dependents_and_replicas_resolve() {
+    let Some(p) = project(
+        "health_and_scale",
+        r#"
+services:
+  db:
+    image: busybox
+    command: sh -c 'sleep 0.5; touch /tmp/ready; sleep 600'
+    init: true
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 10s
+      start_interval: 100ms
+      start_period: 30s
+  api:
+    image: busybox
+    command: sleep 600
+    init: true
+    deploy:
+      replicas: 2
+    depends_on:
+      db:
+        condition: service_healthy
+"#,
+    ) else {
+        return;
+    };
+    let o = p.ok(&["up", "-d"]);
+    let err = stderr(&o);
+    let healthy = err.find("db-1  Healthy").expect("db became healthy");
+    let api_created = err.find("api-1  Created").expect("api created");
+    assert!(
+        healthy < api_created,
+        "api was created before db was healthy:\n{err}"
+    );
+    let s = p.state_json();
+    let ips: Vec<String> = (1..=2)
+        .map(|n| {
+            Project::container(&s, &format!("{}-api-{n}", p.name))["network"]["interfaces"][0]
+                ["address"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let looked_up = stdout(&p.ok(&["exec", "-T", "db", "nslookup", "api"]));
+    for ip in &ips {
+        assert!(looked_up.contains(ip), "{ip} not in:\n{looked_up}");
+    }
+    let ps = stdout(&p.ok(&["ps"]));
+    assert!(ps.contains("(healthy)"), "{ps}");
+    p.ok(&["down", "-t", "1"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn containers_on_different_networks_cannot_reach_each_other() {
+    let Some(p) = project(
+        "net_isolation",
+        r#"
+services:
+  a:
+    image: busybox
+    command: sleep 600
+    init: true
+    networks: [front]
+  b:
+    image: busybox
+    command: sleep 600
+    init: true
+    networks: [back]
+  c:
+    image: busybox
+    command: sleep 600
+    init: true
+    networks: [front, back]
+networks:
+  front: {}
+  back:
+    internal: true
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let s = p.state_json();
+    let ip = |svc: &str| {
+        Project::container(&s, &format!("{}-{svc}-1", p.name))["network"]["interfaces"][0]
+            ["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let b_ip = ip("b");
+    let from_c = p.rc(&["exec", "-T", "c", "ping", "-c", "1", "-W", "2", &b_ip]);
+    assert!(
+        from_c.status.success(),
+        "c cannot reach b:\n{}",
+        out(&from_c)
+    );
+    let from_a = p.rc(&["exec", "-T", "a", "ping", "-c", "1", "-W", "1", &b_ip]);
+    assert!(!from_a.status.success(), "a reached b across networks");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn killed_supervisor_then_down_leaves_nothing() {
+    let Some(p) = project(
+        "killed_supervisor",
+        r#"
+services:
+  svc:
+    image: busybox
+    command: sleep 600
+    ports: ["80"]
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let piddir = p.state.dir.path().join("run/projects").join(&p.name);
+    let pid: i32 = std::fs::read_to_string(piddir.join("supervisor.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let state = p.state_json();
+    let cpid = Project::container(&state, &format!("{}-svc-1", p.name))["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    // SAFETY: plain kill of the supervisor this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let bridges = p.bridges();
+    p.ok(&["down"]);
+    assert!(
+        !Path::new(&format!("/proc/{cpid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{cpid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true),
+        "the container's process survived"
+    );
+    for b in bridges {
+        assert!(!link_exists(&b), "bridge {b} left");
+    }
+    p.assert_nothing_left();
+}
