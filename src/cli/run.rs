@@ -13,8 +13,7 @@ use crate::compose::model::{Project, ServiceConfig};
 use crate::image::store::Store;
 use crate::runtime::container::{self, Container, ExitStatus, Options};
 use crate::runtime::process::Stdio;
-use crate::runtime::rootfs::MountRequest;
-use crate::runtime::spec::{self, HostLimits, TmpfsMount};
+use crate::runtime::spec::{self, HostLimits};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -95,7 +94,11 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     spec.labels
         .insert("com.docker.compose.oneoff".into(), "True".into());
 
-    let (mounts, anonymous) = mounts_of(project, &service)?;
+    let crate::volume::Mounts {
+        requests: mounts,
+        anonymous,
+        ..
+    } = crate::volume::mounts_of(project, &service, &layers)?;
     let dir = crate::paths::root().join("containers").join(&spec.id);
     let options = Options {
         helper: helper_path()?,
@@ -186,89 +189,6 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
     s.ports.clear();
     s.restart = String::new();
     Ok(s)
-}
-
-/// The mounts of the service's `volumes`: binds (a missing source directory is created, as
-/// docker compose does), named volumes under `$RCOMPOSE_ROOT/volumes/<project>_<name>/_data`,
-/// anonymous volumes and tmpfs.
-/// Also returns the anonymous volumes' directories, which `--rm` removes.
-fn mounts_of(
-    project: &Project,
-    service: &ServiceConfig,
-) -> Result<(Vec<MountRequest>, Vec<PathBuf>)> {
-    let mut out = Vec::new();
-    let mut anonymous = Vec::new();
-    for v in &service.volumes {
-        if !v.target.starts_with('/') {
-            bail!(
-                "service {}: volume target {:?} must be an absolute path",
-                service.name,
-                v.target
-            );
-        }
-        match v.kind.as_str() {
-            "bind" => {
-                let source = PathBuf::from(&v.source);
-                if !source.exists() {
-                    std::fs::create_dir_all(&source).with_context(|| {
-                        format!(
-                            "service {}: cannot create bind source {}",
-                            service.name,
-                            source.display()
-                        )
-                    })?;
-                }
-                out.push(MountRequest::Bind {
-                    source,
-                    target: v.target.clone(),
-                    read_only: v.read_only,
-                });
-            }
-            "volume" => {
-                let name = if v.source.is_empty() {
-                    format!("{}_anon_{}", project.name, random_hex(16))
-                } else {
-                    match project.volumes.get(&v.source) {
-                        Some(cfg) if !cfg.name.is_empty() => cfg.name.clone(),
-                        _ => format!("{}_{}", project.name, v.source),
-                    }
-                };
-                let volume = crate::paths::root().join("volumes").join(&name);
-                let data = volume.join("_data");
-                std::fs::create_dir_all(&data).with_context(|| {
-                    format!("service {}: cannot create volume {name}", service.name)
-                })?;
-                if v.source.is_empty() {
-                    anonymous.push(volume);
-                }
-                out.push(MountRequest::Bind {
-                    source: data,
-                    target: v.target.clone(),
-                    read_only: v.read_only,
-                });
-            }
-            "tmpfs" => {
-                let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
-                if let Some(t) = &v.tmpfs {
-                    if !t.size.is_zero() {
-                        options.push(format!("size={}", t.size.0));
-                    }
-                    if t.mode != 0 {
-                        options.push(format!("mode={:o}", t.mode));
-                    }
-                }
-                out.push(MountRequest::Tmpfs(TmpfsMount {
-                    target: v.target.clone(),
-                    options,
-                }));
-            }
-            other => bail!(
-                "service {}: volumes of type {other:?} are not supported yet",
-                service.name
-            ),
-        }
-    }
-    Ok((out, anonymous))
 }
 
 /// The rcompose binary itself, which the container helper runs from.
