@@ -5,11 +5,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{skip, stderr, stdout, testbed_env, State};
+use common::{cgroup_roots, skip, stderr, stdout, testbed_env, State};
 
 struct Project {
     state: State,
@@ -151,15 +151,6 @@ impl Drop for Project {
         // Whatever happened, the project goes (a failed test must not leave containers).
         let _ = self.rc(&["down", "-v", "-t", "0"]);
     }
-}
-
-fn cgroup_roots() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut roots = vec![base.to_path_buf()];
-    if let Ok(d) = std::fs::read_dir(base) {
-        roots.extend(d.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    roots
 }
 
 fn out(o: &Output) -> String {

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{skip, stderr, stdout, testbed_env, State};
+use common::{cgroup_roots, skip, stderr, stdout, testbed_env, State};
 
 /// A project directory, its state and the test bed's environment.
 struct Fixture {
@@ -77,15 +77,6 @@ impl Fixture {
             "mounts of the test's state left on the host"
         );
     }
-}
-
-fn cgroup_roots() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut roots = vec![base.to_path_buf()];
-    if let Ok(d) = std::fs::read_dir(base) {
-        roots.extend(d.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    roots
 }
 
 fn out(o: &Output) -> String {

@@ -1476,8 +1476,15 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         tty_size: None,
         namespace_peers: peers,
     };
+    // What was made for this container alone goes with a failed creation: its anonymous
+    // volumes and the named volumes this call created (nothing records them otherwise).
+    let created: Vec<PathBuf> = mounts
+        .created
+        .iter()
+        .map(|n| crate::volume::volume_dir(n))
+        .collect();
     let cleanup = |anon: &[PathBuf]| {
-        for d in anon {
+        for d in anon.iter().chain(&created) {
             let _ = std::fs::remove_dir_all(d);
         }
     };

@@ -117,3 +117,13 @@ impl State {
         cmd
     }
 }
+
+/// Every cgroup hierarchy root (v2, or each v1 controller), to check nothing was left in them.
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![base.to_path_buf()];
+    if let Ok(d) = std::fs::read_dir(base) {
+        roots.extend(d.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    roots
+}
