@@ -441,6 +441,34 @@ networks:
     );
     let from_a = p.rc(&["exec", "-T", "a", "ping", "-c", "1", "-W", "1", &b_ip]);
     assert!(!from_a.status.success(), "a reached b across networks");
+    // Services start in parallel: every interface still gets its own address.
+    let mut addresses: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|svc| {
+            Project::container(&s, &format!("{}-{svc}-1", p.name))["network"]["interfaces"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|i| i["address"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(addresses.len(), 4);
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 4, "an address given twice: {addresses:?}");
+    // Names resolve only on the networks a container shares with them.
+    let c_finds_b = p.rc(&["exec", "-T", "c", "nslookup", "b"]);
+    assert!(
+        out(&c_finds_b).contains(&b_ip),
+        "c cannot resolve b:\n{}",
+        out(&c_finds_b)
+    );
+    let a_finds_b = p.rc(&["exec", "-T", "a", "nslookup", "b"]);
+    assert!(
+        !out(&a_finds_b).contains(&b_ip),
+        "a resolved b across networks:\n{}",
+        out(&a_finds_b)
+    );
     p.ok(&["down"]);
     p.assert_nothing_left();
 }

@@ -79,6 +79,16 @@ struct NetCtx {
     dns: Option<DnsService>,
     /// Networks whose DNS listener runs.
     serving: Vec<String>,
+    /// Addresses and ports planned for containers being created (by container id): services
+    /// start in parallel, and a container's record only exists once it is created, so without
+    /// this two of them could be given the same address or host port.
+    reserved: HashMap<String, Reservation>,
+}
+
+#[derive(Default)]
+struct Reservation {
+    addresses: Vec<std::net::Ipv4Addr>,
+    ports: Vec<project_net::PortBinding>,
 }
 
 /// Where the output of a command goes (the control socket, or the attached CLI).
@@ -773,7 +783,7 @@ impl Engine {
             .collect();
         let mut all = previous.clone();
         all.extend(new.iter().cloned());
-        let ports = self.all_ports();
+        let ports = self.all_ports(&ctx);
         let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
         if let Err(e) = project_net::setup(nl, &project.name, &all, &ports).await {
             for n in new.iter().filter(|n| !n.external) {
@@ -792,13 +802,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Every port the project's containers publish.
-    fn all_ports(&self) -> Vec<project_net::PortBinding> {
-        self.shared
+    /// Every port the project's containers publish, with those reserved for containers being
+    /// created.
+    fn all_ports(&self, ctx: &NetCtx) -> Vec<project_net::PortBinding> {
+        let mut ports: Vec<project_net::PortBinding> = self
+            .shared
             .handles()
             .iter()
             .flat_map(|h| h.record.borrow().network.ports.clone())
-            .collect()
+            .collect();
+        for port in ctx.reserved.values().flat_map(|r| &r.ports) {
+            if !ports.contains(port) {
+                ports.push(*port);
+            }
+        }
+        ports
+    }
+
+    /// A created (or failed) container's addresses and ports now live in its record (or
+    /// nowhere).
+    async fn release_reservation(&self, id: &str) {
+        self.shared.net.lock().await.reserved.remove(id);
     }
 
     /// A new container's interfaces, ports and DNS names; its ports are published now (an error
@@ -812,7 +836,7 @@ impl Engine {
     ) -> Result<(state::ContainerNet, String, String), String> {
         let networks = self.shared.networks();
         let mut ctx = self.shared.net.lock().await;
-        let in_use: Vec<std::net::Ipv4Addr> = self
+        let mut in_use: Vec<std::net::Ipv4Addr> = self
             .shared
             .handles()
             .iter()
@@ -826,11 +850,16 @@ impl Engine {
                     .collect::<Vec<_>>()
             })
             .collect();
+        in_use.extend(
+            ctx.reserved
+                .values()
+                .flat_map(|r| r.addresses.iter().copied()),
+        );
         let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)
             .map_err(|e| e.to_string())?;
         let mut ports_in_use =
             PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?;
-        let existing = self.all_ports();
+        let existing = self.all_ports(&ctx);
         ports_in_use.add(&existing);
         let ports =
             project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)
@@ -860,6 +889,13 @@ impl Engine {
                 .map_err(|e| e.to_string())?;
         let dns = project_net::dns_entries(service, name, &interfaces, &host)
             .map_err(|e| e.to_string())?;
+        ctx.reserved.insert(
+            id.to_string(),
+            Reservation {
+                addresses: interfaces.iter().map(|i| i.address).collect(),
+                ports: ports.clone(),
+            },
+        );
         Ok((
             state::ContainerNet {
                 interfaces,
@@ -1145,6 +1181,7 @@ impl Engine {
             .plan_container_net(&project, &service, &id, &name)
             .await?;
         let ports = net.ports.clone();
+        let reserved_id = id.clone();
         let made = tokio::task::spawn_blocking(move || {
             create_container(NewContainer {
                 project: &project,
@@ -1168,6 +1205,7 @@ impl Engine {
         let (setup, created_volumes) = match made {
             Ok(m) => m,
             Err(e) => {
+                self.release_reservation(&reserved_id).await;
                 if !ports.is_empty() {
                     // Unpublish what was published for it.
                     let _ = self.republish().await;
@@ -1183,6 +1221,7 @@ impl Engine {
             }
         }
         let h = self.shared.add(task::spawn(self.shared.clone(), setup));
+        self.release_reservation(&reserved_id).await;
         self.shared.dirty.notify_one();
         Ok(h)
     }
@@ -1194,7 +1233,7 @@ impl Engine {
         let Some(nl) = ctx.nl.as_ref() else {
             return Ok(());
         };
-        project_net::setup(nl, &self.shared.project, &networks, &self.all_ports())
+        project_net::setup(nl, &self.shared.project, &networks, &self.all_ports(&ctx))
             .await
             .map_err(|e| e.to_string())
     }
