@@ -256,27 +256,30 @@ impl Following {
     }
 
     /// Watches the log's directory, or while it does not exist its nearest existing ancestor
-    /// (whose events tell when the next level appears).
+    /// (whose events tell when the next level appears). A level created while a watch was
+    /// being added sends no event to it, so after each new watch the levels are looked at
+    /// again.
     fn ensure_watch<W: Watcher>(&mut self, watcher: &mut W, i: usize) -> Result<()> {
-        let path = &self.sources[i].path;
-        let mut dir = path.parent().unwrap_or(Path::new("/"));
-        while !dir.is_dir() {
-            match dir.parent() {
-                Some(up) => dir = up,
-                None => return Ok(()),
+        loop {
+            let path = &self.sources[i].path;
+            let mut dir = path.parent().unwrap_or(Path::new("/"));
+            while !dir.is_dir() {
+                match dir.parent() {
+                    Some(up) => dir = up,
+                    None => return Ok(()),
+                }
             }
+            if self.watched.contains(dir) {
+                return Ok(());
+            }
+            watcher
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|source| LogsError::Watch {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            self.watched.insert(dir.to_path_buf());
         }
-        if self.watched.contains(dir) {
-            return Ok(());
-        }
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|source| LogsError::Watch {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        self.watched.insert(dir.to_path_buf());
-        Ok(())
     }
 }
 
@@ -425,24 +428,33 @@ impl SourceState {
             Err(e) => return Err(io_err("inspect", &self.path)(e)),
         };
         if Some(FileId::of(&meta)) != self.id {
-            if let Some(old) = self.id {
-                // Records written to the old file just before the rename, then any files
-                // that were rotated in and out since the last look.
+            let old = self.id;
+            if old.is_some() {
+                // Records written to the old file just before the rename.
                 self.drain(sink)?;
                 self.flush_torn(sink);
-                let rotations = existing_rotations(&self.path);
-                let at = rotations
-                    .iter()
-                    .position(|p| fs::metadata(p).is_ok_and(|m| FileId::of(&m) == old));
-                if let Some(k) = at {
-                    for newer in rotations[..k].iter().rev() {
-                        self.emit_file(newer, 0, sink);
-                    }
-                }
             }
             self.file = None;
             self.id = None;
+            // The new file is opened before the rotations are listed: if the writer rotates
+            // again in between, the file opened shows up among them and is not read twice,
+            // and none between the old and the opened one is skipped.
             self.open_current(Start::Beginning)?;
+            if old.is_some() {
+                let rotations = open_rotations(&self.path);
+                let newer_than_old = rotations
+                    .iter()
+                    .position(|(_, id)| Some(*id) == old)
+                    // The old file is gone (past max-file): every rotation left is newer.
+                    .unwrap_or(rotations.len());
+                let older_than_open = rotations[..newer_than_old]
+                    .iter()
+                    .position(|(_, id)| Some(*id) == self.id)
+                    .map_or(0, |j| j + 1);
+                for (file, _) in rotations[older_than_open..newer_than_old].iter().rev() {
+                    self.emit_open(file, sink);
+                }
+            }
             return self.drain(sink);
         }
         Ok(())
@@ -519,6 +531,20 @@ impl SourceState {
         }
     }
 
+    /// Emits every record of an open rotated file (read through its descriptor: its name may
+    /// change meanwhile).
+    fn emit_open<F: FnMut(&Source, Entry)>(&self, mut file: &File, sink: &mut F) {
+        let mut data = Vec::new();
+        match io::Read::read_to_end(&mut file, &mut data) {
+            Ok(_) => {
+                for entry in parse_records(&data) {
+                    sink(&self.source, entry);
+                }
+            }
+            Err(e) => tracing::warn!("{}", io_err("read a rotation of", &self.path)(e)),
+        }
+    }
+
     fn emit_file<F: FnMut(&Source, Entry)>(&self, path: &Path, from: u64, sink: &mut F) {
         match fs::read(path) {
             Ok(data) => {
@@ -531,6 +557,35 @@ impl SourceState {
             Err(e) => tracing::warn!("{}", io_err("read", path)(e)),
         }
     }
+}
+
+/// The rotated files of a log, newest first, opened. The writer renames them one at a time
+/// from the oldest, so a scan can meet one missing name in the middle (skipped) and can meet
+/// a file twice (kept once); it never misses one, as files only move to higher numbers.
+fn open_rotations(path: &Path) -> Vec<(File, FileId)> {
+    let mut found: Vec<(File, FileId)> = Vec::new();
+    let mut missing = 0;
+    for n in 1.. {
+        match open(&super::rotated_path(path, n)) {
+            Ok(Some((file, id))) => {
+                missing = 0;
+                if !found.iter().any(|(_, seen)| *seen == id) {
+                    found.push((file, id));
+                }
+            }
+            Ok(None) => {
+                missing += 1;
+                if missing == 2 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                break;
+            }
+        }
+    }
+    found
 }
 
 fn open(path: &Path) -> Result<Option<(File, FileId)>> {
