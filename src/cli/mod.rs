@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use crate::compose::loader::{self, Loaded, Options};
 
 pub mod config;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod lifecycle;
+pub mod logs;
 pub mod project;
 pub mod pull;
 pub mod run;
+pub mod top;
 pub mod up;
 pub mod version;
 
@@ -123,6 +126,14 @@ pub enum Command {
     Ls(lifecycle::LsArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
+    /// View output from containers
+    Logs(logs::LogsArgs),
+    /// Display the running processes
+    Top(top::TopArgs),
+    /// Block until containers of all (or specified) services stop
+    Wait(events::WaitArgs),
+    /// Receive real time events from containers
+    Events(events::EventsArgs),
 }
 
 impl Global {
@@ -246,6 +257,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Port(args) => lifecycle::port(&cli.global, args),
         Command::Ls(args) => lifecycle::ls(args),
         Command::Version(args) => version::run(args),
+        Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Top(args) => top::run(&cli.global, args),
+        Command::Wait(args) => events::wait(&cli.global, args),
+        Command::Events(args) => events::events(&cli.global, args),
     }
 }
 

@@ -184,14 +184,40 @@ fn exchange(
 
 /// Subscribes to events (and output); the stream yields replies until the supervisor exits.
 pub fn attach(project: &str, logs: bool) -> Result<impl Iterator<Item = Reply> + Send + 'static> {
-    let mut stream = connect_or_start(project)?;
+    let stream = connect_or_start(project)?;
+    subscribe(project, stream, logs)
+}
+
+/// [`attach`] to the supervisor only if one runs (`None` otherwise): watching a project must
+/// not start one.
+pub fn attach_running(
+    project: &str,
+    logs: bool,
+) -> Result<Option<impl Iterator<Item = Reply> + Send + 'static>> {
+    let Some(stream) = connect(project) else {
+        return Ok(None);
+    };
+    match subscribe(project, stream, logs) {
+        Ok(replies) => Ok(Some(replies)),
+        // It was exiting.
+        Err(ClientError::Gone { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn subscribe(
+    project: &str,
+    mut stream: UnixStream,
+    logs: bool,
+) -> Result<impl Iterator<Item = Reply> + Send + 'static> {
     let mut line = serde_json::to_vec(&Request::Attach { logs })
         .map_err(|e| ClientError::Failed(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(|source| ClientError::Io {
-        project: project.into(),
-        source,
-    })?;
+    if stream.write_all(&line).is_err() {
+        return Err(ClientError::Gone {
+            project: project.into(),
+        });
+    }
     let mut lines = BufReader::new(stream)
         .lines()
         .map_while(|l| l.ok())

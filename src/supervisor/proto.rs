@@ -94,6 +94,14 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub container: String,
+    /// The container's ID, image and whether it is a one-off (`run`): what `logs -f`, `wait`
+    /// and `events` need without reading the state, which may not be saved yet.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub oneoff: bool,
     pub service: String,
     pub status: Status,
     pub exit_code: Option<i32>,

@@ -164,6 +164,9 @@ impl Task {
         let r = self.record.borrow().clone();
         let _ = self.shared.events.send(Event {
             container: r.name.clone(),
+            id: r.id.clone(),
+            image: r.image.clone(),
+            oneoff: r.oneoff,
             service: r.service.clone(),
             status: r.status,
             exit_code: r.exit_code,
@@ -652,6 +655,9 @@ async fn health_loop(
             let r = record.borrow().clone();
             let _ = shared.events.send(Event {
                 container: r.name.clone(),
+                id: r.id.clone(),
+                image: r.image.clone(),
+                oneoff: r.oneoff,
                 service: r.service.clone(),
                 status: r.status,
                 exit_code: r.exit_code,
