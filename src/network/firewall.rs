@@ -507,6 +507,42 @@ pub fn publications(project: &str) -> Result<Vec<Publication>> {
     Ok(found)
 }
 
+/// The host ports every project but `except` publishes, read from the ruleset in one go: a
+/// table listed first and read afterwards can vanish in between (another project's `down`).
+pub fn publications_of_others(except: &str) -> Result<Vec<Publication>> {
+    let out = nft(
+        &["-j", "list", "ruleset", "ip"],
+        None,
+        "list the ports other projects publish",
+    )?;
+    let mut found = Vec::new();
+    for item in nft_items(&out)? {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        let project = rule
+            .get("table")
+            .and_then(|t| t.as_str())
+            .and_then(|t| t.strip_prefix(TABLE_PREFIX));
+        let Some(project) = project.filter(|p| *p != except) else {
+            continue;
+        };
+        if rule.get("chain").and_then(|c| c.as_str()) != Some("prerouting") {
+            continue;
+        }
+        let comment = rule.get("comment").and_then(|c| c.as_str());
+        if let Some((protocol, host_ip, host_ports)) = comment.and_then(parse_publish_comment) {
+            found.push(Publication {
+                project: project.to_string(),
+                protocol,
+                host_ip,
+                host_ports,
+            });
+        }
+    }
+    Ok(found)
+}
+
 fn addrs_overlap(a: Option<Ipv4Addr>, b: Option<Ipv4Addr>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a == b,
@@ -540,12 +576,7 @@ pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
             }
         }
     }
-    let mut others = Vec::new();
-    for other in projects()? {
-        if other != project {
-            others.extend(publications(&other)?);
-        }
-    }
+    let others = publications_of_others(project)?;
     for p in ports {
         if let Some(o) = others.iter().find(|o| {
             o.protocol == p.protocol

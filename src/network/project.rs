@@ -337,12 +337,8 @@ impl PortsInUse {
     /// The ports every other project publishes.
     pub fn of_other_projects(project: &str) -> Result<PortsInUse> {
         let mut in_use = PortsInUse::new();
-        for other in firewall::projects()? {
-            if other != project {
-                for p in firewall::publications(&other)? {
-                    in_use.taken.push((p.protocol, p.host_ip, p.host_ports));
-                }
-            }
+        for p in firewall::publications_of_others(project)? {
+            in_use.taken.push((p.protocol, p.host_ip, p.host_ports));
         }
         Ok(in_use)
     }

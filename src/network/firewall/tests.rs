@@ -276,6 +276,11 @@ fn projects_are_listed_replaced_and_removed() {
                 host_ports: PortRange::single(8080).unwrap(),
             }]
         );
+        // beta publishes the same port (in these rules): only alpha's is another project's.
+        let others = publications_of_others("beta").unwrap();
+        assert_eq!(others.len(), 1, "{others:?}");
+        assert_eq!(others[0].project, "alpha");
+        assert_eq!(others[0].host_ports, PortRange::single(8080).unwrap());
 
         // A table of someone else is never touched.
         nft(&["add", "table", "ip", "someone-else"], None, "add").unwrap();
