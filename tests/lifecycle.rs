@@ -514,3 +514,89 @@ services:
     }
     p.assert_nothing_left();
 }
+
+#[test]
+fn run_starts_dependencies_and_joins_the_project_network() {
+    let Some(p) = project(
+        "run_deps",
+        r#"
+services:
+  db:
+    image: busybox
+    command: sh -c 'echo ready > /tmp/ready; exec sleep 600'
+    init: true
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+      start_interval: 100ms
+      start_period: 10s
+  app:
+    image: busybox
+    depends_on:
+      db:
+        condition: service_healthy
+    command: "true"
+"#,
+    ) else {
+        return;
+    };
+    // Dependencies come up (healthy) first; the one-off container resolves them by name and
+    // returns its own exit code; its output is the client's, stdout and stderr apart.
+    let o = p.rc(&[
+        "run",
+        "--rm",
+        "app",
+        "sh",
+        "-c",
+        "nslookup db >/dev/null && echo resolved; echo to-stderr >&2; exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", out(&o));
+    assert_eq!(stdout(&o), "resolved\n", "{}", out(&o));
+    assert!(stderr(&o).contains("to-stderr"), "{}", out(&o));
+    assert!(stderr(&o).contains("Healthy"), "{}", out(&o));
+    let ps = stdout(&p.ok(&["ps", "-a", "--format", "json"]));
+    assert!(ps.contains("\"Service\":\"db\""), "{ps}");
+    assert!(!ps.contains("-app-run-"), "--rm left the container: {ps}");
+
+    // stdin reaches the container; -d prints the name and leaves it running; its DNS name is
+    // its container name, not the service's (no --use-aliases).
+    let mut child = p
+        .cmd(&["run", "--rm", "-T", "--no-deps", "app", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run cat");
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(b"through stdin\n").expect("write");
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&o), "through stdin\n", "{}", out(&o));
+
+    let o = p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lcrundeps-oneoff",
+        "app",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(stdout(&o).trim(), "lcrundeps-oneoff", "{}", out(&o));
+    let found = p.rc(&["exec", "-T", "db", "nslookup", "lcrundeps-oneoff"]);
+    assert!(out(&found).contains("Address"), "{}", out(&found));
+    let by_service = p.rc(&["exec", "-T", "db", "nslookup", "app"]);
+    assert!(
+        !by_service.status.success() || !stdout(&by_service).contains("Name:"),
+        "{}",
+        out(&by_service)
+    );
+    // A name in use is refused.
+    let again = p.rc(&["run", "-d", "--name", "lcrundeps-oneoff", "app", "true"]);
+    assert!(!again.status.success(), "{}", out(&again));
+    assert!(stderr(&again).contains("already in use"), "{}", out(&again));
+
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}

@@ -56,8 +56,29 @@ impl Fixture {
         self.cmd(&full).output().expect("run rcompose")
     }
 
-    /// Nothing of the project left: container directories, cgroups, mounts, processes.
+    /// Nothing of the project left once it is down: container directories, cgroups, mounts,
+    /// the project's state (networks, firewall table).
     fn assert_nothing_left(&self) {
+        let o = self.cmd(&["down"]).output().expect("down");
+        assert!(o.status.success(), "down: {}", out(&o));
+        assert!(
+            !self
+                .state
+                .run()
+                .join("projects")
+                .join(&self.project)
+                .exists(),
+            "the project's state is left"
+        );
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .map(|o| stdout(&o))
+            .unwrap_or_default();
+        assert!(
+            !tables.contains(&format!("rcompose-{}", self.project)),
+            "firewall table left: {tables}"
+        );
         let containers = self.state.root().join("containers");
         let left: Vec<_> = std::fs::read_dir(&containers)
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -76,6 +97,13 @@ impl Fixture {
             !mountinfo.contains(&state),
             "mounts of the test's state left on the host"
         );
+    }
+}
+
+impl Drop for Fixture {
+    /// `run` creates the project's networks: take them down even when a test failed.
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", "-v"]).output();
     }
 }
 
@@ -121,13 +149,14 @@ fn the_container_sees_its_own_world() {
     assert!(text.contains("shm /dev/shm tmpfs") || text.contains("tmpfs /dev/shm tmpfs"));
     assert!(text.contains("rc=1"), "/proc/sys must be read-only: {text}");
     assert!(text.contains("\nbox1\n"), "/etc/hostname: {text}");
-    // network_mode none semantics until networking lands: only lo, and up.
+    // lo, up, and one interface on the project's default network.
     let links: Vec<&str> = text.lines().filter(|l| l.contains(": <")).collect();
-    assert_eq!(links.len(), 1, "{text}");
+    assert_eq!(links.len(), 2, "{text}");
     assert!(
         links[0].contains("lo:") && links[0].contains("UP"),
         "{text}"
     );
+    assert!(links[1].contains("eth0@"), "{text}");
     f.assert_nothing_left();
 }
 
@@ -511,16 +540,23 @@ fn run_without_rm_keeps_the_stopped_container() {
         .map(|e| e.path())
         .collect();
     assert_eq!(containers.len(), 1);
-    let record = std::fs::read_to_string(containers[0].join("state.json")).expect("state");
-    assert!(record.contains("\"exit_code\": 7"), "{record}");
-    assert!(
-        record.contains(&format!("\"name\": \"{}-bb-run-", f.project)),
-        "{record}"
-    );
     assert_eq!(
         std::fs::read_to_string(containers[0].join("upper/kept")).expect("upper"),
         "data\n"
     );
+    // The project knows it: `ps -a` lists it as exited with its code, `down` removes it.
+    let ps = f
+        .cmd(&["ps", "-a", "--format", "json"])
+        .output()
+        .expect("ps");
+    let text = stdout(&ps);
+    assert!(
+        text.contains(&format!("\"Name\":\"{}-bb-run-", f.project)),
+        "{}",
+        out(&ps)
+    );
+    assert!(text.contains("\"ExitCode\":7"), "{}", out(&ps));
+    f.assert_nothing_left();
 }
 
 #[test]

@@ -1,28 +1,35 @@
 //! `rcompose run`: one container for a service, stdio attached, its exit code returned.
 //!
-//! Networking arrives with its own issue: until then the container gets a network namespace of
-//! its own with only `lo` (docker's `network_mode: none`).
+//! The project's supervisor creates it (after its dependencies), on the project's networks,
+//! as docker compose does; the client hands it its own stdin/stdout/stderr over the control
+//! socket, or with a pty gets the master back and copies between it and the terminal.
 
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Global;
-use crate::compose::model::{Project, ServiceConfig};
+use crate::compose::model::ServiceConfig;
 use crate::image::store::Store;
-use crate::runtime::container::{self, Container, ExitStatus, Options};
-use crate::runtime::process::Stdio;
-use crate::runtime::spec::{self, HostLimits};
+use crate::plan::graph::ServiceGraph;
+use crate::supervisor::client;
+use crate::supervisor::proto::{Reply, Request, RunOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run the container in the background and print its name
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     /// Set environment variables (KEY=VALUE, or KEY to take it from this environment)
     #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
     pub env: Vec<String>,
+    /// Add or override a label (KEY=VALUE)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VAL")]
+    pub labels: Vec<String>,
     /// Run as this user (name or uid[:gid])
     #[arg(short = 'u', long)]
     pub user: Option<String>,
@@ -41,9 +48,15 @@ pub struct RunArgs {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
-    /// Don't start linked services (rcompose run does not start dependencies yet)
+    /// Don't start linked services
     #[arg(long)]
     pub no_deps: bool,
+    /// Run with the service's ports published on the host
+    #[arg(long)]
+    pub service_ports: bool,
+    /// Use the service's network aliases in the networks the container joins
+    #[arg(long)]
+    pub use_aliases: bool,
     /// The service to run
     pub service: String,
     /// The command and its arguments (replace the service's command)
@@ -52,110 +65,162 @@ pub struct RunArgs {
 }
 
 pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
-    let mut opts = global.load_options()?;
-    opts.services = vec![args.service.clone()];
+    let opts = global.load_options()?;
     let loaded = super::load(global, &opts)?;
     let project = &loaded.project;
     let Some(base) = project.services.get(&args.service) else {
         bail!("no such service: {}", args.service);
     };
-    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    let tty = !args.no_tty && !args.detach && std::io::stdin().is_terminal();
     let service = overridden(base, &args, tty)?;
 
+    // Images first (the service's and, unless --no-deps, its dependencies'): a missing image
+    // fails before anything is created.
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
-    let image = super::pull::ensure_image(global, &store, &service)?;
-    let layers: Vec<PathBuf> = image
-        .layers
-        .iter()
-        .map(|l| store.layer_dir(&l.diff_id))
-        .collect();
+    let mut needed = vec![service.clone()];
+    if !args.no_deps {
+        let graph = ServiceGraph::new(
+            project
+                .services
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.dependencies())),
+        );
+        if let Some(cycle) = graph.find_cycle() {
+            bail!("dependency cycle detected: {}", cycle.join(" -> "));
+        }
+        let deps = graph.with_dependencies(std::slice::from_ref(&args.service));
+        needed.extend(
+            deps.iter()
+                .filter(|d| **d != args.service)
+                .filter_map(|d| project.services.get(d).cloned()),
+        );
+    }
+    for s in &needed {
+        super::pull::ensure_image(global, &store, s)?;
+    }
 
-    let mut spec = spec::build(
-        project,
-        &service,
-        1,
-        &image.config,
-        &layers,
-        &HostLimits::current(),
-    )?;
-    for w in &spec.warnings {
-        super::warn(w);
+    // The streams the container gets: ours (no pty), or a pty whose master comes back.
+    let stdio = !tty && !args.detach;
+    let stdin = stdio && args.interactive;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    if stdin {
+        fds.push(std::io::stdin().as_fd().try_clone_to_owned()?);
     }
-    // A one-off container: docker compose names it `<project>-<service>-run-<12 hex>`.
-    let suffix = random_hex(12);
-    spec.id = format!("{}{}", &spec.id[..52], suffix);
-    spec.name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}-run-{suffix}", project.name, service.name));
-    if service.hostname.is_empty() && service.network_mode != "host" {
-        spec.hostname = spec.id[..12].to_string();
+    if stdio {
+        fds.push(std::io::stdout().as_fd().try_clone_to_owned()?);
+        fds.push(std::io::stderr().as_fd().try_clone_to_owned()?);
     }
-    spec.labels
-        .insert("com.docker.compose.oneoff".into(), "True".into());
+    let request = Request::Run {
+        project: Box::new(project.clone()),
+        working_dir: loaded.working_dir.clone(),
+        config_files: loaded.files.clone(),
+        options: RunOptions {
+            service_name: service.name.clone(),
+            service: Box::new(service),
+            name: args.name.clone(),
+            no_deps: args.no_deps,
+            rm: args.rm,
+            detach: args.detach,
+            use_aliases: args.use_aliases,
+            tty_size: tty.then(terminal_size).flatten(),
+            stdin,
+            stdio,
+        },
+    };
+    let mut session = client::run(&project.name, &request, fds)?;
+    let mut code = None;
+    let mut pid = None;
+    let mut master: Option<OwnedFd> = None;
+    let mut raw_guard = None;
+    let mut output = None;
+    loop {
+        let reply = match session.next_reply() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                drop(raw_guard);
+                // A command that could not start still has its code (126, 127), as with docker.
+                if let (client::ClientError::Failed(_), Some(code)) = (&e, code) {
+                    super::print_error(&anyhow::Error::from(e));
+                    return Ok(code);
+                }
+                return Err(e.into());
+            }
+        };
+        match reply {
+            (Reply::Progress(p), _) => super::project::print_progress(&p),
+            (Reply::Warning(w), _) => super::warn(&w),
+            (Reply::Started { container, pid: p }, _) => {
+                if args.detach {
+                    println!("{container}");
+                } else {
+                    pid = Some(p);
+                    if !tty {
+                        spawn_forwarder(p, None);
+                    }
+                }
+            }
+            (Reply::Pty { .. }, Some(fd)) => {
+                if let Some(p) = pid {
+                    spawn_forwarder(p, Some(fd.as_raw_fd()));
+                }
+                raw_guard = RawMode::enter();
+                output = Some(copy_pty(&fd, args.interactive)?);
+                master = Some(fd);
+            }
+            (Reply::Exited { code: c }, _) => code = Some(c),
+            _ => {}
+        }
+    }
+    drop(master);
+    if let Some(t) = output {
+        let _ = t.join();
+    }
+    drop(raw_guard);
+    Ok(code.unwrap_or(0))
+}
 
-    let crate::volume::Mounts {
-        requests: mounts,
-        anonymous,
-        ..
-    } = crate::volume::mounts_of(project, &service, &layers)?;
-    let dir = crate::paths::root().join("containers").join(&spec.id);
-    let options = Options {
-        helper: helper_path()?,
-        dir,
-        cgroup: format!("rcompose/{}/{}", project.name, spec.name),
-        mounts,
-        hosts: Some(hosts_file(&spec.hostname)),
-        resolv_conf: Some(host_resolv_conf()),
-        base_dir: loaded.working_dir.clone(),
-        tty_size: tty.then(terminal_size).flatten(),
-        namespace_peers: Vec::new(),
-    };
-    // Anonymous volumes belong to this container alone: they go when it fails to start.
-    let remove_anonymous = |dirs: &[PathBuf]| {
-        for dir in dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    };
-    let c = match Container::create(&spec, &options) {
-        Ok(c) => c,
-        Err(e) => {
-            remove_anonymous(&anonymous);
-            return Err(e.into());
-        }
-    };
-    let result = run_container(&c, &options.helper, tty, args.interactive);
-    let status = match result {
-        Ok(s) => s,
-        Err(e) => {
-            let code = match e.downcast_ref::<container::ContainerError>() {
-                Some(container::ContainerError::Process {
-                    source: crate::runtime::process::ProcessError::Start { code, .. },
-                    ..
-                }) => *code,
-                _ => 1,
-            };
-            let _ = c.destroy();
-            remove_anonymous(&anonymous);
-            super::print_error(&e);
-            return Ok(code);
-        }
-    };
-    if args.rm {
-        c.destroy()?;
-        // As docker compose: --rm takes the container's anonymous volumes with it.
-        for dir in anonymous {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove volume {}", dir.display()))?;
-        }
-    } else {
-        keep_stopped(c, &spec, project, &service, &status)?;
+/// Passes the proxied signals on to the container's first process from now on.
+fn spawn_forwarder(pid: i32, pty: Option<i32>) {
+    let set = sigset(&PROXIED);
+    // SAFETY: a valid sigset; threads spawned from here on inherit the mask, and the
+    // forwarding thread takes the signals with sigwait.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    std::thread::spawn(move || forward_signals(pid, pty));
+}
+
+/// Copies the terminal's input to the pty and the pty's output to stdout; the returned thread
+/// ends when the container's side of the pty is closed.
+fn copy_pty(master: &OwnedFd, interactive: bool) -> Result<std::thread::JoinHandle<()>> {
+    let mut reader = std::fs::File::from(master.try_clone()?);
+    if interactive {
+        let mut writer = std::fs::File::from(master.try_clone()?);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut input = std::io::stdin().lock();
+            while let Ok(n) = input.read(&mut buf) {
+                if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
     }
-    Ok(status.docker_code())
+    Ok(std::thread::spawn(move || {
+        let mut out = std::io::stdout().lock();
+        let mut buf = [0u8; 8192];
+        // EIO once the last process holding the pty's other side has exited.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            let _ = out.flush();
+        }
+    }))
 }
 
 /// The service as `run` changes it: command, entrypoint, environment, user, working directory,
-/// tty; ports are not published and restart policies do not apply to a one-off container.
+/// tty, labels; ports are published only with `--service-ports`, and restart policies do not
+/// apply to a one-off container.
 fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<ServiceConfig> {
     let mut s = base.clone();
     if !args.command.is_empty() {
@@ -184,9 +249,15 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
     if let Some(w) = &args.workdir {
         s.working_dir = w.clone();
     }
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        s.labels.insert(k.to_string(), v.to_string());
+    }
     s.tty = tty;
     s.stdin_open = args.interactive;
-    s.ports.clear();
+    if !args.service_ports {
+        s.ports.clear();
+    }
     s.restart = String::new();
     Ok(s)
 }
@@ -194,29 +265,6 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
 /// The rcompose binary itself, which the container helper runs from.
 pub(crate) fn helper_path() -> Result<PathBuf> {
     std::fs::read_link("/proc/self/exe").context("cannot find the rcompose binary")
-}
-
-fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n.div_ceil(2)];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut buf);
-    }
-    let mut s = hex::encode(buf);
-    s.truncate(n);
-    s
-}
-
-fn hosts_file(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
-         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n\
-         127.0.1.1\t{hostname}\n"
-    )
-}
-
-/// The host's resolv.conf, as docker gives a container without a network of its own.
-fn host_resolv_conf() -> String {
-    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
 }
 
 pub(crate) fn terminal_size() -> Option<(u16, u16)> {
@@ -246,76 +294,6 @@ pub(crate) fn sigset(signals: &[i32]) -> libc::sigset_t {
         }
         set
     }
-}
-
-fn run_container(c: &Container, helper: &Path, tty: bool, interactive: bool) -> Result<ExitStatus> {
-    // Block the proxied signals before any thread starts: a forwarding thread takes them.
-    let set = sigset(&PROXIED);
-    // SAFETY: a valid sigset.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let stdio = if tty {
-        Stdio::default()
-    } else {
-        Stdio {
-            stdin: interactive.then(|| stdin.as_fd()),
-            stdout: Some(stdout.as_fd()),
-            stderr: Some(stderr.as_fd()),
-        }
-    };
-    let spawned = c.spawn(helper, stdio)?;
-    let pid = spawned.pid();
-    let master = match c.start(&spawned) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = container::wait(pid);
-            return Err(e.into());
-        }
-    };
-    let master: Option<OwnedFd> = master;
-    let pty_fd = master.as_ref().map(|m| m.as_raw_fd());
-    std::thread::spawn(move || forward_signals(pid, pty_fd));
-
-    let mut raw_guard = None;
-    let mut output = None;
-    if let Some(master) = &master {
-        raw_guard = RawMode::enter();
-        let mut reader = std::fs::File::from(master.try_clone()?);
-        let mut writer = std::fs::File::from(master.try_clone()?);
-        if interactive {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut input = std::io::stdin().lock();
-                while let Ok(n) = input.read(&mut buf) {
-                    if n == 0 || writer.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        output = Some(std::thread::spawn(move || {
-            let mut out = std::io::stdout().lock();
-            let mut buf = [0u8; 8192];
-            // EIO once the last process holding the pty's other side has exited.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || out.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                let _ = out.flush();
-            }
-        }));
-    }
-    let status = container::wait(pid).context("cannot wait for the container")?;
-    // Nothing may outlive the command (its pid namespace is gone with it, unless shared).
-    let _ = c.kill_all();
-    drop(master);
-    if let Some(t) = output {
-        let _ = t.join();
-    }
-    drop(raw_guard);
-    Ok(status)
 }
 
 /// Forwards the proxied signals to the container's first process (resizing the pty on
@@ -375,33 +353,4 @@ impl Drop for RawMode {
         // SAFETY: restoring the attributes read in `enter`.
         unsafe { libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, &self.0) };
     }
-}
-
-/// Without `--rm` the stopped container stays, as with docker: its directory (writable layer)
-/// and a record of it; `down` and `rm` remove it. The cgroup goes now.
-fn keep_stopped(
-    c: Container,
-    spec: &spec::ContainerSpec,
-    project: &Project,
-    service: &ServiceConfig,
-    status: &ExitStatus,
-) -> Result<()> {
-    if let Some(cg) = c.cgroup() {
-        let _ = cg.kill_all();
-    }
-    let record = serde_json::json!({
-        "id": spec.id,
-        "name": spec.name,
-        "project": project.name,
-        "service": service.name,
-        "oneoff": true,
-        "state": "exited",
-        "exit_code": status.docker_code(),
-        "image": service.image,
-    });
-    let dir = crate::paths::root().join("containers").join(&spec.id);
-    std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("cannot record container {}", spec.name))?;
-    c.release_cgroup()?;
-    Ok(())
 }

@@ -236,3 +236,91 @@ fn subscribe(
     }
     Ok(lines)
 }
+
+/// A `run` request in progress: its replies, with the pty's master when one comes.
+pub struct RunSession {
+    project: String,
+    /// The request and the streams it carries, to send again to a supervisor that was exiting.
+    line: Vec<u8>,
+    fds: Vec<std::os::fd::OwnedFd>,
+    reader: super::fdpass::LineReader,
+    got_any: bool,
+}
+
+impl RunSession {
+    /// The next reply and, for `Reply::Pty`, the descriptor that came with it. `Done` ends
+    /// the session: its error becomes `ClientError::Failed`, and `None` follows.
+    pub fn next_reply(&mut self) -> Result<Option<(Reply, Option<std::os::fd::OwnedFd>)>> {
+        let mut retries = 3;
+        let line = loop {
+            let read = self.reader.next_line();
+            match read {
+                Ok(Some(line)) => break line,
+                // A supervisor that was just exiting drops the request unanswered.
+                Ok(None) | Err(_) if !self.got_any && retries > 0 => {
+                    retries -= 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                    self.reader = send_run(&self.project, &self.line, &self.fds)?;
+                }
+                Ok(None) => {
+                    return Err(ClientError::Gone {
+                        project: self.project.clone(),
+                    })
+                }
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        project: self.project.clone(),
+                        source,
+                    })
+                }
+            }
+        };
+        self.got_any = true;
+        let reply: Reply = serde_json::from_slice(&line).map_err(|e| ClientError::Io {
+            project: self.project.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        match reply {
+            Reply::Done { error: Some(e) } => Err(ClientError::Failed(e)),
+            Reply::Done { error: None } => Ok(None),
+            Reply::Pty { .. } => {
+                let fd = self.reader.take_fd();
+                Ok(Some((reply, fd)))
+            }
+            other => Ok(Some((other, None))),
+        }
+    }
+}
+
+fn send_run(
+    project: &str,
+    line: &[u8],
+    fds: &[std::os::fd::OwnedFd],
+) -> Result<super::fdpass::LineReader> {
+    use std::os::fd::AsFd;
+    let borrowed: Vec<std::os::fd::BorrowedFd> = fds.iter().map(|f| f.as_fd()).collect();
+    let stream = connect_or_start(project)?;
+    super::fdpass::send(&stream, line, &borrowed).map_err(|source| ClientError::Io {
+        project: project.into(),
+        source,
+    })?;
+    Ok(super::fdpass::LineReader::new(stream))
+}
+
+/// Sends a `run` request with the client's streams (`fds`, as `RunOptions` says), starting the
+/// supervisor if needed.
+pub fn run(project: &str, req: &Request, fds: Vec<std::os::fd::OwnedFd>) -> Result<RunSession> {
+    let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Io {
+        project: project.into(),
+        source: std::io::Error::other(e),
+    })?;
+    line.push(b'\n');
+    let reader = send_run(project, &line, &fds)?;
+    Ok(RunSession {
+        project: project.into(),
+        line,
+        fds,
+        reader,
+        got_any: false,
+    })
+}

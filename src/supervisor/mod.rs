@@ -9,6 +9,7 @@
 //! (`client`).
 
 pub mod client;
+pub mod fdpass;
 pub mod health;
 pub mod proto;
 pub mod restart;
@@ -23,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
-use tokio::sync::{broadcast, mpsc, watch, Notify};
+use std::os::fd::OwnedFd;
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use self::health::Check;
 use self::proto::{Event, Progress, Reply, Selection, UpOptions};
@@ -389,8 +391,61 @@ impl Engine {
                 )
                 .await
             }
-            R::Attach { .. } => Ok(()),
+            // Served by `serve_run` (it needs the connection's streams and its own locking).
+            R::Attach { .. } | R::Run { .. } => Ok(()),
         };
+        let _ = self.shared.save();
+        r
+    }
+
+    /// A `run` request with the streams that came with it (stdin when asked, stdout, stderr).
+    pub async fn serve_run(
+        &self,
+        req: proto::Request,
+        fds: Vec<OwnedFd>,
+        out: &Out,
+    ) -> Result<(), String> {
+        let proto::Request::Run {
+            project,
+            working_dir,
+            config_files,
+            options,
+        } = req
+        else {
+            return Err("not a run request".into());
+        };
+        let expected = if options.stdio {
+            2 + usize::from(options.stdin)
+        } else {
+            0
+        };
+        if fds.len() != expected {
+            return Err(format!(
+                "run: expected {expected} streams from the client, got {}",
+                fds.len()
+            ));
+        }
+        let mut fds = fds.into_iter();
+        let io = task::OneOffIo {
+            stdin: if options.stdin && options.stdio {
+                fds.next()
+            } else {
+                None
+            },
+            stdout: fds.next(),
+            stderr: fds.next(),
+            pty: None,
+        };
+        let r = self
+            .run(
+                Arc::new(*project),
+                working_dir,
+                config_files,
+                options,
+                io,
+                out,
+            )
+            .await;
         let _ = self.shared.save();
         r
     }
@@ -1015,40 +1070,8 @@ impl Engine {
         out: &Out,
     ) -> Result<(), String> {
         let service = &ctx.project.services[&name];
-        // Dependencies first: their conditions.
-        for (dep, cond) in &service.depends_on {
-            let dep_handles: Vec<_> = self
-                .shared
-                .handles()
-                .into_iter()
-                .filter(|h| {
-                    let r = h.record.borrow();
-                    r.service == *dep && !r.oneoff
-                })
-                .collect();
-            if failed.contains(dep) || (dep_handles.is_empty() && !ctx.opts.no_deps) {
-                if cond.required {
-                    return Err(format!(
-                        "dependency failed to start: service {dep} did not start"
-                    ));
-                }
-                let _ = out.send(Reply::Warning(format!(
-                    "optional dependency {dep} of service {name} is not running"
-                )));
-                continue;
-            }
-            if ctx.opts.no_start {
-                continue;
-            }
-            for h in dep_handles {
-                if let Err(e) = wait_condition(&h, &cond.condition, out).await {
-                    if cond.required {
-                        return Err(e);
-                    }
-                    let _ = out.send(Reply::Warning(e));
-                }
-            }
-        }
+        self.wait_dependencies(service, &failed, ctx.opts.no_deps, ctx.opts.no_start, out)
+            .await?;
 
         let image = ctx.images[&name].clone();
         let hash = config_hash(service, &image);
@@ -1157,6 +1180,251 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits for the conditions of `service`'s dependencies (`failed`: those that failed to
+    /// start; with `no_deps` missing ones are not an error; with `no_start` nothing is awaited).
+    async fn wait_dependencies(
+        &self,
+        service: &ServiceConfig,
+        failed: &[String],
+        no_deps: bool,
+        no_start: bool,
+        out: &Out,
+    ) -> Result<(), String> {
+        for (dep, cond) in &service.depends_on {
+            let dep_handles: Vec<_> = self
+                .shared
+                .handles()
+                .into_iter()
+                .filter(|h| {
+                    let r = h.record.borrow();
+                    r.service == *dep && !r.oneoff
+                })
+                .collect();
+            if failed.contains(dep) || (dep_handles.is_empty() && !no_deps) {
+                if cond.required {
+                    return Err(format!(
+                        "dependency failed to start: service {dep} did not start"
+                    ));
+                }
+                let _ = out.send(Reply::Warning(format!(
+                    "optional dependency {dep} of service {} is not running",
+                    service.name
+                )));
+                continue;
+            }
+            if no_start {
+                continue;
+            }
+            for h in dep_handles {
+                if let Err(e) = wait_condition(&h, &cond.condition, out).await {
+                    if cond.required {
+                        return Err(e);
+                    }
+                    let _ = out.send(Reply::Warning(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `run`: a one-off container of a service, after its dependencies (unless `no_deps`);
+    /// its streams are the client's (`io`). Replies `Started` (and `Pty`), then `Exited`
+    /// unless detached.
+    async fn run(
+        &self,
+        project: Arc<Project>,
+        working_dir: PathBuf,
+        config_files: Vec<PathBuf>,
+        opts: proto::RunOptions,
+        io: task::OneOffIo,
+        out: &Out,
+    ) -> Result<(), String> {
+        let mut service = opts.service.as_ref().clone();
+        service.name = opts.service_name.clone();
+        if !project.services.contains_key(&service.name) {
+            return Err(format!("no such service: {}", service.name));
+        }
+        let started = {
+            let _op = self.op.lock().await;
+            let deps: Vec<String> = service.dependencies().map(String::from).collect();
+            if !opts.no_deps && !deps.is_empty() {
+                let up = UpOptions {
+                    services: deps,
+                    ..UpOptions::default()
+                };
+                self.up(project.clone(), working_dir.clone(), config_files, up, out)
+                    .await?;
+            } else if let Ok(mut m) = self.shared.meta.lock() {
+                m.working_dir = working_dir.clone();
+                m.config_files = config_files;
+            }
+            self.wait_dependencies(&service, &[], opts.no_deps, false, out)
+                .await?;
+            self.ensure_networks(&project, std::slice::from_ref(&service.name), out)
+                .await?;
+            let (h, pty) = self
+                .create_oneoff(&project, &service, &working_dir, &opts, io)
+                .await?;
+            let r = h.start().await;
+            let _ = self.shared.save();
+            if let Err(e) = r {
+                // The command could not start (126, 127): that is the run's exit code.
+                if let Some(code) = h.snapshot().exit_code {
+                    let _ = out.send(Reply::Exited { code });
+                }
+                if opts.rm {
+                    let _ = self.remove_one(&h, true, &sink()).await;
+                }
+                return Err(e);
+            }
+            (h, pty)
+        };
+        let (h, pty) = started;
+        let mut rx = h.record.clone();
+        let (name, pid) = {
+            let r = rx.borrow();
+            (r.name.clone(), r.pid.unwrap_or(0))
+        };
+        let _ = out.send(Reply::Started {
+            container: name.clone(),
+            pid,
+        });
+        if let Some(Ok(master)) = match pty {
+            Some(rx) => Some(rx.await),
+            None => None,
+        } {
+            let _ = out.send(Reply::Pty {
+                fd: Some(Arc::new(master)),
+            });
+        }
+        if opts.detach {
+            return Ok(());
+        }
+        let exited = rx
+            .wait_for(|r| !r.status.is_active())
+            .await
+            .map(|r| r.exit_code.unwrap_or(0))
+            .map_err(|_| format!("container {name} went away"))?;
+        let _ = out.send(Reply::Exited { code: exited });
+        if opts.rm {
+            let _op = self.op.lock().await;
+            self.remove_one(&h, true, &sink()).await?;
+            let _ = self.shared.save();
+        }
+        Ok(())
+    }
+
+    /// Creates a `run` container and its task (not started).
+    async fn create_oneoff(
+        &self,
+        project: &Arc<Project>,
+        service: &ServiceConfig,
+        working_dir: &std::path::Path,
+        opts: &proto::RunOptions,
+        mut io: task::OneOffIo,
+    ) -> Result<(Arc<Handle>, Option<oneshot::Receiver<OwnedFd>>), String> {
+        let store = Store::open(crate::paths::images()).map_err(|e| e.to_string())?;
+        let reference = crate::image::reference::Reference::parse(&service.image).map_err(|e| {
+            format!(
+                "service {}: invalid image {:?}: {e}",
+                service.name, service.image
+            )
+        })?;
+        let image = store
+            .resolve(&reference.to_string())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "service {}: image {} is not present",
+                    service.name, service.image
+                )
+            })?;
+        let id = random_id();
+        let name = opts
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-run-{}", project.name, service.name, &id[..12]));
+        if self.shared.handles().iter().any(|h| h.name() == name) {
+            return Err(format!("container name {name} is already in use"));
+        }
+        let (mut net, resolv, hosts) = self
+            .plan_container_net(project, service, &id, &name)
+            .await?;
+        if !opts.use_aliases {
+            // Without --use-aliases a one-off container answers to its own names only.
+            for endpoint in &mut net.dns.endpoints {
+                endpoint.names.retain(|n| {
+                    *n == name || (!service.hostname.is_empty() && *n == service.hostname)
+                });
+            }
+        }
+        // With a pty, the master goes to the client (Reply::Pty).
+        let pty = service.tty.then(|| {
+            let (tx, rx) = oneshot::channel();
+            io.pty = Some(tx);
+            rx
+        });
+        let reserved_id = id.clone();
+        let has_ports = !net.ports.is_empty();
+        let project = project.clone();
+        let service = service.clone();
+        let working_dir = working_dir.to_path_buf();
+        let helper = self.shared.helper.clone();
+        let peers = self.namespace_peers(&service);
+        let tty_size = opts.tty_size;
+        let made = tokio::task::spawn_blocking(move || {
+            create_container(NewContainer {
+                project: &project,
+                service: &service,
+                image: &image,
+                store: &store,
+                host: &HostLimits::current(),
+                working_dir: &working_dir,
+                number: 1,
+                hash: "",
+                helper: &helper,
+                peers,
+                id,
+                name,
+                oneoff: true,
+                tty_size,
+                net,
+                resolv,
+                hosts,
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (mut setup, created_volumes) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                self.release_reservation(&reserved_id).await;
+                if has_ports {
+                    let _ = self.republish().await;
+                }
+                return Err(e);
+            }
+        };
+        self.record_volumes(created_volumes);
+        setup.policy = Policy::default();
+        setup.record.runtime.policy = Policy::default();
+        setup.oneoff = Some(io);
+        let h = self.shared.add(task::spawn(self.shared.clone(), setup));
+        self.release_reservation(&reserved_id).await;
+        self.shared.dirty.notify_one();
+        Ok((h, pty))
+    }
+
+    fn record_volumes(&self, created: Vec<String>) {
+        if let Ok(mut m) = self.shared.meta.lock() {
+            for v in created {
+                if !m.volumes.contains(&v) {
+                    m.volumes.push(v);
+                }
+            }
+        }
+    }
+
     /// Creates container `number` of `service` and its task.
     async fn create(
         &self,
@@ -1195,6 +1463,9 @@ impl Engine {
                 helper: &helper,
                 peers,
                 id,
+                name,
+                oneoff: false,
+                tty_size: None,
                 net,
                 resolv,
                 hosts,
@@ -1213,13 +1484,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        if let Ok(mut m) = self.shared.meta.lock() {
-            for v in created_volumes {
-                if !m.volumes.contains(&v) {
-                    m.volumes.push(v);
-                }
-            }
-        }
+        self.record_volumes(created_volumes);
         let h = self.shared.add(task::spawn(self.shared.clone(), setup));
         self.release_reservation(&reserved_id).await;
         self.shared.dirty.notify_one();
@@ -1445,6 +1710,7 @@ fn setup_for(container: Container, record: ContainerRecord) -> Setup {
         container,
         record,
         log,
+        oneoff: None,
     }
 }
 
@@ -1461,6 +1727,10 @@ struct NewContainer<'a> {
     helper: &'a std::path::Path,
     peers: Vec<(String, i32)>,
     id: String,
+    name: String,
+    oneoff: bool,
+    /// The size of the pty (a `run` from a terminal).
+    tty_size: Option<(u16, u16)>,
     net: state::ContainerNet,
     resolv: String,
     hosts: String,
@@ -1481,6 +1751,9 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         helper,
         peers,
         id,
+        name,
+        oneoff,
+        tty_size,
         net,
         resolv,
         hosts,
@@ -1494,7 +1767,11 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         .map_err(|e| e.to_string())?;
     // A fresh ID per container (a recreated one gets a new one, as with docker).
     spec.id = id;
-    spec.name = container_name(project, service, number);
+    spec.name = name;
+    if oneoff {
+        spec.labels
+            .insert("com.docker.compose.oneoff".into(), "True".into());
+    }
     if service.hostname.is_empty() && service.network_mode != "host" {
         spec.hostname = spec.id[..12].to_string();
     }
@@ -1512,7 +1789,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         hosts: Some(hosts),
         resolv_conf: Some(resolv),
         base_dir: working_dir.to_path_buf(),
-        tty_size: None,
+        tty_size,
         namespace_peers: peers,
     };
     // What was made for this container alone goes with a failed creation: its anonymous
@@ -1544,7 +1821,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         name: spec.name.clone(),
         service: service.name.clone(),
         number,
-        oneoff: false,
+        oneoff,
         image: service.image.clone(),
         image_id: image.id.to_string(),
         config_hash: hash.to_string(),

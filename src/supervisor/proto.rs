@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use super::state::{Health, Status};
-use crate::compose::model::Project;
+use crate::compose::model::{Project, ServiceConfig};
 
 /// What `up` asks for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +31,31 @@ pub struct Selection {
     pub services: Vec<String>,
     /// Only this replica of them (`--index`).
     pub index: Option<u32>,
+}
+
+/// What `run` asks for: one one-off container of a service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// The service as `run` changed it (command, entrypoint, environment, user, ports, tty).
+    pub service: Box<ServiceConfig>,
+    /// The service's name (a service's own name is not part of its serialized form).
+    pub service_name: String,
+    /// `--name`; otherwise `<project>-<service>-run-<12 hex>`.
+    pub name: Option<String>,
+    /// Do not start (or wait for) the service's dependencies.
+    pub no_deps: bool,
+    /// Remove the container (and its anonymous volumes) when it exits.
+    pub rm: bool,
+    /// Answer once it started (`-d`) instead of when it exits.
+    pub detach: bool,
+    /// Give it the service's name and network aliases in DNS (`--use-aliases`).
+    pub use_aliases: bool,
+    /// The client's terminal size when the container gets a pty.
+    pub tty_size: Option<(u16, u16)>,
+    /// Which standard streams come with the request (SCM_RIGHTS, in this order): stdin when
+    /// asked, then stdout and stderr. With a pty none come: the master goes back instead.
+    pub stdin: bool,
+    pub stdio: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +99,14 @@ pub enum Request {
     /// Stream container events (and with `logs`, their output) until the client disconnects.
     Attach {
         logs: bool,
+    },
+    /// A one-off container (`run`): replies `Started`, `Pty` with a pty, then `Exited` unless
+    /// detached.
+    Run {
+        project: Box<Project>,
+        working_dir: PathBuf,
+        config_files: Vec<PathBuf>,
+        options: RunOptions,
     },
 }
 
@@ -125,6 +158,20 @@ pub enum Reply {
     Warning(String),
     /// An `Attach` subscription is in place: nothing that happens from now on is missed.
     Attached,
+    /// A `run` container started (its first process has this host pid).
+    Started {
+        container: String,
+        pid: i32,
+    },
+    /// The master side of a `run` container's pty, passed with this line (SCM_RIGHTS).
+    Pty {
+        #[serde(skip)]
+        fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    },
+    /// A `run` container exited with this code (128+signal when killed).
+    Exited {
+        code: i32,
+    },
     Done {
         error: Option<String>,
     },

@@ -135,12 +135,12 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
 
 /// Serves one connection: one request, its replies, `Done`. Returns whether it was `down`.
 async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let Ok(Some(line)) = lines.next_line().await else {
+    let Ok(Some((line, fds))) = super::fdpass::read_request(&stream).await else {
         return false;
     };
-    let req: Request = match serde_json::from_str(&line) {
+    let (read, mut write) = stream.into_split();
+    let lines = BufReader::new(read).lines();
+    let req: Request = match serde_json::from_slice(&line) {
         Ok(r) => r,
         Err(e) => {
             let done = Reply::Done {
@@ -171,6 +171,8 @@ async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
         let _ = rest.next_line().await;
         stream.abort();
         Ok(())
+    } else if matches!(req, Request::Run { .. }) {
+        engine.serve_run(req, fds, &tx).await
     } else {
         engine.handle(req, &tx).await
     };
@@ -216,7 +218,13 @@ async fn forward(engine: Arc<Engine>, logs: bool, tx: mpsc::UnboundedSender<Repl
 async fn write_reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Reply) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    w.write_all(&line).await
+    match r {
+        Reply::Pty { fd: Some(fd) } => {
+            use std::os::fd::AsFd;
+            super::fdpass::send_async(w.as_ref(), &line, fd.as_fd()).await
+        }
+        _ => w.write_all(&line).await,
+    }
 }
 
 /// stdout and stderr into `supervisor.log` in the project's directory (the starter only reads

@@ -104,6 +104,17 @@ pub struct Setup {
     pub grace: Duration,
     pub log: Option<LogWriter>,
     pub tty: bool,
+    /// A `run` container's first start uses the client's streams instead of the log.
+    pub oneoff: Option<OneOffIo>,
+}
+
+/// The client's side of a `run` container: its streams, or where the pty's master goes.
+#[derive(Default)]
+pub struct OneOffIo {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub pty: Option<oneshot::Sender<OwnedFd>>,
 }
 
 /// Starts the task of a created (or adopted) container.
@@ -120,6 +131,7 @@ pub fn spawn(shared: Arc<Shared>, setup: Setup) -> Handle {
         grace: setup.grace,
         log: Arc::new(std::sync::Mutex::new(setup.log)),
         tty: setup.tty,
+        oneoff: setup.oneoff,
         backoff: Backoff::default(),
     };
     tokio::spawn(task.run(cmd_rx));
@@ -139,6 +151,7 @@ struct Task {
     grace: Duration,
     log: Arc<std::sync::Mutex<Option<LogWriter>>>,
     tty: bool,
+    oneoff: Option<OneOffIo>,
     backoff: Backoff,
 }
 
@@ -437,8 +450,10 @@ impl Task {
         let helper = self.shared.helper.clone();
         let tty = self.tty;
         let fail = |e: String| (1, e);
-        // Output: two pipes, or the pty the helper sends back.
-        let (out, err) = if tty {
+        // Output: two pipes, or the pty the helper sends back; a `run` container's first start
+        // writes to the client's streams instead.
+        let mut oneoff = self.oneoff.take();
+        let (out, err) = if tty || oneoff.is_some() {
             (None, None)
         } else {
             (
@@ -448,10 +463,14 @@ impl Task {
         };
         let (out_r, out_w) = out.map_or((None, None), |(r, w)| (Some(r), Some(w)));
         let (err_r, err_w) = err.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let (in_w, out_w, err_w) = match oneoff.as_mut() {
+            Some(io) if !tty => (io.stdin.take(), io.stdout.take(), io.stderr.take()),
+            _ => (None, out_w, err_w),
+        };
         let c = container.clone();
         let spawned = tokio::task::spawn_blocking(move || {
             let stdio = Stdio {
-                stdin: None,
+                stdin: in_w.as_ref().map(|f| f.as_fd()),
                 stdout: out_w.as_ref().map(|f| f.as_fd()),
                 stderr: err_w.as_ref().map(|f| f.as_fd()),
             };
@@ -499,6 +518,14 @@ impl Task {
         };
         let pidfd = async_fd(pidfd).map_err(|e| fail(e.to_string()))?;
 
+        // The client of a `run` with a pty reads and writes the master itself.
+        let pty = match (pty, oneoff.and_then(|io| io.pty)) {
+            (Some(master), Some(to_client)) => {
+                let _ = to_client.send(master);
+                None
+            }
+            (pty, _) => pty,
+        };
         let mut pumps = Vec::new();
         for (fd, stream) in [
             (out_r, Stream::Stdout),

@@ -100,11 +100,17 @@ impl State {
         self.dir.path().join("root")
     }
 
+    /// `RCOMPOSE_RUN`.
+    #[allow(dead_code)] // not every test binary looks at it
+    pub fn run(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
     /// rcompose with this state and the given environment.
     pub fn cmd(&self, env: &[(String, String)]) -> Command {
         let mut cmd = rcompose();
         cmd.env("RCOMPOSE_ROOT", self.root())
-            .env("RCOMPOSE_RUN", self.dir.path().join("run"))
+            .env("RCOMPOSE_RUN", self.run())
             // Credentials and registries come only from what the test sets.
             .env("HOME", self.dir.path())
             .env_remove("REGISTRY_AUTH_FILE")
