@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod compose;
+pub mod configs;
 pub mod image;
 pub mod logs;
 pub mod network;

@@ -600,3 +600,123 @@ services:
     p.ok(&["down"]);
     p.assert_nothing_left();
 }
+
+#[test]
+fn configs_and_secrets_are_files_with_their_owner_and_mode() {
+    let Some(p) = project(
+        "configs_secrets",
+        r#"
+services:
+  app:
+    image: busybox
+    configs:
+      - source: from_env
+      - source: from_file
+      - source: inlined
+        target: /etc/inlined.conf
+        mode: 0400
+        uid: "1005"
+    secrets:
+      - source: token
+        target: bar
+        uid: "1005"
+        gid: "1006"
+        mode: 0440
+configs:
+  from_env:
+    environment: CONFIG
+  from_file:
+    file: config.txt
+  inlined:
+    content: This is my $CONFIG
+secrets:
+  token:
+    environment: SECRET
+"#,
+    ) else {
+        return;
+    };
+    std::fs::write(p.dir.path().join("config.txt"), "from a file\n").expect("config.txt");
+    let script =
+        "cat /from_env; echo; cat /from_file /etc/inlined.conf; echo; cat /run/secrets/bar; \
+                  echo; stat -c '%n %u %g %a' /etc/inlined.conf /run/secrets/bar; \
+                  echo x > /from_file || echo read-only";
+    let o = p
+        .cmd(&["run", "--rm", "app", "sh", "-c", script])
+        .env("CONFIG", "cfgval")
+        .env("SECRET", "topsecret")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(
+        stdout(&o),
+        "cfgval\nfrom a file\nThis is my cfgval\ntopsecret\n\
+         /etc/inlined.conf 1005 0 400\n/run/secrets/bar 1005 1006 440\nread-only\n",
+        "{}",
+        out(&o)
+    );
+    // A variable a secret needs and nobody set: named before anything is created.
+    let o = p
+        .cmd(&["run", "--rm", "app", "true"])
+        .env("CONFIG", "cfgval")
+        .env_remove("SECRET")
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        stderr(&o).contains("secret token: environment variable SECRET is not set"),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn volumes_persist_until_down_v_and_volumes_from_shares_them() {
+    let Some(p) = project(
+        "volumes_from",
+        r#"
+services:
+  data:
+    image: busybox
+    command: sh -c 'echo named >> /named/f; echo anon > /anon/f; touch /ready; exec sleep 600'
+    init: true
+    volumes:
+      - vol:/named
+      - /anon
+    healthcheck:
+      test: ["CMD", "test", "-f", "/ready"]
+      interval: 1s
+      start_interval: 100ms
+      start_period: 10s
+  reader:
+    image: busybox
+    depends_on:
+      data:
+        condition: service_healthy
+    volumes_from:
+      - data:ro
+    command: sh -c 'cat /named/f /anon/f; echo x > /named/g || echo read-only'
+volumes:
+  vol: {}
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d", "--wait"]);
+    let o = p.ok(&["run", "--rm", "--no-deps", "reader"]);
+    assert_eq!(stdout(&o), "named\nanon\nread-only\n", "{}", out(&o));
+    // The named volume outlives `down`; the anonymous one goes with its container.
+    p.ok(&["down"]);
+    p.ok(&["up", "-d", "--wait", "data"]);
+    let o = p.ok(&["exec", "-T", "data", "cat", "/named/f", "/anon/f"]);
+    assert_eq!(stdout(&o), "named\nnamed\nanon\n", "{}", out(&o));
+    p.ok(&["down", "-v"]);
+    let volumes = p.state.root().join("volumes");
+    let left: Vec<_> = std::fs::read_dir(&volumes)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "volumes left after down -v: {left:?}");
+    p.assert_nothing_left();
+}

@@ -126,6 +126,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
             stdin,
             stdio,
         },
+        contents: crate::configs::client_contents(project, &loaded.environment)?,
     };
     let mut session = client::run(&project.name, &request, fds)?;
     let mut code = None;

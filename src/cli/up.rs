@@ -176,6 +176,7 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
         working_dir: loaded.working_dir.clone(),
         config_files: loaded.files.clone(),
         options,
+        contents: crate::configs::client_contents(&project, &loaded.environment)?,
     };
     let detach = args.detach || args.wait || is_create;
     // Ctrl-C and SIGTERM: blocked before any thread starts, then taken by one thread.

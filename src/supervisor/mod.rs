@@ -17,12 +17,13 @@ pub mod server;
 pub mod state;
 mod task;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::runtime::rootfs::MountRequest;
 use sha2::{Digest as _, Sha256};
 use std::os::fd::OwnedFd;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
@@ -354,9 +355,14 @@ impl Engine {
                 working_dir,
                 config_files,
                 options,
+                contents,
             } => {
-                self.up(Arc::new(*project), working_dir, config_files, options, out)
-                    .await
+                let files = ProjectFiles {
+                    working_dir,
+                    config_files,
+                    contents: Arc::new(contents),
+                };
+                self.up(Arc::new(*project), files, options, out).await
             }
             R::Start(sel) => self.start(&sel, out).await,
             R::Stop { selection, timeout } => {
@@ -410,6 +416,7 @@ impl Engine {
             working_dir,
             config_files,
             options,
+            contents,
         } = req
         else {
             return Err("not a run request".into());
@@ -436,16 +443,12 @@ impl Engine {
             stderr: fds.next(),
             pty: None,
         };
-        let r = self
-            .run(
-                Arc::new(*project),
-                working_dir,
-                config_files,
-                options,
-                io,
-                out,
-            )
-            .await;
+        let files = ProjectFiles {
+            working_dir,
+            config_files,
+            contents: Arc::new(contents),
+        };
+        let r = self.run(Arc::new(*project), files, options, io, out).await;
         let _ = self.shared.save();
         r
     }
@@ -966,15 +969,11 @@ impl Engine {
     async fn up(
         &self,
         project: Arc<Project>,
-        working_dir: PathBuf,
-        config_files: Vec<PathBuf>,
+        files: ProjectFiles,
         opts: UpOptions,
         out: &Out,
     ) -> Result<(), String> {
-        if let Ok(mut m) = self.shared.meta.lock() {
-            m.working_dir = working_dir.clone();
-            m.config_files = config_files;
-        }
+        files.record(&self.shared);
         let graph = ServiceGraph::new(
             project
                 .services
@@ -1040,7 +1039,8 @@ impl Engine {
 
         let ctx = UpCtx {
             project: project.clone(),
-            working_dir,
+            working_dir: files.working_dir,
+            contents: files.contents,
             store,
             images,
             host,
@@ -1233,8 +1233,7 @@ impl Engine {
     async fn run(
         &self,
         project: Arc<Project>,
-        working_dir: PathBuf,
-        config_files: Vec<PathBuf>,
+        files: ProjectFiles,
         opts: proto::RunOptions,
         io: task::OneOffIo,
         out: &Out,
@@ -1252,18 +1251,21 @@ impl Engine {
                     services: deps,
                     ..UpOptions::default()
                 };
-                self.up(project.clone(), working_dir.clone(), config_files, up, out)
-                    .await?;
-            } else if let Ok(mut m) = self.shared.meta.lock() {
-                m.working_dir = working_dir.clone();
-                m.config_files = config_files;
+                let deps_files = ProjectFiles {
+                    working_dir: files.working_dir.clone(),
+                    config_files: files.config_files.clone(),
+                    contents: files.contents.clone(),
+                };
+                self.up(project.clone(), deps_files, up, out).await?;
+            } else {
+                files.record(&self.shared);
             }
             self.wait_dependencies(&service, &[], opts.no_deps, false, out)
                 .await?;
             self.ensure_networks(&project, std::slice::from_ref(&service.name), out)
                 .await?;
             let (h, pty) = self
-                .create_oneoff(&project, &service, &working_dir, &opts, io)
+                .create_oneoff(&project, &service, &files, &opts, io)
                 .await?;
             let r = h.start().await;
             let _ = self.shared.save();
@@ -1314,12 +1316,53 @@ impl Engine {
         Ok(())
     }
 
+    /// The mounts `service` takes from other containers (`volumes_from`: `SERVICE` or
+    /// `container:NAME`, with `:ro` or `:rw`), from their records.
+    fn volumes_from(&self, service: &ServiceConfig) -> Result<Vec<MountRequest>, String> {
+        let mut out = Vec::new();
+        for entry in &service.volumes_from {
+            let (source, mode) = match entry.rsplit_once(':') {
+                Some((s, m @ ("ro" | "rw"))) => (s, Some(m)),
+                _ => (entry.as_str(), None),
+            };
+            let handles = self.shared.handles();
+            let found = match source.strip_prefix("container:") {
+                Some(name) => handles.iter().find(|h| h.record.borrow().name == name),
+                None => handles
+                    .iter()
+                    .filter(|h| {
+                        let r = h.record.borrow();
+                        r.service == source && !r.oneoff
+                    })
+                    .min_by_key(|h| h.record.borrow().number),
+            };
+            let Some(h) = found else {
+                return Err(format!(
+                    "service {}: volumes_from {source}: no such container in project {}",
+                    service.name, self.shared.project
+                ));
+            };
+            for m in &h.record.borrow().mounts {
+                out.push(MountRequest::Bind {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: match mode {
+                        Some("ro") => true,
+                        Some(_) => false,
+                        None => m.read_only,
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates a `run` container and its task (not started).
     async fn create_oneoff(
         &self,
         project: &Arc<Project>,
         service: &ServiceConfig,
-        working_dir: &std::path::Path,
+        files: &ProjectFiles,
         opts: &proto::RunOptions,
         mut io: task::OneOffIo,
     ) -> Result<(Arc<Handle>, Option<oneshot::Receiver<OwnedFd>>), String> {
@@ -1368,9 +1411,11 @@ impl Engine {
         let has_ports = !net.ports.is_empty();
         let project = project.clone();
         let service = service.clone();
-        let working_dir = working_dir.to_path_buf();
+        let working_dir = files.working_dir.clone();
+        let contents = files.contents.clone();
         let helper = self.shared.helper.clone();
         let peers = self.namespace_peers(&service);
+        let inherited = self.volumes_from(&service)?;
         let tty_size = opts.tty_size;
         let made = tokio::task::spawn_blocking(move || {
             create_container(NewContainer {
@@ -1380,10 +1425,12 @@ impl Engine {
                 store: &store,
                 host: &HostLimits::current(),
                 working_dir: &working_dir,
+                contents: &contents,
                 number: 1,
                 hash: "",
                 helper: &helper,
                 peers,
+                inherited,
                 id,
                 name,
                 oneoff: true,
@@ -1440,9 +1487,11 @@ impl Engine {
         let store = ctx.store.clone();
         let host = ctx.host.clone();
         let working_dir = ctx.working_dir.clone();
+        let contents = ctx.contents.clone();
         let hash = hash.to_string();
         let helper = self.shared.helper.clone();
         let peers = self.namespace_peers(&service);
+        let inherited = self.volumes_from(&service)?;
         let id = random_id();
         let name = container_name(&project, &service, number);
         let (net, resolv, hosts) = self
@@ -1458,10 +1507,12 @@ impl Engine {
                 store: &store,
                 host: &host,
                 working_dir: &working_dir,
+                contents: &contents,
                 number,
                 hash: &hash,
                 helper: &helper,
                 peers,
+                inherited,
                 id,
                 name,
                 oneoff: false,
@@ -1543,11 +1594,29 @@ impl Engine {
 struct UpCtx {
     project: Arc<Project>,
     working_dir: PathBuf,
+    contents: Arc<BTreeMap<String, String>>,
     store: Store,
     images: HashMap<String, Arc<ImageRecord>>,
     host: Arc<HostLimits>,
     opts: UpOptions,
     scales: HashMap<String, u32>,
+}
+
+/// Where a project's files are, as the client loaded them.
+struct ProjectFiles {
+    working_dir: PathBuf,
+    config_files: Vec<PathBuf>,
+    /// Config and secret contents only the client knows.
+    contents: Arc<BTreeMap<String, String>>,
+}
+
+impl ProjectFiles {
+    fn record(&self, shared: &Shared) {
+        if let Ok(mut m) = shared.meta.lock() {
+            m.working_dir = self.working_dir.clone();
+            m.config_files = self.config_files.clone();
+        }
+    }
 }
 
 /// A sink for progress nobody reads.
@@ -1722,10 +1791,14 @@ struct NewContainer<'a> {
     store: &'a Store,
     host: &'a HostLimits,
     working_dir: &'a std::path::Path,
+    /// Config and secret contents only the client knows.
+    contents: &'a BTreeMap<String, String>,
     number: u32,
     hash: &'a str,
     helper: &'a std::path::Path,
     peers: Vec<(String, i32)>,
+    /// Mounts from `volumes_from`.
+    inherited: Vec<MountRequest>,
     id: String,
     name: String,
     oneoff: bool,
@@ -1746,10 +1819,12 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         store,
         host,
         working_dir,
+        contents,
         number,
         hash,
         helper,
         peers,
+        inherited,
         id,
         name,
         oneoff,
@@ -1779,8 +1854,49 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
     let log = LogConfig::from_service(service).map_err(|e| e.to_string())?;
     let check =
         Check::resolve(service, image.config.healthcheck.as_ref()).map_err(|e| e.to_string())?;
-    let mounts = crate::volume::mounts_of(project, service, &layers).map_err(|e| e.to_string())?;
+    let mut mounts =
+        crate::volume::mounts_of(project, service, &layers).map_err(|e| e.to_string())?;
+    mounts.requests.extend(inherited);
+    // What other containers' volumes_from take: binds and volumes (not configs, secrets, tmpfs).
+    let mount_records: Vec<state::MountRecord> = mounts
+        .requests
+        .iter()
+        .filter_map(|m| match m {
+            MountRequest::Bind {
+                source,
+                target,
+                read_only,
+            } => Some(state::MountRecord {
+                source: source.clone(),
+                target: target.clone(),
+                read_only: *read_only,
+            }),
+            MountRequest::Tmpfs(_) => None,
+        })
+        .collect();
     let dir = state::container_dir(&spec.id);
+    // What was made for this container alone goes with a failed creation: its directory, its
+    // anonymous volumes and the named volumes this call created (nothing records them
+    // otherwise).
+    let created: Vec<PathBuf> = mounts
+        .created
+        .iter()
+        .map(|n| crate::volume::volume_dir(n))
+        .chain(mounts.anonymous.iter().cloned())
+        .collect();
+    let cleanup = || {
+        for d in created.iter().chain([&dir]) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    };
+    // Configs and secrets: written into the container's directory, mounted read-only.
+    match crate::configs::mounts(project, service, contents, working_dir, &dir) {
+        Ok(files) => mounts.requests.extend(files),
+        Err(e) => {
+            cleanup();
+            return Err(e.to_string());
+        }
+    }
     let options = Options {
         helper: helper.to_path_buf(),
         dir: dir.clone(),
@@ -1792,28 +1908,16 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         tty_size,
         namespace_peers: peers,
     };
-    // What was made for this container alone goes with a failed creation: its anonymous
-    // volumes and the named volumes this call created (nothing records them otherwise).
-    let created: Vec<PathBuf> = mounts
-        .created
-        .iter()
-        .map(|n| crate::volume::volume_dir(n))
-        .collect();
-    let cleanup = |anon: &[PathBuf]| {
-        for d in anon.iter().chain(&created) {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    };
     let container = match Container::create(&spec, &options) {
         Ok(c) => c,
         Err(e) => {
-            cleanup(&mounts.anonymous);
+            cleanup();
             return Err(e.to_string());
         }
     };
     if let Err(e) = container.save() {
         let _ = container.destroy();
-        cleanup(&mounts.anonymous);
+        cleanup();
         return Err(e.to_string());
     }
     let record = ContainerRecord {
@@ -1852,6 +1956,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect(),
+        mounts: mount_records,
         runtime: state::RuntimeSettings {
             policy,
             healthcheck: check,

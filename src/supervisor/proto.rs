@@ -2,6 +2,7 @@
 //! JSON lines (progress, events) that ends with `Done`.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::state::{Health, Status};
@@ -66,6 +67,9 @@ pub enum Request {
         working_dir: PathBuf,
         config_files: Vec<PathBuf>,
         options: UpOptions,
+        /// Config and secret contents only the client knows (`configs::client_contents`).
+        #[serde(default)]
+        contents: BTreeMap<String, String>,
     },
     Start(Selection),
     Stop {
@@ -107,6 +111,8 @@ pub enum Request {
         working_dir: PathBuf,
         config_files: Vec<PathBuf>,
         options: RunOptions,
+        #[serde(default)]
+        contents: BTreeMap<String, String>,
     },
 }
 

@@ -131,6 +131,14 @@ pub struct PortRecord {
     pub protocol: String,
 }
 
+/// A bind mount or volume of a container: host directory, target, read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
 /// One container of the project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
@@ -173,6 +181,9 @@ pub struct ContainerRecord {
     /// Anonymous volumes (directories) that go with the container.
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    /// Its bind mounts and volumes, for `volumes_from` of other containers.
+    #[serde(default)]
+    pub mounts: Vec<MountRecord>,
     /// How the supervisor runs it (kept so a new supervisor can take over).
     pub runtime: RuntimeSettings,
 }
