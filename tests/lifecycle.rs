@@ -720,3 +720,64 @@ volumes:
     assert!(left.is_empty(), "volumes left after down -v: {left:?}");
     p.assert_nothing_left();
 }
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_inside_the_container() {
+    let Some(p) = project(
+        "hooks",
+        r#"
+services:
+  app:
+    image: busybox
+    command: sleep 600
+    init: true
+    volumes:
+      - data:/data
+    environment:
+      WHO: app
+    post_start:
+      - command: sh -c 'echo "post_start as $$(id -u) in $$(pwd) for $$WHO $$EXTRA"'
+        user: "1000"
+        working_dir: /tmp
+        environment:
+          EXTRA: extra
+    pre_stop:
+      - command: sh -c 'echo pre_stop >> /data/log.txt'
+  failing:
+    image: busybox
+    command: sleep 600
+    init: true
+    profiles: [failing]
+    post_start:
+      - command: sh -c 'exit 4'
+volumes:
+  data: {}
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    p.ok(&["restart", "app"]);
+    p.ok(&["stop", "app"]);
+    // post_start's output is the container's (as user 1000, in /tmp, with its environment).
+    let logs = stdout(&p.ok(&["logs", "--no-log-prefix", "app"]));
+    assert_eq!(
+        logs.matches("post_start as 1000 in /tmp for app extra")
+            .count(),
+        2,
+        "{logs}"
+    );
+    // pre_stop ran before each stop, inside the container (its volume).
+    let o = p.ok(&["run", "--rm", "--no-deps", "app", "cat", "/data/log.txt"]);
+    assert_eq!(stdout(&o), "pre_stop\npre_stop\n", "{}", out(&o));
+    // A failing post_start hook fails the start and says which.
+    let o = p.rc(&["--profile", "failing", "up", "-d", "failing"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        stderr(&o).contains("post_start hook") && stderr(&o).contains("exited with code 4"),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["--profile", "failing", "down", "-v"]);
+    p.assert_nothing_left();
+}

@@ -1974,6 +1974,8 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
                     restart: d.restart,
                 })
                 .collect(),
+            post_start: service.post_start.iter().map(state::Hook::of).collect(),
+            pre_stop: service.pre_stop.iter().map(state::Hook::of).collect(),
         },
     };
     Ok((setup_for(container, record), mounts.created))

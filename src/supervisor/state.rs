@@ -207,6 +207,39 @@ pub struct RuntimeSettings {
     pub log: crate::logs::LogConfig,
     /// The service's `depends_on`, for start and stop order.
     pub depends_on: Vec<Dependency>,
+    /// Commands run inside the container after each start and before each stop.
+    #[serde(default)]
+    pub post_start: Vec<Hook>,
+    #[serde(default)]
+    pub pre_stop: Vec<Hook>,
+}
+
+/// A `post_start` or `pre_stop` hook: a command executed in the running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    pub command: Vec<String>,
+    pub user: Option<String>,
+    pub privileged: bool,
+    pub working_dir: Option<String>,
+    /// `KEY=VALUE` entries added to the container's environment.
+    pub env: Vec<String>,
+}
+
+impl Hook {
+    pub fn of(hook: &crate::compose::model::ServiceHook) -> Hook {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Hook {
+            command: hook.command.clone().unwrap_or_default(),
+            user: non_empty(&hook.user),
+            privileged: hook.privileged,
+            working_dir: non_empty(&hook.working_dir),
+            env: hook
+                .environment
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

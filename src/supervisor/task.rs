@@ -201,7 +201,10 @@ impl Task {
                     match cmd {
                         Cmd::Start(reply) => {
                             self.record.send_modify(|r| r.stopped_by_user = false);
-                            let (phase, result) = self.start_or_backoff().await;
+                            let (phase, mut result) = self.start_or_backoff().await;
+                            if let Phase::Running(running) = &phase {
+                                result = self.post_start(running.pid).await;
+                            }
                             let _ = reply.send(result);
                             phase
                         }
@@ -243,7 +246,10 @@ impl Task {
                         cmd = rx.recv() => match cmd {
                             None => return,
                             Some(Cmd::Start(reply)) => {
-                                let (phase, result) = self.start_or_backoff().await;
+                                let (phase, mut result) = self.start_or_backoff().await;
+                                if let Phase::Running(running) = &phase {
+                                    result = self.post_start(running.pid).await;
+                                }
                                 let _ = reply.send(result);
                                 phase
                             }
@@ -279,6 +285,7 @@ impl Task {
                 Phase::Running(running)
             }
             Cmd::Stop { timeout, reply } => {
+                self.pre_stop(running.pid).await;
                 self.update("kill", |r| r.stopped_by_user = true);
                 let status = self.stop(&running, timeout.unwrap_or(self.grace)).await;
                 let phase = self.exited(running, status, true).await;
@@ -328,6 +335,69 @@ impl Task {
         let cg = c.cgroup().ok_or("container has no cgroup")?;
         let r = if on { cg.freeze() } else { cg.thaw() };
         r.map_err(|e| e.to_string())
+    }
+
+    /// Runs the `post_start` hooks in the container started as `pid`, in order; the first that
+    /// fails is the start's error (the container keeps running, as with docker compose).
+    async fn post_start(&self, pid: i32) -> Result<(), String> {
+        let hooks = self.record.borrow().runtime.post_start.clone();
+        for hook in &hooks {
+            let code = self.hook(pid, hook).await?;
+            if code != 0 {
+                let name = self.record.borrow().name.clone();
+                return Err(format!(
+                    "container {name}: post_start hook {:?} exited with code {code}",
+                    hook.command.join(" ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the `pre_stop` hooks before a stop; a failing hook is written to the container's
+    /// log and the stop goes on (a stop must always stop).
+    async fn pre_stop(&self, pid: i32) {
+        if self.record.borrow().status == Status::Paused {
+            let _ = self.freeze(false);
+        }
+        let hooks = self.record.borrow().runtime.pre_stop.clone();
+        for hook in &hooks {
+            match self.hook(pid, hook).await {
+                Ok(0) => {}
+                Ok(code) => self.write_log(
+                    Stream::Stderr,
+                    format!(
+                        "pre_stop hook {:?} exited with code {code}\n",
+                        hook.command.join(" ")
+                    )
+                    .as_bytes(),
+                ),
+                Err(e) => self.write_log(Stream::Stderr, format!("{e}\n").as_bytes()),
+            }
+        }
+    }
+
+    /// One hook in the container; its output goes to the container's log. Returns its code.
+    async fn hook(&self, pid: i32, hook: &super::state::Hook) -> Result<i32, String> {
+        let container = self
+            .container
+            .clone()
+            .ok_or_else(|| "container removed".to_string())?;
+        let req = ExecRequest {
+            args: hook.command.clone(),
+            env: hook.env.clone(),
+            user: hook.user.clone(),
+            workdir: hook.working_dir.clone(),
+            privileged: hook.privileged,
+            tty: None,
+        };
+        let (code, output) = exec_in(&container, &self.shared, pid, req, None)
+            .await
+            .map_err(String::from)?;
+        if !output.is_empty() {
+            self.write_log(Stream::Stdout, output.as_bytes());
+        }
+        Ok(code)
     }
 
     /// Stop signal, then SIGKILL to the whole cgroup after `grace`.
@@ -704,16 +774,51 @@ async fn probe(
     shared: &Shared,
     pid: i32,
 ) -> (bool, String) {
-    let (r, w) = match pipe() {
-        Ok(p) => p,
-        Err(e) => return (false, e.to_string()),
-    };
-    let c = container.clone();
-    let helper = shared.helper.clone();
     let req = ExecRequest {
         args: check.command.clone(),
         ..Default::default()
     };
+    match exec_in(container, shared, pid, req, Some(check.timeout)).await {
+        Ok((code, out)) => (code == 0, out),
+        Err(ExecFailure::TimedOut) => (
+            false,
+            format!(
+                "Health check exceeded timeout ({})",
+                crate::compose::model::format_duration(check.timeout)
+            ),
+        ),
+        Err(ExecFailure::Failed(e)) => (false, e),
+    }
+}
+
+#[derive(Debug)]
+enum ExecFailure {
+    TimedOut,
+    Failed(String),
+}
+
+impl From<ExecFailure> for String {
+    fn from(e: ExecFailure) -> String {
+        match e {
+            ExecFailure::TimedOut => "timed out".into(),
+            ExecFailure::Failed(e) => e,
+        }
+    }
+}
+
+/// Runs `req` in the container whose first process is `pid`, its output (stdout and stderr,
+/// at most 4 KiB) captured; killed after `timeout`. Returns its exit code and output.
+async fn exec_in(
+    container: &Arc<Container>,
+    shared: &Shared,
+    pid: i32,
+    req: ExecRequest,
+    timeout: Option<Duration>,
+) -> Result<(i32, String), ExecFailure> {
+    let failed = |e: String| ExecFailure::Failed(e);
+    let (r, w) = pipe().map_err(|e| failed(e.to_string()))?;
+    let c = container.clone();
+    let helper = shared.helper.clone();
     let spawned = tokio::task::spawn_blocking(move || {
         let stdio = Stdio {
             stdin: None,
@@ -722,12 +827,10 @@ async fn probe(
         };
         c.exec(&helper, pid, &req, stdio)
     })
-    .await;
-    let spawned = match spawned {
-        Ok(Ok((s, _))) => s,
-        Ok(Err(e)) => return (false, e.to_string()),
-        Err(e) => return (false, e.to_string()),
-    };
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(e.to_string()))?
+    .0;
     let output = tokio::spawn(read_capped(r, 4096));
     let (epid, pidfd) = spawned.into_parts();
     let pidfd = match pidfd
@@ -739,7 +842,7 @@ async fn probe(
         Err(e) => {
             let _ =
                 tokio::task::spawn_blocking(move || crate::runtime::container::wait(epid)).await;
-            return (false, e.to_string());
+            return Err(failed(e.to_string()));
         }
     };
     let running = Running {
@@ -749,23 +852,21 @@ async fn probe(
         pumps: Vec::new(),
         health: None,
     };
-    match tokio::time::timeout(check.timeout, wait_exit(&running)).await {
-        Ok(status) => {
+    let waited = match timeout {
+        Some(t) => tokio::time::timeout(t, wait_exit(&running)).await.ok(),
+        None => Some(wait_exit(&running).await),
+    };
+    match waited {
+        Some(status) => {
             let out = output.await.unwrap_or_default();
-            (status.docker_code() == 0, out)
+            Ok((status.docker_code(), out))
         }
-        Err(_) => {
+        None => {
             // SAFETY: killing our own unreaped child.
             unsafe { libc::kill(epid, libc::SIGKILL) };
             wait_exit(&running).await;
             output.abort();
-            (
-                false,
-                format!(
-                    "Health check exceeded timeout ({})",
-                    crate::compose::model::format_duration(check.timeout)
-                ),
-            )
+            Err(ExecFailure::TimedOut)
         }
     }
 }
