@@ -781,3 +781,58 @@ volumes:
     p.ok(&["--profile", "failing", "down", "-v"]);
     p.assert_nothing_left();
 }
+
+#[test]
+fn depends_on_restart_true_follows_its_dependency() {
+    let Some(p) = project(
+        "dep_restart",
+        r#"
+services:
+  db:
+    image: busybox
+    command: sleep 600
+    init: true
+    environment:
+      VERSION: ${VERSION:-1}
+  follower:
+    image: busybox
+    command: sleep 600
+    init: true
+    depends_on:
+      db:
+        condition: service_started
+        restart: true
+  bystander:
+    image: busybox
+    command: sleep 600
+    init: true
+    depends_on: [db]
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let started = |svc: &str| {
+        let s = p.state_json();
+        Project::container(&s, &format!("{}-{svc}-1", p.name))["started_at"].clone()
+    };
+    let (f0, b0) = (started("follower"), started("bystander"));
+    // `restart db` restarts the follower too, not the bystander.
+    p.ok(&["restart", "db"]);
+    let (f1, b1) = (started("follower"), started("bystander"));
+    assert_ne!(f0, f1, "the follower was not restarted");
+    assert_eq!(b0, b1, "the bystander was restarted");
+    // A recreated db (its configuration changed) restarts the follower as well.
+    let o = p
+        .cmd(&["up", "-d"])
+        .env("VERSION", "2")
+        .output()
+        .expect("up");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(stderr(&o).contains("Recreated"), "{}", out(&o));
+    let (f2, b2) = (started("follower"), started("bystander"));
+    assert_ne!(f1, f2, "the follower was not restarted after the recreate");
+    assert_eq!(b1, b2, "the bystander was restarted after the recreate");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}

@@ -369,7 +369,14 @@ impl Engine {
                 self.stop(&selection, timeout.map(Duration::from_secs), out)
                     .await
             }
-            R::Restart { selection, timeout } => {
+            R::Restart {
+                mut selection,
+                timeout,
+            } => {
+                // Dependents that asked for it (`depends_on: {restart: true}`) follow.
+                if !selection.services.is_empty() {
+                    selection.services = self.with_restart_dependents(&selection.services);
+                }
                 self.stop(&selection, timeout.map(Duration::from_secs), out)
                     .await?;
                 self.start(&selection, out).await
@@ -451,6 +458,35 @@ impl Engine {
         let r = self.run(Arc::new(*project), files, options, io, out).await;
         let _ = self.shared.save();
         r
+    }
+
+    /// `services` and, transitively, the services that depend on one of them with
+    /// `restart: true` (from the containers' records).
+    fn with_restart_dependents(&self, services: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = services.to_vec();
+        let records: Vec<ContainerRecord> =
+            self.shared.handles().iter().map(|h| h.snapshot()).collect();
+        loop {
+            let more: Vec<String> = records
+                .iter()
+                .filter(|r| !r.oneoff && !out.contains(&r.service))
+                .filter(|r| {
+                    r.runtime
+                        .depends_on
+                        .iter()
+                        .any(|d| d.restart && out.contains(&d.service))
+                })
+                .map(|r| r.service.clone())
+                .collect();
+            if more.is_empty() {
+                return out;
+            }
+            for m in more {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
     }
 
     fn select(&self, sel: &Selection) -> Vec<Arc<Handle>> {
@@ -1038,6 +1074,7 @@ impl Engine {
         let scales: HashMap<String, u32> = opts.scale.iter().cloned().collect();
 
         let ctx = UpCtx {
+            recreated: Default::default(),
             project: project.clone(),
             working_dir: files.working_dir,
             contents: files.contents,
@@ -1111,6 +1148,12 @@ impl Engine {
                 self.remove_one(h, true, out).await?;
             }
         }
+        let dependency_recreated = ctx.recreated.lock().is_ok_and(|recreated| {
+            service
+                .depends_on
+                .iter()
+                .any(|(dep, c)| c.restart && recreated.contains(dep))
+        });
         let mut targets = Vec::new();
         for number in 1..=want {
             let current = existing
@@ -1132,8 +1175,16 @@ impl Engine {
                         self.remove_one(&h, true, &sink()).await?;
                         let h = self.create(ctx, service, &image, number, &hash).await?;
                         progress(out, "Container", &r.name, "Recreated", true);
+                        if let Ok(mut recreated) = ctx.recreated.lock() {
+                            recreated.insert(name.clone());
+                        }
                         h
                     } else {
+                        if dependency_recreated && !ctx.opts.no_start && r.status.is_active() {
+                            // Stopped here, started with the others below.
+                            progress(out, "Container", &r.name, "Restarting", false);
+                            h.stop(Some(r.runtime.stop_grace)).await;
+                        }
                         h
                     }
                 }
@@ -1592,6 +1643,9 @@ impl Engine {
 }
 
 struct UpCtx {
+    /// Services whose containers this `up` recreated: dependents with `restart: true` on
+    /// them restart.
+    recreated: std::sync::Mutex<std::collections::HashSet<String>>,
     project: Arc<Project>,
     working_dir: PathBuf,
     contents: Arc<BTreeMap<String, String>>,
