@@ -1445,10 +1445,20 @@ pub fn dns_entries(
         &service.dns_opt,
     )
     .search;
+    // `links: [SERVICE[:ALIAS]]`: the alias resolves to the service, for this container.
+    let links = service
+        .links
+        .iter()
+        .filter_map(|l| {
+            let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            (alias != target).then(|| (alias.to_string(), target.to_string()))
+        })
+        .collect();
     Ok(ContainerDns {
         endpoints,
         upstreams,
         search,
+        links,
     })
 }
 

@@ -61,6 +61,9 @@ pub struct ContainerDns {
     /// Search domains of the container's resolv.conf: `web.example.com` asked by a container
     /// whose search list has `example.com` is answered as `web`.
     pub search: Vec<String>,
+    /// Compose `links`: (alias, service) pairs this container alone resolves.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 /// The outcome of looking a name up for a client.
@@ -94,6 +97,8 @@ pub(crate) struct Client {
     pub networks: Vec<String>,
     pub upstreams: Vec<SocketAddr>,
     pub search: Vec<String>,
+    /// Link alias -> the service it names (normalized).
+    pub links: Vec<(String, String)>,
 }
 
 /// An immutable view of the table, built on every update.
@@ -193,6 +198,11 @@ impl Index {
                         networks,
                         upstreams: dns.upstreams.clone(),
                         search: search.clone(),
+                        links: dns
+                            .links
+                            .iter()
+                            .map(|(alias, target)| (normalize(alias), normalize(target)))
+                            .collect(),
                     },
                 );
                 for name in &endpoint.names {
@@ -242,9 +252,13 @@ impl Index {
     /// The addresses of `name` on the client's networks: the name itself, the name without one
     /// of the client's search domains, and `name.network` for one of the client's networks.
     pub(crate) fn resolve(&self, client: &Client, name: &str) -> Option<&[Ipv4Addr]> {
-        let name = normalize(name);
+        let mut name = normalize(name);
         if name.is_empty() {
             return None;
+        }
+        // A link alias stands for the service it names (for the linking container only).
+        if let Some((_, target)) = client.links.iter().find(|(alias, _)| *alias == name) {
+            name = target.clone();
         }
         let mut candidates = vec![name.as_str()];
         for domain in &client.search {
