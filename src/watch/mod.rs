@@ -236,10 +236,12 @@ pub fn apply(
 }
 
 /// Applies a plan's sync items to one container: existing host paths are copied (a directory
-/// with what is inside it), missing ones removed.
+/// with what is inside it), missing ones removed. A path that fails does not stop the others;
+/// the first failure is returned.
 fn sync_into(target: &Target, p: &ServicePlan, rules: &[Rule]) -> Result<(), WatchError> {
     let fs = ContainerFs::open(target.pid, target.owner)?;
     let mut copied_dirs: Vec<&Path> = Vec::new();
+    let mut first_error = None;
     for item in &p.sync {
         let host = item.mapping.host.as_path();
         // Items are sorted: a directory comes before what is inside it, which its copy covers.
@@ -249,26 +251,28 @@ fn sync_into(target: &Target, p: &ServicePlan, rules: &[Rule]) -> Result<(), Wat
         let Some(rule) = rules.get(item.rule) else {
             continue;
         };
-        match std::fs::symlink_metadata(host) {
+        let result = match std::fs::symlink_metadata(host) {
             Ok(meta) => {
                 let skip = |p: &Path| rule.matches(p).is_none();
-                fs.copy(host, &item.mapping.container, &skip)?;
+                let copied = fs.copy(host, &item.mapping.container, &skip);
                 if meta.is_dir() {
                     copied_dirs.push(host);
                 }
+                copied.map(drop)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs.remove(&item.mapping.container)?
+                fs.remove(&item.mapping.container)
             }
-            Err(source) => {
-                return Err(WatchError::Read {
-                    path: host.to_path_buf(),
-                    source,
-                })
-            }
+            Err(source) => Err(WatchError::Read {
+                path: host.to_path_buf(),
+                source,
+            }),
+        };
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
