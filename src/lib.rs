@@ -14,3 +14,4 @@ pub mod plan;
 pub mod runtime;
 pub mod supervisor;
 pub mod volume;
+pub mod watch;

@@ -19,6 +19,7 @@ pub mod run;
 pub mod top;
 pub mod up;
 pub mod version;
+pub mod watch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -134,6 +135,8 @@ pub enum Command {
     Wait(events::WaitArgs),
     /// Receive real time events from containers
     Events(events::EventsArgs),
+    /// Watch the build context for services and update them when files change (develop.watch)
+    Watch(watch::WatchArgs),
 }
 
 impl Global {
@@ -261,6 +264,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Top(args) => top::run(&cli.global, args),
         Command::Wait(args) => events::wait(&cli.global, args),
         Command::Events(args) => events::events(&cli.global, args),
+        Command::Watch(args) => watch::run(&cli.global, args),
     }
 }
 

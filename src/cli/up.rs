@@ -81,6 +81,9 @@ pub struct UpArgs {
     /// Build images before starting containers (not supported: rcompose does not build images)
     #[arg(long)]
     pub build: bool,
+    /// Watch source code and update services (develop.watch) while attached
+    #[arg(short = 'w', long)]
+    pub watch: bool,
     pub services: Vec<String>,
 }
 
@@ -109,6 +112,9 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
     {
         bail!("--abort-on-container-exit, --abort-on-container-failure and --exit-code-from cannot be combined with --detach");
     }
+    if args.watch && (args.detach || args.wait || is_create) {
+        bail!("--watch cannot be combined with --detach or --wait");
+    }
     let target = project::target(global)?;
     let Some(loaded) = target.loaded else {
         bail!("no configuration file provided: not found");
@@ -119,6 +125,11 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
             bail!("no such service: {s}");
         }
     }
+    let watch_rules = if args.watch {
+        Some(super::watch::prepare(&loaded, &args.services)?)
+    } else {
+        None
+    };
     let mut scale = Vec::new();
     for s in &args.scale {
         let (svc, n) = s
@@ -204,6 +215,9 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
     let (Some(stream), Some(signals)) = (attach_stream, signals) else {
         return Ok(0);
     };
+    if let Some(rules) = watch_rules {
+        super::watch::spawn(global, &loaded, rules);
+    }
     attached(&name, &selected, &args, stream, signals)
 }
 
@@ -522,7 +536,7 @@ fn print_line(
     let _ = stdout.flush();
 }
 
-fn spawn_signal_thread() -> std::sync::mpsc::Receiver<i32> {
+pub(super) fn spawn_signal_thread() -> std::sync::mpsc::Receiver<i32> {
     let (tx, rx) = std::sync::mpsc::channel();
     // SAFETY: sigset manipulation on a local set; blocking SIGINT/SIGTERM in this (main)
     // thread before other threads start makes them inherit the mask, so sigwait gets them.
