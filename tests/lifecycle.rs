@@ -535,6 +535,7 @@ services:
     depends_on:
       db:
         condition: service_healthy
+    links: ["db:database"]
     command: "true"
 "#,
     ) else {
@@ -548,7 +549,8 @@ services:
         "app",
         "sh",
         "-c",
-        "nslookup db >/dev/null && echo resolved; echo to-stderr >&2; exit 5",
+        "nslookup db >/dev/null && nslookup database >/dev/null && echo resolved; \
+         echo to-stderr >&2; exit 5",
     ]);
     assert_eq!(o.status.code(), Some(5), "{}", out(&o));
     assert_eq!(stdout(&o), "resolved\n", "{}", out(&o));

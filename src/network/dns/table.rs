@@ -558,4 +558,18 @@ mod tests {
             matches!(self, Lookup::Found(_))
         }
     }
+
+    #[test]
+    fn link_aliases_resolve_for_the_linking_container_only() {
+        let table = DnsTable::new();
+        table.upsert("db", container(vec![endpoint("n", "10.0.1.2", &["db"])]));
+        let mut app = container(vec![endpoint("n", "10.0.1.3", &["app"])]);
+        app.links = vec![("Database".into(), "db".into())];
+        table.upsert("app", app);
+        assert_eq!(
+            table.lookup(from("10.0.1.3"), "database."),
+            Lookup::Found(vec![ip("10.0.1.2")])
+        );
+        assert_eq!(table.lookup(from("10.0.1.2"), "database"), Lookup::NotFound);
+    }
 }
