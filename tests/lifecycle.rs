@@ -838,3 +838,198 @@ services:
     p.ok(&["down"]);
     p.assert_nothing_left();
 }
+
+/// `http_get` once the server behind `port` answers (a started container may not listen yet).
+fn http_get_ready(port: u16) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answers on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    http_get(port, "/")
+}
+
+/// `n` host ports free right now, the second and third consecutive (for a range).
+fn free_ports(n: usize) -> Vec<u16> {
+    loop {
+        let listeners: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let mut ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+        drop(listeners);
+        // Make ports[2] = ports[1] + 1 when that one is free too.
+        if n >= 3 {
+            let next = ports[1].wrapping_add(1);
+            if next == 0 || std::net::TcpListener::bind(("127.0.0.1", next)).is_err() {
+                continue;
+            }
+            ports[2] = next;
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() == n {
+            // Keep the range's order.
+            return ports;
+        }
+    }
+}
+
+#[test]
+fn published_ports_in_every_syntax_and_two_projects_side_by_side() {
+    let ports = free_ports(6);
+    // A range needs two consecutive ports: find them among the sorted ones.
+    let range_start = ports
+        .windows(2)
+        .find(|w| w[1] == w[0] + 1)
+        .map(|w| w[0])
+        .expect("two consecutive ports");
+    let others: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|p| *p != range_start && *p != range_start + 1)
+        .collect();
+    let (short, on_loopback, long, udp) = (others[0], others[1], others[2], others[3]);
+    let compose = |name: &str, short: u16, on_loopback: u16, long: u16, range: u16, udp: u16| {
+        format!(
+            r#"
+services:
+  web:
+    image: busybox
+    init: true
+    command:
+      - sh
+      - -c
+      - |
+        mkdir -p /www && echo {name} > /www/index.html
+        httpd -p 8080 -h /www && httpd -p 8081 -h /www
+        exec httpd -f -p 80 -h /www
+    ports:
+      - "{short}:80"
+      - "127.0.0.1:{on_loopback}:80"
+      - "80"
+      - target: 80
+        published: "{long}"
+        host_ip: 0.0.0.0
+        protocol: tcp
+      - "{range}-{range_end}:8080-8081"
+  udp:
+    image: python:3
+    init: true
+    command:
+      - python3
+      - -c
+      - |
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("", 9999))
+        while True:
+            data, _ = s.recvfrom(100)
+            open("/tmp/udp", "ab").write(data)
+    ports:
+      - "{udp}:9999/udp"
+"#,
+            range_end = range + 1
+        )
+    };
+    let Some(a) = project(
+        "ports_a",
+        &compose("alpha", short, on_loopback, long, range_start, udp),
+    ) else {
+        return;
+    };
+    a.ok(&["up", "-d"]);
+    let random: u16 = stdout(&a.ok(&["port", "web", "80"]))
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a random port");
+    for port in [
+        short,
+        on_loopback,
+        long,
+        range_start,
+        range_start + 1,
+        random,
+    ] {
+        let got = http_get_ready(port);
+        assert!(got.contains("alpha"), "port {port}: {got}");
+    }
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    socket
+        .send_to(b"datagram\n", ("127.0.0.1", udp))
+        .expect("send udp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let o = a.rc(&["exec", "-T", "udp", "cat", "/tmp/udp"]);
+        if stdout(&o).contains("datagram") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "udp datagram never arrived"
+        );
+        // Datagrams can be lost: send again while waiting.
+        let _ = socket.send_to(b"datagram\n", ("127.0.0.1", udp));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // A second project with the same file but its own ports runs beside it; one that asks
+    // for a port the first has is refused before anything of it exists.
+    let more = free_ports(6);
+    let b_range = more
+        .windows(2)
+        .find(|w| w[1] == w[0] + 1)
+        .map(|w| w[0])
+        .expect("consecutive");
+    let b_others: Vec<u16> = more
+        .iter()
+        .copied()
+        .filter(|p| *p != b_range && *p != b_range + 1)
+        .collect();
+    let Some(b) = project(
+        "ports_b",
+        &compose(
+            "beta",
+            b_others[0],
+            b_others[1],
+            b_others[2],
+            b_range,
+            b_others[3],
+        ),
+    ) else {
+        return;
+    };
+    b.ok(&["up", "-d"]);
+    assert!(http_get_ready(b_others[0]).contains("beta"));
+    assert!(http_get(short, "/").contains("alpha"));
+    let Some(c) = project(
+        "ports_c",
+        &compose(
+            "gamma",
+            short,
+            b_others[1] + 7,
+            b_others[2] + 7,
+            b_range + 7,
+            udp + 7,
+        ),
+    ) else {
+        return;
+    };
+    let o = c.rc(&["up", "-d"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(stderr(&o).contains(&short.to_string()), "{}", out(&o));
+    c.assert_nothing_left();
+    b.ok(&["down"]);
+    b.assert_nothing_left();
+    // Taking one project down left the other untouched.
+    assert!(http_get(short, "/").contains("alpha"));
+    a.ok(&["down"]);
+    a.assert_nothing_left();
+}

@@ -1152,6 +1152,64 @@ pub fn published_ports(
     Ok(out)
 }
 
+/// Before anything of an `up` is created: the fixed host ports `services` publish must not be
+/// published by another project or bound on the host (random ports and ranges are picked per
+/// container later). Ports this project already publishes (`own`) are fine.
+pub fn check_fixed_ports(
+    project: &str,
+    services: &[&ServiceConfig],
+    own: &[PortBinding],
+) -> Result<()> {
+    let mut wanted = Vec::new();
+    for service in services {
+        if service.network_mode == "host" {
+            continue;
+        }
+        for p in &service.ports {
+            let protocol = match p.protocol.to_ascii_lowercase().as_str() {
+                "" | "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                _ => continue, // named with the container
+            };
+            let Ok(host_port) = p.published.trim().parse::<u16>() else {
+                continue;
+            };
+            let host_ip = match p.host_ip.trim() {
+                "" | "0.0.0.0" => None,
+                text => match text.parse::<Ipv4Addr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => continue,
+                },
+            };
+            let mine = own.iter().any(|b| {
+                b.protocol == protocol && b.host_port == host_port && b.host_ip == host_ip
+            });
+            let (Ok(host_ports), Ok(container_ports)) = (
+                PortRange::single(host_port),
+                PortRange::single(u16::try_from(p.target).unwrap_or(0)),
+            ) else {
+                continue;
+            };
+            if host_port == 0 || mine {
+                continue;
+            }
+            let port = firewall::PublishedPort {
+                protocol,
+                host_ip,
+                host_ports,
+                container_ip: Ipv4Addr::UNSPECIFIED,
+                container_ports,
+            };
+            // The same port twice is a scaled service: the error comes with its second replica.
+            if !wanted.contains(&port) {
+                wanted.push(port);
+            }
+        }
+    }
+    firewall::check_ports_free(project, &wanted)?;
+    Ok(())
+}
+
 fn network<'a>(networks: &'a [NetworkState], key: &str) -> Result<&'a NetworkState> {
     networks
         .iter()
@@ -1265,8 +1323,13 @@ pub async fn attach(
     networks: &[NetworkState],
 ) -> Result<()> {
     for (done, iface) in interfaces.iter().enumerate() {
-        let result = match network(networks, &iface.network) {
-            Ok(net) => nl
+        // The host end is named after the container: a restarted container's previous one may
+        // still be there while the kernel tears its old namespace down (asynchronously).
+        let stale = nl.delete_link(&iface.host_veth).await;
+        let result = match (stale, network(networks, &iface.network)) {
+            (Err(e), _) => Err(ProjectError::from(e)),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), Ok(net)) => nl
                 .attach(&Attachment {
                     netns,
                     bridge: &net.bridge,
@@ -1280,7 +1343,6 @@ pub async fn attach(
                 })
                 .await
                 .map_err(ProjectError::from),
-            Err(e) => Err(e),
         };
         if let Err(error) = result {
             return match detach(nl, &interfaces[..done]).await {

@@ -362,7 +362,14 @@ impl Engine {
                     config_files,
                     contents: Arc::new(contents),
                 };
-                self.up(Arc::new(*project), files, options, out).await
+                let r = self.up(Arc::new(*project), files, options, out).await;
+                if r.is_err() && self.shared.handles().is_empty() {
+                    // Nothing of the project runs or exists (a taken port, a missing bind
+                    // source, ...): what this `up` made goes too, its networks and state.
+                    // Named volumes stay (they may hold data).
+                    let _ = self.down(None, false, false, None, &sink()).await;
+                }
+                r
             }
             R::Start(sel) => self.start(&sel, out).await,
             R::Stop { selection, timeout } => {
@@ -1068,6 +1075,16 @@ impl Engine {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("service {name}: image {} is not present", svc.image))?;
             images.insert(name.clone(), Arc::new(img));
+        }
+        // A taken port is an error before anything of this `up` exists.
+        {
+            let ctx = self.shared.net.lock().await;
+            let services: Vec<&ServiceConfig> = selected
+                .iter()
+                .filter_map(|n| project.services.get(n))
+                .collect();
+            project_net::check_fixed_ports(&project.name, &services, &self.all_ports(&ctx))
+                .map_err(|e| e.to_string())?;
         }
         self.ensure_networks(&project, &selected, out).await?;
         let host = Arc::new(HostLimits::current());

@@ -203,7 +203,7 @@ impl Task {
                             self.record.send_modify(|r| r.stopped_by_user = false);
                             let (phase, mut result) = self.start_or_backoff().await;
                             if let Phase::Running(running) = &phase {
-                                result = self.post_start(running.pid).await;
+                                result = self.post_start(running).await;
                             }
                             let _ = reply.send(result);
                             phase
@@ -248,7 +248,7 @@ impl Task {
                             Some(Cmd::Start(reply)) => {
                                 let (phase, mut result) = self.start_or_backoff().await;
                                 if let Phase::Running(running) = &phase {
-                                    result = self.post_start(running.pid).await;
+                                    result = self.post_start(running).await;
                                 }
                                 let _ = reply.send(result);
                                 phase
@@ -339,10 +339,24 @@ impl Task {
 
     /// Runs the `post_start` hooks in the container started as `pid`, in order; the first that
     /// fails is the start's error (the container keeps running, as with docker compose).
-    async fn post_start(&self, pid: i32) -> Result<(), String> {
+    async fn post_start(&self, running: &Running) -> Result<(), String> {
+        let pid = running.pid;
         let hooks = self.record.borrow().runtime.post_start.clone();
         for hook in &hooks {
-            let code = self.hook(pid, hook).await?;
+            let code = match self.hook(pid, hook).await {
+                Ok(code) => code,
+                // A command that ends at once (a `run` of `true`) leaves nothing to hook into:
+                // its namespaces go before it is a zombie, so give its exit a moment to show.
+                Err(e) => {
+                    let exiting =
+                        tokio::time::timeout(Duration::from_millis(500), running.pidfd.readable())
+                            .await;
+                    if exiting.is_ok() {
+                        return Ok(());
+                    }
+                    return Err(e);
+                }
+            };
             if code != 0 {
                 let name = self.record.borrow().name.clone();
                 return Err(format!(
