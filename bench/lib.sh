@@ -234,3 +234,40 @@ bench_machine() {
         "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$(nproc)" \
         "$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(uname -r)"
 }
+
+# The reference docker compose (scripts/install-reference-compose when missing); DC is its path.
+# It is run as a standalone binary: it talks to the dockerd in DOCKER_HOST.
+bench_compose_ref() {
+    DC=/usr/local/lib/docker/cli-plugins/docker-compose
+    [[ -x $DC ]] || scripts/install-reference-compose >/dev/null
+    export DC
+}
+
+# Writes a compose file of N trivial busybox services (s1..sN) to FILE. Each waits in `sleep`
+# but exits on SIGTERM, as a real service does: without the trap, PID 1 ignores SIGTERM and
+# every `down` would measure the 10 s grace period instead of the tool. NETWORK_MODE (optional,
+# e.g. none) is set on every service.
+bench_trivial_compose() {
+    local file="$1" n="$2" mode="${3:-}" i
+    {
+        echo "services:"
+        for ((i = 1; i <= n; i++)); do
+            echo "  s$i:"
+            echo "    image: busybox"
+            echo "    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]"
+            [[ -n $mode ]] && echo "    network_mode: $mode"
+        done
+    } >"$file"
+}
+
+# Load averages (1, 5, 15 min) now, for result headers: other work shares the machine.
+bench_loadavg() {
+    cut -d' ' -f1-3 /proc/loadavg
+}
+
+# Versions line for result headers (needs DOCKER and DC).
+bench_versions() {
+    printf 'rcompose %s (release build); docker compose %s; dockerd %s, containerd %s' \
+        "$(git rev-parse --short HEAD)" "$("$DC" version --short)" \
+        "$("$DOCKER" version --format '{{.Server.Version}}')" "$(containerd --version | awk '{ print $3 }')"
+}
