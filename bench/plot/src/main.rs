@@ -61,7 +61,10 @@ impl Results {
             }
             let fields: Vec<&str> = row.split(',').map(str::trim).collect();
             let [services, tool, op, ms] = fields[..] else {
-                return Err(err(line, format!("expected 4 fields, found {}", fields.len())));
+                return Err(err(
+                    line,
+                    format!("expected 4 fields, found {}", fields.len()),
+                ));
             };
             let services: u32 = services
                 .parse()
@@ -148,7 +151,11 @@ fn draw(results: &Results, png: &Path) -> Result<(), PlotError> {
             .label(format!("{tool} {op}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 4, style.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, style.filled())),
+            )
             .map_err(|e| fail(&e))?;
     }
     chart
@@ -177,9 +184,14 @@ fn load_font(path: &Path) -> Result<(), PlotError> {
 
 fn run() -> Result<PathBuf, PlotError> {
     let mut args = std::env::args_os().skip(1);
-    let csv = args.next().map_or_else(|| DEFAULT_CSV.into(), PathBuf::from);
-    let png = args.next().map_or_else(|| DEFAULT_PNG.into(), PathBuf::from);
-    let font = std::env::var_os("BENCH_PLOT_FONT").map_or_else(|| DEFAULT_FONT.into(), PathBuf::from);
+    let csv = args
+        .next()
+        .map_or_else(|| DEFAULT_CSV.into(), PathBuf::from);
+    let png = args
+        .next()
+        .map_or_else(|| DEFAULT_PNG.into(), PathBuf::from);
+    let font =
+        std::env::var_os("BENCH_PLOT_FONT").map_or_else(|| DEFAULT_FONT.into(), PathBuf::from);
     let text = std::fs::read_to_string(&csv).map_err(|source| PlotError::Read {
         path: csv.clone(),
         source,
