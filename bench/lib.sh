@@ -255,7 +255,7 @@ bench_trivial_compose() {
             echo "  s$i:"
             echo "    image: busybox"
             echo "    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]"
-            [[ -n $mode ]] && echo "    network_mode: $mode"
+            if [[ -n $mode ]]; then echo "    network_mode: $mode"; fi
         done
     } >"$file"
 }

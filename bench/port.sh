@@ -138,6 +138,12 @@ for ((i = 1; i <= runs; i++)); do
 done
 load1=$(bench_loadavg)
 
+# A space-separated list as "a, b, c".
+lst() {
+    local a
+    read -r -a a <<<"$1"
+    printf '%s, ' "${a[@]}" | sed 's/, $//'
+}
 med() {
     # shellcheck disable=SC2086 # a space-separated list
     median $1
@@ -169,8 +175,9 @@ out=bench/results/port.md
     echo "| download (MB/s) | $d_mb | $r_mb | $(ratio "$r_mb" "$d_mb")x |"
     echo "| small requests (requests/s) | $d_rps | $r_rps | $(ratio "$r_rps" "$d_rps")x |"
     echo
-    echo "Ratio: rcompose / docker (above 1: rcompose is faster). All: docker MB/s ${mbps[docker]}," \
-        "requests/s ${rps[docker]}; rcompose MB/s ${mbps[rcompose]}, requests/s ${rps[rcompose]}."
+    echo "Ratio: rcompose / docker (above 1: rcompose is faster). All: docker MB/s $(lst "${mbps[docker]}");" \
+        "requests/s $(lst "${rps[docker]}"); rcompose MB/s $(lst "${mbps[rcompose]}"); requests/s" \
+        "$(lst "${rps[rcompose]}")."
     echo
     echo "## Network set-up per container"
     echo
@@ -184,8 +191,8 @@ out=bench/results/port.md
     echo "| up -d, network_mode: none (ms) | $(med "${ups[docker, none]}") | $(med "${ups[rcompose, none]}") |"
     echo "| network set-up per container (ms) | $(per_container docker) | $(per_container rcompose) |"
     echo
-    echo "All runs (ms): docker with ${ups[docker, net]}, without ${ups[docker, none]};" \
-        "rcompose with ${ups[rcompose, net]}, without ${ups[rcompose, none]}."
+    echo "All runs (ms): docker with $(lst "${ups[docker, net]}"); without $(lst "${ups[docker, none]}");" \
+        "rcompose with $(lst "${ups[rcompose, net]}"); without $(lst "${ups[rcompose, none]}")."
     echo
     echo "Command: \`sudo bench/port.sh $runs\`"
 } >"$out"

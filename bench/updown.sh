@@ -112,7 +112,7 @@ csv=bench/results/updown.csv
         done
     done
 } >"$csv"
-s() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
+s() { awk -v ms="$1" 'BEGIN { printf "%.0f", ms }'; }
 out=bench/results/updown.md
 {
     echo "# up -d / down: rcompose vs docker compose ($(date -u +%Y-%m-%d))"
@@ -122,7 +122,7 @@ out=bench/results/updown.md
     echo
     echo "N trivial busybox services (\`sh -c \"trap 'exit 0' TERM; sleep 3600 & wait\"\`) on the" \
         "project's default network; $runs runs per tool and count, alternating, each on a new" \
-        "project name. Median wall time of the command, seconds."
+        "project name. Median wall time of the command, ms."
     echo
     echo "| services | docker up -d | rcompose up -d | ratio | docker down | rcompose down | ratio |"
     echo "|---|---|---|---|---|---|---|"
