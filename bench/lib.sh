@@ -183,14 +183,20 @@ bench_scratch_down() {
     rmdir "$dir" 2>/dev/null || true
 }
 
-# Wall time of a command in milliseconds (its output discarded); fails when the command fails.
+# Wall time of a command in milliseconds; fails when the command fails, showing the end of its
+# output (kept in a file, not on a terminal, during the run).
 bench_time_ms() {
-    local t0="$EPOCHREALTIME" t1
-    "$@" >/dev/null 2>&1 || {
+    local t0 t1 output
+    output=$(mktemp)
+    t0="$EPOCHREALTIME"
+    "$@" >"$output" 2>&1 || {
         bench_log "failed: $*"
+        tail -n 20 "$output" >&2
+        rm -f "$output"
         return 1
     }
     t1="$EPOCHREALTIME"
+    rm -f "$output"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'
 }
 

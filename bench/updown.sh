@@ -48,25 +48,31 @@ bench_docker_up
 "$DOCKER" pull -q busybox >/dev/null
 export RCOMPOSE_ROOT="$work/fs/rcompose" RCOMPOSE_RUN="$run_dir"
 
-for n in "${counts[@]}"; do
+# 1 always: the warm-up round uses it.
+for n in 1 "${counts[@]}"; do
     mkdir -p "$work/p$n"
     bench_trivial_compose "$work/p$n/compose.yaml" "$n"
 done
 (cd "$work/p1" && "$RCOMPOSE" pull -q >/dev/null)
 
-# One run of one tool: up -d, check that N containers run, down; prints "UP_MS DOWN_MS".
+# One run of one tool: up -d, check that N containers run, down; prints "UP_MS DOWN_MS", or
+# "failed" when up -d fails (its output is logged and the project brought down): a failure is a
+# result to report, not a reason to lose the other runs.
 one() {
-    local tool="$1" n="$2" project="$3" up down running
+    local tool="$1" n="$2" project="$3" up down running cmd
+    if [[ $tool == docker ]]; then cmd=("$DC"); else cmd=("$RCOMPOSE"); fi
     cd "$work/p$n"
-    if [[ $tool == docker ]]; then
-        up=$(bench_time_ms "$DC" -p "$project" up -d)
-        running=$("$DOCKER" ps -q --filter "label=com.docker.compose.project=$project" | wc -l)
-        down=$(bench_time_ms "$DC" -p "$project" down)
-    else
-        up=$(bench_time_ms "$RCOMPOSE" -p "$project" up -d)
-        running=$("$RCOMPOSE" -p "$project" ps -q --status running | wc -l)
-        down=$(bench_time_ms "$RCOMPOSE" -p "$project" down)
+    if ! up=$(bench_time_ms "${cmd[@]}" -p "$project" up -d); then
+        "${cmd[@]}" -p "$project" down >/dev/null 2>&1 || bench_die "$tool: down after a failed up failed ($project)"
+        echo failed
+        return 0
     fi
+    if [[ $tool == docker ]]; then
+        running=$("$DOCKER" ps -q --filter "label=com.docker.compose.project=$project" | wc -l)
+    else
+        running=$("$RCOMPOSE" -p "$project" ps -q --status running | wc -l)
+    fi
+    down=$(bench_time_ms "${cmd[@]}" -p "$project" down)
     cd - >/dev/null
     ((running == n)) || bench_die "$tool: $running of $n containers running after up -d ($project)"
     echo "$up $down"
@@ -77,6 +83,7 @@ one rcompose 1 udwarmr >/dev/null
 load0=$(bench_loadavg)
 declare -A med
 declare -a runs_txt
+failures=()
 for n in "${counts[@]}"; do
     d_up=() d_down=() r_up=() r_down=()
     for ((i = 1; i <= runs; i++)); do
@@ -84,6 +91,11 @@ for n in "${counts[@]}"; do
         ((i % 2)) || order=(rcompose docker)
         for tool in "${order[@]}"; do
             read -r up down < <(one "$tool" "$n" "ud${n}x${i}${tool:0:1}")
+            if [[ $up == failed ]]; then
+                failures+=("$n services, run $i, $tool")
+                bench_log "$n services, run $i/$runs, $tool: up -d FAILED"
+                continue
+            fi
             if [[ $tool == docker ]]; then
                 d_up+=("$up") d_down+=("$down")
             else
@@ -135,6 +147,10 @@ out=bench/results/updown.md
     echo
     echo "Ratio: docker median / rcompose median (above 1: rcompose is faster)."
     echo
+    if ((${#failures[@]})); then
+        echo "**Failed runs** (\`up -d\` exited non-zero; left out of the medians): $(printf "%s; " "${failures[@]}" | sed "s/; $//")."
+        echo
+    fi
     echo "All runs (ms):"
     echo
     for n in "${counts[@]}"; do
