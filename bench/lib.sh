@@ -277,3 +277,20 @@ bench_versions() {
         "$(git rev-parse --short HEAD)" "$("$DC" version --short)" \
         "$("$DOCKER" version --format '{{.Server.Version}}')" "$(containerd --version | awk '{ print $3 }')"
 }
+
+# Removes every container and network of the private dockerd (bench_docker_up) before it is
+# stopped, and the host bridges (br-<id>) of networks it failed to remove: dockerd leaves them on
+# the host when it stops. With many containers its network removal can fail with "has active
+# endpoints" for a moment, hence the second prune.
+bench_docker_clean() {
+    [[ -n ${DOCKER_HOST:-} ]] || return 0
+    local ids id
+    ids=$("$DOCKER" network ls -q --no-trunc --filter driver=bridge 2>/dev/null) || ids=""
+    "$DOCKER" ps -aq | xargs -r "$DOCKER" rm -f >/dev/null 2>&1 || true
+    "$DOCKER" network prune -f >/dev/null 2>&1 || { sleep 1 && "$DOCKER" network prune -f >/dev/null 2>&1; } || true
+    for id in $ids; do
+        if ip link show "br-${id:0:12}" >/dev/null 2>&1; then
+            ip link del "br-${id:0:12}" || bench_log "cannot delete bridge br-${id:0:12}"
+        fi
+    done
+}

@@ -31,10 +31,7 @@ cleanup() {
             "$RCOMPOSE" -p "$p" down -t 1 >/dev/null 2>&1 || bench_log "rcompose down of $p failed"
         done
     fi
-    if [[ -n ${DOCKER_HOST:-} ]]; then
-        "$DOCKER" ps -aq | xargs -r "$DOCKER" rm -f >/dev/null 2>&1 || true
-        "$DOCKER" network prune -f >/dev/null 2>&1 || true
-    fi
+    bench_docker_clean
     bench_docker_stop
     bench_scratch_down "$work/fs"
     rm -rf "$work" "$run_dir"
@@ -55,9 +52,9 @@ for n in 1 "${counts[@]}"; do
 done
 (cd "$work/p1" && "$RCOMPOSE" pull -q >/dev/null)
 
-# One run of one tool: up -d, check that N containers run, down; prints "UP_MS DOWN_MS", or
-# "failed" when up -d fails (its output is logged and the project brought down): a failure is a
-# result to report, not a reason to lose the other runs.
+# One run of one tool: up -d, check that N containers run, down; prints "UP_MS DOWN_MS", with
+# "failed" for a command that failed (its output is logged and the project brought down): a
+# failure is a result to report, not a reason to lose the other runs.
 one() {
     local tool="$1" n="$2" project="$3" up down running cmd
     if [[ $tool == docker ]]; then cmd=("$DC"); else cmd=("$RCOMPOSE"); fi
@@ -72,8 +69,12 @@ one() {
     else
         running=$("$RCOMPOSE" -p "$project" ps -q --status running | wc -l)
     fi
-    down=$(bench_time_ms "${cmd[@]}" -p "$project" down)
-    cd - >/dev/null
+    if ! down=$(bench_time_ms "${cmd[@]}" -p "$project" down); then
+        # A second down finishes the job (docker: "network ... has active endpoints" when it
+        # removes the network before the last endpoint is gone).
+        down=failed
+        "${cmd[@]}" -p "$project" down >/dev/null 2>&1 || bench_die "$tool: down failed twice ($project)"
+    fi
     ((running == n)) || bench_die "$tool: $running of $n containers running after up -d ($project)"
     echo "$up $down"
 }
@@ -91,17 +92,19 @@ for n in "${counts[@]}"; do
         ((i % 2)) || order=(rcompose docker)
         for tool in "${order[@]}"; do
             read -r up down < <(one "$tool" "$n" "ud${n}x${i}${tool:0:1}")
+            bench_log "$n services, run $i/$runs, $tool: up -d $up ms, down $down ms"
             if [[ $up == failed ]]; then
-                failures+=("$n services, run $i, $tool")
-                bench_log "$n services, run $i/$runs, $tool: up -d FAILED"
+                failures+=("$n services, run $i, $tool up -d")
                 continue
             fi
-            if [[ $tool == docker ]]; then
-                d_up+=("$up") d_down+=("$down")
+            if [[ $down == failed ]]; then
+                failures+=("$n services, run $i, $tool down")
+            elif [[ $tool == docker ]]; then
+                d_down+=("$down")
             else
-                r_up+=("$up") r_down+=("$down")
+                r_down+=("$down")
             fi
-            bench_log "$n services, run $i/$runs, $tool: up -d $up ms, down $down ms"
+            if [[ $tool == docker ]]; then d_up+=("$up"); else r_up+=("$up"); fi
         done
     done
     med[$n, docker, up]=$(median "${d_up[@]}")
@@ -148,7 +151,7 @@ out=bench/results/updown.md
     echo "Ratio: docker median / rcompose median (above 1: rcompose is faster)."
     echo
     if ((${#failures[@]})); then
-        echo "**Failed runs** (\`up -d\` exited non-zero; left out of the medians): $(printf "%s; " "${failures[@]}" | sed "s/; $//")."
+        echo "**Failed runs** (the command exited non-zero; left out of the medians): $(printf "%s; " "${failures[@]}" | sed "s/; $//")."
         echo
     fi
     echo "All runs (ms):"

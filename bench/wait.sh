@@ -28,10 +28,7 @@ cleanup() {
             "$RCOMPOSE" -p "$p" down -t 1 >/dev/null 2>&1 || bench_log "rcompose down of $p failed"
         done
     fi
-    if [[ -n ${DOCKER_HOST:-} ]]; then
-        "$DOCKER" ps -aq | xargs -r "$DOCKER" rm -f >/dev/null 2>&1 || true
-        "$DOCKER" network prune -f >/dev/null 2>&1 || true
-    fi
+    bench_docker_clean
     bench_docker_stop
     bench_scratch_down "$work/fs"
     rm -rf "$work" "$run_dir"
