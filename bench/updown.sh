@@ -55,7 +55,8 @@ done
 # One run of one tool: up -d, check that N containers run, down; prints "UP_MS DOWN_MS", with
 # "failed" for a command that failed (its output is logged and the project brought down): a
 # failure is a result to report, not a reason to lose the other runs.
-one() {
+# A subshell: the warm-up calls it from the main shell, whose directory must not change.
+one() (
     local tool="$1" n="$2" project="$3" up down running cmd
     if [[ $tool == docker ]]; then cmd=("$DC"); else cmd=("$RCOMPOSE"); fi
     cd "$work/p$n"
@@ -77,7 +78,7 @@ one() {
     fi
     ((running == n)) || bench_die "$tool: $running of $n containers running after up -d ($project)"
     echo "$up $down"
-}
+)
 
 one docker 1 udwarmd >/dev/null
 one rcompose 1 udwarmr >/dev/null
