@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Where rcompose's `up -d` of N trivial services spends its time: a system-wide perf profile of
 # the run, kept to rcompose's processes (the CLI, the supervisor, and each container's process
-# until it execs busybox: all named "rcompose"), and strace's syscall summary of the same.
+# until it execs busybox: all named "rcompose"). (strace -f cannot be used: it would wait for
+# the supervisor, which outlives the command.)
 # Usage: bench/profile.sh [N]      (default 50; root: containers, perf)
-# Prints the reports; perf.data and the strace summary stay in bench/results/profile/ (not
-# committed: .gitignore there).
+# Prints the reports; perf.data stays in bench/results/profile/ (not committed: .gitignore).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-50}"
 . bench/lib.sh
 [[ $EUID -eq 0 ]] || bench_die "bench/profile.sh needs root (containers, perf)"
 command -v perf >/dev/null || bench_apt_install linux-perf
-command -v strace >/dev/null || bench_apt_install strace
 
 bench_testbed
 bench_rcompose_build
@@ -39,8 +38,6 @@ cd "$work"
 t=$(bench_time_ms perf record -q -a -g -o "$repo/$out/perf.data" -- "$RCOMPOSE" -p prof1 up -d)
 bench_log "up -d of $n services under perf: $t ms (load average $(bench_loadavg))"
 "$RCOMPOSE" -p prof1 down >/dev/null 2>&1
-strace -f -c -w -o "$repo/$out/strace-up.txt" "$RCOMPOSE" -p prof2 up -d >/dev/null 2>&1
-strace -f -c -w -o "$repo/$out/strace-down.txt" "$RCOMPOSE" -p prof2 down >/dev/null 2>&1
 cd "$repo"
 
 echo "== perf: rcompose processes by shared object (share of their samples)"
@@ -49,7 +46,3 @@ perf report -i "$out/perf.data" --comm rcompose --no-children --sort dso --stdio
 echo "== perf: rcompose processes, top symbols"
 perf report -i "$out/perf.data" --comm rcompose --no-children --sort sym --stdio -g none 2>/dev/null |
     grep -v '^#' | grep -v '^$' | head -n 40
-echo "== strace -f -c -w of up -d (wall time in syscalls, all rcompose processes)"
-head -n 25 "$out/strace-up.txt"
-echo "== strace -f -c -w of down"
-head -n 15 "$out/strace-down.txt"
