@@ -183,14 +183,20 @@ bench_scratch_down() {
     rmdir "$dir" 2>/dev/null || true
 }
 
-# Wall time of a command in milliseconds (its output discarded); fails when the command fails.
+# Wall time of a command in milliseconds; fails when the command fails, showing the end of its
+# output (kept in a file, not on a terminal, during the run).
 bench_time_ms() {
-    local t0="$EPOCHREALTIME" t1
-    "$@" >/dev/null 2>&1 || {
+    local t0 t1 output
+    output=$(mktemp)
+    t0="$EPOCHREALTIME"
+    "$@" >"$output" 2>&1 || {
         bench_log "failed: $*"
+        tail -n 20 "$output" >&2
+        rm -f "$output"
         return 1
     }
     t1="$EPOCHREALTIME"
+    rm -f "$output"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'
 }
 
@@ -233,4 +239,58 @@ bench_machine() {
     printf '%s, %s cores, %s MB RAM, kernel %s' \
         "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$(nproc)" \
         "$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(uname -r)"
+}
+
+# The reference docker compose (scripts/install-reference-compose when missing); DC is its path.
+# It is run as a standalone binary: it talks to the dockerd in DOCKER_HOST.
+bench_compose_ref() {
+    DC=/usr/local/lib/docker/cli-plugins/docker-compose
+    [[ -x $DC ]] || scripts/install-reference-compose >/dev/null
+    export DC
+}
+
+# Writes a compose file of N trivial busybox services (s1..sN) to FILE. Each waits in `sleep`
+# but exits on SIGTERM, as a real service does: without the trap, PID 1 ignores SIGTERM and
+# every `down` would measure the 10 s grace period instead of the tool. NETWORK_MODE (optional,
+# e.g. none) is set on every service.
+bench_trivial_compose() {
+    local file="$1" n="$2" mode="${3:-}" i
+    {
+        echo "services:"
+        for ((i = 1; i <= n; i++)); do
+            echo "  s$i:"
+            echo "    image: busybox"
+            echo "    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]"
+            if [[ -n $mode ]]; then echo "    network_mode: $mode"; fi
+        done
+    } >"$file"
+}
+
+# Load averages (1, 5, 15 min) now, for result headers: other work shares the machine.
+bench_loadavg() {
+    cut -d' ' -f1-3 /proc/loadavg
+}
+
+# Versions line for result headers (needs DOCKER and DC).
+bench_versions() {
+    printf 'rcompose %s (release build); docker compose %s; dockerd %s, containerd %s' \
+        "$(git rev-parse --short HEAD)" "$("$DC" version --short)" \
+        "$("$DOCKER" version --format '{{.Server.Version}}')" "$(containerd --version | awk '{ print $3 }')"
+}
+
+# Removes every container and network of the private dockerd (bench_docker_up) before it is
+# stopped, and the host bridges (br-<id>) of networks it failed to remove: dockerd leaves them on
+# the host when it stops. With many containers its network removal can fail with "has active
+# endpoints" for a moment, hence the second prune.
+bench_docker_clean() {
+    [[ -n ${DOCKER_HOST:-} ]] || return 0
+    local ids id
+    ids=$("$DOCKER" network ls -q --no-trunc --filter driver=bridge 2>/dev/null) || ids=""
+    "$DOCKER" ps -aq | xargs -r "$DOCKER" rm -f >/dev/null 2>&1 || true
+    "$DOCKER" network prune -f >/dev/null 2>&1 || { sleep 1 && "$DOCKER" network prune -f >/dev/null 2>&1; } || true
+    for id in $ids; do
+        if ip link show "br-${id:0:12}" >/dev/null 2>&1; then
+            ip link del "br-${id:0:12}" || bench_log "cannot delete bridge br-${id:0:12}"
+        fi
+    done
 }
