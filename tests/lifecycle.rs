@@ -1033,3 +1033,267 @@ services:
     a.ok(&["down"]);
     a.assert_nothing_left();
 }
+
+/// docker compose's e2e `cascade` fixture (busybox for alpine).
+const CASCADE: &str = r#"
+services:
+  running:
+    image: busybox
+    command: sleep infinity
+    init: true
+  exit:
+    image: busybox
+    command: /bin/true
+    depends_on:
+      running:
+        condition: service_started
+  fail:
+    image: busybox
+    command: sh -c "return 111"
+    depends_on:
+      exit:
+        condition: service_completed_successfully
+"#;
+
+#[test]
+fn cascade_stop_on_the_first_exit() {
+    let Some(p) = project("cascade_stop", CASCADE) else {
+        return;
+    };
+    let o = p.rc(&["up", "--abort-on-container-exit", "--no-color"]);
+    let text = out(&o);
+    assert!(text.contains("exit-1 exited with code 0"), "{text}");
+    assert!(text.contains("Aborting on container exit..."), "{text}");
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn cascade_fail_returns_the_failing_code() {
+    let Some(p) = project("cascade_fail", CASCADE) else {
+        return;
+    };
+    let o = p.rc(&["up", "--abort-on-container-failure", "--no-color"]);
+    let text = out(&o);
+    assert!(text.contains("exit-1 exited with code 0"), "{text}");
+    assert!(text.contains("fail-1 exited with code 111"), "{text}");
+    // docker compose says "exit" for both cascades.
+    assert!(text.contains("Aborting on container exit..."), "{text}");
+    assert_eq!(o.status.code(), Some(111), "{text}");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn an_unhealthy_dependency_fails_the_start() {
+    let Some(p) = project(
+        "start_fail",
+        r#"
+services:
+  fail:
+    image: busybox
+    init: true
+    command: sleep infinity
+    healthcheck:
+      test: "false"
+      interval: 200ms
+      retries: 3
+  depends:
+    image: busybox
+    init: true
+    command: sleep infinity
+    depends_on:
+      fail:
+        condition: service_healthy
+"#,
+    ) else {
+        return;
+    };
+    let o = p.rc(&["up", "-d"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        stderr(&o).contains(&format!("container {}-fail-1 is unhealthy", p.name)),
+        "{}",
+        out(&o)
+    );
+    // The dependent never started.
+    let ps = stdout(&p.ok(&["ps", "--format", "{{.Service}}"]));
+    assert_eq!(ps.trim(), "fail", "{ps}");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn scale_replicas_and_orphans() {
+    let compose = r#"
+services:
+  back:
+    image: busybox
+    command: sleep infinity
+    init: true
+    depends_on: [db]
+  db:
+    image: busybox
+    command: sleep infinity
+    init: true
+  front:
+    image: busybox
+    command: sleep infinity
+    init: true
+    deploy:
+      replicas: 2
+  dbadmin:
+    image: busybox
+    command: sleep infinity
+    deploy:
+      replicas: 0
+  tool:
+    image: busybox
+    command: "true"
+    profiles: [tools]
+"#;
+    let Some(p) = project("scale", compose) else {
+        return;
+    };
+    let names = |p: &Project| -> Vec<String> {
+        let mut v: Vec<String> = stdout(&p.ok(&["ps", "-a", "--format", "{{.Name}}"]))
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    };
+    p.ok(&["up", "-d", "--scale", "back=2"]);
+    let n = &p.name;
+    assert_eq!(
+        names(&p),
+        [
+            format!("{n}-back-1"),
+            format!("{n}-back-2"),
+            format!("{n}-db-1"),
+            format!("{n}-front-1"),
+            format!("{n}-front-2"),
+        ]
+    );
+    // Scaling down removes the highest numbers.
+    p.ok(&["up", "-d", "--scale", "back=1", "--scale", "front=1"]);
+    assert_eq!(
+        names(&p),
+        [
+            format!("{n}-back-1"),
+            format!("{n}-db-1"),
+            format!("{n}-front-1")
+        ]
+    );
+    // A service run through its profile, then the file without that profile: not an orphan.
+    p.ok(&["--profile", "tools", "up", "-d", "tool"]);
+    let o = p.ok(&["up", "-d"]);
+    assert!(!stderr(&o).contains("orphan"), "{}", out(&o));
+    // A service gone from the file is an orphan: named, then removed with --remove-orphans.
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        compose.replace("  dbadmin:", "  gone-admin:").replace(
+            "  back:\n    image: busybox\n    command: sleep infinity\n    init: true\n    depends_on: [db]\n",
+            "",
+        ),
+    )
+    .expect("rewrite compose.yaml");
+    let o = p.ok(&["up", "-d"]);
+    assert!(
+        stderr(&o).contains("Found orphan containers")
+            && stderr(&o).contains(&format!("{n}-back-1")),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["up", "-d", "--remove-orphans"]);
+    assert!(
+        !names(&p).contains(&format!("{n}-back-1")),
+        "{:?}",
+        names(&p)
+    );
+    p.ok(&["--profile", "tools", "down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn environment_priority_follows_docker_compose() {
+    let Some(p) = project(
+        "env_priority",
+        r#"
+services:
+  env:
+    image: busybox
+    env_file: [.env.override]
+    environment:
+      FROM_COMPOSE: "Compose File"
+      INTERPOLATED: ${WHEREAMI}
+      PASSED:
+"#,
+    ) else {
+        return;
+    };
+    std::fs::write(p.dir.path().join(".env"), "WHEREAMI=Env File\n").expect(".env");
+    std::fs::write(
+        p.dir.path().join(".env.override"),
+        "FROM_COMPOSE=override\nFROM_FILE=override\nPATH=/override\n",
+    )
+    .expect(".env.override");
+    let show = "echo $FROM_COMPOSE/$FROM_FILE/$INTERPOLATED/$PASSED/$PATH";
+    let run = |extra: &[&str], shell: &[(&str, &str)]| {
+        let mut args = vec!["run", "--rm", "-T"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["env", "/bin/sh", "-c", show]);
+        let mut cmd = p.cmd(&args);
+        cmd.env_remove("WHEREAMI").env_remove("PASSED");
+        for (k, v) in shell {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().expect("run");
+        assert!(o.status.success(), "{}", out(&o));
+        stdout(&o).trim().to_string()
+    };
+    // environment > env_file > image; .env feeds interpolation; an empty `PASSED:` takes the
+    // shell's value, or is unset.
+    assert_eq!(run(&[], &[]), "Compose File/override/Env File///override");
+    // The shell beats .env for interpolation and fills PASSED; `run -e` beats everything.
+    assert_eq!(
+        run(
+            &["-e", "FROM_COMPOSE=cli"],
+            &[("WHEREAMI", "shell"), ("PASSED", "yes")]
+        ),
+        "cli/override/shell/yes//override"
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn wait_returns_when_the_services_exit() {
+    let Some(p) = project(
+        "wait_fixture",
+        r#"
+services:
+  faster:
+    image: busybox
+    command: sleep 0.2
+  slower:
+    image: busybox
+    command: sh -c 'sleep 0.6; exit 3'
+  infinity:
+    image: busybox
+    command: sleep infinity
+    init: true
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let o = p.rc(&["wait", "faster", "slower"]);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    let ps = stdout(&p.ok(&["ps", "--format", "{{.Name}}"]));
+    assert!(ps.contains("infinity") && !ps.contains("slower"), "{ps}");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}

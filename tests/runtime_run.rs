@@ -59,7 +59,7 @@ impl Fixture {
     /// Nothing of the project left once it is down: container directories, cgroups, mounts,
     /// the project's state (networks, firewall table).
     fn assert_nothing_left(&self) {
-        let o = self.cmd(&["down"]).output().expect("down");
+        let o = self.cmd(&["down", "-v"]).output().expect("down");
         assert!(o.status.success(), "down: {}", out(&o));
         assert!(
             !self

@@ -36,10 +36,16 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
     let known = state::ProjectLock::is_held(&target.name)
         || state::project_dir(&target.name).join("state.json").exists();
     if known {
-        let services = target
-            .loaded
-            .as_ref()
-            .map(|l| l.project.services.keys().cloned().collect());
+        // Services disabled by profiles are the project's too: their containers go, they
+        // are not orphans.
+        let services = target.loaded.as_ref().map(|l| {
+            l.project
+                .services
+                .keys()
+                .cloned()
+                .chain(l.disabled_services.iter().cloned())
+                .collect()
+        });
         send(
             &target.name,
             &Request::Down {
@@ -87,7 +93,7 @@ pub struct PsArgs {
     /// Display services
     #[arg(long)]
     pub services: bool,
-    /// Format the output: table or json
+    /// Format the output: table, json, or a Go template ("{{.Name}}\t{{.Status}}", "table ...")
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Filter services by status (paused, restarting, removing, running, dead, created, exited)
@@ -141,26 +147,41 @@ pub fn ps(global: &Global, args: PsArgs) -> Result<i32> {
         return Ok(0);
     }
     let now = SystemTime::now();
+    let json_row = |c: &ContainerRecord| {
+        serde_json::json!({
+            "ID": c.id,
+            "Name": c.name,
+            "Names": c.name,
+            "Image": c.image,
+            "Command": quoted_command(c, true),
+            "Project": target.name,
+            "Service": c.service,
+            "Created": c.created_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "RunningFor": format!(
+                "{} ago",
+                project::human_duration(now.duration_since(c.created_at).unwrap_or_default())
+            ),
+            "State": c.status.as_str(),
+            "Status": status_text(c, now),
+            "Health": c.health.map(|h| h.as_str()).unwrap_or(""),
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Ports": ports_text(c),
+            "Publishers": c.ports.iter().map(|p| serde_json::json!({
+                "URL": p.host_ip, "TargetPort": p.container_port,
+                "PublishedPort": p.host_port, "Protocol": p.protocol,
+            })).collect::<Vec<_>>(),
+        })
+    };
     match args.format.as_str() {
         "json" => {
             for c in rows {
-                let v = serde_json::json!({
-                    "ID": c.id,
-                    "Name": c.name,
-                    "Image": c.image,
-                    "Command": quoted_command(c, true),
-                    "Project": target.name,
-                    "Service": c.service,
-                    "Created": c.created_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                    "State": c.status.as_str(),
-                    "Status": status_text(c, now),
-                    "Health": c.health.map(|h| h.as_str()).unwrap_or(""),
-                    "ExitCode": c.exit_code.unwrap_or(0),
-                    "Publishers": c.ports.iter().map(|p| serde_json::json!({
-                        "URL": p.host_ip, "TargetPort": p.container_port,
-                        "PublishedPort": p.host_port, "Protocol": p.protocol,
-                    })).collect::<Vec<_>>(),
-                });
+                let mut v = json_row(c);
+                // Fields docker compose's JSON does not have.
+                if let Some(m) = v.as_object_mut() {
+                    for k in ["Names", "RunningFor", "Ports"] {
+                        m.remove(k);
+                    }
+                }
                 println!("{v}");
             }
         }
@@ -188,7 +209,17 @@ pub fn ps(global: &Global, args: PsArgs) -> Result<i32> {
             }
             print!("{}", super::table(&table));
         }
-        other => bail!("invalid --format {other:?}: expected table or json"),
+        template => {
+            let values: Vec<serde_json::Value> = rows.iter().map(|c| json_row(c)).collect();
+            let headers = [
+                ("Name", "NAME"),
+                ("Names", "NAMES"),
+                ("RunningFor", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("ExitCode", "EXIT CODE"),
+            ];
+            print!("{}", super::template::render(template, &values, &headers)?);
+        }
     }
     Ok(0)
 }

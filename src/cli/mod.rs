@@ -16,6 +16,7 @@ pub mod logs;
 pub mod project;
 pub mod pull;
 pub mod run;
+pub mod template;
 pub mod top;
 pub mod up;
 pub mod version;

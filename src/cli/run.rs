@@ -128,9 +128,11 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         },
         contents: crate::configs::client_contents(project, &loaded.environment)?,
     };
+    // Signals are taken before the request goes out: the container may start, print and wait
+    // for one before this process has read `Started`.
+    let proxy = (!args.detach).then(SignalProxy::start);
     let mut session = client::run(&project.name, &request, fds)?;
     let mut code = None;
-    let mut pid = None;
     let mut master: Option<OwnedFd> = None;
     let mut raw_guard = None;
     let mut output = None;
@@ -154,16 +156,13 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
             (Reply::Started { container, pid: p }, _) => {
                 if args.detach {
                     println!("{container}");
-                } else {
-                    pid = Some(p);
-                    if !tty {
-                        spawn_forwarder(p, None);
-                    }
+                } else if let Some(proxy) = &proxy {
+                    proxy.target(p);
                 }
             }
             (Reply::Pty { .. }, Some(fd)) => {
-                if let Some(p) = pid {
-                    spawn_forwarder(p, Some(fd.as_raw_fd()));
+                if let Some(proxy) = &proxy {
+                    proxy.pty(fd.as_raw_fd());
                 }
                 raw_guard = RawMode::enter();
                 output = Some(copy_pty(&fd, args.interactive)?);
@@ -181,13 +180,81 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     Ok(code.unwrap_or(0))
 }
 
-/// Passes the proxied signals on to the container's first process from now on.
-fn spawn_forwarder(pid: i32, pty: Option<i32>) {
-    let set = sigset(&PROXIED);
-    // SAFETY: a valid sigset; threads spawned from here on inherit the mask, and the
-    // forwarding thread takes the signals with sigwait.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    std::thread::spawn(move || forward_signals(pid, pty));
+/// docker's sig-proxy for `run`: the proxied signals go to the container's first process;
+/// those that arrive before it is known are delivered once it is.
+struct SignalProxy {
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    pid: Option<i32>,
+    pty: Option<i32>,
+    pending: Vec<i32>,
+}
+
+impl SignalProxy {
+    fn start() -> SignalProxy {
+        let set = sigset(&PROXIED);
+        // SAFETY: a valid sigset; threads spawned from here on inherit the mask, and the
+        // proxy's thread takes the signals with sigwait.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: valid pointers.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            let Ok(mut st) = shared.lock() else { return };
+            if sig == libc::SIGWINCH {
+                if let Some(fd) = st.pty {
+                    resize(fd);
+                }
+                continue;
+            }
+            match st.pid {
+                // SAFETY: kill with plain integers.
+                Some(pid) => unsafe {
+                    libc::kill(pid, sig);
+                },
+                None => st.pending.push(sig),
+            }
+        });
+        SignalProxy { state }
+    }
+
+    /// The container's first process: signals from now on (and those waiting) go to it.
+    fn target(&self, pid: i32) {
+        if let Ok(mut st) = self.state.lock() {
+            st.pid = Some(pid);
+            for sig in std::mem::take(&mut st.pending) {
+                // SAFETY: kill with plain integers.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    }
+
+    /// The pty's master, resized with the terminal.
+    fn pty(&self, fd: i32) {
+        if let Ok(mut st) = self.state.lock() {
+            st.pty = Some(fd);
+        }
+    }
+}
+
+fn resize(fd: i32) {
+    if let Some((rows, cols)) = terminal_size() {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize; a closed fd only fails.
+        unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    }
 }
 
 /// Copies the terminal's input to the pty and the pty's output to stdout; the returned thread
@@ -308,15 +375,8 @@ pub(crate) fn forward_signals(pid: i32, pty: Option<i32>) {
             continue;
         }
         if sig == libc::SIGWINCH {
-            if let (Some(fd), Some((rows, cols))) = (pty, terminal_size()) {
-                let ws = libc::winsize {
-                    ws_row: rows,
-                    ws_col: cols,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: TIOCSWINSZ reads one winsize; a closed fd only fails.
-                unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+            if let Some(fd) = pty {
+                resize(fd);
             }
             continue;
         }

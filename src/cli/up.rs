@@ -178,6 +178,7 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
         force_recreate: args.force_recreate,
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
+        disabled_services: loaded.disabled_services.clone(),
         no_start: args.no_start,
         scale,
         timeout: args.timeout,

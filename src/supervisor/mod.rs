@@ -1046,7 +1046,9 @@ impl Engine {
             .into_iter()
             .filter(|h| {
                 let r = h.record.borrow();
-                !r.oneoff && !project.services.contains_key(&r.service)
+                !r.oneoff
+                    && !project.services.contains_key(&r.service)
+                    && !opts.disabled_services.contains(&r.service)
             })
             .collect();
         if !orphans.is_empty() {

@@ -23,6 +23,9 @@ pub struct UpOptions {
     pub scale: Vec<(String, u32)>,
     /// Seconds to wait for a container replaced by a recreate to stop.
     pub timeout: Option<u64>,
+    /// Services of the file that profiles disabled: their containers are not orphans.
+    #[serde(default)]
+    pub disabled_services: Vec<String>,
 }
 
 /// Which containers a command acts on.
