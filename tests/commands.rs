@@ -35,7 +35,7 @@ fn project(test: &str, name: &str, compose: &str) -> Option<Project> {
         env,
         dir,
         // Unique per test: bridges, firewall tables and cgroups are named after it.
-        name: format!("cmd{name}"),
+        name: common::project_name(&format!("cmd{name}")),
     })
 }
 

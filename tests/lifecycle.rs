@@ -37,7 +37,7 @@ fn project(test: &str, compose: &str) -> Option<Project> {
         env,
         dir,
         // Unique per test: bridges, firewall tables and cgroups are named after it.
-        name: format!("lc{}", test.replace('_', "")),
+        name: common::project_name(&format!("lc{}", test.replace('_', ""))),
     })
 }
 

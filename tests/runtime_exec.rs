@@ -70,7 +70,7 @@ fn exec_joins_the_running_container() {
     .expect("compose");
     let mut opts = loader::Options::from_process().expect("options");
     opts.cwd = dir.path().to_path_buf();
-    opts.project_name = Some("rt-exec".into());
+    opts.project_name = Some(common::project_name("rt-exec"));
     let loaded = loader::load(&opts).expect("load");
     let service = &loaded.project.services["bb"];
     let store = Store::open(state.root().join("images")).expect("store");
@@ -96,7 +96,7 @@ fn exec_joins_the_running_container() {
     let options = Options {
         helper: helper(),
         dir: state.root().join("containers").join(&spec.id),
-        cgroup: format!("rcompose/rt-exec/{}", spec.name),
+        cgroup: format!("rcompose/{}/{}", common::project_name("rt-exec"), spec.name),
         mounts: Vec::new(),
         hosts: None,
         resolv_conf: None,

@@ -36,7 +36,7 @@ fn fixture(test: &str, compose: &str) -> Option<Fixture> {
         env,
         dir,
         // Unique per test: cgroups are named after the project.
-        project: format!("rt-{}", test.replace('_', "-")),
+        project: common::project_name(&format!("rt-{}", test.replace('_', "-"))),
     })
 }
 

@@ -41,7 +41,7 @@ fn project(test: &str, compose: &str) -> Option<Project> {
         env,
         dir,
         // Unique per test: bridges, firewall tables and cgroups are named after it.
-        name: format!("wt{test}"),
+        name: common::project_name(&format!("wt{test}")),
     })
 }
 

@@ -23,6 +23,13 @@ pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
 }
 
+/// A project name for `base` that no other test run on this host uses at the same time:
+/// bridges, firewall tables and cgroups are host-wide and named after the project.
+#[allow(dead_code)] // not every test binary names projects
+pub fn project_name(base: &str) -> String {
+    format!("{base}-{:x}", std::process::id())
+}
+
 /// The rcompose binary built for this test run.
 pub fn rcompose() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rcompose"));
