@@ -1009,6 +1009,13 @@ services:
     b.ok(&["up", "-d"]);
     assert!(http_get_ready(b_others[0]).contains("beta"));
     assert!(http_get(short, "/").contains("alpha"));
+    // A container reaches another project's published port through the host (its gateway).
+    // (busybox's nc: its static wget crashes resolving names with glibc's NSS.)
+    let script = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $(ip route | awk '/default/ {{print $3}}') {short}"
+    );
+    let o = b.rc(&["exec", "-T", "web", "sh", "-c", &script]);
+    assert!(stdout(&o).contains("alpha"), "{}", out(&o));
     let Some(c) = project(
         "ports_c",
         &compose(
