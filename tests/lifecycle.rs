@@ -1304,3 +1304,60 @@ services:
     p.ok(&["down"]);
     p.assert_nothing_left();
 }
+
+#[test]
+fn network_modes_host_none_and_service() {
+    let Some(p) = project(
+        "netmodes",
+        r#"
+services:
+  web:
+    image: busybox
+    init: true
+    command: sleep infinity
+  sidecar:
+    image: busybox
+    init: true
+    command: sleep infinity
+    network_mode: "service:web"
+  isolated:
+    image: busybox
+    init: true
+    command: sleep infinity
+    network_mode: none
+  onhost:
+    image: busybox
+    init: true
+    command: sleep infinity
+    network_mode: host
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let links = |svc: &str| {
+        stdout(&p.ok(&["exec", "-T", svc, "ip", "-o", "link"]))
+            .lines()
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let addr = |svc: &str| stdout(&p.ok(&["exec", "-T", svc, "ip", "-o", "-4", "addr"]));
+    // service:web shares web's namespace: the same interfaces and addresses.
+    assert_eq!(addr("sidecar"), addr("web"));
+    // none: only lo.
+    assert_eq!(links("isolated"), ["lo"]);
+    // host: the host's own links.
+    let host_links: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let seen = links("onhost");
+    assert!(
+        seen.iter()
+            .any(|l| l != "lo" && host_links.iter().any(|h| l.starts_with(h.as_str()))),
+        "{seen:?} vs {host_links:?}"
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
