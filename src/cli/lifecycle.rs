@@ -1,7 +1,7 @@
 //! `down`, `ps`, `start`, `stop`, `restart`, `kill`, `pause`, `unpause`, `rm`, `port`, `ls`:
 //! thin commands over the supervisor and the project's state.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::time::SystemTime;
 
 use super::project::{self, selection, send, send_if_running, Target};
@@ -57,6 +57,14 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
             true,
             false,
         )?;
+    }
+    if !known {
+        // A directory with neither a state nor a live supervisor is what a crash left before
+        // anything was recorded: nothing of it runs.
+        let dir = state::project_dir(&target.name);
+        if dir.exists() {
+            state::remove_path(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
     }
     if let Some(rmi) = &args.rmi {
         let store = crate::image::store::Store::open(crate::paths::images())?;
