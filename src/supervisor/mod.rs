@@ -20,7 +20,7 @@ mod task;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::runtime::rootfs::MountRequest;
@@ -65,6 +65,9 @@ pub struct Shared {
     meta: Mutex<Meta>,
     net: tokio::sync::Mutex<NetCtx>,
     gone: std::sync::atomic::AtomicBool,
+    /// Held from snapshot to written file: two writers (the state writer task and a command
+    /// finishing) must not let an older snapshot land after a newer one.
+    save_lock: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -235,6 +238,10 @@ impl Shared {
 
     /// Writes the state, unless `down` removed the project.
     pub fn save(&self) -> Result<(), String> {
+        let _order = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if self.is_gone() {
             return Ok(());
         }
@@ -282,6 +289,7 @@ impl Engine {
             meta: Mutex::new(Meta::default()),
             net: Default::default(),
             gone: Default::default(),
+            save_lock: Mutex::new(()),
         });
         let state = ProjectState::load(project).map_err(|e| e.to_string())?;
         if let Some(state) = state {
@@ -767,6 +775,12 @@ impl Engine {
                 .map(|m| !m.volumes.is_empty())
                 .unwrap_or(false);
             if !keep_volumes {
+                // No state write may land after the directory is gone.
+                let _order = self
+                    .shared
+                    .save_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 self.shared
                     .gone
                     .store(true, std::sync::atomic::Ordering::SeqCst);
