@@ -1327,7 +1327,8 @@ impl Engine {
         if !project.services.contains_key(&service.name) {
             return Err(format!("no such service: {}", service.name));
         }
-        let started = {
+        // Under the project's operation lock until the container runs; not while it runs.
+        let (h, pty) = {
             let _op = self.op.lock().await;
             let deps: Vec<String> = service.dependencies().map(String::from).collect();
             if !opts.no_deps && !deps.is_empty() {
@@ -1365,7 +1366,6 @@ impl Engine {
             }
             (h, pty)
         };
-        let (h, pty) = started;
         let mut rx = h.record.clone();
         let (name, pid) = {
             let r = rx.borrow();
