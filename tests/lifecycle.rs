@@ -235,9 +235,18 @@ services:
   job:
     image: busybox
     command: sh -c 'echo working; exit 3'
+    depends_on:
+      side:
+        condition: service_healthy
   side:
     image: busybox
-    command: sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done'
+    # Ready (healthy) once its TERM trap is set: PID 1 ignores a signal it has no handler for.
+    command: sh -c 'trap "exit 0" TERM; touch /ready; while true; do sleep 0.1; done'
+    healthcheck:
+      test: ["CMD", "test", "-f", "/ready"]
+      interval: 1s
+      start_interval: 100ms
+      start_period: 10s
 "#,
     ) else {
         return;

@@ -184,8 +184,19 @@ fn exchange(
 
 /// Subscribes to events (and output); the stream yields replies until the supervisor exits.
 pub fn attach(project: &str, logs: bool) -> Result<impl Iterator<Item = Reply> + Send + 'static> {
-    let stream = connect_or_start(project)?;
-    subscribe(project, stream, logs)
+    // A supervisor that is exiting (after `down`) may still accept and then drop the
+    // connection: subscribe again, to a new one.
+    let mut tries = 3;
+    loop {
+        let stream = connect_or_start(project)?;
+        match subscribe(project, stream, logs) {
+            Err(ClientError::Gone { .. }) if tries > 1 => {
+                tries -= 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// [`attach`] to the supervisor only if one runs (`None` otherwise): watching a project must
