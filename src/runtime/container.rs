@@ -421,7 +421,11 @@ impl Container {
     /// Creates the process, in its namespaces and cgroup, waiting for [`Container::start`] (the
     /// network is set up in between).
     pub fn spawn(&self, helper: &Path, stdio: Stdio) -> Result<Spawned, ContainerError> {
-        self.spawn_with(helper, self.namespaces, stdio)
+        let spawned = self.spawn_with(helper, self.namespaces, stdio)?;
+        // The helper builds the rootfs while the caller sets the network up. A failed send
+        // (the helper is gone) is retried, and its reason read, by `start`.
+        let _ = spawned.configure(&self.config);
+        Ok(spawned)
     }
 
     /// Creates a process in new `namespaces` and in the container's cgroup.

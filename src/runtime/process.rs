@@ -10,12 +10,19 @@
 //! The helper is executed through a read-only bind mount of its own file, made in the child's
 //! private mount namespace: a process in the container that reaches the helper's executable
 //! through `/proc/<pid>/exe` (the CVE-2019-5736 attack) can read it but never write it.
+//!
+//! The helper gets its configuration in one message ([`Spawned::configure`], as early as
+//! possible) and does what needs no network (namespaces, hostname, usually the whole rootfs)
+//! while the caller plugs the network in; [`Spawned::start`] then sends [`GO`] and the helper
+//! finishes and executes the command.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +33,9 @@ pub const SYNC_FD: RawFd = 3;
 
 /// The first argument that makes the rcompose binary run as the helper.
 pub const HELPER_ARG: &str = "__container-init";
+
+/// The message that lets a configured helper go on to the command.
+pub const GO: &[u8] = b"go";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -108,6 +118,8 @@ pub struct Spawned {
     sync: OwnedFd,
     /// Whether `clone3` placed it in the requested cgroup (else the caller must add it).
     in_cgroup: bool,
+    /// Whether the configuration was sent ([`Spawned::configure`]).
+    configured: AtomicBool,
 }
 
 /// What the helper sends back before the container's command starts.
@@ -249,6 +261,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         pidfd,
         sync: parent_sock,
         in_cgroup,
+        configured: AtomicBool::new(false),
     })
 }
 
@@ -330,16 +343,34 @@ impl Spawned {
         self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Sends the configuration and waits until the container's command is executing (the
-    /// helper's end of the socket closes on exec). Returns the pty master of a `tty` container.
-    pub fn start(&self, config: &InitConfig) -> Result<Option<OwnedFd>, ProcessError> {
+    /// Sends the configuration: the helper prepares what needs no network, then waits for
+    /// [`Spawned::start`]. A cgroup v1 caller adds the pid to the cgroup first (the helper's
+    /// work is charged there). Set-up failures are reported by `start`.
+    pub fn configure(&self, config: &InitConfig) -> Result<(), ProcessError> {
         let body = serde_json::to_vec(config).map_err(|e| ProcessError::Protocol(e.to_string()))?;
         send_message(self.sync.as_fd(), &body, None).map_err(ProcessError::Send)?;
+        self.configured.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Sends the configuration (unless [`Spawned::configure`] did) and [`GO`], and waits until
+    /// the container's command is executing (the helper's end of the socket closes on exec).
+    /// Returns the pty master of a `tty` container.
+    pub fn start(&self, config: &InitConfig) -> Result<Option<OwnedFd>, ProcessError> {
+        if !self.configured.load(Ordering::SeqCst) {
+            self.configure(config)?;
+        }
+        // A helper that failed already has exited after its report: that report is the answer.
+        let go = send_message(self.sync.as_fd(), GO, None);
         let mut pty = None;
         loop {
             let (msg, fd) = recv_message(self.sync.as_fd()).map_err(ProcessError::Receive)?;
             let Some(msg) = msg else {
-                return Ok(pty);
+                // Closed without a report: executing the command, unless `go` never arrived.
+                return match go {
+                    Ok(()) => Ok(pty),
+                    Err(e) => Err(ProcessError::Send(e)),
+                };
             };
             if msg.first() == Some(&RAW_ERROR) && msg.len() == 6 {
                 let step = STEPS.get(usize::from(msg[1])).copied().unwrap_or("unknown");
