@@ -592,3 +592,29 @@ fn switch_user(p: &ProcessConfig) -> Result<(), Failure> {
 pub fn is_helper_invocation(arg1: Option<&OsStr>) -> bool {
     arg1 == Some(OsStr::new(super::process::HELPER_ARG))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctls(keys: &[&str]) -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| (k.to_string(), "1".to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_net_sysctls_wait_for_the_network() {
+        assert!(!needs_network(&[]));
+        assert!(!needs_network(&sysctls(&[
+            "kernel.shmmax",
+            "fs.mqueue.msg_max"
+        ])));
+        assert!(needs_network(&sysctls(&[
+            "kernel.shmmax",
+            "net.ipv4.conf.eth0.route_localnet"
+        ])));
+        // A key that only contains "net." elsewhere is not a network one.
+        assert!(!needs_network(&sysctls(&["kernel.net.x"])));
+    }
+}

@@ -564,3 +564,95 @@ pub fn recv_message(sock: BorrowedFd) -> io::Result<(Option<Vec<u8>>, Option<Own
     }
     Ok((Some(body), fd))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Spawned` whose helper end is returned, for playing the helper in a thread.
+    fn fake() -> (Spawned, OwnedFd) {
+        let (parent, child) = seqpacket_pair().expect("socketpair");
+        let spawned = Spawned {
+            pid: 0,
+            pidfd: None,
+            sync: parent,
+            in_cgroup: true,
+            configured: AtomicBool::new(false),
+        };
+        (spawned, child)
+    }
+
+    fn config() -> InitConfig {
+        InitConfig {
+            hostname: Some("box".into()),
+            ..InitConfig::default()
+        }
+    }
+
+    #[test]
+    fn configure_then_start_sends_the_configuration_once_then_go() {
+        let (spawned, child) = fake();
+        let helper = std::thread::spawn(move || {
+            let (first, _) = recv_message(child.as_fd()).expect("config");
+            let cfg: InitConfig = serde_json::from_slice(&first.expect("a message")).expect("json");
+            let (second, _) = recv_message(child.as_fd()).expect("go");
+            (cfg.hostname, second)
+        });
+        spawned.configure(&config()).expect("configure");
+        // The helper's end closes (as on exec): started, no pty.
+        let started = spawned.start(&config()).expect("start");
+        assert!(started.is_none());
+        let (hostname, second) = helper.join().expect("helper");
+        assert_eq!(hostname.as_deref(), Some("box"));
+        assert_eq!(second.as_deref(), Some(GO));
+    }
+
+    #[test]
+    fn start_alone_configures_first() {
+        let (spawned, child) = fake();
+        let helper = std::thread::spawn(move || {
+            let first = recv_message(child.as_fd()).expect("config").0;
+            let second = recv_message(child.as_fd()).expect("go").0;
+            (first.is_some(), second)
+        });
+        spawned.start(&config()).expect("start");
+        let (configured, second) = helper.join().expect("helper");
+        assert!(configured);
+        assert_eq!(second.as_deref(), Some(GO));
+    }
+
+    #[test]
+    fn a_failure_reported_before_go_is_the_start_error() {
+        let (spawned, child) = fake();
+        let helper = std::thread::spawn(move || {
+            let _ = recv_message(child.as_fd()).expect("config");
+            let report = Report::Error {
+                message: "cannot set up the root filesystem: no".into(),
+                code: 1,
+            };
+            let body = serde_json::to_vec(&report).expect("json");
+            send_message(child.as_fd(), &body, None).expect("report");
+            // Waits for go (or the end) before exiting, as the helper does.
+            let _ = recv_message(child.as_fd());
+        });
+        spawned.configure(&config()).expect("configure");
+        match spawned.start(&config()) {
+            Err(ProcessError::Start { message, code }) => {
+                assert_eq!(message, "cannot set up the root filesystem: no");
+                assert_eq!(code, 1);
+            }
+            other => panic!("expected the reported failure, got {other:?}"),
+        }
+        helper.join().expect("helper");
+    }
+
+    #[test]
+    fn a_helper_gone_before_go_is_a_send_error() {
+        let (spawned, child) = fake();
+        drop(child);
+        assert!(matches!(
+            spawned.start(&config()),
+            Err(ProcessError::Send(_))
+        ));
+    }
+}
