@@ -443,10 +443,16 @@ impl Container {
             Some(cg) => cg.dir_fd().map_err(cgroup_err)?,
             None => None,
         };
+        // v1 (and v2 without clone3): the child joins through these files itself.
+        let procs = match &self.cgroup {
+            Some(cg) => Some(cg.open_procs().map_err(cgroup_err)?),
+            None => None,
+        };
         let spawned = process::spawn(&SpawnRequest {
             helper,
             namespaces,
             cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
+            join_cgroup: procs.as_ref(),
             stdio,
         })
         .map_err(|source| ContainerError::Process {

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::cgroups::ProcsFiles;
 use super::init::InitConfig;
 
 /// The fd the helper finds its end of the control socket on.
@@ -104,9 +105,12 @@ pub struct SpawnRequest<'a> {
     /// The rcompose binary (normally `/proc/self/exe`'s target).
     pub helper: &'a Path,
     pub namespaces: Namespaces,
-    /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`); on v1 the caller adds the pid
-    /// before [`Spawned::start`].
+    /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`).
     pub cgroup: Option<BorrowedFd<'a>>,
+    /// Cgroup v1 (or v2 without `clone3`): the child joins these itself before executing the
+    /// helper. Moving a process between cgroups waits for an RCU grace period (~10 ms here);
+    /// done by the child, that wait overlaps the caller's network set-up.
+    pub join_cgroup: Option<&'a ProcsFiles>,
     pub stdio: Stdio<'a>,
 }
 
@@ -133,12 +137,13 @@ pub enum Report {
 
 /// Pre-exec failures are reported as `[0xff, step, errno (4 bytes, native)]`.
 const RAW_ERROR: u8 = 0xff;
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 6] = [
     "dup stdio",
     "make mounts private",
     "bind the helper",
     "make the helper read-only",
     "exec the helper",
+    "join the cgroup",
 ];
 
 // `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
@@ -209,6 +214,8 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         args.cgroup = cg.as_raw_fd() as u64;
     }
 
+    // Without CLONE_INTO_CGROUP (v1, or the legacy clone below) the child joins by itself.
+    let mut join = req.join_cgroup.filter(|_| req.cgroup.is_none());
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child runs on a
     // copy of this stack. It only calls `child_main`, which makes raw system calls on the
     // prepared memory above and never returns.
@@ -226,6 +233,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         // without CLONE_INTO_CGROUP (the caller then adds the pid to the cgroup).
         if matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
             in_cgroup = false;
+            join = req.join_cgroup;
             // SAFETY: as above; a NULL stack makes clone fork-like. With CLONE_PIDFD the pidfd
             // is stored through the parent_tid argument.
             pid = unsafe {
@@ -240,7 +248,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
             };
             if pid == 0 {
                 // SAFETY: see child_main.
-                unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
+                unsafe { child_main(&source_fds, join, &helper, &argv, &envp, report_fd) }
             }
         }
         if pid < 0 {
@@ -248,7 +256,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         }
     } else if pid == 0 {
         // SAFETY: see child_main.
-        unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
+        unsafe { child_main(&source_fds, join, &helper, &argv, &envp, report_fd) }
     }
     drop(sources);
     drop(child_sock);
@@ -260,7 +268,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         pid: pid as i32,
         pidfd,
         sync: parent_sock,
-        in_cgroup,
+        in_cgroup: in_cgroup || join.is_some(),
         configured: AtomicBool::new(false),
     })
 }
@@ -272,6 +280,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
 /// Must only be called in the child of a fork-like clone.
 unsafe fn child_main(
     sources: &[RawFd; 4],
+    join_cgroup: Option<&ProcsFiles>,
     helper: &CString,
     argv: &[*const libc::c_char; 3],
     envp: &[*const libc::c_char; 1],
@@ -286,6 +295,14 @@ unsafe fn child_main(
         libc::write(report_fd, msg.as_ptr().cast(), msg.len());
         libc::_exit(1)
     };
+    // Before anything else runs in it, the child is in the container's cgroup (its limits
+    // apply to the helper too). `join_self` only calls write(2) on fds opened before the clone;
+    // it comes before the dup2 onto 0..=3, which may replace one of them.
+    if let Some(procs) = join_cgroup {
+        if procs.join_self().is_err() {
+            fail(5);
+        }
+    }
     for (target, &src) in sources.iter().enumerate() {
         if libc::dup2(src, target as RawFd) < 0 {
             fail(0);
@@ -333,8 +350,8 @@ impl Spawned {
         self.pid
     }
 
-    /// False when the requested cgroup v2 could not be entered at clone time (legacy clone):
-    /// add [`Spawned::pid`] to it before [`Spawned::start`].
+    /// False when the requested cgroup could not be entered at clone time (legacy clone and no
+    /// [`SpawnRequest::join_cgroup`]): add [`Spawned::pid`] to it before [`Spawned::start`].
     pub fn in_cgroup(&self) -> bool {
         self.in_cgroup
     }
