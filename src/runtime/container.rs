@@ -443,16 +443,13 @@ impl Container {
             Some(cg) => cg.dir_fd().map_err(cgroup_err)?,
             None => None,
         };
-        // v1 (and v2 without clone3): the child joins through these files itself.
-        let procs = match &self.cgroup {
-            Some(cg) => Some(cg.open_procs().map_err(cgroup_err)?),
-            None => None,
-        };
+        // v1 (and v2 without clone3): the process is moved through these files.
+        let procs = self.cgroup.as_ref().map(|cg| cg.procs_paths());
         let spawned = process::spawn(&SpawnRequest {
             helper,
             namespaces,
             cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
-            join_cgroup: procs.as_ref(),
+            join_cgroup: procs.as_deref(),
             stdio,
         })
         .map_err(|source| ContainerError::Process {

@@ -20,13 +20,14 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::cgroups::ProcsFiles;
 use super::init::InitConfig;
 
 /// The fd the helper finds its end of the control socket on.
@@ -54,6 +55,8 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot move the container's process into its cgroup: {0}")]
+    Cgroup(#[source] io::Error),
     #[error("cannot send the container's configuration: {0}")]
     Send(#[source] io::Error),
     #[error("cannot read from the container's helper: {0}")]
@@ -107,10 +110,11 @@ pub struct SpawnRequest<'a> {
     pub namespaces: Namespaces,
     /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`).
     pub cgroup: Option<BorrowedFd<'a>>,
-    /// Cgroup v1 (or v2 without `clone3`): the child joins these itself before executing the
-    /// helper. Moving a process between cgroups waits for an RCU grace period (~10 ms here);
-    /// done by the child, that wait overlaps the caller's network set-up.
-    pub join_cgroup: Option<&'a ProcsFiles>,
+    /// Cgroup v1 (or v2 without `clone3`): the `cgroup.procs` files the process is moved into,
+    /// from a thread, while the helper prepares; [`Spawned::start`] waits for it. Moving a
+    /// process between cgroups waits for an RCU grace period (~10 ms here): this way it
+    /// overlaps the helper's start and the caller's network set-up.
+    pub join_cgroup: Option<&'a [PathBuf]>,
     pub stdio: Stdio<'a>,
 }
 
@@ -124,6 +128,8 @@ pub struct Spawned {
     in_cgroup: bool,
     /// Whether the configuration was sent ([`Spawned::configure`]).
     configured: AtomicBool,
+    /// The move into the cgroup, under way ([`SpawnRequest::join_cgroup`]).
+    joining: Mutex<Option<JoinHandle<io::Result<()>>>>,
 }
 
 /// What the helper sends back before the container's command starts.
@@ -137,13 +143,12 @@ pub enum Report {
 
 /// Pre-exec failures are reported as `[0xff, step, errno (4 bytes, native)]`.
 const RAW_ERROR: u8 = 0xff;
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 5] = [
     "dup stdio",
     "make mounts private",
     "bind the helper",
     "make the helper read-only",
     "exec the helper",
-    "join the cgroup",
 ];
 
 // `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
@@ -214,8 +219,6 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         args.cgroup = cg.as_raw_fd() as u64;
     }
 
-    // Without CLONE_INTO_CGROUP (v1, or the legacy clone below) the child joins by itself.
-    let mut join = req.join_cgroup.filter(|_| req.cgroup.is_none());
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child runs on a
     // copy of this stack. It only calls `child_main`, which makes raw system calls on the
     // prepared memory above and never returns.
@@ -233,7 +236,6 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         // without CLONE_INTO_CGROUP (the caller then adds the pid to the cgroup).
         if matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
             in_cgroup = false;
-            join = req.join_cgroup;
             // SAFETY: as above; a NULL stack makes clone fork-like. With CLONE_PIDFD the pidfd
             // is stored through the parent_tid argument.
             pid = unsafe {
@@ -248,7 +250,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
             };
             if pid == 0 {
                 // SAFETY: see child_main.
-                unsafe { child_main(&source_fds, join, &helper, &argv, &envp, report_fd) }
+                unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
             }
         }
         if pid < 0 {
@@ -256,7 +258,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         }
     } else if pid == 0 {
         // SAFETY: see child_main.
-        unsafe { child_main(&source_fds, join, &helper, &argv, &envp, report_fd) }
+        unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
     }
     drop(sources);
     drop(child_sock);
@@ -264,12 +266,28 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         // SAFETY: the kernel just gave us this fd.
         unsafe { OwnedFd::from_raw_fd(pidfd) }
     });
+    let joining = match req.join_cgroup {
+        Some(procs) if !in_cgroup => Some(join_cgroup(pid as i32, procs.to_vec())),
+        _ => None,
+    };
     Ok(Spawned {
         pid: pid as i32,
         pidfd,
         sync: parent_sock,
-        in_cgroup: in_cgroup || join.is_some(),
+        in_cgroup: in_cgroup || joining.is_some(),
         configured: AtomicBool::new(false),
+        joining: Mutex::new(joining),
+    })
+}
+
+/// Moves `pid` into the cgroup whose `cgroup.procs` files are `procs`, in a thread.
+fn join_cgroup(pid: i32, procs: Vec<PathBuf>) -> JoinHandle<io::Result<()>> {
+    std::thread::spawn(move || {
+        for path in &procs {
+            std::fs::write(path, pid.to_string())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
     })
 }
 
@@ -280,7 +298,6 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
 /// Must only be called in the child of a fork-like clone.
 unsafe fn child_main(
     sources: &[RawFd; 4],
-    join_cgroup: Option<&ProcsFiles>,
     helper: &CString,
     argv: &[*const libc::c_char; 3],
     envp: &[*const libc::c_char; 1],
@@ -295,14 +312,6 @@ unsafe fn child_main(
         libc::write(report_fd, msg.as_ptr().cast(), msg.len());
         libc::_exit(1)
     };
-    // Before anything else runs in it, the child is in the container's cgroup (its limits
-    // apply to the helper too). `join_self` only calls write(2) on fds opened before the clone;
-    // it comes before the dup2 onto 0..=3, which may replace one of them.
-    if let Some(procs) = join_cgroup {
-        if procs.join_self().is_err() {
-            fail(5);
-        }
-    }
     for (target, &src) in sources.iter().enumerate() {
         if libc::dup2(src, target as RawFd) < 0 {
             fail(0);
@@ -376,6 +385,18 @@ impl Spawned {
     pub fn start(&self, config: &InitConfig) -> Result<Option<OwnedFd>, ProcessError> {
         if !self.configured.load(Ordering::SeqCst) {
             self.configure(config)?;
+        }
+        // The command starts inside its cgroup, or not at all.
+        let joining = self.joining.lock().ok().and_then(|mut j| j.take());
+        if let Some(handle) = joining {
+            let joined = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the cgroup thread panicked")));
+            if let Err(e) = joined {
+                // SAFETY: killing our own child, which waits for `GO`; the caller reaps it.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                return Err(ProcessError::Cgroup(e));
+            }
         }
         // A helper that failed already has exited after its report: that report is the answer.
         let go = send_message(self.sync.as_fd(), GO, None);
@@ -595,6 +616,7 @@ mod tests {
             sync: parent,
             in_cgroup: true,
             configured: AtomicBool::new(false),
+            joining: Mutex::new(None),
         };
         (spawned, child)
     }
