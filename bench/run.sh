@@ -20,7 +20,7 @@ bench_testbed
 bench_rcompose_build
 work=$(mktemp -d /var/tmp/rcb-run.XXXXXX)
 cleanup() {
-    bench_docker_stop
+    bench_docker_down
     rm -rf "$work"
 }
 trap cleanup EXIT
