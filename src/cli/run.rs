@@ -128,10 +128,24 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         },
         contents: crate::configs::client_contents(project, &loaded.environment)?,
     };
-    // Signals are taken before the request goes out: the container may start, print and wait
-    // for one before this process has read `Started`.
+    // Signals are caught from before the request: the container's command may run (and a
+    // caller react to its output with a signal) before its pid comes back.
     let proxy = (!args.detach).then(SignalProxy::start);
-    let mut session = client::run(&project.name, &request, fds)?;
+    let result = session(&project.name, &request, fds, &args, proxy.as_ref());
+    if let Some(p) = &proxy {
+        p.finish();
+    }
+    result
+}
+
+fn session(
+    project: &str,
+    request: &Request,
+    fds: Vec<OwnedFd>,
+    args: &RunArgs,
+    proxy: Option<&SignalProxy>,
+) -> Result<i32> {
+    let mut session = client::run(project, request, fds)?;
     let mut code = None;
     let mut master: Option<OwnedFd> = None;
     let mut raw_guard = None;
@@ -153,16 +167,17 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         match reply {
             (Reply::Progress(p), _) => super::project::print_progress(&p),
             (Reply::Warning(w), _) => super::warn(&w),
-            (Reply::Started { container, pid: p }, _) => {
+            (Reply::Started { container, pid }, _) => {
                 if args.detach {
                     println!("{container}");
-                } else if let Some(proxy) = &proxy {
-                    proxy.target(p);
+                }
+                if let Some(p) = proxy {
+                    p.started(pid);
                 }
             }
             (Reply::Pty { .. }, Some(fd)) => {
-                if let Some(proxy) = &proxy {
-                    proxy.pty(fd.as_raw_fd());
+                if let Some(p) = proxy {
+                    p.set_pty(fd.as_raw_fd());
                 }
                 raw_guard = RawMode::enter();
                 output = Some(copy_pty(&fd, args.interactive)?);
@@ -180,8 +195,10 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     Ok(code.unwrap_or(0))
 }
 
-/// docker's sig-proxy for `run`: the proxied signals go to the container's first process;
-/// those that arrive before it is known are delivered once it is.
+/// Docker's sig-proxy for `run`: the proxied signals go to the container's first process. One
+/// that comes before the container started waits for it (it may be running already); a
+/// second one before that ends rcompose as it would without the proxy, and so does one that
+/// never found a container.
 struct SignalProxy {
     state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
 }
@@ -190,14 +207,14 @@ struct SignalProxy {
 struct ProxyState {
     pid: Option<i32>,
     pty: Option<i32>,
-    pending: Vec<i32>,
+    pending: Option<i32>,
 }
 
 impl SignalProxy {
     fn start() -> SignalProxy {
         let set = sigset(&PROXIED);
         // SAFETY: a valid sigset; threads spawned from here on inherit the mask, and the
-        // proxy's thread takes the signals with sigwait.
+        // forwarding thread takes the signals with sigwait.
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
         let shared = state.clone();
@@ -208,44 +225,49 @@ impl SignalProxy {
                 continue;
             }
             let Ok(mut st) = shared.lock() else { return };
-            if sig == libc::SIGWINCH {
-                if let Some(fd) = st.pty {
-                    resize(fd);
-                }
-                continue;
-            }
-            match st.pid {
-                // SAFETY: kill with plain integers.
-                Some(pid) => unsafe {
+            match (st.pid, sig) {
+                (_, libc::SIGWINCH) => resize(st.pty),
+                // SAFETY: kill with plain integers; a container that is gone only fails.
+                (Some(pid), _) => unsafe {
                     libc::kill(pid, sig);
                 },
-                None => st.pending.push(sig),
+                (None, _) if st.pending.is_none() => st.pending = Some(sig),
+                (None, _) => die_by(sig),
             }
         });
         SignalProxy { state }
     }
 
-    /// The container's first process: signals from now on (and those waiting) go to it.
-    fn target(&self, pid: i32) {
+    /// The container's first process runs: signals go to it, the one waiting first.
+    fn started(&self, pid: i32) {
         if let Ok(mut st) = self.state.lock() {
             st.pid = Some(pid);
-            for sig in std::mem::take(&mut st.pending) {
+            if let Some(sig) = st.pending.take() {
                 // SAFETY: kill with plain integers.
                 unsafe { libc::kill(pid, sig) };
             }
         }
     }
 
-    /// The pty's master, resized with the terminal.
-    fn pty(&self, fd: i32) {
+    fn set_pty(&self, fd: i32) {
         if let Ok(mut st) = self.state.lock() {
             st.pty = Some(fd);
+        }
+        resize(Some(fd));
+    }
+
+    /// The session is over: a signal that never reached a container takes effect now.
+    fn finish(&self) {
+        let pending = self.state.lock().ok().and_then(|mut st| st.pending.take());
+        if let Some(sig) = pending {
+            die_by(sig);
         }
     }
 }
 
-fn resize(fd: i32) {
-    if let Some((rows, cols)) = terminal_size() {
+/// The pty's size from the terminal's.
+fn resize(pty: Option<i32>) {
+    if let (Some(fd), Some((rows, cols))) = (pty, terminal_size()) {
         let ws = libc::winsize {
             ws_row: rows,
             ws_col: cols,
@@ -254,6 +276,19 @@ fn resize(fd: i32) {
         };
         // SAFETY: TIOCSWINSZ reads one winsize; a closed fd only fails.
         unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+/// Ends this process with `sig`'s default action, as if no handler were set.
+fn die_by(sig: i32) {
+    let set = sigset(&[sig]);
+    // SAFETY: restoring the default action and unblocking `sig` in this thread, then raising
+    // it here: the process ends (a signal whose default is to be ignored returns).
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
@@ -375,9 +410,7 @@ pub(crate) fn forward_signals(pid: i32, pty: Option<i32>) {
             continue;
         }
         if sig == libc::SIGWINCH {
-            if let Some(fd) = pty {
-                resize(fd);
-            }
+            resize(pty);
             continue;
         }
         // SAFETY: kill with plain integers.

@@ -421,7 +421,11 @@ impl Container {
     /// Creates the process, in its namespaces and cgroup, waiting for [`Container::start`] (the
     /// network is set up in between).
     pub fn spawn(&self, helper: &Path, stdio: Stdio) -> Result<Spawned, ContainerError> {
-        self.spawn_with(helper, self.namespaces, stdio)
+        let spawned = self.spawn_with(helper, self.namespaces, stdio)?;
+        // The helper builds the rootfs while the caller sets the network up. A failed send
+        // (the helper is gone) is retried, and its reason read, by `start`.
+        let _ = spawned.configure(&self.config);
+        Ok(spawned)
     }
 
     /// Creates a process in new `namespaces` and in the container's cgroup.
@@ -439,10 +443,13 @@ impl Container {
             Some(cg) => cg.dir_fd().map_err(cgroup_err)?,
             None => None,
         };
+        // v1 (and v2 without clone3): the process is moved through these files.
+        let procs = self.cgroup.as_ref().map(|cg| cg.procs_paths());
         let spawned = process::spawn(&SpawnRequest {
             helper,
             namespaces,
             cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
+            join_cgroup: procs.as_deref(),
             stdio,
         })
         .map_err(|source| ContainerError::Process {

@@ -5,8 +5,13 @@
 //! With `init: true` (or when it joined another container's pid namespace) it forks first and
 //! stays as a minimal init that forwards signals and reaps zombies.
 //!
+//! The work is split around the parent's [`GO`]: what needs no network (joining namespaces,
+//! hostname, loopback and, unless a `net.*` sysctl must see the plugged-in interfaces, the
+//! sysctls and the whole rootfs) is done while the parent plugs the network in; the rest after.
+//!
 //! It runs single-threaded, so it may allocate freely. Failures go back over fd 3 as a
-//! [`Report::Error`], then the helper exits.
+//! [`Report::Error`], then the helper exits (a failure before `GO` waits for it first, so that
+//! the parent's network set-up still finds the process and then reads the report).
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -20,7 +25,7 @@ use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
 use super::caps::CapSet;
-use super::process::{send_message, Report, SYNC_FD};
+use super::process::{send_message, Report, GO, SYNC_FD};
 use super::rootfs::{self, MountOp};
 use super::seccomp::BpfProgram;
 use super::syscall::{LinuxSyscall, NodeKind};
@@ -124,22 +129,52 @@ pub fn main() -> ! {
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
     let config = match read_config(sync.as_fd()) {
         Ok(c) => c,
-        Err(f) => report_and_exit(sync.as_fd(), f),
+        Err(f) => fail_before_go(sync.as_fd(), f),
     };
-    match run(&config, sync.as_fd()) {
+    let early_rootfs = !needs_network(&config.sysctls);
+    if let Err(f) = prepare(&config, early_rootfs) {
+        fail_before_go(sync.as_fd(), f);
+    }
+    match super::process::recv_message(sync.as_fd()) {
+        Ok((Some(msg), _)) if msg == GO => {}
+        // The parent gave up on this container (its network failed): nothing to report.
+        // SAFETY: exiting without running destructors or atexit handlers of the parent's image.
+        _ => unsafe { libc::_exit(1) },
+    }
+    match run(&config, early_rootfs, sync.as_fd()) {
         Ok(never) => match never {},
         Err(f) => report_and_exit(sync.as_fd(), f),
     }
 }
 
-fn report_and_exit(sync: BorrowedFd, f: Failure) -> ! {
+/// Whether some sysctl is a network one, which may name the interfaces the parent plugs in
+/// (`net.ipv4.conf.eth0.*`): then the sysctls, and the rootfs that hides the host's `/proc`
+/// after them, wait for [`GO`].
+fn needs_network(sysctls: &[(String, String)]) -> bool {
+    sysctls.iter().any(|(key, _)| key.starts_with("net."))
+}
+
+/// Reports `f`, then lives on until [`GO`] (or the end) comes: the parent sets the network up
+/// in between, and must still find this process and its namespaces.
+fn fail_before_go(sync: BorrowedFd, f: Failure) -> ! {
+    report(sync, &f);
+    let _ = super::process::recv_message(sync);
+    // SAFETY: exiting without running destructors or atexit handlers of the parent's image.
+    unsafe { libc::_exit(f.code) }
+}
+
+fn report(sync: BorrowedFd, f: &Failure) {
     let report = Report::Error {
-        message: f.message,
+        message: f.message.clone(),
         code: f.code,
     };
     if let Ok(body) = serde_json::to_vec(&report) {
         let _ = send_message(sync, &body, None);
     }
+}
+
+fn report_and_exit(sync: BorrowedFd, f: Failure) -> ! {
+    report(sync, &f);
     // SAFETY: exiting without running destructors or atexit handlers of the parent's image.
     unsafe { libc::_exit(f.code) }
 }
@@ -153,7 +188,9 @@ fn read_config(sync: BorrowedFd) -> Result<InitConfig, Failure> {
 
 enum Never {}
 
-fn run(config: &InitConfig, sync: BorrowedFd) -> Result<Never, Failure> {
+/// What is done before [`GO`]: everything that does not depend on the container's network
+/// interfaces; with `early_rootfs`, the sysctls and the rootfs too.
+fn prepare(config: &InitConfig, early_rootfs: bool) -> Result<(), Failure> {
     join_namespaces(&config.join)?;
     if config.new_cgroup_ns {
         // SAFETY: unshare with a flag.
@@ -176,19 +213,33 @@ fn run(config: &InitConfig, sync: BorrowedFd) -> Result<Never, Failure> {
             ));
         }
     }
+    if config.loopback_up {
+        loopback_up().map_err(os("cannot bring up the loopback interface"))?;
+    }
+    if early_rootfs {
+        sysctls_and_rootfs(config)?;
+    }
+    Ok(())
+}
+
+fn sysctls_and_rootfs(config: &InitConfig) -> Result<(), Failure> {
     // Namespaced sysctls reflect the writer's namespaces, so the host's /proc works here.
     for (key, value) in &config.sysctls {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
         std::fs::write(&path, value).map_err(os(format!("cannot set sysctl {key}={value}")))?;
     }
-    if config.loopback_up {
-        loopback_up().map_err(os("cannot bring up the loopback interface"))?;
-    }
     if let Some(setup) = &config.rootfs {
         rootfs::apply(&setup.root, &setup.ops, &LinuxSyscall)
             .map_err(|e| Failure::new(format!("cannot set up the root filesystem: {e}")))?;
     }
+    Ok(())
+}
 
+/// What is done after [`GO`], up to the command.
+fn run(config: &InitConfig, early_rootfs: bool, sync: BorrowedFd) -> Result<Never, Failure> {
+    if !early_rootfs {
+        sysctls_and_rootfs(config)?;
+    }
     let p = &config.process;
     apply_limits(p)?;
     let joins_pid = config.join.iter().any(|(_, t)| *t == libc::CLONE_NEWPID);
@@ -540,4 +591,30 @@ fn switch_user(p: &ProcessConfig) -> Result<(), Failure> {
 /// Whether `args` ask for the helper (`rcompose __container-init`).
 pub fn is_helper_invocation(arg1: Option<&OsStr>) -> bool {
     arg1 == Some(OsStr::new(super::process::HELPER_ARG))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctls(keys: &[&str]) -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| (k.to_string(), "1".to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_net_sysctls_wait_for_the_network() {
+        assert!(!needs_network(&[]));
+        assert!(!needs_network(&sysctls(&[
+            "kernel.shmmax",
+            "fs.mqueue.msg_max"
+        ])));
+        assert!(needs_network(&sysctls(&[
+            "kernel.shmmax",
+            "net.ipv4.conf.eth0.route_localnet"
+        ])));
+        // A key that only contains "net." elsewhere is not a network one.
+        assert!(!needs_network(&sysctls(&["kernel.net.x"])));
+    }
 }

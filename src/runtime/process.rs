@@ -10,12 +10,21 @@
 //! The helper is executed through a read-only bind mount of its own file, made in the child's
 //! private mount namespace: a process in the container that reaches the helper's executable
 //! through `/proc/<pid>/exe` (the CVE-2019-5736 attack) can read it but never write it.
+//!
+//! The helper gets its configuration in one message ([`Spawned::configure`], as early as
+//! possible) and does what needs no network (namespaces, hostname, usually the whole rootfs)
+//! while the caller plugs the network in; [`Spawned::start`] then sends [`GO`] and the helper
+//! finishes and executes the command.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +35,9 @@ pub const SYNC_FD: RawFd = 3;
 
 /// The first argument that makes the rcompose binary run as the helper.
 pub const HELPER_ARG: &str = "__container-init";
+
+/// The message that lets a configured helper go on to the command.
+pub const GO: &[u8] = b"go";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -43,6 +55,8 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot move the container's process into its cgroup: {0}")]
+    Cgroup(#[source] io::Error),
     #[error("cannot send the container's configuration: {0}")]
     Send(#[source] io::Error),
     #[error("cannot read from the container's helper: {0}")]
@@ -94,9 +108,13 @@ pub struct SpawnRequest<'a> {
     /// The rcompose binary (normally `/proc/self/exe`'s target).
     pub helper: &'a Path,
     pub namespaces: Namespaces,
-    /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`); on v1 the caller adds the pid
-    /// before [`Spawned::start`].
+    /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`).
     pub cgroup: Option<BorrowedFd<'a>>,
+    /// Cgroup v1 (or v2 without `clone3`): the `cgroup.procs` files the process is moved into,
+    /// from a thread, while the helper prepares; [`Spawned::start`] waits for it. Moving a
+    /// process between cgroups waits for an RCU grace period (~10 ms here): this way it
+    /// overlaps the helper's start and the caller's network set-up.
+    pub join_cgroup: Option<&'a [PathBuf]>,
     pub stdio: Stdio<'a>,
 }
 
@@ -108,6 +126,10 @@ pub struct Spawned {
     sync: OwnedFd,
     /// Whether `clone3` placed it in the requested cgroup (else the caller must add it).
     in_cgroup: bool,
+    /// Whether the configuration was sent ([`Spawned::configure`]).
+    configured: AtomicBool,
+    /// The move into the cgroup, under way ([`SpawnRequest::join_cgroup`]).
+    joining: Mutex<Option<JoinHandle<io::Result<()>>>>,
 }
 
 /// What the helper sends back before the container's command starts.
@@ -244,11 +266,28 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         // SAFETY: the kernel just gave us this fd.
         unsafe { OwnedFd::from_raw_fd(pidfd) }
     });
+    let joining = match req.join_cgroup {
+        Some(procs) if !in_cgroup => Some(join_cgroup(pid as i32, procs.to_vec())),
+        _ => None,
+    };
     Ok(Spawned {
         pid: pid as i32,
         pidfd,
         sync: parent_sock,
-        in_cgroup,
+        in_cgroup: in_cgroup || joining.is_some(),
+        configured: AtomicBool::new(false),
+        joining: Mutex::new(joining),
+    })
+}
+
+/// Moves `pid` into the cgroup whose `cgroup.procs` files are `procs`, in a thread.
+fn join_cgroup(pid: i32, procs: Vec<PathBuf>) -> JoinHandle<io::Result<()>> {
+    std::thread::spawn(move || {
+        for path in &procs {
+            std::fs::write(path, pid.to_string())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
     })
 }
 
@@ -320,8 +359,8 @@ impl Spawned {
         self.pid
     }
 
-    /// False when the requested cgroup v2 could not be entered at clone time (legacy clone):
-    /// add [`Spawned::pid`] to it before [`Spawned::start`].
+    /// False when the requested cgroup could not be entered at clone time (legacy clone and no
+    /// [`SpawnRequest::join_cgroup`]): add [`Spawned::pid`] to it before [`Spawned::start`].
     pub fn in_cgroup(&self) -> bool {
         self.in_cgroup
     }
@@ -330,16 +369,46 @@ impl Spawned {
         self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Sends the configuration and waits until the container's command is executing (the
-    /// helper's end of the socket closes on exec). Returns the pty master of a `tty` container.
-    pub fn start(&self, config: &InitConfig) -> Result<Option<OwnedFd>, ProcessError> {
+    /// Sends the configuration: the helper prepares what needs no network, then waits for
+    /// [`Spawned::start`]. A cgroup v1 caller adds the pid to the cgroup first (the helper's
+    /// work is charged there). Set-up failures are reported by `start`.
+    pub fn configure(&self, config: &InitConfig) -> Result<(), ProcessError> {
         let body = serde_json::to_vec(config).map_err(|e| ProcessError::Protocol(e.to_string()))?;
         send_message(self.sync.as_fd(), &body, None).map_err(ProcessError::Send)?;
+        self.configured.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Sends the configuration (unless [`Spawned::configure`] did) and [`GO`], and waits until
+    /// the container's command is executing (the helper's end of the socket closes on exec).
+    /// Returns the pty master of a `tty` container.
+    pub fn start(&self, config: &InitConfig) -> Result<Option<OwnedFd>, ProcessError> {
+        if !self.configured.load(Ordering::SeqCst) {
+            self.configure(config)?;
+        }
+        // The command starts inside its cgroup, or not at all.
+        let joining = self.joining.lock().ok().and_then(|mut j| j.take());
+        if let Some(handle) = joining {
+            let joined = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the cgroup thread panicked")));
+            if let Err(e) = joined {
+                // SAFETY: killing our own child, which waits for `GO`; the caller reaps it.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                return Err(ProcessError::Cgroup(e));
+            }
+        }
+        // A helper that failed already has exited after its report: that report is the answer.
+        let go = send_message(self.sync.as_fd(), GO, None);
         let mut pty = None;
         loop {
             let (msg, fd) = recv_message(self.sync.as_fd()).map_err(ProcessError::Receive)?;
             let Some(msg) = msg else {
-                return Ok(pty);
+                // Closed without a report: executing the command, unless `go` never arrived.
+                return match go {
+                    Ok(()) => Ok(pty),
+                    Err(e) => Err(ProcessError::Send(e)),
+                };
             };
             if msg.first() == Some(&RAW_ERROR) && msg.len() == 6 {
                 let step = STEPS.get(usize::from(msg[1])).copied().unwrap_or("unknown");
@@ -532,4 +601,97 @@ pub fn recv_message(sock: BorrowedFd) -> io::Result<(Option<Vec<u8>>, Option<Own
         fd = fd.or(more);
     }
     Ok((Some(body), fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Spawned` whose helper end is returned, for playing the helper in a thread.
+    fn fake() -> (Spawned, OwnedFd) {
+        let (parent, child) = seqpacket_pair().expect("socketpair");
+        let spawned = Spawned {
+            pid: 0,
+            pidfd: None,
+            sync: parent,
+            in_cgroup: true,
+            configured: AtomicBool::new(false),
+            joining: Mutex::new(None),
+        };
+        (spawned, child)
+    }
+
+    fn config() -> InitConfig {
+        InitConfig {
+            hostname: Some("box".into()),
+            ..InitConfig::default()
+        }
+    }
+
+    #[test]
+    fn configure_then_start_sends_the_configuration_once_then_go() {
+        let (spawned, child) = fake();
+        let helper = std::thread::spawn(move || {
+            let (first, _) = recv_message(child.as_fd()).expect("config");
+            let cfg: InitConfig = serde_json::from_slice(&first.expect("a message")).expect("json");
+            let (second, _) = recv_message(child.as_fd()).expect("go");
+            (cfg.hostname, second)
+        });
+        spawned.configure(&config()).expect("configure");
+        // The helper's end closes (as on exec): started, no pty.
+        let started = spawned.start(&config()).expect("start");
+        assert!(started.is_none());
+        let (hostname, second) = helper.join().expect("helper");
+        assert_eq!(hostname.as_deref(), Some("box"));
+        assert_eq!(second.as_deref(), Some(GO));
+    }
+
+    #[test]
+    fn start_alone_configures_first() {
+        let (spawned, child) = fake();
+        let helper = std::thread::spawn(move || {
+            let first = recv_message(child.as_fd()).expect("config").0;
+            let second = recv_message(child.as_fd()).expect("go").0;
+            (first.is_some(), second)
+        });
+        spawned.start(&config()).expect("start");
+        let (configured, second) = helper.join().expect("helper");
+        assert!(configured);
+        assert_eq!(second.as_deref(), Some(GO));
+    }
+
+    #[test]
+    fn a_failure_reported_before_go_is_the_start_error() {
+        let (spawned, child) = fake();
+        let helper = std::thread::spawn(move || {
+            let _ = recv_message(child.as_fd()).expect("config");
+            let report = Report::Error {
+                message: "cannot set up the root filesystem: no".into(),
+                code: 1,
+            };
+            let body = serde_json::to_vec(&report).expect("json");
+            send_message(child.as_fd(), &body, None).expect("report");
+            // Waits for go (or the end) before exiting, as the helper does.
+            let _ = recv_message(child.as_fd());
+        });
+        spawned.configure(&config()).expect("configure");
+        match spawned.start(&config()) {
+            Err(ProcessError::Start { message, code }) => {
+                assert_eq!(message, "cannot set up the root filesystem: no");
+                assert_eq!(code, 1);
+            }
+            other => panic!("expected the reported failure, got {other:?}"),
+        }
+        helper.join().expect("helper");
+    }
+
+    #[test]
+    fn a_helper_gone_before_go_is_a_send_error() {
+        let (spawned, child) = fake();
+        drop(child);
+        assert!(matches!(
+            spawned.start(&config()),
+            Err(ProcessError::Send(_))
+        ));
+    }
 }

@@ -1,11 +1,13 @@
 //! The supervisor process: `rcompose __supervise PROJECT`, started (detached, in a session of
 //! its own) by the commands that need it. It holds the project's lock, serves the control
-//! socket, and exits once nothing runs and no client is connected (or after `down`).
+//! socket, and exits once nothing runs and no client has been connected for [`LINGER`] (at
+//! once after `down`).
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -21,6 +23,22 @@ pub const SUPERVISE_ARG: &str = "__supervise";
 /// What the supervisor prints on stdout once, for the process that started it.
 pub const READY: &str = "ready";
 pub const BUSY: &str = "busy";
+
+/// How long an idle supervisor stays for the next command. Starting one costs more than a
+/// whole `run` of a small container (exec, async runtime, state, DNS, firewall check), and
+/// commands often come in bursts; an idle supervisor holds no container, mount or cgroup.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Overrides [`LINGER`] (milliseconds; 0: exit as soon as idle), read by the supervisor from
+/// the environment of the command that started it.
+pub const LINGER_ENV: &str = "RCOMPOSE_SUPERVISOR_LINGER_MS";
+
+/// The linger time `value` (of [`LINGER_ENV`]) asks for; [`LINGER`] when unset or invalid.
+fn linger_from(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(LINGER, Duration::from_millis)
+}
 
 /// The supervisor's main; returns the process exit code.
 pub fn main(project: &str) -> i32 {
@@ -73,9 +91,10 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
             return Err(msg);
         }
     };
+    let project_dir = state::project_dir(project);
     // Its pid, for tools and tests (the lock says whether it still runs).
     let _ = std::fs::write(
-        state::project_dir(project).join("supervisor.pid"),
+        project_dir.join("supervisor.pid"),
         std::process::id().to_string(),
     );
     engine.restart_adopted().await;
@@ -88,13 +107,19 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
     let wake = Arc::new(Notify::new());
     let shutdown = Arc::new(Notify::new());
     let mut events = engine.shared().events.subscribe();
+    let linger = linger_from(std::env::var(LINGER_ENV).ok().as_deref());
     let mut served_one = false;
     let mut waited = false;
+    // When the supervisor last became idle (no client, nothing running): it exits `linger`
+    // after that unless a client comes.
+    let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
+        let linger_left = idle_since.map(|t| linger.saturating_sub(t.elapsed()));
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 served_one = true;
+                idle_since = None;
                 clients.fetch_add(1, Ordering::SeqCst);
                 let (engine, clients, wake, shutdown) =
                     (engine.clone(), clients.clone(), wake.clone(), shutdown.clone());
@@ -114,18 +139,28 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
                     break;
                 }
             }
-            // Nobody connected after the starter went away: do not linger.
-            () = tokio::time::sleep(std::time::Duration::from_secs(10)), if !served_one => waited = true,
+            // Nobody connected after the starter went away.
+            () = tokio::time::sleep(Duration::from_secs(10)), if !served_one => waited = true,
+            () = tokio::time::sleep(linger_left.unwrap_or_default()), if linger_left.is_some() => {
+                // Nothing runs, nothing will: the state on disk says the rest.
+                break;
+            }
         }
         let idle = clients.load(Ordering::SeqCst) == 0 && !engine.shared().is_active();
-        if idle && (served_one || waited) {
-            // Nothing runs, nothing will: the state on disk says the rest.
+        if !idle || !(served_one || waited) {
+            idle_since = None;
+        } else if linger.is_zero() || !project_dir.is_dir() {
+            // No lingering asked, or the state directory was removed under us (a test's
+            // temporary directory): nothing to wait for.
             break;
+        } else if idle_since.is_none() {
+            idle_since = Some(tokio::time::Instant::now());
         }
     }
     drop(listener);
-    // After `down` the directory is gone already (and may be a new supervisor's by now).
-    if !engine.shared().is_gone() {
+    // After `down` the directory is gone already (and may be a new supervisor's by now); a
+    // directory removed by someone else is not recreated either.
+    if !engine.shared().is_gone() && project_dir.is_dir() {
         let _ = std::fs::remove_file(&path);
         let _ = engine.shared().save();
     }
@@ -241,5 +276,23 @@ fn redirect_output(project: &str) {
             libc::dup2(f.as_raw_fd(), 1);
             libc::dup2(f.as_raw_fd(), 2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linger_defaults_when_unset_or_invalid() {
+        assert_eq!(linger_from(None), LINGER);
+        assert_eq!(linger_from(Some("soon")), LINGER);
+        assert_eq!(linger_from(Some("-5")), LINGER);
+    }
+
+    #[test]
+    fn linger_is_read_in_milliseconds() {
+        assert_eq!(linger_from(Some("0")), Duration::ZERO);
+        assert_eq!(linger_from(Some(" 250 ")), Duration::from_millis(250));
     }
 }
