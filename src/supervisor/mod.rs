@@ -972,8 +972,12 @@ impl Engine {
         );
         let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)
             .map_err(|e| e.to_string())?;
-        let mut ports_in_use =
-            PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?;
+        // Other projects' ports come from an nft listing (milliseconds): only when needed.
+        let mut ports_in_use = if service.ports.is_empty() {
+            PortsInUse::new()
+        } else {
+            PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?
+        };
         let existing = self.all_ports(&ctx);
         ports_in_use.add(&existing);
         let ports =
