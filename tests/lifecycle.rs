@@ -603,6 +603,23 @@ services:
         "{}",
         out(&by_service)
     );
+    // With --use-aliases the one-off answers to the service's name too.
+    p.ok(&[
+        "run",
+        "-d",
+        "--use-aliases",
+        "--name",
+        "lcrundeps-aliased",
+        "app",
+        "sleep",
+        "600",
+    ]);
+    let by_service = p.rc(&["exec", "-T", "db", "nslookup", "app"]);
+    assert!(
+        stdout(&by_service).contains("Name:"),
+        "{}",
+        out(&by_service)
+    );
     // A name in use is refused.
     let again = p.rc(&["run", "-d", "--name", "lcrundeps-oneoff", "app", "true"]);
     assert!(!again.status.success(), "{}", out(&again));
