@@ -268,6 +268,10 @@ services:
     image: busybox
     pids_limit: 12
     command: ["sh", "-c", "for i in $$(seq 30); do sleep 3 & done; echo started"]
+  single:
+    image: busybox
+    pids_limit: 1
+    command: ["echo", "alone"]
   nofile:
     image: busybox
     ulimits:
@@ -283,6 +287,11 @@ services:
 
     let o = f.run(&["forks"]);
     assert!(stderr(&o).contains("can't fork"), "{}", out(&o));
+
+    // Room for the container's one process (v1 spawns from a thread inside the cgroup: that
+    // thread must not take the place).
+    let o = f.run(&["single"]);
+    assert_eq!(stdout(&o), "alone\n", "{}", out(&o));
 
     let o = f.run(&["nofile"]);
     assert_eq!(stdout(&o), "100\n200\n", "{}", out(&o));
@@ -608,5 +617,81 @@ fn volumes_binds_and_anonymous_volumes() {
         [format!("{}_named", f.project)],
         "--rm removes anonymous volumes"
     );
+    f.assert_nothing_left();
+}
+
+/// `devices` with their permissions, `device_cgroup_rules`, docker's device allow list, and
+/// `sysctls` as the container sees them.
+#[test]
+fn devices_and_sysctls() {
+    if !Path::new("/dev/loop-control").exists() {
+        skip("devices_and_sysctls", "needs /dev/loop-control on the host");
+        return;
+    }
+    let Some(f) = fixture(
+        "devices",
+        r#"
+services:
+  dev:
+    image: busybox
+    devices:
+      - "/dev/loop-control:/dev/lc:r"
+    sysctls:
+      net.ipv4.ip_unprivileged_port_start: "99"
+      kernel.shm_rmid_forced: "1"
+  ruled:
+    image: busybox
+    device_cgroup_rules:
+      - "c 1:1 r"
+  nodev:
+    image: busybox
+    devices:
+      - "/dev/no-such-device:/dev/x"
+"#,
+    ) else {
+        return;
+    };
+    let o = f.run(&[
+        "dev",
+        "sh",
+        "-c",
+        "(exec 3</dev/lc) && echo readable; \
+         (exec 3>/dev/lc) 2>&1; \
+         mknod /tmp/mem c 1 1 && (head -c 1 /tmp/mem) 2>&1; \
+         cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced",
+    ]);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines.first(), Some(&"readable"), "{}", out(&o));
+    // Write is not in `r`; /dev/mem (1:1) is not in docker's list: the cgroup refuses both.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("Operation not permitted"))
+            .count(),
+        2,
+        "{}",
+        out(&o)
+    );
+    assert_eq!(&lines[lines.len() - 2..], ["99", "1"], "{}", out(&o));
+
+    // With the rule, the cgroup lets the open through to the driver (which may still refuse,
+    // but not with EPERM).
+    let o = f.run(&[
+        "ruled",
+        "sh",
+        "-c",
+        "mknod /tmp/mem c 1 1 && (head -c 1 /tmp/mem >/dev/null) 2>&1; echo done",
+    ]);
+    assert!(stdout(&o).ends_with("done\n"), "{}", out(&o));
+    assert!(
+        !stdout(&o).contains("Operation not permitted"),
+        "{}",
+        out(&o)
+    );
+
+    let o = f.run(&["nodev", "true"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(stderr(&o).contains("/dev/no-such-device"), "{}", out(&o));
     f.assert_nothing_left();
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::caps::CapSet;
-use super::cgroups::{self, Cgroup, Hierarchy};
+use super::cgroups::{self, Cgroup, DeviceRule, Hierarchy};
 use super::init::{InitConfig, ProcessConfig, RootfsSetup};
 use super::process::{self, Namespaces, ProcessError, SpawnRequest, Spawned, Stdio};
 use super::rootfs::{self, Layout, MountOp, MountRequest};
@@ -53,6 +53,13 @@ pub enum ContainerError {
     },
     #[error("container {name}: {what} is not supported yet")]
     Unsupported { name: String, what: String },
+    #[error("container {name}: cannot use device {path}: {source}")]
+    Device {
+        name: String,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot remove container {name}: {message}")]
     Remove { name: String, message: String },
 }
@@ -224,7 +231,7 @@ impl Container {
             name: name.clone(),
             source,
         })?;
-        let cgroup = Cgroup::create(&hierarchy, &opts.cgroup, &cgroup_resources(spec)).map_err(
+        let cgroup = Cgroup::create(&hierarchy, &opts.cgroup, &cgroup_resources(spec)?).map_err(
             |source| ContainerError::Cgroup {
                 name: name.clone(),
                 source,
@@ -421,19 +428,23 @@ impl Container {
     /// Creates the process, in its namespaces and cgroup, waiting for [`Container::start`] (the
     /// network is set up in between).
     pub fn spawn(&self, helper: &Path, stdio: Stdio) -> Result<Spawned, ContainerError> {
-        let spawned = self.spawn_with(helper, self.namespaces, stdio)?;
+        let spawned = self.spawn_with(helper, self.namespaces, stdio, true)?;
         // The helper builds the rootfs while the caller sets the network up. A failed send
         // (the helper is gone) is retried, and its reason read, by `start`.
         let _ = spawned.configure(&self.config);
         Ok(spawned)
     }
 
-    /// Creates a process in new `namespaces` and in the container's cgroup.
+    /// Creates a process in new `namespaces` and in the container's cgroup. Only the `first`
+    /// (the container's own) may be forked from inside a v1 cgroup ([`cgroups::ThreadJoin`]):
+    /// a running container may be paused or killed meanwhile, which a thread of ours inside
+    /// would share.
     fn spawn_with(
         &self,
         helper: &Path,
         namespaces: Namespaces,
         stdio: Stdio,
+        first: bool,
     ) -> Result<Spawned, ContainerError> {
         let cgroup_err = |source| ContainerError::Cgroup {
             name: self.name.clone(),
@@ -443,13 +454,15 @@ impl Container {
             Some(cg) => cg.dir_fd().map_err(cgroup_err)?,
             None => None,
         };
-        // v1 (and v2 without clone3): the process is moved through these files.
-        let procs = self.cgroup.as_ref().map(|cg| cg.procs_paths());
+        let thread_join = match (first, &self.cgroup) {
+            (true, Some(cg)) => cg.thread_join(),
+            _ => None,
+        };
         let spawned = process::spawn(&SpawnRequest {
             helper,
             namespaces,
             cgroup: cgroup_fd.as_ref().map(|fd| fd.as_fd()),
-            join_cgroup: procs.as_deref(),
+            join_cgroup: thread_join.as_ref(),
             stdio,
         })
         .map_err(|source| ContainerError::Process {
@@ -623,7 +636,7 @@ impl Container {
             process: p,
             ..InitConfig::default()
         };
-        let spawned = self.spawn_with(helper, Namespaces::default(), stdio)?;
+        let spawned = self.spawn_with(helper, Namespaces::default(), stdio, false)?;
         match spawned.start(&config) {
             Ok(pty) => Ok((spawned, pty)),
             Err(source) => {
@@ -635,10 +648,10 @@ impl Container {
 }
 
 /// The spec's limits in the cgroup module's terms.
-fn cgroup_resources(spec: &ContainerSpec) -> cgroups::Resources {
+fn cgroup_resources(spec: &ContainerSpec) -> Result<cgroups::Resources, ContainerError> {
     let r = &spec.resources;
     let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    cgroups::Resources {
+    Ok(cgroups::Resources {
         memory: r.memory.map(signed),
         memory_swap: r.memory_swap.as_ref().map(|s| match *s {
             MemorySwap::Limit(v) => signed(v),
@@ -651,5 +664,26 @@ fn cgroup_resources(spec: &ContainerSpec) -> cgroups::Resources {
         cpuset_cpus: r.cpuset_cpus.clone(),
         cpuset_mems: r.cpuset_mems.clone(),
         pids_limit: r.pids_limit.map(signed),
+        devices: Some(device_rules(spec)?),
+    })
+}
+
+/// Docker's device allow list: all for `privileged`, else the defaults, the `devices` (with
+/// their permissions) and `device_cgroup_rules`.
+fn device_rules(spec: &ContainerSpec) -> Result<Vec<DeviceRule>, ContainerError> {
+    if spec.privileged {
+        return Ok(vec![DeviceRule::all()]);
     }
+    let mut rules = cgroups::default_device_rules();
+    for d in &spec.devices {
+        let err = |source| ContainerError::Device {
+            name: spec.name.clone(),
+            path: d.host_path.clone(),
+            source,
+        };
+        let access = cgroups::parse_access(&d.permissions).map_err(|e| err(io::Error::other(e)))?;
+        rules.push(cgroups::rule_for_node(Path::new(&d.host_path), access).map_err(err)?);
+    }
+    rules.extend(spec.device_cgroup_rules.iter().cloned());
+    Ok(rules)
 }

@@ -1,5 +1,6 @@
-//! Creating a container's first process: `clone3` into new namespaces (and, on cgroup v2,
-//! straight into the container's cgroup), then `execve` of the rcompose helper that finishes the
+//! Creating a container's first process: `clone3` into new namespaces and straight into the
+//! container's cgroup (v2: `CLONE_INTO_CGROUP`; v1: cloned by a thread that entered the cgroup
+//! alone, see [`ThreadJoin`]), then `execve` of the rcompose helper that finishes the
 //! set-up inside ([`super::init`]).
 //!
 //! The caller may be a multi-threaded tokio process, so between `clone` and `execve` the child
@@ -20,14 +21,13 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::thread::JoinHandle;
+use std::path::Path;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::cgroups::ThreadJoin;
 use super::init::InitConfig;
 
 /// The fd the helper finds its end of the control socket on.
@@ -55,8 +55,6 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot move the container's process into its cgroup: {0}")]
-    Cgroup(#[source] io::Error),
     #[error("cannot send the container's configuration: {0}")]
     Send(#[source] io::Error),
     #[error("cannot read from the container's helper: {0}")]
@@ -110,11 +108,8 @@ pub struct SpawnRequest<'a> {
     pub namespaces: Namespaces,
     /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`).
     pub cgroup: Option<BorrowedFd<'a>>,
-    /// Cgroup v1 (or v2 without `clone3`): the `cgroup.procs` files the process is moved into,
-    /// from a thread, while the helper prepares; [`Spawned::start`] waits for it. Moving a
-    /// process between cgroups waits for an RCU grace period (~10 ms here): this way it
-    /// overlaps the helper's start and the caller's network set-up.
-    pub join_cgroup: Option<&'a [PathBuf]>,
+    /// A cgroup v1 to start in: the process is cloned from a thread that entered it alone.
+    pub join_cgroup: Option<&'a ThreadJoin>,
     pub stdio: Stdio<'a>,
 }
 
@@ -128,8 +123,6 @@ pub struct Spawned {
     in_cgroup: bool,
     /// Whether the configuration was sent ([`Spawned::configure`]).
     configured: AtomicBool,
-    /// The move into the cgroup, under way ([`SpawnRequest::join_cgroup`]).
-    joining: Mutex<Option<JoinHandle<io::Result<()>>>>,
 }
 
 /// What the helper sends back before the container's command starts.
@@ -207,22 +200,96 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
     ];
     let report_fd = sources[3].as_raw_fd();
 
+    let child = ChildArgs {
+        sources: &source_fds,
+        helper: &helper,
+        argv: &argv,
+        envp: &envp,
+        report_fd,
+    };
+    let clone_flags = req.namespaces.clone_flags();
+    let cloned = match (req.cgroup, req.join_cgroup) {
+        // cgroup v1: from a thread that entered the cgroup alone (see `ThreadJoin`).
+        (None, Some(join)) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let inside = match join.enter() {
+                        Ok(inside) => inside,
+                        Err(e) => {
+                            tracing::debug!("cannot spawn from inside the cgroup: {e}");
+                            return clone_child(clone_flags, None, &child);
+                        }
+                    };
+                    match clone_child(clone_flags, None, &child) {
+                        Ok((pid, pidfd, _)) => {
+                            if let Err(e) = inside.leave() {
+                                // It leaves when it exits, a moment later.
+                                tracing::warn!("cannot move the spawning thread back: {e}");
+                            }
+                            Ok((pid, pidfd, true))
+                        }
+                        // No room for the thread and the process (`pids_limit: 1`): the
+                        // caller moves the process instead.
+                        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                            drop(inside);
+                            clone_child(clone_flags, None, &child)
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the spawning thread panicked")))
+        }),
+        (cgroup, _) => clone_child(clone_flags, cgroup, &child),
+    };
+    let (pid, pidfd, in_cgroup) = cloned.map_err(ProcessError::Clone)?;
+    drop(sources);
+    drop(child_sock);
+    Ok(Spawned {
+        pid,
+        pidfd,
+        sync: parent_sock,
+        in_cgroup,
+        configured: AtomicBool::new(false),
+    })
+}
+
+/// Memory prepared for the child, which runs [`child_main`] between clone and exec.
+struct ChildArgs<'a> {
+    sources: &'a [RawFd; 4],
+    helper: &'a CString,
+    argv: &'a [*const libc::c_char; 3],
+    envp: &'a [*const libc::c_char; 1],
+    report_fd: RawFd,
+}
+
+// SAFETY: the pointers in `argv` and `envp` point into `CString`s that outlive the scoped
+// thread that may use them; nothing writes through them.
+unsafe impl Sync for ChildArgs<'_> {}
+
+/// Clones the child (`clone3`, falling back to `clone`), optionally straight into a v2 cgroup.
+/// Returns its pid, pidfd and whether it started in `cgroup`.
+fn clone_child(
+    namespace_flags: u64,
+    cgroup: Option<BorrowedFd>,
+    child: &ChildArgs,
+) -> io::Result<(i32, Option<OwnedFd>, bool)> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
-        flags: req.namespaces.clone_flags() | libc::CLONE_PIDFD as u64,
+        flags: namespace_flags | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    if let Some(cg) = req.cgroup {
+    if let Some(cg) = cgroup {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg.as_raw_fd() as u64;
     }
 
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child runs on a
     // copy of this stack. It only calls `child_main`, which makes raw system calls on the
-    // prepared memory above and never returns.
-    let mut in_cgroup = req.cgroup.is_some();
+    // prepared memory and never returns.
+    let mut in_cgroup = cgroup.is_some();
     let mut pid = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -234,61 +301,43 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
         let err = io::Error::last_os_error();
         // Old kernels (or a seccomp filter around us) lack clone3: legacy clone does the same,
         // without CLONE_INTO_CGROUP (the caller then adds the pid to the cgroup).
-        if matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
-            in_cgroup = false;
-            // SAFETY: as above; a NULL stack makes clone fork-like. With CLONE_PIDFD the pidfd
-            // is stored through the parent_tid argument.
-            pid = unsafe {
-                libc::syscall(
-                    libc::SYS_clone,
-                    req.namespaces.clone_flags() | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64,
-                    0usize,
-                    &mut pidfd as *mut RawFd,
-                    0usize,
-                    0usize,
-                )
-            };
-            if pid == 0 {
-                // SAFETY: see child_main.
-                unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
-            }
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
+            return Err(err);
         }
+        in_cgroup = false;
+        // SAFETY: as above; a NULL stack makes clone fork-like. With CLONE_PIDFD the pidfd is
+        // stored through the parent_tid argument.
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                namespace_flags | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64,
+                0usize,
+                &mut pidfd as *mut RawFd,
+                0usize,
+                0usize,
+            )
+        };
         if pid < 0 {
-            return Err(ProcessError::Clone(io::Error::last_os_error()));
+            return Err(io::Error::last_os_error());
         }
-    } else if pid == 0 {
-        // SAFETY: see child_main.
-        unsafe { child_main(&source_fds, &helper, &argv, &envp, report_fd) }
     }
-    drop(sources);
-    drop(child_sock);
+    if pid == 0 {
+        // SAFETY: see child_main.
+        unsafe {
+            child_main(
+                child.sources,
+                child.helper,
+                child.argv,
+                child.envp,
+                child.report_fd,
+            )
+        }
+    }
     let pidfd = (pidfd >= 0).then(|| {
         // SAFETY: the kernel just gave us this fd.
         unsafe { OwnedFd::from_raw_fd(pidfd) }
     });
-    let joining = match req.join_cgroup {
-        Some(procs) if !in_cgroup => Some(join_cgroup(pid as i32, procs.to_vec())),
-        _ => None,
-    };
-    Ok(Spawned {
-        pid: pid as i32,
-        pidfd,
-        sync: parent_sock,
-        in_cgroup: in_cgroup || joining.is_some(),
-        configured: AtomicBool::new(false),
-        joining: Mutex::new(joining),
-    })
-}
-
-/// Moves `pid` into the cgroup whose `cgroup.procs` files are `procs`, in a thread.
-fn join_cgroup(pid: i32, procs: Vec<PathBuf>) -> JoinHandle<io::Result<()>> {
-    std::thread::spawn(move || {
-        for path in &procs {
-            std::fs::write(path, pid.to_string())
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        }
-        Ok(())
-    })
+    Ok((pid as i32, pidfd, in_cgroup))
 }
 
 /// The child between clone and exec. Only async-signal-safe system calls on memory prepared
@@ -359,8 +408,9 @@ impl Spawned {
         self.pid
     }
 
-    /// False when the requested cgroup could not be entered at clone time (legacy clone and no
-    /// [`SpawnRequest::join_cgroup`]): add [`Spawned::pid`] to it before [`Spawned::start`].
+    /// False when the process could not start in the requested cgroup (legacy clone on v2, or
+    /// no room for the spawning thread on v1): add [`Spawned::pid`] to it before
+    /// [`Spawned::start`].
     pub fn in_cgroup(&self) -> bool {
         self.in_cgroup
     }
@@ -370,8 +420,8 @@ impl Spawned {
     }
 
     /// Sends the configuration: the helper prepares what needs no network, then waits for
-    /// [`Spawned::start`]. A cgroup v1 caller adds the pid to the cgroup first (the helper's
-    /// work is charged there). Set-up failures are reported by `start`.
+    /// [`Spawned::start`]. A process that did not start in its cgroup is added to it first (the
+    /// helper's work is charged there). Set-up failures are reported by `start`.
     pub fn configure(&self, config: &InitConfig) -> Result<(), ProcessError> {
         let body = serde_json::to_vec(config).map_err(|e| ProcessError::Protocol(e.to_string()))?;
         send_message(self.sync.as_fd(), &body, None).map_err(ProcessError::Send)?;
@@ -385,18 +435,6 @@ impl Spawned {
     pub fn start(&self, config: &InitConfig) -> Result<Option<OwnedFd>, ProcessError> {
         if !self.configured.load(Ordering::SeqCst) {
             self.configure(config)?;
-        }
-        // The command starts inside its cgroup, or not at all.
-        let joining = self.joining.lock().ok().and_then(|mut j| j.take());
-        if let Some(handle) = joining {
-            let joined = handle
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the cgroup thread panicked")));
-            if let Err(e) = joined {
-                // SAFETY: killing our own child, which waits for `GO`; the caller reaps it.
-                unsafe { libc::kill(self.pid, libc::SIGKILL) };
-                return Err(ProcessError::Cgroup(e));
-            }
         }
         // A helper that failed already has exited after its report: that report is the answer.
         let go = send_message(self.sync.as_fd(), GO, None);
@@ -616,7 +654,6 @@ mod tests {
             sync: parent,
             in_cgroup: true,
             configured: AtomicBool::new(false),
-            joining: Mutex::new(None),
         };
         (spawned, child)
     }

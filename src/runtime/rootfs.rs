@@ -833,6 +833,7 @@ mod tests {
             resources: Default::default(),
             namespaces: Default::default(),
             devices: vec![],
+            device_cgroup_rules: vec![],
             labels: Default::default(),
             warnings: vec![],
         }

@@ -7,6 +7,7 @@
 //! the comments name the engine rule each step mirrors.
 
 use super::caps::CapSet;
+use super::cgroups::DeviceRule;
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fs;
@@ -190,6 +191,8 @@ pub enum SpecError {
     },
     #[error("sysctl {name:?} is not allowed: {reason}")]
     Sysctl { name: String, reason: &'static str },
+    #[error("invalid device_cgroup_rules entry {rule:?}: {reason}")]
+    DeviceRule { rule: String, reason: String },
 }
 
 /// What the spec needs to know about the host, gathered once so [`build`] stays testable.
@@ -452,6 +455,8 @@ pub struct ContainerSpec {
     pub resources: Resources,
     pub namespaces: Namespaces,
     pub devices: Vec<Device>,
+    /// `device_cgroup_rules`: devices allowed beyond docker's defaults and `devices`.
+    pub device_cgroup_rules: Vec<DeviceRule>,
     /// Image labels, overridden by the service's, plus compose's own.
     pub labels: IndexMap<String, String>,
     /// Things accepted but not acted on (`apparmor=...`), for the caller to print.
@@ -582,6 +587,16 @@ fn build_inner(
         resources: resolve_resources(service, host)?,
         namespaces,
         devices: resolve_devices(service)?,
+        device_cgroup_rules: service
+            .device_cgroup_rules
+            .iter()
+            .map(|rule| {
+                DeviceRule::parse(rule).map_err(|reason| SpecError::DeviceRule {
+                    rule: rule.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<_, _>>()?,
         labels,
         warnings,
     })

@@ -572,6 +572,56 @@ fn detection_from_mountinfo() {
     assert_eq!(Hierarchy::from_mountinfo("garbage\n\n"), None);
 }
 
+#[test]
+fn thread_cgroup_finds_a_controller_line() {
+    let text = "9:name=systemd:/\n4:memory:/a/b\n1:cpu,cpuacct:/c:d\n0::/unified\n";
+    assert_eq!(thread_cgroup(text, "memory"), Some("/a/b"));
+    assert_eq!(thread_cgroup(text, "cpuacct"), Some("/c:d"));
+    assert_eq!(thread_cgroup(text, "pids"), None);
+    assert_eq!(thread_cgroup("garbage", "memory"), None);
+}
+
+#[test]
+fn thread_join_has_one_hop_per_mount() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    for c in ["freezer", "pids", "memory", "cpuset", "cpu,cpuacct"] {
+        fs::create_dir_all(root.join(c)).expect("mkdir");
+    }
+    std::os::unix::fs::symlink("cpu,cpuacct", root.join("cpu")).expect("link");
+    std::os::unix::fs::symlink("cpu,cpuacct", root.join("cpuacct")).expect("link");
+    let cg = Cgroup {
+        hierarchy: Hierarchy::V1 { root: root.into() },
+        path: "rcompose/p/c".into(),
+        layout: Layout::V1(vec![
+            ("freezer", root.join("freezer/rcompose/p/c")),
+            ("cpu", root.join("cpu,cpuacct/rcompose/p/c")),
+            ("cpuacct", root.join("cpu,cpuacct/rcompose/p/c")),
+        ]),
+    };
+    let join = cg.thread_join().expect("v1");
+    let hops: Vec<_> = join
+        .hops
+        .iter()
+        .map(|(c, base, tasks)| (*c, base.clone(), tasks.clone()))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![
+            (
+                "freezer",
+                root.join("freezer"),
+                root.join("freezer/rcompose/p/c/tasks")
+            ),
+            (
+                "cpu",
+                root.join("cpu,cpuacct"),
+                root.join("cpu,cpuacct/rcompose/p/c/tasks")
+            ),
+        ]
+    );
+}
+
 // ---- the real hierarchy of this machine (root only) ----
 
 mod real {
@@ -857,6 +907,77 @@ mod real {
         cgroup.kill_all().expect("kill all");
         cgroup.remove().expect("remove");
         assert_eq!(guard.leftovers(), Vec::<PathBuf>::new());
+    }
+
+    /// A thread enters the cgroup alone (without the grace period a process move waits for),
+    /// a process it forks starts there, and the thread goes back.
+    #[test]
+    fn v1_thread_join_forks_into_the_cgroup() {
+        let Some(h) = hierarchy() else { return };
+        if h.is_v2() {
+            return;
+        }
+        let mut guard = Guard::new(h.clone(), "thread");
+        guard.cgroup =
+            Some(Cgroup::create(&h, &guard.path(), &Resources::default()).expect("create"));
+        let join = guard.cgroup().thread_join().expect("v1");
+        let before = fs::read_to_string("/proc/thread-self/cgroup").expect("own cgroup");
+        let (child, during, after) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let inside = join.enter().expect("enter");
+                    let during = fs::read_to_string("/proc/thread-self/cgroup").expect("read");
+                    // The thread makes this process a member, which `pids` leaves out (or a
+                    // `kill_all` racing the start would kill the supervisor).
+                    assert_eq!(guard.cgroup().pids().expect("pids"), Vec::<i32>::new());
+                    let child = Command::new("sleep").arg("30").spawn().expect("spawn");
+                    inside.leave().expect("leave");
+                    let after = fs::read_to_string("/proc/thread-self/cgroup").expect("read");
+                    (child, during, after)
+                })
+                .join()
+                .expect("thread")
+        });
+        let pid = child.id();
+        guard.children.push(child);
+        assert!(during.contains(&guard.path()), "{during}");
+        assert_eq!(after, before);
+        // The test process itself never moved.
+        assert_eq!(
+            fs::read_to_string("/proc/self/cgroup").expect("read"),
+            before
+        );
+        assert_eq!(guard.cgroup().pids().expect("pids"), vec![pid as i32]);
+    }
+
+    /// Only the allowed devices open: v1's devices.allow, and v2's device program (on the
+    /// hybrid cgroup2 too, which takes BPF programs without controllers).
+    #[test]
+    fn device_rules_are_enforced() {
+        let hierarchies: Vec<Hierarchy> = [hierarchy(), v2_hierarchy()]
+            .into_iter()
+            .flatten()
+            .collect();
+        for (i, h) in hierarchies.into_iter().enumerate() {
+            let mut guard = Guard::new(h.clone(), &format!("dev{i}"));
+            let r = Resources {
+                devices: Some(vec![DeviceRule::parse("c 1:3 rw").expect("rule")]),
+                ..Resources::default()
+            };
+            guard.cgroup = Some(Cgroup::create(&h, &guard.path(), &r).expect("create"));
+            let probe = |device: &str| -> bool {
+                let procs = guard.cgroup().open_procs().expect("procs");
+                let mut command = Command::new("sh");
+                command
+                    .args(["-c", &format!("exec 3<{device}")])
+                    .stderr(Stdio::null());
+                // SAFETY: join_self only calls write(2).
+                unsafe { command.pre_exec(move || procs.join_self()) };
+                command.status().expect("sh").success()
+            };
+            assert!(probe("/dev/null"), "{h:?}: /dev/null is allowed");
+            assert!(!probe("/dev/zero"), "{h:?}: /dev/zero is not");
+        }
     }
 
     #[test]

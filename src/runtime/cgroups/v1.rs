@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use super::{cpuset, make_dir, CgroupError, Layout, Resources, Result};
 
 /// The controllers a container joins. `cpuacct` only for accounting; `freezer` for pause and
-/// for killing without races.
-pub(super) const CONTROLLERS: [&str; 6] = ["freezer", "pids", "memory", "cpu", "cpuacct", "cpuset"];
+/// for killing without races; `devices` for the device allow list.
+pub(super) const CONTROLLERS: [&str; 7] = [
+    "freezer", "pids", "memory", "cpu", "cpuacct", "cpuset", "devices",
+];
 
 /// The mount of one controller: `root/<name>`, or a co-mount such as `root/cpu,cpuacct` when
 /// no symlink names it alone.
@@ -38,6 +40,7 @@ fn needed_by(name: &str, resources: &Resources) -> Option<&'static str> {
         "cpu" if resources.needs_cpu() => Some("a cpu limit"),
         "cpuset" if resources.needs_cpuset() => Some("cpuset"),
         "pids" if resources.pids_limit.is_some() => Some("pids_limit"),
+        "devices" if resources.devices.is_some() => Some("the device allow list"),
         _ => None,
     }
 }
