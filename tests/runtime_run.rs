@@ -647,6 +647,9 @@ services:
     image: busybox
     devices:
       - "/dev/no-such-device:/dev/x"
+  priv:
+    image: busybox
+    privileged: true
 "#,
     ) else {
         return;
@@ -689,6 +692,15 @@ services:
         "{}",
         out(&o)
     );
+
+    // Privileged: the host's devices, every one allowed (docker's --privileged).
+    let o = f.run(&[
+        "priv",
+        "sh",
+        "-c",
+        "(exec 3<>/dev/loop-control) && echo opened; test -c /dev/pts/ptmx && echo pts",
+    ]);
+    assert_eq!(stdout(&o), "opened\npts\n", "{}", out(&o));
 
     let o = f.run(&["nodev", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));

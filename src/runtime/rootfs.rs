@@ -170,13 +170,16 @@ pub enum MountOp {
         target: String,
         read_only: bool,
     },
-    /// A character device: `mknod`, or a bind of the host's node where `mknod` is not allowed.
+    /// A device node: `mknod`, or a bind of the host's node where `mknod` is not allowed.
     Device {
         path: String,
         major: u64,
         minor: u64,
         mode: u32,
         host: PathBuf,
+        /// A block device (else a character one).
+        #[serde(default)]
+        block: bool,
     },
     Symlink {
         target: String,
@@ -204,6 +207,53 @@ mod ms_flags {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MsFlags, D::Error> {
         Ok(MsFlags::from_bits_retain(u64::deserialize(d)?))
     }
+}
+
+/// The device nodes under `dir` (the host's `/dev`), as runc lists them for a privileged
+/// container: recursively, except the file systems a container gets its own of (`pts`, `shm`,
+/// `mqueue`), `fd` and `console`.
+fn host_devices(dir: &Path) -> Vec<MountOp> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Some(name) = path.file_name().map(|n| n.to_os_string()) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            if !matches!(
+                name.to_str(),
+                Some("pts" | "shm" | "mqueue" | "fd" | ".lxc" | ".udev")
+            ) {
+                out.extend(host_devices(&path));
+            }
+            continue;
+        }
+        let block = file_type.is_block_device();
+        if !(block || file_type.is_char_device()) || name == "console" {
+            continue;
+        }
+        let Some(container_path) = path.to_str() else {
+            continue;
+        };
+        out.push(MountOp::Device {
+            path: container_path.to_string(),
+            major: nix::sys::stat::major(meta.rdev()),
+            minor: nix::sys::stat::minor(meta.rdev()),
+            mode: meta.mode() & 0o7777,
+            host: path.clone(),
+            block,
+        });
+    }
+    out
 }
 
 /// The mounts that build `spec`'s rootfs, in order.
@@ -273,7 +323,19 @@ pub fn plan(
             minor,
             mode: 0o666,
             host: PathBuf::from(format!("/dev/{name}")),
+            block: false,
         });
+    }
+    if spec.privileged {
+        // As `docker run --privileged`: the host's devices, at their paths.
+        for op in host_devices(Path::new("/dev")) {
+            let standard = STANDARD_DEVICES
+                .iter()
+                .any(|(name, _, _)| matches!(&op, MountOp::Device { path, .. } if path == &format!("/dev/{name}")));
+            if !standard {
+                ops.push(op);
+            }
+        }
     }
     for (link, target) in DEV_SYMLINKS {
         ops.push(MountOp::Symlink {
@@ -567,12 +629,18 @@ pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), Root
                 minor,
                 mode,
                 host,
+                block,
             } => {
                 let (parent, name) = split_parent(path);
                 let dir = must(&cur, parent, NodeKind::Dir)?;
                 let node = dir.path.join(name);
                 let dev = nix::sys::stat::makedev(*major, *minor);
-                match sys.mknod(&node, SFlag::S_IFCHR, *mode, dev) {
+                let kind = if *block {
+                    SFlag::S_IFBLK
+                } else {
+                    SFlag::S_IFCHR
+                };
+                match sys.mknod(&node, kind, *mode, dev) {
                     Ok(()) => {}
                     // In a user namespace mknod is refused: bind the host's node instead.
                     Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -947,6 +1015,56 @@ mod tests {
             target: "/etc/resolv.conf".into(),
             read_only: false
         }));
+    }
+
+    #[test]
+    fn host_devices_lists_nodes_as_runc_does() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (mknod)");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let node = |path: &Path, kind: SFlag, major, minor| {
+            nix::sys::stat::mknod(
+                path,
+                kind,
+                Mode::from_bits_truncate(0o640),
+                nix::sys::stat::makedev(major, minor),
+            )
+            .unwrap()
+        };
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::create_dir_all(d.join("pts")).unwrap();
+        node(&d.join("null"), SFlag::S_IFCHR, 1, 3);
+        node(&d.join("sub/disk"), SFlag::S_IFBLK, 7, 1);
+        node(&d.join("pts/0"), SFlag::S_IFCHR, 136, 0);
+        node(&d.join("console"), SFlag::S_IFCHR, 5, 1);
+        fs::write(d.join("file"), "").unwrap();
+        symlink("null", d.join("link")).unwrap();
+        let ops = host_devices(d);
+        let at = |p: &str| d.join(p).to_string_lossy().into_owned();
+        assert_eq!(
+            ops,
+            vec![
+                MountOp::Device {
+                    path: at("null"),
+                    major: 1,
+                    minor: 3,
+                    mode: 0o640,
+                    host: d.join("null"),
+                    block: false,
+                },
+                MountOp::Device {
+                    path: at("sub/disk"),
+                    major: 7,
+                    minor: 1,
+                    mode: 0o640,
+                    host: d.join("sub/disk"),
+                    block: true,
+                },
+            ]
+        );
     }
 
     #[test]
