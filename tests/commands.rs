@@ -3,76 +3,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{skip, stderr, stdout, testbed_env, State};
-
-struct Project {
-    state: State,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    name: String,
-}
+use common::{out, stderr, stdout, Project};
 
 fn project(test: &str, name: &str, compose: &str) -> Option<Project> {
-    if !nix::unistd::geteuid().is_root() {
-        skip(test, "needs root to create containers and networks");
-        return None;
-    }
-    let Some(env) = testbed_env() else {
-        skip(
-            test,
-            "the image test bed is not served (scripts/test serves it)",
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
-    Some(Project {
-        state: State::new(),
-        env,
-        dir,
-        // Unique per test: bridges, firewall tables and cgroups are named after it.
-        name: common::project_name(&format!("cmd{name}")),
-    })
+    Project::new(test, &format!("cmd{name}"), compose)
 }
 
 impl Project {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.state.cmd(&self.env);
-        cmd.current_dir(self.dir.path())
-            .args(["-p", &self.name])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn rc(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run rcompose")
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.rc(args);
-        assert!(o.status.success(), "rcompose {args:?} failed:\n{}", out(&o));
-        o
-    }
-
-    fn state_json(&self) -> serde_json::Value {
-        let p = self
-            .state
-            .dir
-            .path()
-            .join("run/projects")
-            .join(&self.name)
-            .join("state.json");
-        std::fs::read(&p)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }
-
     fn container_id(&self, service: &str, number: u32) -> String {
         let name = format!("{}-{service}-{number}", self.name);
         self.state_json()["containers"]
@@ -135,13 +76,6 @@ impl Project {
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        // Whatever happened, the project goes (a failed test must not leave containers).
-        let _ = self.rc(&["down", "-v", "-t", "0"]);
-    }
-}
-
 /// A spawned rcompose, killed (by its own handle) if the test ends first.
 struct Running {
     child: Child,
@@ -184,10 +118,6 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn out(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
 }
 
 #[test]

@@ -7,108 +7,25 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{cgroup_roots, skip, stderr, stdout, testbed_env, State};
+use common::{out, skip, stderr, stdout, Project};
 
-/// A project directory, its state and the test bed's environment.
-struct Fixture {
-    state: State,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    project: String,
+fn fixture(test: &str, compose: &str) -> Option<Project> {
+    Project::new(test, &format!("rt-{}", test.replace('_', "-")), compose)
 }
 
-fn fixture(test: &str, compose: &str) -> Option<Fixture> {
-    if !nix::unistd::geteuid().is_root() {
-        skip(test, "needs root to create containers");
-        return None;
-    }
-    let Some(env) = testbed_env() else {
-        skip(
-            test,
-            "the image test bed is not served (scripts/test serves it)",
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
-    Some(Fixture {
-        state: State::new(),
-        env,
-        dir,
-        // Unique per test: cgroups are named after the project.
-        project: common::project_name(&format!("rt-{}", test.replace('_', "-"))),
-    })
-}
-
-impl Fixture {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.state.cmd(&self.env);
-        cmd.current_dir(self.dir.path())
-            .args(["-p", &self.project])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
+impl Project {
+    /// `run --rm -T ARGS`.
     fn run(&self, args: &[&str]) -> Output {
         let mut full = vec!["run", "--rm", "-T"];
         full.extend_from_slice(args);
-        self.cmd(&full).output().expect("run rcompose")
+        self.rc(&full)
     }
 
-    /// Nothing of the project left once it is down: container directories, cgroups, mounts,
-    /// the project's state (networks, firewall table).
-    fn assert_nothing_left(&self) {
-        let o = self.cmd(&["down", "-v"]).output().expect("down");
-        assert!(o.status.success(), "down: {}", out(&o));
-        assert!(
-            !self
-                .state
-                .run()
-                .join("projects")
-                .join(&self.project)
-                .exists(),
-            "the project's state is left"
-        );
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .map(|o| stdout(&o))
-            .unwrap_or_default();
-        assert!(
-            !tables.contains(&format!("rcompose-{}", self.project)),
-            "firewall table left: {tables}"
-        );
-        let containers = self.state.root().join("containers");
-        let left: Vec<_> = std::fs::read_dir(&containers)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "container directories left: {left:?}");
-        for root in cgroup_roots() {
-            let cg = root.join("rcompose").join(&self.project);
-            let children: Vec<_> = std::fs::read_dir(&cg)
-                .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
-                .unwrap_or_default();
-            assert!(children.is_empty(), "cgroups left under {}", cg.display());
-        }
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let state = self.state.dir.path().to_string_lossy().to_string();
-        assert!(
-            !mountinfo.contains(&state),
-            "mounts of the test's state left on the host"
-        );
+    /// `down -v` (`run` made the project's networks), then nothing of the project is left.
+    fn down_leaves_nothing(&self) {
+        self.ok(&["down", "-v"]);
+        self.assert_nothing_left();
     }
-}
-
-impl Drop for Fixture {
-    /// `run` creates the project's networks: take them down even when a test failed.
-    fn drop(&mut self) {
-        let _ = self.cmd(&["down", "-v"]).output();
-    }
-}
-
-fn out(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
 }
 
 fn status_field(text: &str, field: &str) -> String {
@@ -157,7 +74,7 @@ fn the_container_sees_its_own_world() {
         "{text}"
     );
     assert!(links[1].contains("eth0@"), "{text}");
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -232,7 +149,7 @@ services:
         "echo $HELLO $(id -u) $(pwd)",
     ]);
     assert_eq!(stdout(&o), "world 0 /tmp\n", "{}", out(&o));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -250,7 +167,7 @@ fn read_only_root_and_tmpfs() {
         "touch /x; echo root=$?; touch /scratch/y; echo scratch=$?; echo x > /etc/hosts; echo hosts=$?",
     ]);
     assert_eq!(stdout(&o), "root=1\nscratch=0\nhosts=1\n", "{}", out(&o));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -295,7 +212,7 @@ services:
 
     let o = f.run(&["nofile"]);
     assert_eq!(stdout(&o), "100\n200\n", "{}", out(&o));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -348,7 +265,7 @@ fn exit_codes_and_signals() {
     std::io::Read::read_to_string(&mut reader, &mut rest).expect("read");
     assert_eq!(rest, "got-term\n");
     assert_eq!(status.code(), Some(42));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -373,7 +290,7 @@ fn init_reaps_zombies() {
         .find(|l| l.trim_start().starts_with("1 "))
         .unwrap_or("");
     assert!(pid1.contains("rcompose-init"), "{text}");
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -388,7 +305,7 @@ fn a_tty_is_a_pty_of_the_container() {
     let bin = env!("CARGO_BIN_EXE_rcompose");
     let line = format!(
         "{bin} -p {} run --rm bb sh -c 'tty; stty size; exit 4'",
-        f.project
+        f.name
     );
     let o = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
@@ -402,11 +319,11 @@ fn a_tty_is_a_pty_of_the_container() {
     let text = stdout(&o);
     assert!(text.contains("/dev/pts/0"), "{}", out(&o));
     assert_eq!(o.status.code(), Some(4), "{}", out(&o));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 /// Builds an image from busybox's unpacked layer changed by `edit`, imported as `name`.
-fn hostile_image(f: &Fixture, name: &str, changes: &[&str], edit: impl FnOnce(&Path)) {
+fn hostile_image(f: &Project, name: &str, changes: &[&str], edit: impl FnOnce(&Path)) {
     let o = f
         .cmd(&["image", "pull", "-q", "busybox"])
         .output()
@@ -530,7 +447,7 @@ services:
     let o = f.run(&["selfexe"]);
     assert!(!o.status.success(), "{}", out(&o));
     assert_eq!(sha256_of(bin), before, "the rcompose binary changed");
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -560,12 +477,12 @@ fn run_without_rm_keeps_the_stopped_container() {
         .expect("ps");
     let text = stdout(&ps);
     assert!(
-        text.contains(&format!("\"Name\":\"{}-bb-run-", f.project)),
+        text.contains(&format!("\"Name\":\"{}-bb-run-", f.name)),
         "{}",
         out(&ps)
     );
     assert!(text.contains("\"ExitCode\":7"), "{}", out(&ps));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -582,7 +499,7 @@ fn bad_input_is_named() {
     let o = f.run(&["gone"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nothing-here"), "{}", out(&o));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 #[test]
@@ -605,7 +522,7 @@ fn volumes_binds_and_anonymous_volumes() {
         "bound\n"
     );
     let volumes = f.state.root().join("volumes");
-    let named = volumes.join(format!("{}_named/_data/f", f.project));
+    let named = volumes.join(format!("{}_named/_data/f", f.name));
     assert_eq!(std::fs::read_to_string(named).expect("named"), "kept\n");
     let left: Vec<_> = std::fs::read_dir(&volumes)
         .expect("volumes")
@@ -614,10 +531,10 @@ fn volumes_binds_and_anonymous_volumes() {
         .collect();
     assert_eq!(
         left,
-        [format!("{}_named", f.project)],
+        [format!("{}_named", f.name)],
         "--rm removes anonymous volumes"
     );
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }
 
 /// `devices` with their permissions, `device_cgroup_rules`, docker's device allow list, and
@@ -705,5 +622,5 @@ services:
     let o = f.run(&["nodev", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(stderr(&o).contains("/dev/no-such-device"), "{}", out(&o));
-    f.assert_nothing_left();
+    f.down_leaves_nothing();
 }

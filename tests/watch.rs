@@ -6,85 +6,27 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{rcompose, skip, stderr, stdout, testbed_env, State};
+use common::{rcompose, stderr, Project, State};
 
 const LOOP: &str = r#"sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done'"#;
 
-struct Project {
-    state: State,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    name: String,
-}
-
 fn project(test: &str, compose: &str) -> Option<Project> {
-    if !nix::unistd::geteuid().is_root() {
-        skip(test, "needs root to create containers");
-        return None;
-    }
-    let Some(env) = testbed_env() else {
-        skip(
-            test,
-            "the image test bed is not served (scripts/test serves it)",
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
-    std::fs::create_dir(dir.path().join("src")).expect("src dir");
-    Some(Project {
-        state: State::new(),
-        env,
-        dir,
-        // Unique per test: bridges, firewall tables and cgroups are named after it.
-        name: common::project_name(&format!("wt{test}")),
-    })
+    let p = Project::new(test, &format!("wt{test}"), compose)?;
+    std::fs::create_dir(p.dir.path().join("src")).expect("src dir");
+    Some(p)
 }
 
 impl Project {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.state.cmd(&self.env);
-        cmd.current_dir(self.dir.path())
-            .args(["-p", &self.name])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args).output().expect("run rcompose");
-        assert!(
-            o.status.success(),
-            "rcompose {args:?} failed:\n{}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-        o
-    }
-
     fn src(&self, rel: &str) -> PathBuf {
         self.dir.path().join("src").join(rel)
     }
 
-    fn state_json(&self) -> serde_json::Value {
-        let p = self
-            .state
-            .run()
-            .join("projects")
-            .join(&self.name)
-            .join("state.json");
-        std::fs::read(&p)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }
-
     /// The running container's (pid, started_at).
-    fn container(&self) -> (i64, String) {
+    fn running(&self) -> (i64, String) {
         let s = self.state_json();
         let c = &s["containers"][0];
         (c["pid"].as_i64().unwrap_or(0), c["started_at"].to_string())
@@ -92,7 +34,7 @@ impl Project {
 
     /// A path inside the running container, seen from the host.
     fn in_container(&self, path: &str) -> PathBuf {
-        let (pid, _) = self.container();
+        let (pid, _) = self.running();
         PathBuf::from(format!("/proc/{pid}/root{path}"))
     }
 
@@ -128,13 +70,6 @@ impl Project {
         let w = Watch { child, lines };
         w.wait_line("Watch enabled", Duration::from_secs(60));
         w
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        // Whatever happened, the project goes (a failed test must not leave containers).
-        let _ = self.cmd(&["down", "-v", "-t", "0"]).output();
     }
 }
 
@@ -286,11 +221,11 @@ services:
     };
     std::fs::write(p.src("app.conf"), "a=1").unwrap();
     let w = p.watch();
-    let before = p.container();
+    let before = p.running();
     let t = Instant::now();
     std::fs::write(p.src("app.conf"), "a=2").unwrap();
     within("the restart", t, Duration::from_secs(1), || {
-        let now = p.container();
+        let now = p.running();
         now.0 != 0 && now.0 != before.0 && now.1 != before.1
     });
     w.wait_line(
@@ -301,7 +236,7 @@ services:
 }
 
 #[test]
-fn a_burst_of_a_thousand_writes_is_one_sync() {
+fn a_burst_of_a_thousand_writes_is_batched() {
     let compose = format!(
         r#"
 services:
@@ -328,15 +263,19 @@ services:
     });
     // Nothing more arrives after the batch (twice the quiet period, then some).
     std::thread::sleep(Duration::from_millis(500));
-    let syncs: Vec<String> = w
+    // One batch when the writer never pauses for the quiet period (150 ms); a loaded machine
+    // may pause it, so a few batches are allowed, never one per file. A file whose events
+    // straddle two batches counts in both.
+    let counts: Vec<usize> = w
         .output()
-        .into_iter()
-        .filter(|l| l.starts_with("Syncing service"))
+        .iter()
+        .filter_map(|l| l.strip_prefix("Syncing service \"app\" after "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
         .collect();
-    assert_eq!(
-        syncs,
-        ["Syncing service \"app\" after 1000 changes were detected"],
-        "{}",
+    let total: usize = counts.iter().sum();
+    assert!(
+        !counts.is_empty() && counts.len() <= 3 && (1000..1000 + counts.len()).contains(&total),
+        "{counts:?}:\n{}",
         w.output().join("\n")
     );
     let in_container = std::fs::read_dir(p.in_container("/app")).unwrap().count();

@@ -2,8 +2,13 @@
 
 #![allow(dead_code)]
 
+mod project;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+#[allow(unused_imports)] // not every test binary runs projects
+pub use project::{out, Project};
 
 /// `../shared/conformance` beside the repository, or `$RCOMPOSE_CONFORMANCE`.
 pub fn conformance_dir() -> Option<PathBuf> {
