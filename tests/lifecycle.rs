@@ -6,75 +6,16 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{cgroup_roots, skip, stderr, stdout, testbed_env, State};
-
-struct Project {
-    state: State,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    name: String,
-}
+use common::{out, stderr, stdout, Project};
 
 fn project(test: &str, compose: &str) -> Option<Project> {
-    if !nix::unistd::geteuid().is_root() {
-        skip(test, "needs root to create containers and networks");
-        return None;
-    }
-    let Some(env) = testbed_env() else {
-        skip(
-            test,
-            "the image test bed is not served (scripts/test serves it)",
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
-    Some(Project {
-        state: State::new(),
-        env,
-        dir,
-        // Unique per test: bridges, firewall tables and cgroups are named after it.
-        name: common::project_name(&format!("lc{}", test.replace('_', ""))),
-    })
+    Project::new(test, &format!("lc{}", test.replace('_', "")), compose)
 }
 
 impl Project {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.state.cmd(&self.env);
-        cmd.current_dir(self.dir.path())
-            .args(["-p", &self.name])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn rc(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run rcompose")
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.rc(args);
-        assert!(o.status.success(), "rcompose {args:?} failed:\n{}", out(&o));
-        o
-    }
-
-    fn state_json(&self) -> serde_json::Value {
-        let p = self
-            .state
-            .dir
-            .path()
-            .join("run/projects")
-            .join(&self.name)
-            .join("state.json");
-        std::fs::read(&p)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }
-
     /// Polls the recorded state (written on every change) until `f` holds.
     fn wait_state(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -91,48 +32,6 @@ impl Project {
         }
     }
 
-    fn container<'a>(state: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-        state["containers"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["name"] == name))
-            .unwrap_or(&serde_json::Value::Null)
-    }
-
-    /// Nothing of the project on the host: state, containers, cgroups, links, firewall table,
-    /// supervisor.
-    fn assert_nothing_left(&self) {
-        let run = self.state.dir.path().join("run/projects").join(&self.name);
-        assert!(!run.exists(), "project state left: {}", run.display());
-        let containers: Vec<_> = std::fs::read_dir(self.state.root().join("containers"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(
-            containers.is_empty(),
-            "container directories left: {containers:?}"
-        );
-        for root in cgroup_roots() {
-            let cg = root.join("rcompose").join(&self.name);
-            let children: Vec<_> = std::fs::read_dir(&cg)
-                .map(|d| d.flatten().filter(|e| e.path().is_dir()).collect())
-                .unwrap_or_default();
-            assert!(children.is_empty(), "cgroups left under {}", cg.display());
-        }
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .expect("nft");
-        assert!(
-            !stdout(&tables).contains(&format!("rcompose-{}", self.name)),
-            "firewall table left:\n{}",
-            stdout(&tables)
-        );
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        assert!(
-            !mountinfo.contains(&*self.state.dir.path().to_string_lossy()),
-            "mounts left"
-        );
-    }
-
     fn bridges(&self) -> Vec<String> {
         let s = self.state_json();
         s["networks"]
@@ -144,17 +43,6 @@ impl Project {
             })
             .unwrap_or_default()
     }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        // Whatever happened, the project goes (a failed test must not leave containers).
-        let _ = self.rc(&["down", "-v", "-t", "0"]);
-    }
-}
-
-fn out(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
 }
 
 fn link_exists(name: &str) -> bool {
@@ -1385,5 +1273,72 @@ services:
         "{seen:?} vs {host_links:?}"
     );
     p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+/// `run`'s own flags: `-p`, `-v` (a relative path from where the command runs), `--cap-add`,
+/// `--cap-drop`, `--env-from-file` (under `-e`).
+#[test]
+fn run_flags_publish_volume_capabilities_and_env_files() {
+    let Some(p) = project(
+        "run_flags",
+        "services:\n  web:\n    image: busybox\n    environment:\n      BOTH: service\n",
+    ) else {
+        return;
+    };
+    let dir = p.dir.path();
+    std::fs::write(dir.join("vars.env"), "FROM_FILE=yes\nBOTH=file\n").expect("env file");
+    std::fs::create_dir(dir.join("data")).expect("data dir");
+    std::fs::write(dir.join("data/f"), "bound\n").expect("data file");
+    let o = p.ok(&[
+        "run",
+        "--rm",
+        "-T",
+        "-v",
+        "./data:/data:ro",
+        "--cap-drop",
+        "CHOWN",
+        "--cap-add",
+        "NET_ADMIN",
+        "--env-from-file",
+        "vars.env",
+        "-e",
+        "BOTH=flag",
+        "web",
+        "sh",
+        "-c",
+        "cat /data/f; grep CapEff /proc/self/status; echo $FROM_FILE $BOTH; \
+         touch /data/g 2>/dev/null || echo read-only",
+    ]);
+    // Docker's default set (a80425fb) without CHOWN (bit 0), with NET_ADMIN (bit 12).
+    assert_eq!(
+        stdout(&o),
+        "bound\nCapEff:\t00000000a80435fa\nyes flag\nread-only\n",
+        "{}",
+        out(&o)
+    );
+
+    let port = free_ports(1)[0];
+    p.ok(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "web",
+        "sh",
+        "-c",
+        "mkdir /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http_get(port, "/").contains("published")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "port {port} never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }

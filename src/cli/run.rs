@@ -52,8 +52,23 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_deps: bool,
     /// Run with the service's ports published on the host
-    #[arg(long)]
+    #[arg(short = 'P', long)]
     pub service_ports: bool,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    pub publish: Vec<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:OPTIONS]")]
+    pub volumes: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Set environment variables from a file
+    #[arg(long = "env-from-file", value_name = "PATH")]
+    pub env_from_file: Vec<PathBuf>,
     /// Use the service's network aliases in the networks the container joins
     #[arg(long)]
     pub use_aliases: bool,
@@ -338,6 +353,16 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
             s.command = Some(Vec::new());
         }
     }
+    // Files first: `-e` wins over `--env-from-file`, as with docker compose.
+    for path in &args.env_from_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the env file {}", path.display()))?;
+        let vars = crate::compose::dotenv::parse(&text, &|k| std::env::var(k).ok())
+            .with_context(|| format!("invalid env file {}", path.display()))?;
+        for (k, v) in vars {
+            s.environment.insert(k, Some(v));
+        }
+    }
     for e in &args.env {
         match e.split_once('=') {
             Some((k, v)) => s.environment.insert(k.to_string(), Some(v.to_string())),
@@ -361,6 +386,23 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
     if !args.service_ports {
         s.ports.clear();
     }
+    for p in &args.publish {
+        let ports = crate::compose::canonical::port_configs(p)
+            .map_err(|reason| anyhow::anyhow!("invalid --publish {p:?}: {reason}"))?;
+        s.ports.extend(ports);
+    }
+    for v in &args.volumes {
+        let mut mount = crate::compose::canonical::volume_config(v)
+            .map_err(|reason| anyhow::anyhow!("invalid --volume {v:?}: {reason}"))?;
+        // As `docker run -v`: a relative host path is relative to where the command runs.
+        if mount.kind == "bind" && !mount.source.starts_with('/') {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            mount.source = cwd.join(&mount.source).to_string_lossy().into_owned();
+        }
+        s.volumes.push(mount);
+    }
+    s.cap_add.extend(args.cap_add.iter().cloned());
+    s.cap_drop.extend(args.cap_drop.iter().cloned());
     s.restart = String::new();
     Ok(s)
 }

@@ -544,6 +544,21 @@ fn ports(v: &mut Value, p: &TreePath) -> Result {
     Ok(())
 }
 
+/// A short port spec (`run --publish`) as the model's port entries.
+pub fn port_configs(
+    spec: &str,
+) -> std::result::Result<Vec<super::model::ServicePortConfig>, String> {
+    parse_port(spec)?
+        .into_iter()
+        .map(|v| serde_yaml::from_value(v).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// A short volume spec (`run --volume`) as the model's mount.
+pub fn volume_config(spec: &str) -> std::result::Result<super::model::ServiceVolumeConfig, String> {
+    serde_yaml::from_value(parse_volume(spec)?).map_err(|e| e.to_string())
+}
+
 /// `[[ip:]host:]container[/proto]`, where host and container may be ranges. One long-syntax
 /// entry per container port, ordered as docker orders them (by the string `port/proto`).
 fn parse_port(spec: &str) -> std::result::Result<Vec<Value>, String> {
