@@ -1318,6 +1318,48 @@ fn run_flags_publish_volume_capabilities_and_env_files() {
         out(&o)
     );
 
+    // --pull and --quiet-pull: the policy applies to this run.
+    let o = p.ok(&[
+        "run",
+        "--rm",
+        "-T",
+        "--pull",
+        "never",
+        "--quiet-pull",
+        "web",
+        "true",
+    ]);
+    assert!(!stderr(&o).contains("Pulling"), "{}", out(&o));
+    let o = p.rc(&["run", "--rm", "-T", "--pull", "sometimes", "web", "true"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("sometimes"),
+        "{}",
+        out(&o)
+    );
+
+    // A service dropped from the file: named by `run`, removed by `run --remove-orphans`.
+    let compose = dir.join("compose.yaml");
+    let original = std::fs::read_to_string(&compose).expect("compose");
+    std::fs::write(
+        &compose,
+        format!("{original}  old:\n    image: busybox\n    init: true\n    command: sleep 600\n"),
+    )
+    .expect("compose with old");
+    p.ok(&["up", "-d", "old"]);
+    std::fs::write(&compose, &original).expect("compose without old");
+    let o = p.ok(&["run", "--rm", "-T", "web", "true"]);
+    assert!(
+        stderr(&o).contains("Found orphan containers"),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["run", "--rm", "-T", "--remove-orphans", "web", "true"]);
+    let old = format!("{}-old-1", p.name);
+    assert!(
+        Project::container(&p.state_json(), &old).is_null(),
+        "{old} is still there"
+    );
+
     let port = free_ports(1)[0];
     p.ok(&[
         "run",

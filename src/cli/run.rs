@@ -66,6 +66,15 @@ pub struct RunArgs {
     /// Drop Linux capabilities
     #[arg(long)]
     pub cap_drop: Vec<String>,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
     /// Set environment variables from a file
     #[arg(long = "env-from-file", value_name = "PATH")]
     pub env_from_file: Vec<PathBuf>,
@@ -110,8 +119,15 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
                 .filter_map(|d| project.services.get(d).cloned()),
         );
     }
-    for s in &needed {
-        super::pull::ensure_image(global, &store, s)?;
+    let mut pull_global = global.clone();
+    if args.quiet_pull {
+        pull_global.progress = super::Progress::Quiet;
+    }
+    for s in &mut needed {
+        if let Some(policy) = &args.pull {
+            s.pull_policy = policy.clone();
+        }
+        super::pull::ensure_image(&pull_global, &store, s)?;
     }
 
     // The streams the container gets: ours (no pty), or a pty whose master comes back.
@@ -140,6 +156,8 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
             tty_size: tty.then(terminal_size).flatten(),
             stdin,
             stdio,
+            remove_orphans: args.remove_orphans,
+            disabled_services: loaded.disabled_services.clone(),
         },
         contents: crate::configs::client_contents(project, &loaded.environment)?,
     };

@@ -1057,32 +1057,8 @@ impl Engine {
             graph.with_dependencies(&opts.services)
         };
 
-        // Orphans: containers of services the model no longer has.
-        let orphans: Vec<Arc<Handle>> = self
-            .shared
-            .handles()
-            .into_iter()
-            .filter(|h| {
-                let r = h.record.borrow();
-                !r.oneoff
-                    && !project.services.contains_key(&r.service)
-                    && !opts.disabled_services.contains(&r.service)
-            })
-            .collect();
-        if !orphans.is_empty() {
-            if opts.remove_orphans {
-                self.stop_handles(&orphans, None, out).await;
-                for h in &orphans {
-                    self.remove_one(h, true, out).await?;
-                }
-            } else {
-                let names: Vec<String> = orphans.iter().map(|h| h.name()).collect();
-                let _ = out.send(Reply::Warning(format!(
-                    "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
-                    names.join(", ")
-                )));
-            }
-        }
+        self.orphans(&project, opts.remove_orphans, &opts.disabled_services, out)
+            .await?;
 
         let store = Store::open(crate::paths::images()).map_err(|e| e.to_string())?;
         let mut images = HashMap::new();
@@ -1318,6 +1294,44 @@ impl Engine {
     /// `run`: a one-off container of a service, after its dependencies (unless `no_deps`);
     /// its streams are the client's (`io`). Replies `Started` (and `Pty`), then `Exited`
     /// unless detached.
+    /// Orphans: containers of services the model no longer has (profile-disabled ones are not).
+    /// Removed with `remove`, else named in a warning, as docker compose does.
+    async fn orphans(
+        &self,
+        project: &Project,
+        remove: bool,
+        disabled: &[String],
+        out: &Out,
+    ) -> Result<(), String> {
+        let orphans: Vec<Arc<Handle>> = self
+            .shared
+            .handles()
+            .into_iter()
+            .filter(|h| {
+                let r = h.record.borrow();
+                !r.oneoff
+                    && !project.services.contains_key(&r.service)
+                    && !disabled.contains(&r.service)
+            })
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        if remove {
+            self.stop_handles(&orphans, None, out).await;
+            for h in &orphans {
+                self.remove_one(h, true, out).await?;
+            }
+        } else {
+            let names: Vec<String> = orphans.iter().map(|h| h.name()).collect();
+            let _ = out.send(Reply::Warning(format!(
+                "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+                names.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         project: Arc<Project>,
@@ -1338,6 +1352,8 @@ impl Engine {
             if !opts.no_deps && !deps.is_empty() {
                 let up = UpOptions {
                     services: deps,
+                    remove_orphans: opts.remove_orphans,
+                    disabled_services: opts.disabled_services.clone(),
                     ..UpOptions::default()
                 };
                 let deps_files = ProjectFiles {
@@ -1348,6 +1364,8 @@ impl Engine {
                 self.up(project.clone(), deps_files, up, out).await?;
             } else {
                 files.record(&self.shared);
+                self.orphans(&project, opts.remove_orphans, &opts.disabled_services, out)
+                    .await?;
             }
             self.wait_dependencies(&service, &[], opts.no_deps, false, out)
                 .await?;

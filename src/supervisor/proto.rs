@@ -60,6 +60,12 @@ pub struct RunOptions {
     /// asked, then stdout and stderr. With a pty none come: the master goes back instead.
     pub stdin: bool,
     pub stdio: bool,
+    /// Remove containers of services the file no longer has (`--remove-orphans`).
+    #[serde(default)]
+    pub remove_orphans: bool,
+    /// Services of the file that profiles disabled: their containers are not orphans.
+    #[serde(default)]
+    pub disabled_services: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
