@@ -1384,3 +1384,67 @@ fn run_flags_publish_volume_capabilities_and_env_files() {
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// `exec` from the CLI: `-u`, `-w`, `-e`, `--privileged`, `--index`, and the command's exit code.
+#[test]
+fn exec_flags_and_exit_code() {
+    let Some(p) = project(
+        "exec_flags",
+        "services:\n  box:\n    image: busybox\n    init: true\n    command: sleep 600\n    environment:\n      FROM: service\n    deploy:\n      replicas: 2\n",
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let o = p.rc(&[
+        "exec",
+        "-T",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "EXTRA=flag",
+        "box",
+        "sh",
+        "-c",
+        "id -un; pwd; echo $FROM $EXTRA; hostname; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", out(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        &lines[..3],
+        ["nobody", "/tmp", "service flag"],
+        "{}",
+        out(&o)
+    );
+    let first_host = lines[3].to_string();
+    let o = p.ok(&["exec", "-T", "--index", "2", "box", "hostname"]);
+    assert_ne!(stdout(&o).trim(), first_host, "--index 2 ran in replica 1");
+    let caps = |o: &std::process::Output| {
+        stdout(o)
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
+            .expect("CapEff")
+    };
+    let plain = caps(&p.ok(&["exec", "-T", "box", "grep", "CapEff", "/proc/self/status"]));
+    let privileged = caps(&p.ok(&[
+        "exec",
+        "-T",
+        "--privileged",
+        "box",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]));
+    assert_eq!(plain, 0xa80425fb, "docker's default set");
+    assert!(
+        privileged & plain == plain && privileged.count_ones() > plain.count_ones() + 20,
+        "--privileged: {privileged:x}"
+    );
+    let o = p.rc(&["exec", "-T", "box", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", out(&o));
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}
