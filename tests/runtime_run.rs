@@ -624,3 +624,61 @@ services:
     assert!(stderr(&o).contains("/dev/no-such-device"), "{}", out(&o));
     f.down_leaves_nothing();
 }
+
+/// `cgroup: private|host`, `mem_swappiness` and `oom_kill_disable` (the last two are v1 knobs,
+/// read from the host's side of the container's cgroup).
+#[test]
+fn cgroup_namespace_and_memory_knobs() {
+    let Some(f) = fixture(
+        "cgroup_knobs",
+        r#"
+services:
+  private:
+    image: busybox
+    cgroup: private
+  host:
+    image: busybox
+    cgroup: host
+  knobs:
+    image: busybox
+    init: true
+    mem_limit: 64m
+    mem_swappiness: 10
+    oom_kill_disable: true
+    command: sleep 600
+"#,
+    ) else {
+        return;
+    };
+    let memory_line = |o: &Output| {
+        stdout(o)
+            .lines()
+            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+            .map(|l| l.rsplit(':').next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let o = f.run(&["private", "cat", "/proc/self/cgroup"]);
+    assert_eq!(memory_line(&o), "/", "{}", out(&o));
+    let o = f.run(&["host", "cat", "/proc/self/cgroup"]);
+    assert!(
+        memory_line(&o).starts_with(&format!("/rcompose/{}/", f.name)),
+        "{}",
+        out(&o)
+    );
+
+    let v1_memory = Path::new("/sys/fs/cgroup/memory");
+    if v1_memory.is_dir() {
+        let name = format!("{}-knobs-probe", f.name);
+        f.ok(&["run", "-d", "--name", &name, "knobs"]);
+        let dir = v1_memory.join("rcompose").join(&f.name).join(&name);
+        let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        assert_eq!(read("memory.swappiness").trim(), "10");
+        assert!(
+            read("memory.oom_control").contains("oom_kill_disable 1"),
+            "{}",
+            read("memory.oom_control")
+        );
+    }
+    f.ok(&["down", "-t", "0"]);
+    f.down_leaves_nothing();
+}

@@ -322,7 +322,8 @@ impl Container {
 
         let init_cfg = InitConfig {
             join,
-            new_cgroup_ns: hierarchy.is_v2(),
+            // docker's default: private on v2, the host's on v1.
+            new_cgroup_ns: spec.namespaces.cgroup_private.unwrap_or(hierarchy.is_v2()),
             hostname: namespaces.uts.then(|| spec.hostname.clone()),
             domainname: namespaces.uts.then(|| spec.domainname.clone()),
             sysctls: spec.sysctls.clone(),
@@ -658,6 +659,8 @@ fn cgroup_resources(spec: &ContainerSpec) -> Result<cgroups::Resources, Containe
             MemorySwap::Unlimited => -1,
         }),
         memory_reservation: r.memory_reservation.map(signed),
+        memory_swappiness: r.memory_swappiness,
+        oom_kill_disable: r.oom_kill_disable,
         cpu_quota: r.cpu.map(|c| signed(c.quota)),
         cpu_period: r.cpu.map(|c| c.period),
         cpu_shares: r.cpu_shares,

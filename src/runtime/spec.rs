@@ -409,6 +409,9 @@ pub struct Namespaces {
     pub ipc: NamespaceMode,
     pub uts: NamespaceMode,
     pub network: NetworkMode,
+    /// `cgroup: private` (true) or `host` (false); `None`: docker's default for the host's
+    /// cgroup version.
+    pub cgroup_private: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1288,6 +1291,18 @@ fn resolve_namespaces(service: &ServiceConfig) -> Result<Namespaces, SpecError> 
         ipc: namespace_mode("ipc", &service.ipc)?,
         uts: namespace_mode("uts", &service.uts)?,
         network,
+        cgroup_private: match service.cgroup.as_str() {
+            "" => None,
+            "private" => Some(true),
+            "host" => Some(false),
+            other => {
+                return Err(SpecError::Namespace {
+                    key: "cgroup",
+                    value: other.to_string(),
+                    expected: "host or private",
+                })
+            }
+        },
     })
 }
 
@@ -2501,6 +2516,16 @@ mod tests {
             resolve_namespaces(&service).unwrap().network,
             NetworkMode::Service("db".into())
         );
+        assert_eq!(resolve_namespaces(&service).unwrap().cgroup_private, None);
+        for (mode, private) in [("private", true), ("host", false)] {
+            service.cgroup = mode.into();
+            assert_eq!(
+                resolve_namespaces(&service).unwrap().cgroup_private,
+                Some(private)
+            );
+        }
+        service.cgroup = "shared".into();
+        assert!(resolve_namespaces(&service).is_err());
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub(super) fn apply_v1(dir: &Path, resources: &Resources) -> Result<()> {
         let value = if reservation > 0 { reservation } else { -1 };
         write_file(&dir.join("memory.soft_limit_in_bytes"), &value.to_string())?;
     }
+    if let Some(swappiness) = resources.memory_swappiness {
+        write_file(&dir.join("memory.swappiness"), &swappiness.to_string())?;
+    }
+    if resources.oom_kill_disable {
+        write_file(&dir.join("memory.oom_control"), "1")?;
+    }
     Ok(())
 }
 

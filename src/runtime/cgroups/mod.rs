@@ -204,6 +204,10 @@ pub struct Resources {
     pub memory_swap: Option<i64>,
     /// `mem_reservation`: the soft limit (v1) or protected amount (v2, `memory.low`).
     pub memory_reservation: Option<i64>,
+    /// `mem_swappiness` (v1 only: v2 has no such knob, docker ignores it there too).
+    pub memory_swappiness: Option<u64>,
+    /// `oom_kill_disable` (v1 only, as docker).
+    pub oom_kill_disable: bool,
     /// CFS quota in microseconds per period; 0 or negative means unlimited.
     pub cpu_quota: Option<i64>,
     /// CFS period in microseconds (docker's default 100000 when only the quota is given).
@@ -287,7 +291,11 @@ impl Resources {
     }
 
     fn needs_memory(&self) -> bool {
-        self.memory.is_some() || self.memory_swap.is_some() || self.memory_reservation.is_some()
+        self.memory.is_some()
+            || self.memory_swap.is_some()
+            || self.memory_reservation.is_some()
+            || self.memory_swappiness.is_some()
+            || self.oom_kill_disable
     }
 
     fn needs_cpu(&self) -> bool {
