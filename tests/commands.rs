@@ -1,8 +1,9 @@
-//! `logs`, `top`, `wait` and `events` with real containers from the test bed (root).
+//! `logs`, `top`, `wait`, `events` and `cp` with real containers from the test bed (root).
 
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -377,4 +378,101 @@ services:
     assert_eq!(v["service"], "job");
     assert_eq!(v["attributes"]["exitCode"], "2");
     assert_eq!(v["attributes"]["name"], name.as_str());
+}
+
+/// `cp` both ways with docker's destination rules; links in the container resolve inside it.
+#[test]
+fn cp_copies_both_ways_and_stays_inside_the_container() {
+    let Some(p) = project(
+        "cp_copies_both_ways_and_stays_inside_the_container",
+        "cp",
+        r#"
+services:
+  box:
+    image: busybox
+    init: true
+    hostname: inside-box
+    command:
+      - sh
+      - -c
+      - mkdir -p /data/sub && echo inner > /data/sub/f && echo top > /data/t && ln -s /etc/shadow /data/link && ln -s / /escape && exec sleep 600
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let dir = p.dir.path();
+    let ready = || {
+        p.rc(&["exec", "-T", "box", "test", "-L", "/escape"])
+            .status
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the container never made its files"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A directory to a new host path; links are copied as links.
+    p.ok(&["cp", "box:/data", "out"]);
+    let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).unwrap_or_default();
+    assert_eq!(read("out/t"), "top\n");
+    assert_eq!(read("out/sub/f"), "inner\n");
+    assert_eq!(
+        std::fs::read_link(dir.join("out/link")).expect("link"),
+        Path::new("/etc/shadow")
+    );
+    // A file into an existing directory keeps its name; `dir/.` copies the contents.
+    p.ok(&["cp", "box:/data/t", "."]);
+    assert_eq!(read("t"), "top\n");
+    std::fs::create_dir(dir.join("contents")).expect("dir");
+    p.ok(&["cp", "box:/data/sub/.", "contents"]);
+    assert_eq!(read("contents/f"), "inner\n");
+
+    // Host to container: into a directory, and a directory to a new path.
+    std::fs::write(dir.join("in.txt"), "from the host\n").expect("write");
+    std::fs::create_dir(dir.join("tree")).expect("dir");
+    std::fs::write(dir.join("tree/a"), "a\n").expect("write");
+    p.ok(&["cp", "in.txt", "box:/data/"]);
+    p.ok(&["cp", "tree", "box:/newdir"]);
+    let o = p.ok(&["exec", "-T", "box", "cat", "/data/in.txt", "/newdir/a"]);
+    assert_eq!(stdout(&o), "from the host\na\n");
+
+    // `/escape -> /` resolves at the container's root, both ways.
+    p.ok(&["cp", "box:/escape/etc/hostname", "h"]);
+    assert_eq!(read("h"), "inside-box\n");
+    let marker = format!("rcompose-cp-{}", p.name);
+    p.ok(&["cp", "in.txt", &format!("box:/escape/tmp/{marker}")]);
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "cp wrote on the host"
+    );
+    let o = p.ok(&["exec", "-T", "box", "cat", &format!("/tmp/{marker}")]);
+    assert_eq!(stdout(&o), "from the host\n");
+
+    // Bad input is named.
+    let o = p.rc(&["cp", "nosuch:/x", "."]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("nosuch"),
+        "{}",
+        out(&o)
+    );
+    let o = p.rc(&["cp", "box:/no/such/file", "."]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("/no/such/file"),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["stop", "-t", "0"]);
+    let o = p.rc(&["cp", "box:/data", "again"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not running"),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
 }

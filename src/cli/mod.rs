@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::compose::loader::{self, Loaded, Options};
 
 pub mod config;
+pub mod cp;
 pub mod events;
 pub mod exec;
 pub mod image;
@@ -108,6 +109,8 @@ pub enum Command {
     Ps(lifecycle::PsArgs),
     /// Execute a command in a running container
     Exec(exec::ExecArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(cp::CpArgs),
     /// Start services
     Start(lifecycle::ServicesArgs),
     /// Stop services
@@ -251,6 +254,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Down(args) => lifecycle::down(&cli.global, args),
         Command::Ps(args) => lifecycle::ps(&cli.global, args),
         Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Cp(args) => cp::run(&cli.global, args),
         Command::Start(args) => lifecycle::start(&cli.global, args),
         Command::Stop(args) => lifecycle::stop(&cli.global, args),
         Command::Restart(args) => lifecycle::restart(&cli.global, args),

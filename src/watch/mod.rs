@@ -48,6 +48,12 @@ pub enum WatchError {
         target: String,
         source: std::io::Error,
     },
+    #[error("cannot copy {source_path} from the container to {host}: {source}")]
+    CopyOut {
+        source_path: String,
+        host: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, renameat, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fchmod, mkdirat, Mode};
+use nix::sys::stat::{fchmod, mkdirat, Mode, SFlag};
 use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use super::WatchError;
@@ -111,6 +111,50 @@ impl ContainerFs {
             Err(e) => return Err(err(e.into())),
         };
         remove_entry(dir.as_fd(), OsStr::new(&name)).map_err(err)
+    }
+
+    /// Whether `path` in the container is a directory (links followed inside the root).
+    pub fn is_dir(&self, path: &str) -> bool {
+        openat2(&self.root, path, how(dir_flags(), 0, in_root())).is_ok()
+    }
+
+    /// Copies `source` (an absolute path in the container: a file, a symbolic link, copied as a
+    /// link, or a directory tree) to `host`, which must not exist yet or is replaced when it is
+    /// a file. Links inside the container resolve in its root on the way to `source`; `source`
+    /// itself is followed only with `follow` (`cp -L`). Returns the number of entries written.
+    pub fn copy_out(&self, source: &str, host: &Path, follow: bool) -> Result<usize, WatchError> {
+        let err = |source_err: io::Error| WatchError::CopyOut {
+            source_path: source.to_string(),
+            host: host.to_path_buf(),
+            source: source_err,
+        };
+        match split(source) {
+            None => {
+                let root = openat2(&self.root, ".", how(dir_flags(), 0, in_root()))
+                    .map_err(|e| err(e.into()))?;
+                copy_dir_out(root.as_fd(), host).map_err(err)
+            }
+            Some((parent, name)) => {
+                let dir = openat2(&self.root, parent.as_str(), how(dir_flags(), 0, in_root()))
+                    .map_err(|e| err(e.into()))?;
+                if follow {
+                    let full = format!("{}/{name}", parent.trim_end_matches('/'));
+                    if let Ok(sub) =
+                        openat2(&self.root, full.as_str(), how(dir_flags(), 0, in_root()))
+                    {
+                        return copy_dir_out(sub.as_fd(), host).map_err(err);
+                    }
+                    let file = openat2(
+                        &self.root,
+                        full.as_str(),
+                        how(OFlag::O_RDONLY | OFlag::O_CLOEXEC, 0, in_root()),
+                    )
+                    .map_err(|e| err(e.into()))?;
+                    return copy_file_out(file, host).map(|()| 1).map_err(err);
+                }
+                copy_entry_out(dir.as_fd(), OsStr::new(&name), host).map_err(err)
+            }
+        }
     }
 
     /// Opens directory `dir` of the container, creating what is missing (mode 0755, given to
@@ -254,6 +298,81 @@ impl ContainerFs {
         }
         Ok(())
     }
+}
+
+/// Copies entry `name` of the container directory `dir` to `host`, following no link.
+fn copy_entry_out(dir: BorrowedFd<'_>, name: &OsStr, host: &Path) -> io::Result<usize> {
+    let st = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => {
+            let sub = openat2(dir, name, how(dir_flags(), 0, beneath()))?;
+            copy_dir_out(sub.as_fd(), host)
+        }
+        SFlag::S_IFLNK => {
+            let target = nix::fcntl::readlinkat(dir, name)?;
+            match std::fs::symlink_metadata(host) {
+                Ok(m) if !m.is_dir() => std::fs::remove_file(host)?,
+                _ => {}
+            }
+            std::os::unix::fs::symlink(target, host)?;
+            Ok(1)
+        }
+        SFlag::S_IFREG => {
+            let file = openat2(
+                dir,
+                name,
+                how(OFlag::O_RDONLY | OFlag::O_CLOEXEC, 0, beneath()),
+            )?;
+            copy_file_out(file, host)?;
+            Ok(1)
+        }
+        // Devices, sockets and fifos are not copied.
+        _ => Ok(0),
+    }
+}
+
+/// A container directory's tree to `host` (created with the directory's mode).
+fn copy_dir_out(dir: BorrowedFd<'_>, host: &Path) -> io::Result<usize> {
+    let mode = nix::sys::stat::fstat(dir)?.st_mode & 0o7777;
+    match std::fs::create_dir(host) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && host.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    let mut names = Vec::new();
+    {
+        let mut d = nix::dir::Dir::from_fd(nix::unistd::dup(dir)?)?;
+        for entry in d.iter() {
+            let entry = entry?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(std::ffi::OsString::from(
+                    <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n),
+                ));
+            }
+        }
+    }
+    names.sort();
+    let mut count = 1;
+    for name in names {
+        count += copy_entry_out(dir, &name, &host.join(&name))?;
+    }
+    std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))?;
+    Ok(count)
+}
+
+/// An open container file to `host`, with its mode.
+fn copy_file_out(file: OwnedFd, host: &Path) -> io::Result<()> {
+    let mode = nix::sys::stat::fstat(&file)?.st_mode & 0o7777;
+    if std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink()) {
+        // Replace a link rather than write through it.
+        std::fs::remove_file(host)?;
+    }
+    let mut src = File::from(file);
+    let mut dst = File::create(host)?;
+    io::copy(&mut src, &mut dst)?;
+    dst.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(())
 }
 
 fn how(flags: OFlag, mode: u32, resolve: ResolveFlag) -> OpenHow {
