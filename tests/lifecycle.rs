@@ -1108,6 +1108,28 @@ services:
             format!("{n}-front-1")
         ]
     );
+    // `scale`: the same, without recreating what runs.
+    let before = Project::container(&p.state_json(), &format!("{n}-front-1"))["id"].clone();
+    p.ok(&["scale", "front=3"]);
+    assert_eq!(
+        names(&p),
+        [
+            format!("{n}-back-1"),
+            format!("{n}-db-1"),
+            format!("{n}-front-1"),
+            format!("{n}-front-2"),
+            format!("{n}-front-3")
+        ]
+    );
+    let after = Project::container(&p.state_json(), &format!("{n}-front-1"))["id"].clone();
+    assert_eq!(before, after, "scale recreated front-1");
+    p.ok(&["scale", "front=1"]);
+    let o = p.rc(&["scale", "front"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("SERVICE=REPLICAS"),
+        "{}",
+        out(&o)
+    );
     // A service run through its profile, then the file without that profile: not an orphan.
     p.ok(&["--profile", "tools", "up", "-d", "tool"]);
     let o = p.ok(&["up", "-d"]);

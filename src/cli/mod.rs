@@ -111,6 +111,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Copy files/folders between a service container and the local filesystem
     Cp(cp::CpArgs),
+    /// Scale services
+    Scale(up::ScaleArgs),
     /// Start services
     Start(lifecycle::ServicesArgs),
     /// Stop services
@@ -255,6 +257,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Ps(args) => lifecycle::ps(&cli.global, args),
         Command::Exec(args) => exec::run(&cli.global, args),
         Command::Cp(args) => cp::run(&cli.global, args),
+        Command::Scale(args) => up::scale(&cli.global, args),
         Command::Start(args) => lifecycle::start(&cli.global, args),
         Command::Stop(args) => lifecycle::stop(&cli.global, args),
         Command::Restart(args) => lifecycle::restart(&cli.global, args),

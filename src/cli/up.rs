@@ -13,7 +13,7 @@ use crate::supervisor::client;
 use crate::supervisor::proto::{Reply, Request, Selection, UpOptions};
 use crate::supervisor::state::{Health, Status};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct UpArgs {
     /// Detached mode: run containers in the background
     #[arg(short = 'd', long)]
@@ -89,6 +89,37 @@ pub struct UpArgs {
 
 pub fn run(global: &Global, args: UpArgs) -> Result<i32> {
     up(global, args, false)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    /// SERVICE=REPLICAS
+    #[arg(required = true, value_name = "SERVICE=REPLICAS")]
+    pub scales: Vec<String>,
+}
+
+/// `scale SERVICE=N...`: `up -d --no-recreate --scale SERVICE=N SERVICE...`.
+pub fn scale(global: &Global, args: ScaleArgs) -> Result<i32> {
+    let services = args
+        .scales
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((service, _)) if !service.is_empty() => Ok(service.to_string()),
+            _ => bail!("invalid scale {s:?}: expected SERVICE=REPLICAS"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let up_args = UpArgs {
+        detach: true,
+        no_recreate: true,
+        no_deps: args.no_deps,
+        scale: args.scales,
+        services,
+        ..UpArgs::default()
+    };
+    up(global, up_args, false)
 }
 
 /// `create`: `up --no-start`.
