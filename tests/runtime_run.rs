@@ -615,9 +615,10 @@ services:
         "priv",
         "sh",
         "-c",
-        "(exec 3<>/dev/loop-control) && echo opened; test -c /dev/pts/ptmx && echo pts",
+        "(exec 3<>/dev/loop-control) && echo opened; test -c /dev/pts/ptmx && echo pts; \
+         test -L /dev/ptmx && echo ptmx-link",
     ]);
-    assert_eq!(stdout(&o), "opened\npts\n", "{}", out(&o));
+    assert_eq!(stdout(&o), "opened\npts\nptmx-link\n", "{}", out(&o));
 
     let o = f.run(&["nodev", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));

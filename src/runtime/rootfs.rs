@@ -328,11 +328,17 @@ pub fn plan(
     }
     if spec.privileged {
         // As `docker run --privileged`: the host's devices, at their paths.
+        // Not the standard devices (made above), nor `/dev/ptmx`: the container's must stay
+        // the link to its own devpts instance, as runc makes it.
         for op in host_devices(Path::new("/dev")) {
-            let standard = STANDARD_DEVICES
+            let MountOp::Device { path, .. } = &op else {
+                continue;
+            };
+            let ours = STANDARD_DEVICES
                 .iter()
-                .any(|(name, _, _)| matches!(&op, MountOp::Device { path, .. } if path == &format!("/dev/{name}")));
-            if !standard {
+                .any(|(name, _, _)| *path == format!("/dev/{name}"))
+                || DEV_SYMLINKS.iter().any(|(link, _)| path == link);
+            if !ours {
                 ops.push(op);
             }
         }
