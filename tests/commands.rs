@@ -453,6 +453,21 @@ services:
     let o = p.ok(&["exec", "-T", "box", "cat", &format!("/tmp/{marker}")]);
     assert_eq!(stdout(&o), "from the host\n");
 
+    // A directory onto a file is refused, both ways.
+    let o = p.rc(&["cp", "tree", "box:/data/t"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("directory"),
+        "{}",
+        out(&o)
+    );
+    let o = p.rc(&["cp", "box:/data", "in.txt"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("directory"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(read("in.txt"), "from the host\n");
+
     // Bad input is named.
     let o = p.rc(&["cp", "nosuch:/x", "."]);
     assert!(

@@ -121,7 +121,13 @@ pub fn run(global: &Global, args: CpArgs) -> Result<i32> {
             }
         } else {
             if dest.ends_with('/') {
-                bail!("{}:{dest}: no such directory in the container", service);
+                bail!("{service}:{dest}: no such directory in the container");
+            }
+            if meta.is_dir() && fs.exists(&dest) {
+                bail!(
+                    "cannot copy the directory {} to the file {service}:{dest}",
+                    source.display()
+                );
             }
             fs.copy(&source, &dest, &|_| false)?;
         }
@@ -138,6 +144,12 @@ pub fn run(global: &Global, args: CpArgs) -> Result<i32> {
         } else {
             if args.destination.ends_with('/') {
                 bail!("{}: no such directory", dest.display());
+            }
+            if dest.exists() && fs.is_dir(src.strip_suffix("/.").unwrap_or(&src)) {
+                bail!(
+                    "cannot copy the directory {service}:{src} to the file {}",
+                    dest.display()
+                );
             }
             dest.clone()
         };

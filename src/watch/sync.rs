@@ -118,6 +118,16 @@ impl ContainerFs {
         openat2(&self.root, path, how(dir_flags(), 0, in_root())).is_ok()
     }
 
+    /// Whether `path` exists in the container (links followed inside the root).
+    pub fn exists(&self, path: &str) -> bool {
+        openat2(
+            &self.root,
+            path,
+            how(OFlag::O_PATH | OFlag::O_CLOEXEC, 0, in_root()),
+        )
+        .is_ok()
+    }
+
     /// Copies `source` (an absolute path in the container: a file, a symbolic link, copied as a
     /// link, or a directory tree) to `host`, which must not exist yet or is replaced when it is
     /// a file. Links inside the container resolve in its root on the way to `source`; `source`
