@@ -349,19 +349,7 @@ fn copy_dir_out(dir: BorrowedFd<'_>, host: &Path) -> io::Result<usize> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && host.is_dir() => {}
         Err(e) => return Err(e),
     }
-    let mut names = Vec::new();
-    {
-        let mut d = nix::dir::Dir::from_fd(nix::unistd::dup(dir)?)?;
-        for entry in d.iter() {
-            let entry = entry?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(std::ffi::OsString::from(
-                    <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n),
-                ));
-            }
-        }
-    }
+    let mut names = entry_names(dir)?;
     names.sort();
     let mut count = 1;
     for name in names {
@@ -414,26 +402,26 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         Err(e) => return Err(e.into()),
     }
     let sub = openat2(dir, name, how(dir_flags(), 0, beneath()))?;
-    let mut children = Vec::new();
-    {
-        let mut d = nix::dir::Dir::from_fd(sub.try_clone()?)?;
-        for entry in d.iter() {
-            let entry = entry?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                children.push(std::ffi::OsString::from(
-                    <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n),
-                ));
-            }
-        }
-    }
-    for child in children {
+    for child in entry_names(sub.as_fd())? {
         remove_entry(sub.as_fd(), &child)?;
     }
     match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The names in an open directory, without `.` and `..`.
+fn entry_names(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+    let mut names = Vec::new();
+    let mut d = nix::dir::Dir::from_fd(nix::unistd::dup(dir)?)?;
+    for entry in d.iter() {
+        let n = entry?.file_name().to_bytes().to_vec();
+        if n != b"." && n != b".." {
+            names.push(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(n));
+        }
+    }
+    Ok(names)
 }
 
 /// A container path as its parent directory and final name (`..` stays at the root, as the
