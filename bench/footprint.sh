@@ -24,26 +24,8 @@ bench_apt_install time
 bench_testbed
 bench_rcompose_build
 bench_compose_ref
-work=$(mktemp -d /var/tmp/rcb-foot.XXXXXX)
-run_dir=$(mktemp -d /run/rcb-foot.XXXXXX)
-cleanup() {
-    local p
-    if [[ -n ${RCOMPOSE:-} && -d ${RCOMPOSE_ROOT:-/nonexistent} ]]; then
-        for p in $("$RCOMPOSE" ls -a -q 2>/dev/null); do
-            "$RCOMPOSE" -p "$p" down -t 1 >/dev/null 2>&1 || bench_log "rcompose down of $p failed"
-        done
-    fi
-    bench_docker_clean
-    bench_docker_stop
-    bench_scratch_down "$work/fs"
-    rm -rf "$work" "$run_dir"
-}
-trap cleanup EXIT
-bench_scratch_up "$work/fs" $((4096 + 20 * n))
-BENCH_DOCKER_DIR="$work/fs/docker"
-bench_docker_up
+bench_side_by_side foot $((4096 + 20 * n))
 "$DOCKER" pull -q busybox >/dev/null
-export RCOMPOSE_ROOT="$work/fs/rcompose" RCOMPOSE_RUN="$run_dir"
 mkdir -p "$work/project"
 bench_trivial_compose "$work/project/compose.yaml" "$n"
 repo=$PWD

@@ -294,3 +294,32 @@ bench_docker_clean() {
         fi
     done
 }
+
+# The side-by-side set-up of updown.sh, wait.sh, footprint.sh and port.sh: a work directory
+# named after NAME holding a scratch ext4 file system of SIZE_MB, a private dockerd and
+# rcompose's state on it, and a trap that takes every project of ours and the engines down.
+# Sets `work` and `run_dir`.
+bench_side_by_side() {
+    local name=$1 size_mb=$2
+    work=$(mktemp -d "/var/tmp/rcb-$name.XXXXXX")
+    run_dir=$(mktemp -d "/run/rcb-$name.XXXXXX")
+    trap bench_side_by_side_cleanup EXIT
+    bench_scratch_up "$work/fs" "$size_mb"
+    BENCH_DOCKER_DIR="$work/fs/docker"
+    bench_docker_up
+    export RCOMPOSE_ROOT="$work/fs/rcompose" RCOMPOSE_RUN="$run_dir"
+}
+
+bench_side_by_side_cleanup() {
+    # A failed run may leave a project up: down everything of ours before stopping the engines.
+    local p
+    if [[ -n ${RCOMPOSE:-} && -d ${RCOMPOSE_ROOT:-/nonexistent} ]]; then
+        for p in $("$RCOMPOSE" ls -a -q 2>/dev/null); do
+            "$RCOMPOSE" -p "$p" down -t 1 >/dev/null 2>&1 || bench_log "rcompose down of $p failed"
+        done
+    fi
+    bench_docker_clean
+    bench_docker_stop
+    bench_scratch_down "$work/fs"
+    rm -rf "$work" "$run_dir"
+}

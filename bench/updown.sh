@@ -21,29 +21,10 @@ read -r -a counts <<<"${BENCH_UPDOWN_COUNTS:-1 10 50 200}"
 bench_testbed
 bench_rcompose_build
 bench_compose_ref
-work=$(mktemp -d /var/tmp/rcb-updown.XXXXXX)
-run_dir=$(mktemp -d /run/rcb-updown.XXXXXX)
-cleanup() {
-    # A failed run may leave a project up: down everything of ours before stopping the engines.
-    local p
-    if [[ -n ${RCOMPOSE:-} && -d ${RCOMPOSE_ROOT:-/nonexistent} ]]; then
-        for p in $("$RCOMPOSE" ls -a -q 2>/dev/null); do
-            "$RCOMPOSE" -p "$p" down -t 1 >/dev/null 2>&1 || bench_log "rcompose down of $p failed"
-        done
-    fi
-    bench_docker_clean
-    bench_docker_stop
-    bench_scratch_down "$work/fs"
-    rm -rf "$work" "$run_dir"
-}
-trap cleanup EXIT
 max=0
 for n in "${counts[@]}"; do ((n > max)) && max=$n; done
-bench_scratch_up "$work/fs" $((4096 + 20 * max))
-BENCH_DOCKER_DIR="$work/fs/docker"
-bench_docker_up
+bench_side_by_side updown $((4096 + 20 * max))
 "$DOCKER" pull -q busybox >/dev/null
-export RCOMPOSE_ROOT="$work/fs/rcompose" RCOMPOSE_RUN="$run_dir"
 
 # 1 always: the warm-up round uses it.
 for n in 1 "${counts[@]}"; do

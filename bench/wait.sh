@@ -19,25 +19,7 @@ port="${BENCH_WAIT_PORT:-18673}"
 bench_testbed
 bench_rcompose_build
 bench_compose_ref
-work=$(mktemp -d /var/tmp/rcb-wait.XXXXXX)
-run_dir=$(mktemp -d /run/rcb-wait.XXXXXX)
-cleanup() {
-    local p
-    if [[ -n ${RCOMPOSE:-} && -d ${RCOMPOSE_ROOT:-/nonexistent} ]]; then
-        for p in $("$RCOMPOSE" ls -a -q 2>/dev/null); do
-            "$RCOMPOSE" -p "$p" down -t 1 >/dev/null 2>&1 || bench_log "rcompose down of $p failed"
-        done
-    fi
-    bench_docker_clean
-    bench_docker_stop
-    bench_scratch_down "$work/fs"
-    rm -rf "$work" "$run_dir"
-}
-trap cleanup EXIT
-bench_scratch_up "$work/fs" 4096
-BENCH_DOCKER_DIR="$work/fs/docker"
-bench_docker_up
-export RCOMPOSE_ROOT="$work/fs/rcompose" RCOMPOSE_RUN="$run_dir"
+bench_side_by_side wait 4096
 
 # The example as it is, but published on 127.0.0.1 and a port of our own (8000 may be taken).
 mkdir -p "$work/project"
