@@ -491,3 +491,59 @@ services:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// `stats --no-stream`: CPU, memory against the limit, processes; `-a` adds stopped ones.
+#[test]
+fn stats_reports_cpu_memory_and_processes() {
+    let Some(p) = project(
+        "stats_reports_cpu_memory_and_processes",
+        "stats",
+        r#"
+services:
+  busy:
+    image: busybox
+    init: true
+    mem_limit: 64m
+    command: sh -c 'while true; do :; done'
+  done:
+    image: busybox
+    command: "true"
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d", "--wait"]);
+    let rows = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut full = vec!["stats", "--no-stream", "--format", "json"];
+        full.extend_from_slice(args);
+        stdout(&p.ok(&full))
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let running = rows(&[]);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let busy = &running[0];
+    assert_eq!(busy["Name"], format!("{}-busy-1", p.name));
+    let cpu: f64 = busy["CPUPerc"]
+        .as_str()
+        .and_then(|c| c.trim_end_matches('%').parse().ok())
+        .expect("CPU %");
+    assert!(cpu > 20.0, "a busy loop at {cpu}%");
+    assert!(
+        busy["MemUsage"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(" / 64MiB")),
+        "{busy}"
+    );
+    assert_eq!(busy["PIDs"], "2", "init and the shell");
+    assert!(busy["NetIO"].as_str().is_some_and(|n| n.contains(" / ")));
+    assert_eq!(rows(&["-a"]).len(), 2);
+    let table = stdout(&p.ok(&["stats", "--no-stream"]));
+    assert!(
+        table.starts_with("CONTAINER ID") && table.contains("MEM USAGE / LIMIT"),
+        "{table}"
+    );
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

@@ -17,6 +17,7 @@ pub mod logs;
 pub mod project;
 pub mod pull;
 pub mod run;
+pub mod stats;
 pub mod template;
 pub mod top;
 pub mod up;
@@ -113,6 +114,8 @@ pub enum Command {
     Cp(cp::CpArgs),
     /// Scale services
     Scale(up::ScaleArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
     /// Start services
     Start(lifecycle::ServicesArgs),
     /// Stop services
@@ -258,6 +261,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Exec(args) => exec::run(&cli.global, args),
         Command::Cp(args) => cp::run(&cli.global, args),
         Command::Scale(args) => up::scale(&cli.global, args),
+        Command::Stats(args) => stats::run(&cli.global, args),
         Command::Start(args) => lifecycle::start(&cli.global, args),
         Command::Stop(args) => lifecycle::stop(&cli.global, args),
         Command::Restart(args) => lifecycle::restart(&cli.global, args),

@@ -117,6 +117,15 @@ pub(super) fn oom_killed_v2(dir: &Path) -> Result<bool> {
     Ok(keyed_value(&events, &text, "oom_kill")?.is_some_and(|kills| kills > 0))
 }
 
+/// One counter of `memory.stat` (both versions).
+pub(super) fn stat(dir: &Path, key: &str) -> Result<Option<u64>> {
+    let path = dir.join("memory.stat");
+    match read_optional(&path)? {
+        Some(text) => keyed_value(&path, &text, key),
+        None => Ok(None),
+    }
+}
+
 pub(super) fn usage_v1(dir: &Path) -> Result<Option<u64>> {
     read_number(&dir.join("memory.usage_in_bytes"))
 }

@@ -313,8 +313,13 @@ pub struct Stats {
     pub memory_usage: Option<u64>,
     /// `None` when unlimited.
     pub memory_limit: Option<u64>,
+    /// Inactive page cache, which `docker stats` takes off the usage.
+    pub memory_inactive_file: Option<u64>,
     pub cpu_usage_ns: Option<u64>,
     pub pids_current: Option<u64>,
+    /// Bytes read from and written to block devices.
+    pub io_read: Option<u64>,
+    pub io_write: Option<u64>,
 }
 
 /// One container's cgroup: one directory (v2) or one per controller (v1).
@@ -709,19 +714,31 @@ impl Cgroup {
         let stats = match &self.layout {
             Layout::V1(dirs) => {
                 let memory = v1::dir_of(dirs, "memory");
+                let (io_read, io_write) =
+                    v1::dir_of(dirs, "blkio").map_or(Ok((None, None)), io_bytes_v1)?;
                 Stats {
                     memory_usage: memory.map_or(Ok(None), memory::usage_v1)?,
                     memory_limit: memory.map_or(Ok(None), memory::limit_v1)?,
+                    memory_inactive_file: memory
+                        .map_or(Ok(None), |d| memory::stat(d, "total_inactive_file"))?,
                     cpu_usage_ns: v1::dir_of(dirs, "cpuacct").map_or(Ok(None), cpu::usage_v1)?,
                     pids_current: v1::dir_of(dirs, "pids").map_or(Ok(None), pids::current)?,
+                    io_read,
+                    io_write,
                 }
             }
-            Layout::V2(dir) => Stats {
-                memory_usage: memory::usage_v2(dir)?,
-                memory_limit: memory::limit_v2(dir)?,
-                cpu_usage_ns: cpu::usage_v2(dir)?,
-                pids_current: pids::current(dir)?,
-            },
+            Layout::V2(dir) => {
+                let (io_read, io_write) = io_bytes_v2(dir)?;
+                Stats {
+                    memory_usage: memory::usage_v2(dir)?,
+                    memory_limit: memory::limit_v2(dir)?,
+                    memory_inactive_file: memory::stat(dir, "inactive_file")?,
+                    cpu_usage_ns: cpu::usage_v2(dir)?,
+                    pids_current: pids::current(dir)?,
+                    io_read,
+                    io_write,
+                }
+            }
         };
         Ok(stats)
     }
@@ -896,6 +913,44 @@ fn keyed_value(path: &Path, text: &str, key: &str) -> Result<Option<u64>> {
         }
     }
     Ok(None)
+}
+
+/// v1 `blkio.throttle.io_service_bytes_recursive`: `MAJ:MIN Read|Write|... BYTES` lines.
+fn io_bytes_v1(dir: &Path) -> Result<(Option<u64>, Option<u64>)> {
+    let path = dir.join("blkio.throttle.io_service_bytes_recursive");
+    let Some(text) = read_optional(&path)? else {
+        return Ok((None, None));
+    };
+    let (mut read, mut write) = (0u64, 0u64);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [_, op, bytes] = fields[..] {
+            let bytes = parse_u64(&path, bytes)?;
+            match op {
+                "Read" => read += bytes,
+                "Write" => write += bytes,
+                _ => {}
+            }
+        }
+    }
+    Ok((Some(read), Some(write)))
+}
+
+/// v2 `io.stat`: `MAJ:MIN rbytes=N wbytes=N rios=N ...` lines.
+fn io_bytes_v2(dir: &Path) -> Result<(Option<u64>, Option<u64>)> {
+    let path = dir.join("io.stat");
+    let Some(text) = read_optional(&path)? else {
+        return Ok((None, None));
+    };
+    let (mut read, mut write) = (0u64, 0u64);
+    for field in text.split_whitespace() {
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            read += parse_u64(&path, v)?;
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            write += parse_u64(&path, v)?;
+        }
+    }
+    Ok((Some(read), Some(write)))
 }
 
 /// Child cgroups of a directory (a container may make its own below its cgroup).

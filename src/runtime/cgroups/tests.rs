@@ -297,7 +297,11 @@ fn v2_create_enables_controllers_and_translates() {
     let cg = Cgroup::create(&h, path, &limits()).expect("create");
     for ancestor in ["", "rcompose", "rcompose/proj"] {
         let control = root.path().join(ancestor).join("cgroup.subtree_control");
-        assert_eq!(read(&control), "+cpu +cpuset +memory +pids", "{ancestor:?}");
+        assert_eq!(
+            read(&control),
+            "+cpu +cpuset +io +memory +pids",
+            "{ancestor:?}"
+        );
     }
     let dir = root.path().join(path);
     assert_eq!(
@@ -1001,4 +1005,22 @@ mod real {
         let status = guard.children[0].wait().expect("wait");
         assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
+}
+
+#[test]
+fn io_bytes_sum_reads_and_writes_of_every_device() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    touch(
+        &d.join("blkio.throttle.io_service_bytes_recursive"),
+        "8:0 Read 100\n8:0 Write 20\n8:0 Sync 5\n8:0 Total 120\n254:0 Read 1\n254:0 Write 2\nTotal 123\n",
+    );
+    assert_eq!(io_bytes_v1(d).expect("v1"), (Some(101), Some(22)));
+    touch(
+        &d.join("io.stat"),
+        "8:0 rbytes=100 wbytes=20 rios=3 wios=1 dbytes=0 dios=0\n254:0 rbytes=1 wbytes=2 rios=1 wios=1\n",
+    );
+    assert_eq!(io_bytes_v2(d).expect("v2"), (Some(101), Some(22)));
+    let empty = tempfile::tempdir().expect("tempdir");
+    assert_eq!(io_bytes_v1(empty.path()).expect("none"), (None, None));
 }

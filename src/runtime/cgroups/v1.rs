@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::{cpuset, make_dir, CgroupError, Layout, Resources, Result};
 
-/// The controllers a container joins. `cpuacct` only for accounting; `freezer` for pause and
-/// for killing without races; `devices` for the device allow list.
-pub(super) const CONTROLLERS: [&str; 7] = [
-    "freezer", "pids", "memory", "cpu", "cpuacct", "cpuset", "devices",
+/// The controllers a container joins. `cpuacct` and `blkio` only for accounting (`stats`);
+/// `freezer` for pause and for killing without races; `devices` for the device allow list.
+pub(super) const CONTROLLERS: [&str; 8] = [
+    "freezer", "pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "blkio",
 ];
 
 /// The mount of one controller: `root/<name>`, or a co-mount such as `root/cpu,cpuacct` when

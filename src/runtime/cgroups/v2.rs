@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::{make_dir, read_file, write_file, CgroupError, Layout, Resources, Result};
 
-/// Controllers enabled for containers (when the kernel offers them).
-const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+/// Controllers enabled for containers (when the kernel offers them); `io` for its statistics.
+const CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 
 pub(super) fn create(root: &Path, path: &Path, resources: &Resources) -> Result<Layout> {
     let mut dir = root.to_path_buf();
