@@ -5,7 +5,8 @@
 //! - **v2** (the unified hierarchy, what most users have): one directory under the cgroup2 mount;
 //!   the controllers are enabled in `cgroup.subtree_control` of every ancestor on the way.
 //! - **v1** (and hybrid mode, as on the build machines): one directory per controller mount
-//!   (`freezer`, `pids`, `memory`, `cpu`, `cpuacct`, `cpuset`), each joined by the container.
+//!   (`freezer`, `pids`, `memory`, `cpu`, `cpuacct`, `cpuset`, `devices`, `blkio`), each joined by
+//!   the container.
 //!
 //! [`Resources`] carries docker's settings (`mem_limit`, `memswap_limit`, `cpus`, ...) in docker's
 //! units; each controller file (`memory`, `cpu`, `cpuset`, `pids`, `freezer`) translates them into
