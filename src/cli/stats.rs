@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use super::logs::Filter;
 use super::project;
 use super::Global;
+use crate::image::progress::scaled_size;
 use crate::runtime::cgroups::{Cgroup, Hierarchy, Stats};
 use crate::supervisor::state::ContainerRecord;
 
@@ -250,7 +251,7 @@ const HEADERS: [(&str, &str); 9] = [
 
 /// docker's `units.BytesSize`: powers of 1024, four significant digits (`1.465MiB`).
 fn binary_size(bytes: u64) -> String {
-    scaled(
+    scaled_size(
         bytes,
         1024.0,
         &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
@@ -260,32 +261,7 @@ fn binary_size(bytes: u64) -> String {
 
 /// docker's `units.HumanSizeWithPrecision(size, 3)`: powers of 1000 (`1.05kB`).
 fn decimal_size(bytes: u64) -> String {
-    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"], 3)
-}
-
-fn scaled(bytes: u64, base: f64, units: &[&str], digits: i32) -> String {
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= base && unit + 1 < units.len() {
-        size /= base;
-        unit += 1;
-    }
-    format!("{}{}", significant(size, digits), units[unit])
-}
-
-/// C's `%.Ng` for values below 10^N: N significant digits, trailing zeros dropped.
-fn significant(value: f64, digits: i32) -> String {
-    if value == 0.0 {
-        return "0".to_string();
-    }
-    let exponent = value.abs().log10().floor() as i32;
-    let decimals = (digits - 1 - exponent).max(0) as usize;
-    let text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
+    scaled_size(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"], 3)
 }
 
 #[cfg(test)]

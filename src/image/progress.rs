@@ -122,26 +122,31 @@ impl Layer {
 /// Sizes the way docker prints them: decimal units, four significant digits (go-units'
 /// `HumanSize`).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
+    scaled_size(n, 1000.0, &["B", "kB", "MB", "GB", "TB"], 4)
+}
+
+/// go-units' sizes: `bytes` in the largest unit of `base` below it, with C's `%.{digits}g`
+/// (`digits` significant digits, trailing zeros dropped).
+pub fn scaled_size(bytes: u64, base: f64, units: &[&str], digits: i32) -> String {
+    let mut size = bytes as f64;
     let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
+    while size >= base && unit + 1 < units.len() {
+        size /= base;
         unit += 1;
     }
-    // Four significant digits, without trailing zeros.
-    let decimals = match v {
-        v if v >= 100.0 => 1,
-        v if v >= 10.0 => 2,
-        _ => 3,
-    };
-    let text = format!("{v:.decimals$}");
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.')
+    let text = if size == 0.0 {
+        "0".to_string()
     } else {
-        &text
+        let exponent = size.log10().floor() as i32;
+        let decimals = (digits - 1 - exponent).max(0) as usize;
+        let text = format!("{size:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
     };
-    format!("{text}{}", UNITS[unit])
+    format!("{text}{}", units[unit])
 }
 
 #[cfg(test)]
