@@ -295,7 +295,10 @@ fn init_reaps_zombies() {
 
 #[test]
 fn a_tty_is_a_pty_of_the_container() {
-    let Some(f) = fixture("tty", "services:\n  bb:\n    image: busybox\n") else {
+    let Some(f) = fixture(
+        "tty",
+        "services:\n  bb:\n    image: busybox\n    init: true\n    command: sleep 600\n",
+    ) else {
         return;
     };
     if Command::new("script").arg("--version").output().is_err() {
@@ -303,22 +306,28 @@ fn a_tty_is_a_pty_of_the_container() {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_rcompose");
-    let line = format!(
-        "{bin} -p {} run --rm bb sh -c 'tty; stty size; exit 4'",
-        f.name
-    );
-    let o = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .current_dir(f.dir.path())
-        .envs(f.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RCOMPOSE_ROOT", f.state.root())
-        .env("RCOMPOSE_RUN", f.state.dir.path().join("run"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("script");
+    let in_script = |args: &str| {
+        Command::new("script")
+            .args(["-qec", &format!("{bin} -p {} {args}", f.name), "/dev/null"])
+            .current_dir(f.dir.path())
+            .envs(f.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RCOMPOSE_ROOT", f.state.root())
+            .env("RCOMPOSE_RUN", f.state.dir.path().join("run"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("script")
+    };
+    let o = in_script("run --rm bb sh -c 'tty; stty size; exit 4'");
     let text = stdout(&o);
     assert!(text.contains("/dev/pts/0"), "{}", out(&o));
     assert_eq!(o.status.code(), Some(4), "{}", out(&o));
+
+    // `exec` into a running container gets a pty of that container too.
+    f.ok(&["up", "-d"]);
+    let o = in_script("exec bb sh -c 'tty; exit 5'");
+    assert!(stdout(&o).contains("/dev/pts/0"), "{}", out(&o));
+    assert_eq!(o.status.code(), Some(5), "{}", out(&o));
+    f.ok(&["down", "-t", "0"]);
     f.down_leaves_nothing();
 }
 

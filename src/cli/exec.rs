@@ -1,10 +1,10 @@
 //! `rcompose exec`: a command in a running container of a service.
 
 use anyhow::{bail, Context, Result};
-use std::io::{IsTerminal, Read, Write};
+use std::io::IsTerminal;
 use std::os::fd::{AsFd, AsRawFd};
 
-use super::run::{forward_signals, helper_path, sigset, terminal_size, RawMode, PROXIED};
+use super::run::{copy_pty, forward_signals, helper_path, sigset, terminal_size, RawMode, PROXIED};
 use super::Global;
 use crate::runtime::container::{self, Container, ExecRequest};
 use crate::runtime::process::Stdio;
@@ -120,27 +120,7 @@ pub fn run(global: &Global, args: ExecArgs) -> Result<i32> {
     let mut output = None;
     if let Some(master) = &master {
         raw = RawMode::enter();
-        let mut reader = std::fs::File::from(master.try_clone()?);
-        let mut writer = std::fs::File::from(master.try_clone()?);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut input = std::io::stdin().lock();
-            while let Ok(n) = input.read(&mut buf) {
-                if n == 0 || writer.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        });
-        output = Some(std::thread::spawn(move || {
-            let mut out = std::io::stdout().lock();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || out.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                let _ = out.flush();
-            }
-        }));
+        output = Some(copy_pty(master, true)?);
     }
     let status = container::wait(epid).context("cannot wait for the exec'd process")?;
     drop(master);

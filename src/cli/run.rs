@@ -327,7 +327,7 @@ fn die_by(sig: i32) {
 
 /// Copies the terminal's input to the pty and the pty's output to stdout; the returned thread
 /// ends when the container's side of the pty is closed.
-fn copy_pty(master: &OwnedFd, interactive: bool) -> Result<std::thread::JoinHandle<()>> {
+pub(crate) fn copy_pty(master: &OwnedFd, interactive: bool) -> Result<std::thread::JoinHandle<()>> {
     let mut reader = std::fs::File::from(master.try_clone()?);
     if interactive {
         let mut writer = std::fs::File::from(master.try_clone()?);
