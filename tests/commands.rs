@@ -2,13 +2,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{out, stderr, stdout, Project};
+use common::{out, pipe_lines, stderr, stdout, Project};
 
 fn project(test: &str, name: &str, compose: &str) -> Option<Project> {
     Project::new(test, &format!("cmd{name}"), compose)
@@ -51,28 +50,7 @@ impl Project {
             .spawn()
             .expect("spawn rcompose");
         let (tx, lines) = mpsc::channel();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(|l| l.ok()) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        pipe_lines(&mut child, move |line| tx.send(line).is_ok());
         Running { child, lines }
     }
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{rcompose, stderr, Project, State};
+use common::{pipe_lines, rcompose, stderr, Project, State};
 
 const LOOP: &str = r#"sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done'"#;
 
@@ -47,26 +46,11 @@ impl Project {
             .spawn()
             .expect("start rcompose watch");
         let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
+        let sink = lines.clone();
+        pipe_lines(&mut child, move |line| {
+            sink.lock().unwrap().push(line);
+            true
+        });
         let w = Watch { child, lines };
         w.wait_line("Watch enabled", Duration::from_secs(60));
         w

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 #[allow(unused_imports)] // not every test binary runs projects
-pub use project::{out, Project};
+pub use project::{out, pipe_lines, Project};
 
 /// `../shared/conformance` beside the repository, or `$RCOMPOSE_CONFORMANCE`.
 pub fn conformance_dir() -> Option<PathBuf> {

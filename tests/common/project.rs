@@ -126,6 +126,38 @@ impl Drop for Project {
     }
 }
 
+/// Reads a spawned child's stdout and stderr (both piped) line by line in threads, handing
+/// each line to `sink` until the pipes close or `sink` says stop (returns false).
+pub fn pipe_lines(
+    child: &mut std::process::Child,
+    sink: impl Fn(String) -> bool + Clone + Send + 'static,
+) {
+    use std::io::BufRead;
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ];
+    for stream in streams.into_iter().flatten() {
+        let sink = sink.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !sink(line) {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 /// Both streams of a command's output, for assertion messages.
 pub fn out(o: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
