@@ -103,15 +103,8 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
     let mut needed = vec![service.clone()];
     if !args.no_deps {
-        let graph = ServiceGraph::new(
-            project
-                .services
-                .iter()
-                .map(|(n, s)| (n.as_str(), s.dependencies())),
-        );
-        if let Some(cycle) = graph.find_cycle() {
-            bail!("dependency cycle detected: {}", cycle.join(" -> "));
-        }
+        let graph = ServiceGraph::of_project(project);
+        graph.check_acyclic()?;
         let deps = graph.with_dependencies(std::slice::from_ref(&args.service));
         needed.extend(
             deps.iter()

@@ -175,12 +175,7 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
         scale.push((svc.to_string(), n));
     }
     // Images first: a missing image fails before anything is created.
-    let graph = ServiceGraph::new(
-        project
-            .services
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.dependencies())),
-    );
+    let graph = ServiceGraph::of_project(&project);
     let selected: Vec<String> = if args.services.is_empty() {
         project.services.keys().cloned().collect()
     } else if args.no_deps {

@@ -495,16 +495,20 @@ pub fn publications(project: &str) -> Result<Vec<Publication>> {
             .get("rule")
             .and_then(|r| r.get("comment"))
             .and_then(|c| c.as_str());
-        if let Some((protocol, host_ip, host_ports)) = comment.and_then(parse_publish_comment) {
-            found.push(Publication {
-                project: project.to_string(),
-                protocol,
-                host_ip,
-                host_ports,
-            });
-        }
+        found.extend(comment.and_then(|c| publication(project, c)));
     }
     Ok(found)
+}
+
+/// The publication a rule's comment records, if it is one.
+fn publication(project: &str, comment: &str) -> Option<Publication> {
+    let (protocol, host_ip, host_ports) = parse_publish_comment(comment)?;
+    Some(Publication {
+        project: project.to_string(),
+        protocol,
+        host_ip,
+        host_ports,
+    })
 }
 
 /// The host ports every project but `except` publishes, read from the ruleset in one go: a
@@ -531,14 +535,7 @@ pub fn publications_of_others(except: &str) -> Result<Vec<Publication>> {
             continue;
         }
         let comment = rule.get("comment").and_then(|c| c.as_str());
-        if let Some((protocol, host_ip, host_ports)) = comment.and_then(parse_publish_comment) {
-            found.push(Publication {
-                project: project.to_string(),
-                protocol,
-                host_ip,
-                host_ports,
-            });
-        }
+        found.extend(comment.and_then(|c| publication(project, c)));
     }
     Ok(found)
 }

@@ -78,6 +78,21 @@ impl ServiceGraph {
         out
     }
 
+    /// The graph of a project's services and their `dependencies()`.
+    pub fn of_project(project: &crate::compose::model::Project) -> Self {
+        ServiceGraph::new(
+            project
+                .services
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.dependencies())),
+        )
+    }
+
+    /// `Err` naming the cycle when there is one.
+    pub fn check_acyclic(&self) -> Result<(), CycleError> {
+        self.find_cycle().map_or(Ok(()), |c| Err(CycleError(c)))
+    }
+
     /// A dependency cycle, as the path that closes it (`a -> b -> a`), found by a depth-first
     /// walk from the services in name order.
     pub fn find_cycle(&self) -> Option<Vec<String>> {

@@ -1035,15 +1035,8 @@ impl Engine {
         out: &Out,
     ) -> Result<(), String> {
         files.record(&self.shared);
-        let graph = ServiceGraph::new(
-            project
-                .services
-                .iter()
-                .map(|(n, s)| (n.as_str(), s.dependencies())),
-        );
-        if let Some(cycle) = graph.find_cycle() {
-            return Err(format!("dependency cycle detected: {}", cycle.join(" -> ")));
-        }
+        let graph = ServiceGraph::of_project(&project);
+        graph.check_acyclic().map_err(|e| e.to_string())?;
         for s in &opts.services {
             if !project.services.contains_key(s) {
                 return Err(format!("no such service: {s}"));
