@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::IsTerminal;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use super::run::{copy_pty, forward_signals, helper_path, sigset, terminal_size, RawMode, PROXIED};
 use super::Global;
@@ -81,20 +81,21 @@ pub fn run(global: &Global, args: ExecArgs) -> Result<i32> {
     let set = sigset(&PROXIED);
     // SAFETY: a valid sigset; blocked before threads start so the forwarder takes them.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let stdio = if tty || args.detach {
-        Stdio::default()
+    // The process gets pipes that we copy, or a pty of the container's own; never our own
+    // streams (see `relay`).
+    let relay = if tty || args.detach {
+        None
     } else {
-        Stdio {
-            stdin: args.interactive.then(|| stdin.as_fd()),
-            stdout: Some(stdout.as_fd()),
-            stderr: Some(stderr.as_fd()),
-        }
+        Some(super::relay::start(args.interactive).context("cannot make the exec's pipes")?)
     };
+    let stdio = relay
+        .as_ref()
+        .map_or_else(Stdio::default, |(_, ends)| ends.stdio());
     let helper = helper_path()?;
-    let (spawned, master) = match c.exec(&helper, pid, &req, stdio) {
+    let exec = c.exec(&helper, pid, &req, stdio);
+    // Our copies of the container's ends go, so that its exit closes the pipes.
+    let relay = relay.map(|(relay, _ends)| relay);
+    let (spawned, master) = match exec {
         Ok(x) => x,
         Err(e) => {
             let code = match &e {
@@ -104,6 +105,9 @@ pub fn run(global: &Global, args: ExecArgs) -> Result<i32> {
                 } => *code,
                 _ => 1,
             };
+            if let Some(relay) = relay {
+                relay.finish();
+            }
             super::print_error(&anyhow::Error::new(e));
             return Ok(code);
         }
@@ -123,6 +127,9 @@ pub fn run(global: &Global, args: ExecArgs) -> Result<i32> {
         output = Some(copy_pty(master, true)?);
     }
     let status = container::wait(epid).context("cannot wait for the exec'd process")?;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
     drop(master);
     if let Some(t) = output {
         let _ = t.join();

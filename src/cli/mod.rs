@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod project;
 pub mod pull;
+pub mod relay;
 pub mod run;
 pub mod stats;
 pub mod template;

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::Global;
@@ -123,17 +123,16 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         super::pull::ensure_image(&pull_global, &store, s)?;
     }
 
-    // The streams the container gets: ours (no pty), or a pty whose master comes back.
+    // The streams the container gets: pipes that we copy (never our own descriptors, see
+    // `relay`), or a pty whose master comes back.
     let stdio = !tty && !args.detach;
     let stdin = stdio && args.interactive;
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    if stdin {
-        fds.push(std::io::stdin().as_fd().try_clone_to_owned()?);
-    }
-    if stdio {
-        fds.push(std::io::stdout().as_fd().try_clone_to_owned()?);
-        fds.push(std::io::stderr().as_fd().try_clone_to_owned()?);
-    }
+    let (relay, fds) = if stdio {
+        let (relay, ends) = super::relay::start(stdin).context("cannot make the run's pipes")?;
+        (Some(relay), ends.into_vec())
+    } else {
+        (None, Vec::new())
+    };
     let request = Request::Run {
         project: Box::new(project.clone()),
         working_dir: loaded.working_dir.clone(),
@@ -158,6 +157,9 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     // caller react to its output with a signal) before its pid comes back.
     let proxy = (!args.detach).then(SignalProxy::start);
     let result = session(&project.name, &request, fds, &args, proxy.as_ref());
+    if let Some(relay) = relay {
+        relay.finish();
+    }
     if let Some(p) = &proxy {
         p.finish();
     }

@@ -333,7 +333,6 @@ impl Container {
                 ops,
             }),
             init: spec.init,
-            new_session: true,
             process: ProcessConfig {
                 args: spec.args.clone(),
                 env: spec.env.clone(),
@@ -593,8 +592,7 @@ impl Container {
             p.env.push(e.clone());
         }
         if let Some(user) = &req.user {
-            let root = PathBuf::from(format!("/proc/{pid}/root"));
-            let u = super::spec::resolve_user_in(&[root], user, &[]).map_err(|e| {
+            let u = super::spec::resolve_user_in_container(pid, user).map_err(|e| {
                 err(ProcessError::Start {
                     message: e.to_string(),
                     code: 1,

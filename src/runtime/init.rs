@@ -49,8 +49,6 @@ pub struct InitConfig {
     pub rootfs: Option<RootfsSetup>,
     /// Stay as PID 1 (`init: true`): fork the command, forward signals, reap zombies.
     pub init: bool,
-    /// Call `setsid` (a container's main process; `exec`ed ones keep the session).
-    pub new_session: bool,
     pub process: ProcessConfig,
 }
 
@@ -264,10 +262,10 @@ fn run(config: &InitConfig, early_rootfs: bool, sync: BorrowedFd) -> Result<Neve
         // SAFETY: a valid sigset.
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
     }
-    if config.new_session || p.tty.is_some() {
-        // SAFETY: setsid has no arguments.
-        unsafe { libc::setsid() };
-    }
+    // The command leads a session of its own (with a pty, the pty is its controlling
+    // terminal). The helper already does, from `process::spawn`; a forked command does not.
+    // SAFETY: setsid has no arguments; a session leader gets EPERM, which is fine.
+    unsafe { libc::setsid() };
     if let Some((rows, cols)) = p.tty {
         pty_stdio(sync, rows, cols)?;
     }

@@ -49,6 +49,10 @@ pub enum ProcessError {
     Stdio(#[source] io::Error),
     #[error("cannot create the container process: {0}")]
     Clone(#[source] io::Error),
+    /// A terminal of the host as a container's stdio: the container could type into it
+    /// (`TIOCSTI`) or read it after rcompose exits. Callers relay through pipes instead.
+    #[error("refusing to give the container a terminal of the host as its {0}")]
+    HostTerminal(&'static str),
     #[error("cannot start the container's helper ({step}): {source}")]
     PreExec {
         step: &'static str,
@@ -94,7 +98,8 @@ impl Namespaces {
     }
 }
 
-/// What the new process gets as stdin, stdout and stderr (`None`: `/dev/null`).
+/// What the new process gets as stdin, stdout and stderr (`None`: `/dev/null`). Never a
+/// terminal: [`spawn`] refuses one (a container's terminal is a pty of its own devpts).
 #[derive(Debug, Default)]
 pub struct Stdio<'a> {
     pub stdin: Option<BorrowedFd<'a>>,
@@ -136,12 +141,13 @@ pub enum Report {
 
 /// Pre-exec failures are reported as `[0xff, step, errno (4 bytes, native)]`.
 const RAW_ERROR: u8 = 0xff;
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 6] = [
     "dup stdio",
     "make mounts private",
     "bind the helper",
     "make the helper read-only",
     "exec the helper",
+    "start a session",
 ];
 
 // `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
@@ -175,6 +181,15 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, ProcessError> {
     let argv: [*const libc::c_char; 3] = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
 
+    for (fd, what) in [
+        (req.stdio.stdin, "stdin"),
+        (req.stdio.stdout, "stdout"),
+        (req.stdio.stderr, "stderr"),
+    ] {
+        if fd.is_some_and(|fd| nix::unistd::isatty(fd).unwrap_or(false)) {
+            return Err(ProcessError::HostTerminal(what));
+        }
+    }
     let (parent_sock, child_sock) = seqpacket_pair().map_err(ProcessError::Socket)?;
     let devnull = std::fs::OpenOptions::new()
         .read(true)
@@ -361,6 +376,12 @@ unsafe fn child_main(
         libc::write(report_fd, msg.as_ptr().cast(), msg.len());
         libc::_exit(1)
     };
+    // A session of its own before anything else: the caller's controlling terminal (the
+    // operator's, for `exec`) must not be the container's, or `/dev/tty` in the container
+    // opens it. As a session leader without a terminal, it has none.
+    if libc::setsid() < 0 {
+        fail(5);
+    }
     for (target, &src) in sources.iter().enumerate() {
         if libc::dup2(src, target as RawFd) < 0 {
             fail(0);

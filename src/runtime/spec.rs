@@ -130,6 +130,12 @@ pub enum SpecError {
     },
     #[error("{path} in the image is larger than 16 MiB")]
     ImageFileTooLarge { path: String },
+    #[error("cannot read {path} in the container: {source}")]
+    ReadContainerFile {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("too many levels of symbolic links resolving {0} in the image")]
     SymlinkLoop(String),
     #[error("invalid stop_signal {0:?}: expected a signal name (SIGTERM, TERM, RTMIN+1) or a number from 1 to 64")]
@@ -1028,8 +1034,7 @@ fn numeric(raw: &str) -> Option<u64> {
     Some(raw.parse().unwrap_or(u64::MAX))
 }
 
-/// [`resolve_user`] in a root made of `dirs` (bottom first): image layers, or a running
-/// container's `/proc/<pid>/root` for `exec -u`.
+/// [`resolve_user`] in a root made of `dirs` (bottom first): an image's layers.
 pub fn resolve_user_in(
     dirs: &[PathBuf],
     spec: &str,
@@ -1038,11 +1043,43 @@ pub fn resolve_user_in(
     resolve_user(&LayeredRoot::new(dirs), spec, group_add)
 }
 
+/// [`resolve_user`] in the running container whose first process is `pid` (`exec -u`): its
+/// `/etc/passwd` and `/etc/group` are read through [`super::inroot`], so links the container
+/// plants, or swaps in meanwhile, never lead to the host's files.
+pub fn resolve_user_in_container(pid: i32, spec: &str) -> Result<ResolvedUser, SpecError> {
+    let err = |path: &str| {
+        let path = path.to_string();
+        move |source| SpecError::ReadContainerFile { path, source }
+    };
+    let root = super::inroot::container_root(pid).map_err(err("/"))?;
+    let read = |path: &str| {
+        super::inroot::read_file_at(&root, Path::new(path), MAX_ID_FILE).map_err(err(path))
+    };
+    resolve_user(&read, spec, &[])
+}
+
+/// Where users and groups are looked up: reads a file (`None`: absent).
+trait IdFiles {
+    fn read_id_file(&self, path: &str) -> Result<Option<Vec<u8>>, SpecError>;
+}
+
+impl IdFiles for LayeredRoot {
+    fn read_id_file(&self, path: &str) -> Result<Option<Vec<u8>>, SpecError> {
+        self.read(path)
+    }
+}
+
+impl<F: Fn(&str) -> Result<Option<Vec<u8>>, SpecError>> IdFiles for F {
+    fn read_id_file(&self, path: &str) -> Result<Option<Vec<u8>>, SpecError> {
+        self(path)
+    }
+}
+
 /// runc's `GetExecUser` plus `GetAdditionalGroups`: `user[:group]`, names looked up in the
 /// image, numeric ids accepted without an entry; implicit supplementary groups only when no
 /// group is given.
 fn resolve_user(
-    root: &LayeredRoot,
+    root: &dyn IdFiles,
     spec: &str,
     group_add: &[String],
 ) -> Result<ResolvedUser, SpecError> {
@@ -1053,8 +1090,8 @@ fn resolve_user(
     if (user_arg.is_empty() && group_arg.is_some()) || group_arg == Some("") {
         return Err(SpecError::UserSyntax(spec.to_string()));
     }
-    let passwd = parse_passwd(&root.read("/etc/passwd")?.unwrap_or_default());
-    let groups = parse_group(&root.read("/etc/group")?.unwrap_or_default());
+    let passwd = parse_passwd(&root.read_id_file("/etc/passwd")?.unwrap_or_default());
+    let groups = parse_group(&root.read_id_file("/etc/group")?.unwrap_or_default());
 
     let user_num = numeric(user_arg);
     let entry = if user_arg.is_empty() {
