@@ -249,6 +249,16 @@ pub fn load(global: &Global, opts: &Options) -> Result<Loaded> {
 /// Run the parsed command line; the exit code to return.
 pub fn run(cli: Cli) -> Result<i32> {
     cli.global.apply_ansi();
+    let reads_files_only = matches!(cli.command, Command::Config(_) | Command::Version(_));
+    if !reads_files_only && nix::unistd::geteuid().is_root() {
+        crate::paths::make_private().with_context(|| {
+            format!(
+                "cannot make {} and {} private",
+                crate::paths::root().display(),
+                crate::paths::run().display()
+            )
+        })?;
+    }
     match cli.command {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Pull(args) => pull::run(&cli.global, args),
