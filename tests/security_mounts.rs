@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{out, Project};
+use common::{out, stdout, Project};
 
 fn fixture(test: &str, compose: &str) -> Option<Project> {
     Project::new(test, &format!("sm-{}", test.replace('_', "-")), compose)
@@ -105,5 +105,69 @@ fn a_raced_mount_target_never_leaves_the_root_nor_turns_writable() {
         "{} of {runs} starts went wrong:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Docker's current default profile denies io_uring (its requests are not seen by seccomp) and
+/// AF_ALG sockets; so must a container under rcompose's default profile.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_default_seccomp_profile_denies_io_uring_and_af_alg() {
+    let Some(f) = fixture("seccomp_uring", "services:\n  py:\n    image: python:3\n") else {
+        return;
+    };
+    // io_uring_setup(1, &params) is syscall 425 on x86_64; AF_ALG is family 38.
+    let script = "import ctypes, socket\n\
+                  libc = ctypes.CDLL(None, use_errno=True)\n\
+                  params = ctypes.create_string_buffer(120)\n\
+                  for nr in (425, 426, 427):\n    \
+                      r = libc.syscall(nr, 1, params if nr == 425 else 0, 0, 0, 0)\n    \
+                      print('uring', nr, r, ctypes.get_errno())\n\
+                  try:\n    \
+                      socket.socket(38, socket.SOCK_SEQPACKET, 0)\n    \
+                      print('alg ok')\n\
+                  except OSError as e:\n    \
+                      print('alg', e.errno)\n";
+    let o = f.rc(&["run", "--rm", "-T", "py", "python3", "-c", script]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(
+        stdout(&o),
+        "uring 425 -1 1\nuring 426 -1 1\nuring 427 -1 1\nalg 1\n",
+        "{}",
+        out(&o)
+    );
+}
+
+/// Device nodes, the managed files, the rootfs' `/` and what the helper creates have their
+/// modes exactly, and the command starts with docker's umask 0022, when rcompose itself runs
+/// under umask 077.
+#[test]
+fn modes_do_not_depend_on_the_callers_umask() {
+    let Some(f) = fixture(
+        "umask",
+        "services:\n  bb:\n    image: busybox\n    working_dir: /made/here\n    user: nobody\n",
+    ) else {
+        return;
+    };
+    let script = "stat -c '%a %n' /dev/null /dev/zero /dev/full /dev/random /dev/urandom \
+                  /dev/tty /etc/hosts /etc/hostname /etc/resolv.conf / /made /made/here; \
+                  umask; cat /etc/hosts >/dev/null && echo hosts readable";
+    let mut cmd = f.cmd(&["run", "--rm", "-T", "bb", "sh", "-c", script]);
+    // SAFETY: umask in the child before exec; async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let o = cmd.output().expect("run rcompose");
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(
+        stdout(&o),
+        "666 /dev/null\n666 /dev/zero\n666 /dev/full\n666 /dev/random\n666 /dev/urandom\n\
+         666 /dev/tty\n644 /etc/hosts\n644 /etc/hostname\n644 /etc/resolv.conf\n755 /\n\
+         755 /made\n755 /made/here\n0022\nhosts readable\n",
+        "{}",
+        out(&o)
     );
 }
