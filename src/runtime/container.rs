@@ -5,7 +5,9 @@
 
 use std::fs;
 use std::io;
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -212,19 +214,28 @@ impl Container {
                 .map(|_| self.dir.join("resolv.conf")),
             hostname: Some(self.dir.join("hostname")),
         };
-        for d in [&layout.upper, &layout.work, &layout.merged] {
-            fs::create_dir_all(d).map_err(state(d))?;
+        // Modes set explicitly, as docker's overlay2 makes them, whatever the caller's umask:
+        // the overlay's root takes the upper directory's mode (0700 under umask 077 would lock
+        // every non-root user out of the container's `/`), and the managed files must stay
+        // readable by them.
+        for (d, mode) in [
+            (&layout.upper, 0o755),
+            (&layout.work, 0o700),
+            (&layout.merged, 0o700),
+        ] {
+            fs::create_dir_all(d)
+                .and_then(|()| fs::set_permissions(d, fs::Permissions::from_mode(mode)))
+                .map_err(state(d))?;
         }
+        let hostname = format!("{}\n", spec.hostname);
         for (path, content) in [
-            (&layout.hosts, &opts.hosts),
-            (&layout.resolv_conf, &opts.resolv_conf),
+            (&layout.hosts, opts.hosts.as_deref()),
+            (&layout.resolv_conf, opts.resolv_conf.as_deref()),
+            (&layout.hostname, Some(hostname.as_str())),
         ] {
             if let (Some(path), Some(content)) = (path, content) {
-                fs::write(path, content).map_err(state(path))?;
+                write_0644(path, content).map_err(state(path))?;
             }
-        }
-        if let Some(path) = &layout.hostname {
-            fs::write(path, format!("{}\n", spec.hostname)).map_err(state(path))?;
         }
 
         let hierarchy = Hierarchy::detect().map_err(|source| ContainerError::Cgroup {
@@ -687,4 +698,11 @@ fn device_rules(spec: &ContainerSpec) -> Result<Vec<DeviceRule>, ContainerError>
     }
     rules.extend(spec.device_cgroup_rules.iter().cloned());
     Ok(rules)
+}
+
+/// Writes `content` to `path` as a 0644 file (`fchmod`, so the caller's umask plays no part).
+fn write_0644(path: &Path, content: &str) -> io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    f.write_all(content.as_bytes())
 }

@@ -81,6 +81,9 @@ pub struct ProcessConfig {
     pub tty: Option<(u16, u16)>,
 }
 
+/// The umask a container's processes start with, as runc gives them when the spec names none.
+const CONTAINER_UMASK: libc::mode_t = 0o022;
+
 /// Exit codes docker gives a command that cannot be executed.
 const NOT_FOUND: i32 = 127;
 const NOT_EXECUTABLE: i32 = 126;
@@ -108,6 +111,11 @@ pub fn main() -> ! {
     // Nothing of the parent's but stdio and the control socket crosses into the container.
     // SAFETY: closing fds this process does not use.
     unsafe { libc::close_range(SYNC_FD as u32 + 1, u32::MAX, 0) };
+    // Whatever the caller's umask, what the helper creates (device nodes, mount points, the
+    // working directory) gets exactly the mode asked for: one call here rather than a chmod per
+    // node. The command gets docker's 0022 just before it runs (see `exec`).
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0) };
     // The parent may block or ignore signals (rcompose run forwards them from a thread): the
     // container starts with none blocked and default dispositions, as under docker.
     let empty = empty_sigset();
@@ -530,9 +538,11 @@ fn exec(p: &ProcessConfig, cwd: OwnedFd) -> Result<Never, Failure> {
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
-    // Every fd but stdio and the control socket (close-on-exec) goes now.
+    // Every fd but stdio and the control socket (close-on-exec) goes now. The command starts
+    // with docker's (runc's) umask, not the helper's 0 nor the caller's.
     // SAFETY: plain integer arguments.
     unsafe {
+        libc::umask(CONTAINER_UMASK);
         libc::close_range(SYNC_FD as u32 + 1, u32::MAX, 0);
         libc::fcntl(SYNC_FD, libc::F_SETFD, libc::FD_CLOEXEC);
         libc::execve(program_c.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());

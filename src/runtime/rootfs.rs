@@ -16,7 +16,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
 
 use super::spec::{ContainerSpec, TmpfsMount, DEFAULT_SHM_SIZE};
-use super::syscall::{lexical_clean, NodeKind, Resolved, Syscall};
+use super::syscall::{lexical_clean, Handle, NodeKind, Syscall};
 
 /// Symlinks followed while resolving one path, as the kernel's `MAXSYMLINKS`.
 pub const MAX_SYMLINKS: usize = 40;
@@ -542,6 +542,11 @@ pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>) {
 }
 
 /// Carries out `ops`, built by [`plan`] for the rootfs mounted on `root`.
+///
+/// Every target inside the container is resolved once, by an fd walk that cannot leave the
+/// root, and every bind source once on the host; mounts then go through those fds (see
+/// [`Syscall`]), so a container racing a directory of a shared volume against a link changes
+/// nothing: the mount lands on what was resolved, read-only from the start when asked.
 pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), RootfsError> {
     let fail = |op: &'static str, target: &Path| {
         let target = target.to_path_buf();
@@ -556,48 +561,33 @@ pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), Root
                 source,
             })
     };
-    let must = |cur: &Path, path: &str, kind: NodeKind| -> Result<Resolved, RootfsError> {
+    let must = |cur: &Path, path: &str, kind: NodeKind| -> Result<Handle, RootfsError> {
         resolve(cur, path, Some(kind))?.ok_or_else(|| RootfsError::Resolve {
             root: cur.to_path_buf(),
             path: path.to_string(),
             source: io::Error::from(io::ErrorKind::NotFound),
         })
     };
-    let bind = |source: &Path, target: &Path, read_only: bool| -> Result<(), RootfsError> {
-        sys.mount(
-            Some(source),
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )
-        .map_err(fail("bind mount", target))?;
-        if read_only {
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            sys.mount(None, target, None, flags, None)
-                .map_err(fail("remount read-only", target))?;
-        }
-        Ok(())
+    let host = |path: &Path| sys.open_host(path).map_err(fail("open", path));
+    let bind = |source: &Handle, target: &Handle, read_only: bool| {
+        sys.bind(source, target, read_only)
+            .map_err(fail("bind mount", &target.path))
     };
+    // Opened on first use: several masked files share it.
+    let mut dev_null: Option<Handle> = None;
     for op in ops {
         match op {
             MountOp::MakePrivate => {
-                let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
-                sys.mount(None, Path::new("/"), None, flags, None)
+                sys.mount_root(MsFlags::MS_REC | MsFlags::MS_PRIVATE)
                     .map_err(fail("make private", Path::new("/")))?;
             }
             MountOp::Overlay { target, data, cwd } => {
                 if let Some(cwd) = cwd {
                     sys.chdir(cwd).map_err(fail("chdir", cwd))?;
                 }
-                sys.mount(
-                    Some(Path::new("overlay")),
-                    target,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data),
-                )
-                .map_err(fail("mount overlay", target))?;
+                let t = host(target)?;
+                sys.mount_fs("overlay", &t, MsFlags::empty(), Some(data))
+                    .map_err(fail("mount overlay", target))?;
             }
             MountOp::Mount {
                 fstype,
@@ -606,14 +596,8 @@ pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), Root
                 data,
             } => {
                 let t = must(&cur, target, NodeKind::Dir)?;
-                sys.mount(
-                    Some(Path::new(fstype)),
-                    &t.path,
-                    Some(fstype),
-                    *flags,
-                    data.as_deref(),
-                )
-                .map_err(fail("mount", &t.path))?;
+                sys.mount_fs(fstype, &t, *flags, data.as_deref())
+                    .map_err(fail("mount", &t.path))?;
             }
             MountOp::Bind {
                 source,
@@ -621,48 +605,48 @@ pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), Root
                 read_only,
             } => {
                 // The source is on the host, chosen by the caller: its kind decides the target's.
-                let kind = if source.is_dir() {
+                let s = host(source)?;
+                let kind = if s.is_dir {
                     NodeKind::Dir
                 } else {
                     NodeKind::File
                 };
                 let t = must(&cur, target, kind)?;
-                bind(source, &t.path, *read_only)?;
+                bind(&s, &t, *read_only)?;
             }
             MountOp::Device {
                 path,
                 major,
                 minor,
                 mode,
-                host,
+                host: host_node,
                 block,
             } => {
                 let (parent, name) = split_parent(path);
                 let dir = must(&cur, parent, NodeKind::Dir)?;
-                let node = dir.path.join(name);
                 let dev = nix::sys::stat::makedev(*major, *minor);
                 let kind = if *block {
                     SFlag::S_IFBLK
                 } else {
                     SFlag::S_IFCHR
                 };
-                match sys.mknod(&node, kind, *mode, dev) {
+                match sys.mknod(&dir, name, kind, *mode, dev) {
                     Ok(()) => {}
                     // In a user namespace mknod is refused: bind the host's node instead.
                     Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                        let s = host(host_node)?;
                         let t = must(&cur, path, NodeKind::File)?;
-                        bind(host, &t.path, false)?;
+                        bind(&s, &t, false)?;
                     }
-                    Err(e) => return Err(fail("mknod", &node)(e)),
+                    Err(e) => return Err(fail("mknod", &dir.path.join(name))(e)),
                 }
             }
             MountOp::Symlink { target, link } => {
                 let (parent, name) = split_parent(link);
                 let dir = must(&cur, parent, NodeKind::Dir)?;
-                let at = dir.path.join(name);
-                match sys.symlink(target, &at) {
+                match sys.symlink(target, &dir, name) {
                     Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                        return Err(fail("symlink", &at)(e));
+                        return Err(fail("symlink", &dir.path.join(name))(e));
                     }
                     _ => {}
                 }
@@ -672,27 +656,28 @@ pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), Root
                     continue;
                 };
                 if t.is_dir {
-                    sys.mount(
-                        Some(Path::new("tmpfs")),
-                        &t.path,
-                        Some("tmpfs"),
-                        MsFlags::MS_RDONLY,
-                        None,
-                    )
-                    .map_err(fail("mask", &t.path))?;
+                    sys.mount_fs("tmpfs", &t, MsFlags::MS_RDONLY, None)
+                        .map_err(fail("mask", &t.path))?;
                 } else {
-                    bind(Path::new("/dev/null"), &t.path, false)?;
+                    if dev_null.is_none() {
+                        dev_null = Some(host(Path::new("/dev/null"))?);
+                    }
+                    if let Some(null) = &dev_null {
+                        bind(null, &t, false)?;
+                    }
                 }
             }
             MountOp::ReadOnly(path) => {
                 let Some(t) = resolve(&cur, path, None)? else {
                     continue;
                 };
-                bind(&t.path, &t.path, true)?;
+                // Onto itself, read-only before it is attached: the fd is both ends.
+                bind(&t, &t, true)?;
             }
             MountOp::PivotRoot => {
                 // pivot_root(".", "."): the old root ends up stacked under the new one, and is
-                // detached at once; no directory for it is needed inside the container.
+                // detached at once; no directory for it is needed inside the container. `cur` is
+                // the container's directory on the host, which no container can reach.
                 sys.chdir(&cur).map_err(fail("chdir", &cur))?;
                 sys.pivot_root(Path::new("."), Path::new("."))
                     .map_err(fail("pivot_root", &cur))?;
@@ -703,7 +688,7 @@ pub fn apply(root: &Path, ops: &[MountOp], sys: &dyn Syscall) -> Result<(), Root
             }
             MountOp::RemountRootReadOnly => {
                 let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                sys.mount(None, Path::new("/"), None, flags, None)
+                sys.mount_root(flags)
                     .map_err(fail("remount read-only", Path::new("/")))?;
             }
         }
@@ -735,23 +720,26 @@ pub fn ensure_in_root(root: &Path, path: &str, kind: NodeKind) -> Result<PathBuf
     Ok(walk(root, path, Some(kind))?.path)
 }
 
-/// The [`Syscall::resolve_in`] of the real system: `None` when missing and not created.
+/// The [`Syscall::resolve_in`] of the real system: `None` when missing and not created. The
+/// handle holds the `O_PATH` fd the walk ended on, which is what mounts then use.
 pub fn lookup_in_root(
     root: &Path,
     path: &str,
     create: Option<NodeKind>,
-) -> Result<Option<Resolved>, RootfsError> {
+) -> Result<Option<Handle>, RootfsError> {
     let w = walk(root, path, create)?;
-    Ok(w.is_dir.map(|is_dir| Resolved {
-        path: w.path,
-        is_dir,
-    }))
+    Ok(match (w.is_dir, w.fd) {
+        (Some(is_dir), Some(fd)) => Some(Handle::new(w.path, is_dir, fd)),
+        _ => None,
+    })
 }
 
 struct Walked {
     path: PathBuf,
     /// `None`: the path does not exist.
     is_dir: Option<bool>,
+    /// The fd of what was found (`None` when missing).
+    fd: Option<OwnedFd>,
 }
 
 fn components(path: &OsStr) -> impl DoubleEndedIterator<Item = OsString> + '_ {
@@ -862,9 +850,14 @@ fn walk(root: &Path, path: &str, create: Option<NodeKind>) -> Result<Walked, Roo
     }
     let mut resolved = root.to_path_buf();
     resolved.extend(stack.iter().map(|(n, _)| n));
+    let fd = match stack.pop() {
+        None => Some(root_fd),
+        Some((_, fd)) => fd.filter(|_| !missing),
+    };
     Ok(Walked {
         path: resolved,
         is_dir: (!missing).then_some(is_dir),
+        fd,
     })
 }
 
@@ -872,7 +865,7 @@ fn walk(root: &Path, path: &str, create: Option<NodeKind>) -> Result<Walked, Roo
 mod tests {
     use super::*;
     use crate::runtime::spec::{Device, Signal};
-    use crate::runtime::syscall::{Call, RecordingSyscall};
+    use crate::runtime::syscall::{Call, LinuxSyscall, RecordingSyscall, Via};
     use std::fs;
     use std::os::unix::fs::symlink;
     use std::time::Duration;
@@ -1233,28 +1226,20 @@ mod tests {
         sys.missing.insert("/proc/acpi".into());
         apply(Path::new("/c/merged"), &ops, &sys).unwrap();
         let calls = sys.calls();
+        let root = |p: &str| Via::Root(p.into());
+        let host = |p: &str| Via::Host(p.into());
+        assert_eq!(
+            calls[0],
+            Call::MountRoot(MsFlags::MS_REC | MsFlags::MS_PRIVATE)
+        );
         let mounts: Vec<&Call> = calls
             .iter()
-            .filter(|c| matches!(c, Call::Mount { .. }))
+            .filter(|c| matches!(c, Call::MountFs { .. }))
             .collect();
-        assert_eq!(
-            mounts[0],
-            &Call::Mount {
-                source: None,
-                target: "/".into(),
-                fstype: None,
-                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                data: None
-            }
-        );
-        assert!(
-            matches!(mounts[1], Call::Mount { fstype: Some(f), target, .. }
-            if f == "overlay" && target == Path::new("/c/merged"))
-        );
-        assert!(
-            matches!(mounts[2], Call::Mount { fstype: Some(f), target, .. }
-            if f == "proc" && target == Path::new("/c/merged/proc"))
-        );
+        assert!(matches!(mounts[0], Call::MountFs { fstype, target, .. }
+            if fstype == "overlay" && *target == host("/c/merged")));
+        assert!(matches!(mounts[1], Call::MountFs { fstype, target, .. }
+            if fstype == "proc" && *target == root("/c/merged/proc")));
         assert!(calls.contains(&Call::Mknod {
             path: "/c/merged/dev/null".into(),
             kind: SFlag::S_IFCHR,
@@ -1267,31 +1252,31 @@ mod tests {
         }));
         // A masked file gets /dev/null, a masked dir an empty read-only tmpfs, a missing one
         // nothing.
-        assert!(calls.contains(&Call::Mount {
-            source: Some("/dev/null".into()),
-            target: "/c/merged/proc/kcore".into(),
-            fstype: None,
-            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-            data: None
+        assert!(calls.contains(&Call::Bind {
+            source: host("/dev/null"),
+            target: root("/c/merged/proc/kcore"),
+            read_only: false
         }));
-        assert!(calls.contains(&Call::Mount {
-            source: Some("tmpfs".into()),
-            target: "/c/merged/proc/scsi".into(),
-            fstype: Some("tmpfs".into()),
+        assert!(calls.contains(&Call::MountFs {
+            fstype: "tmpfs".into(),
+            target: root("/c/merged/proc/scsi"),
             flags: MsFlags::MS_RDONLY,
             data: None
         }));
-        assert!(!calls
-            .iter()
-            .any(|c| matches!(c, Call::Mount { target, .. } if target.ends_with("acpi"))));
-        // Read-only paths: bound onto themselves, then remounted read-only.
-        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        assert!(calls.contains(&Call::Mount {
-            source: None,
-            target: "/c/merged/proc/sys".into(),
-            fstype: None,
-            flags: ro,
-            data: None
+        assert!(!calls.iter().any(|c| matches!(c,
+            Call::MountFs { target: Via::Root(t), .. } | Call::Bind { target: Via::Root(t), .. }
+                if t.ends_with("acpi"))));
+        // Read-only paths: bound onto themselves (one fd for both ends), read-only.
+        assert!(calls.contains(&Call::Bind {
+            source: root("/c/merged/proc/sys"),
+            target: root("/c/merged/proc/sys"),
+            read_only: true
+        }));
+        // The managed files: host sources opened once, read-only with the rootfs.
+        assert!(calls.contains(&Call::Bind {
+            source: host("/c/hosts"),
+            target: root("/c/merged/etc/hosts"),
+            read_only: true
         }));
         // Pivot, detach the old root, then the read-only remount of the new /.
         let n = calls.len();
@@ -1308,15 +1293,87 @@ mod tests {
                     flags: MntFlags::MNT_DETACH
                 },
                 Call::Chdir("/".into()),
-                Call::Mount {
-                    source: None,
-                    target: "/".into(),
-                    fstype: None,
-                    flags: ro,
-                    data: None
-                },
+                Call::MountRoot(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY),
             ]
         );
+    }
+
+    /// CVE-2021-30465's class: no mount may name its target (or a source inside the rootfs) by
+    /// a path the kernel would resolve again. Every mount and remount of a full plan (caller
+    /// binds, tmpfs, devices, masks, read-only paths, read-only rootfs) goes through a handle:
+    /// targets resolved in the root, sources opened once on the host; the only path-based mount
+    /// calls are on the helper's own `/`.
+    #[test]
+    fn every_mount_goes_through_a_resolved_handle() {
+        let mut s = spec();
+        s.read_only = true;
+        s.tmpfs = vec![TmpfsMount {
+            target: "/run/t".into(),
+            options: vec!["size=1m".into()],
+        }];
+        s.devices = vec![Device {
+            host_path: "/dev/fuse".into(),
+            container_path: "/dev/fuse".into(),
+            permissions: "rwm".into(),
+        }];
+        let extra = [
+            MountRequest::Bind {
+                source: "/vol/shared/_data".into(),
+                target: "/shared".into(),
+                read_only: false,
+            },
+            MountRequest::Bind {
+                source: "/src".into(),
+                target: "/shared/dir".into(),
+                read_only: true,
+            },
+        ];
+        let ops = plan(&s, &layout(), &extra).unwrap();
+        let mut sys = RecordingSyscall {
+            mknod_denied: true,
+            ..Default::default()
+        };
+        sys.files.insert("/proc/kcore".into());
+        apply(Path::new("/c/merged"), &ops, &sys).unwrap();
+        let calls = sys.calls();
+        let in_root = |v: &Via| matches!(v, Via::Root(p) if p.starts_with("/c/merged"));
+        let mut binds = 0;
+        for c in &calls {
+            match c {
+                Call::MountFs { fstype, target, .. } => {
+                    // The overlay's mount point is the container's directory on the host.
+                    assert!(
+                        in_root(target) || (fstype == "overlay" && matches!(target, Via::Host(_))),
+                        "{c:?}"
+                    );
+                }
+                Call::Bind { source, target, .. } => {
+                    binds += 1;
+                    assert!(in_root(target), "{c:?}");
+                    assert!(
+                        matches!(source, Via::Host(_)) || source == target,
+                        "a bind source inside the rootfs must be the target's own handle: {c:?}"
+                    );
+                }
+                Call::MountRoot(_) | Call::Umount2 { .. } => {}
+                _ => {}
+            }
+        }
+        // Managed files, caller binds, the device, masked files, read-only paths, the standard
+        // devices bound because mknod was refused.
+        assert!(binds >= 3 + 2 + 1 + 1 + READONLY_PATHS.len() + 6, "{binds}");
+        // A read-only bind is one call that is read-only from the start: nothing remounts it
+        // by path afterwards.
+        assert!(calls.contains(&Call::Bind {
+            source: Via::Host("/src".into()),
+            target: Via::Root("/c/merged/shared/dir".into()),
+            read_only: true
+        }));
+        let remounts = calls
+            .iter()
+            .filter(|c| matches!(c, Call::MountRoot(f) if f.contains(MsFlags::MS_REMOUNT)))
+            .count();
+        assert_eq!(remounts, 1, "only the read-only rootfs remounts, on /");
     }
 
     #[test]
@@ -1327,18 +1384,168 @@ mod tests {
             ..Default::default()
         };
         apply(Path::new("/r"), &ops, &sys).unwrap();
-        assert!(sys.calls().contains(&Call::Mount {
-            source: Some("/dev/urandom".into()),
-            target: "/r/dev/urandom".into(),
-            fstype: None,
-            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
-            data: None
+        assert!(sys.calls().contains(&Call::Bind {
+            source: Via::Host("/dev/urandom".into()),
+            target: Via::Root("/r/dev/urandom".into()),
+            read_only: false
         }));
         assert!(sys.calls().contains(&Call::Resolve {
             root: "/r".into(),
             path: "/dev/urandom".into(),
             create: Some(NodeKind::File)
         }));
+    }
+
+    /// The real system calls, with a hostile container's move between resolving a target and
+    /// mounting on it: the resolved directory is renamed away and a link to a host directory
+    /// takes its name. What was resolved gets the mount; the host directory gets nothing.
+    struct Swapping<'a> {
+        /// Container path whose resolution triggers the swap.
+        at: &'a str,
+        /// The directory the link points to (outside the root).
+        outside: &'a Path,
+    }
+
+    impl Syscall for Swapping<'_> {
+        fn mount_root(&self, flags: MsFlags) -> io::Result<()> {
+            LinuxSyscall.mount_root(flags)
+        }
+        fn mount_fs(
+            &self,
+            fstype: &str,
+            target: &Handle,
+            flags: MsFlags,
+            data: Option<&str>,
+        ) -> io::Result<()> {
+            LinuxSyscall.mount_fs(fstype, target, flags, data)
+        }
+        fn bind(&self, source: &Handle, target: &Handle, read_only: bool) -> io::Result<()> {
+            LinuxSyscall.bind(source, target, read_only)
+        }
+        fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()> {
+            LinuxSyscall.umount2(target, flags)
+        }
+        fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+            LinuxSyscall.pivot_root(new_root, put_old)
+        }
+        fn chdir(&self, path: &Path) -> io::Result<()> {
+            LinuxSyscall.chdir(path)
+        }
+        fn open_host(&self, path: &Path) -> io::Result<Handle> {
+            LinuxSyscall.open_host(path)
+        }
+        fn resolve_in(
+            &self,
+            root: &Path,
+            path: &str,
+            create: Option<NodeKind>,
+        ) -> io::Result<Option<Handle>> {
+            let found = LinuxSyscall.resolve_in(root, path, create)?;
+            if path == self.at {
+                if let Some(h) = &found {
+                    fs::rename(&h.path, h.path.with_extension("moved"))?;
+                    symlink(self.outside, &h.path)?;
+                }
+            }
+            Ok(found)
+        }
+        fn symlink(&self, target: &str, dir: &Handle, name: &str) -> io::Result<()> {
+            LinuxSyscall.symlink(target, dir, name)
+        }
+        fn mknod(
+            &self,
+            dir: &Handle,
+            name: &str,
+            kind: SFlag,
+            mode: u32,
+            dev: u64,
+        ) -> io::Result<()> {
+            LinuxSyscall.mknod(dir, name, kind, mode, dev)
+        }
+    }
+
+    #[test]
+    fn a_target_swapped_for_a_link_after_resolution_gets_the_mount_read_only() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (mount namespaces)");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let (root, src, outside) = (
+            t.path().join("root"),
+            t.path().join("src"),
+            t.path().join("host"),
+        );
+        let dirs = [
+            root.join("shared/dir"),
+            root.join("tmp"),
+            src.clone(),
+            outside.join("shared"),
+            outside.join("tmp"),
+        ];
+        for d in dirs {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(src.join("MARKER"), "ro").unwrap();
+        let ops = [
+            MountOp::Bind {
+                source: src.clone(),
+                target: "/shared/dir".into(),
+                read_only: true,
+            },
+            MountOp::Mount {
+                fstype: "tmpfs".into(),
+                target: "/tmp".into(),
+                flags: MsFlags::empty(),
+                data: None,
+            },
+        ];
+        let (root2, outside2) = (root.clone(), outside.clone());
+        // A thread of its own in a private mount namespace: nothing reaches the host's mounts.
+        let seen = std::thread::spawn(move || -> Result<Vec<String>, String> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
+            LinuxSyscall
+                .mount_root(MsFlags::MS_REC | MsFlags::MS_PRIVATE)
+                .map_err(|e| e.to_string())?;
+            for at in ["/shared/dir", "/tmp"] {
+                let sys = Swapping {
+                    at,
+                    outside: &outside2.join(if at == "/tmp" { "tmp" } else { "shared" }),
+                };
+                let op = ops.iter().find(|op| match op {
+                    MountOp::Bind { target, .. } | MountOp::Mount { target, .. } => target == at,
+                    _ => false,
+                });
+                let op: Vec<MountOp> = op.into_iter().cloned().collect();
+                apply(&root2, &op, &sys).map_err(|e| e.to_string())?;
+            }
+            let moved = root2.join("shared/dir.moved");
+            let tmp = root2.join("tmp.moved");
+            Ok(vec![
+                // The bind is on the directory that was resolved, and read-only.
+                fs::read_to_string(moved.join("MARKER")).unwrap_or_default(),
+                fs::write(moved.join("probe"), "x")
+                    .map_err(|e| e.raw_os_error() == Some(libc::EROFS))
+                    .err()
+                    .map_or("writable".into(), |rofs| format!("erofs={rofs}")),
+                // The tmpfs too: a file made through it is not in the underlying directory.
+                fs::write(tmp.join("t"), "x").map_or_else(|e| e.to_string(), |()| "ok".into()),
+                // Nothing reached the host directories the links point to.
+                ["shared", "tmp"]
+                    .map(|d| fs::read_dir(outside2.join(d)).map_or(9, |d| d.count()))
+                    .iter()
+                    .sum::<usize>()
+                    .to_string(),
+            ])
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen, ["ro", "erofs=true", "ok", "0"]);
+        // Out of that namespace: the mounts are gone, the directories as they were.
+        assert!(!root.join("tmp.moved/t").exists());
+        assert!(!src.join("probe").exists());
+        assert_eq!(fs::read_dir(outside.join("shared")).unwrap().count(), 0);
     }
 
     /// A hostile image: links that point out of the root in every way a path can.
@@ -1406,7 +1613,7 @@ mod tests {
         let found = lookup_in_root(r, "/proc/kcore", None).unwrap().unwrap();
         assert_eq!(found.path, r.join("etc/shadow"));
         assert!(!found.is_dir);
-        assert_eq!(lookup_in_root(r, "/proc/acpi", None).unwrap(), None);
+        assert!(lookup_in_root(r, "/proc/acpi", None).unwrap().is_none());
         assert_eq!(fs::read_to_string(r.join("etc/shadow")).unwrap(), "inside");
     }
 }

@@ -916,10 +916,10 @@ mod tests {
     fn builtin_profile_is_dockers() {
         let p = Profile::docker_default();
         assert_eq!(p.default_action, Action::Errno(1));
-        assert_eq!(p.syscalls.len(), 31);
-        assert_eq!(p.syscalls[0].names.len(), 349);
+        assert_eq!(p.syscalls.len(), 33);
+        assert_eq!(p.syscalls[0].names.len(), 346);
         assert_eq!(p.syscalls[0].action, Action::Allow);
-        let clone = &p.syscalls[16];
+        let clone = &p.syscalls[18];
         assert_eq!(clone.names, ["clone"]);
         assert_eq!(
             clone.args,
@@ -931,8 +931,8 @@ mod tests {
             }]
         );
         assert_eq!(clone.excludes.caps, ["CAP_SYS_ADMIN"]);
-        assert_eq!(p.syscalls[18].names, ["clone3"]);
-        assert_eq!(p.syscalls[18].action, Action::Errno(38));
+        assert_eq!(p.syscalls[20].names, ["clone3"]);
+        assert_eq!(p.syscalls[20].action, Action::Errno(38));
         assert_eq!(p.syscalls[1].includes.min_kernel, Some((4, 8)));
     }
 
@@ -973,6 +973,18 @@ mod tests {
         assert_eq!(verdict(&prog, "personality", a(1)), EPERM);
         assert_eq!(verdict(&prog, "socket", a(libc::AF_INET as u64)), ALLOW);
         assert_eq!(verdict(&prog, "socket", a(libc::AF_VSOCK as u64)), EPERM);
+        // As current docker: no AF_ALG sockets, no io_uring (its requests bypass seccomp).
+        assert_eq!(verdict(&prog, "socket", a(libc::AF_ALG as u64)), EPERM);
+        for family in [libc::AF_NFC, 41, libc::AF_PACKET, libc::AF_UNIX] {
+            assert_eq!(
+                verdict(&prog, "socket", a(family as u64)),
+                ALLOW,
+                "{family}"
+            );
+        }
+        for name in ["io_uring_setup", "io_uring_enter", "io_uring_register"] {
+            assert_eq!(verdict(&prog, name, a(0)), EPERM, "{name}");
+        }
         let sigchld = libc::SIGCHLD as u64;
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(verdict(&prog, "clone", a(sigchld)), ALLOW);

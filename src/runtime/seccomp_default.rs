@@ -152,9 +152,6 @@ pub(super) fn rules() -> Vec<SyscallRule> {
                 "ioprio_set",
                 "io_setup",
                 "io_submit",
-                "io_uring_enter",
-                "io_uring_register",
-                "io_uring_setup",
                 "ipc",
                 "kill",
                 "landlock_add_rule",
@@ -392,10 +389,26 @@ pub(super) fn rules() -> Vec<SyscallRule> {
             },
             excludes: RuleFilter::default(),
         },
+        // Every socket family but AF_ALG (38) and AF_VSOCK (40), as moby's profile since
+        // profiles/seccomp v0.2.1.
         SyscallRule {
             names: strings(&["socket"]),
             action: Action::Allow,
-            args: vec![arg(0, 40, 0, CmpOp::Ne)],
+            args: vec![arg(0, 38, 0, CmpOp::Lt)],
+            includes: RuleFilter::default(),
+            excludes: RuleFilter::default(),
+        },
+        SyscallRule {
+            names: strings(&["socket"]),
+            action: Action::Allow,
+            args: vec![arg(0, 39, 0, CmpOp::Eq)],
+            includes: RuleFilter::default(),
+            excludes: RuleFilter::default(),
+        },
+        SyscallRule {
+            names: strings(&["socket"]),
+            action: Action::Allow,
+            args: vec![arg(0, 40, 0, CmpOp::Gt)],
             includes: RuleFilter::default(),
             excludes: RuleFilter::default(),
         },
