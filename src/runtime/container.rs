@@ -540,7 +540,7 @@ impl Container {
             Some(parent) => crate::paths::remove_store_dir(parent, &self.dir),
             None => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "not a directory",
+                "refusing to remove a directory without a parent",
             )),
         };
         if let Err(e) = removed {
