@@ -92,18 +92,22 @@ impl Kind {
         }
     }
 
-    /// Where a reference lands in the container.
+    /// Where a reference lands in the container: cleaned as every container path is
+    /// (`paths::container_path`), so `../../etc/x` under `/run/secrets` is `/etc/x`, as the
+    /// engine reads it.
     fn target(self, reference: &FileReferenceConfig) -> String {
         let given = if reference.target.is_empty() {
             &reference.source
         } else {
             &reference.target
         };
-        match self {
+        let full = match self {
             _ if given.starts_with('/') => given.clone(),
             Kind::Secret => format!("/run/secrets/{given}"),
             Kind::Config => format!("/{given}"),
-        }
+        };
+        // Always absolute here, so never `None`.
+        crate::paths::container_path(&full).unwrap_or(full)
     }
 }
 
@@ -293,6 +297,8 @@ mod tests {
             Kind::Config.target(&r("cfg", "/etc/app.conf")),
             "/etc/app.conf"
         );
+        assert_eq!(Kind::Secret.target(&r("db", "../../etc/y")), "/etc/y");
+        assert_eq!(Kind::Config.target(&r("cfg", "/a/../../etc/x/")), "/etc/x");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod compose;
 pub mod configs;
 pub mod image;
 pub mod logs;
+pub mod names;
 pub mod network;
 pub mod paths;
 pub mod plan;

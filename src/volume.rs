@@ -4,9 +4,14 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+
 use crate::compose::model::{Project, ServiceConfig};
+use crate::names::NameError;
 use crate::runtime::rootfs::MountRequest;
 use crate::runtime::spec::TmpfsMount;
 
@@ -22,6 +27,8 @@ pub enum VolumeError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("service {service}: {source}")]
+    Name { service: String, source: NameError },
     #[error("service {service}: external volume {name} does not exist")]
     External { service: String, name: String },
     #[error("service {service}: volumes of type {kind:?} are not supported yet")]
@@ -44,9 +51,23 @@ pub struct Mounts {
     pub created: Vec<String>,
 }
 
-/// The directory of a named volume.
-pub fn volume_dir(name: &str) -> PathBuf {
-    crate::paths::root().join("volumes").join(name)
+/// The directory of a named volume: `$RCOMPOSE_ROOT/volumes/<name>`, for a name that is one
+/// plain path component (docker's rule, `crate::names`), so it never leads out of the store.
+pub fn volume_dir(name: &str) -> Result<PathBuf, NameError> {
+    crate::names::check_volume(name)?;
+    Ok(crate::paths::volumes().join(name))
+}
+
+/// Removes a named volume (`down -v`), only ever a directory directly in the store.
+pub fn remove(name: &str) -> io::Result<()> {
+    let dir = volume_dir(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    remove_dir(&dir)
+}
+
+/// Removes a volume by its directory (anonymous volumes are recorded so), which must be
+/// directly in the store.
+pub fn remove_dir(dir: &Path) -> io::Result<()> {
+    crate::paths::remove_store_dir(&crate::paths::volumes(), dir)
 }
 
 /// The name of a project volume (`<project>_<key>`, or its `name:`).
@@ -69,9 +90,11 @@ pub fn mounts_of(
     match fill(project, service, layers, &mut m) {
         Ok(()) => Ok(m),
         Err(e) => {
-            let created = m.created.iter().map(|n| volume_dir(n));
-            for dir in m.anonymous.iter().cloned().chain(created) {
-                let _ = fs::remove_dir_all(dir);
+            for dir in &m.anonymous {
+                let _ = remove_dir(dir);
+            }
+            for name in &m.created {
+                let _ = remove(name);
             }
             Err(e)
         }
@@ -92,12 +115,12 @@ fn fill(
         })
     };
     for v in &service.volumes {
-        if !v.target.starts_with('/') {
-            return Err(VolumeError::Target {
+        // Cleaned once, here: the mount and the copy-up below see the same path, with no `..`.
+        let target =
+            crate::paths::container_path(&v.target).ok_or_else(|| VolumeError::Target {
                 service: service.name.clone(),
                 target: v.target.clone(),
-            });
-        }
+            })?;
         match v.kind.as_str() {
             "bind" => {
                 let source = PathBuf::from(&v.source);
@@ -113,7 +136,7 @@ fn fill(
                 }
                 m.requests.push(MountRequest::Bind {
                     source,
-                    target: v.target.clone(),
+                    target,
                     read_only: v.read_only,
                 });
             }
@@ -124,7 +147,10 @@ fn fill(
                 } else {
                     volume_name(project, &v.source)
                 };
-                let dir = volume_dir(&name);
+                let dir = volume_dir(&name).map_err(|source| VolumeError::Name {
+                    service: service.name.clone(),
+                    source,
+                })?;
                 let data = dir.join("_data");
                 let external = project.volumes.get(&v.source).is_some_and(|c| c.external);
                 let fresh = !data.exists();
@@ -143,18 +169,16 @@ fn fill(
                     }
                     let nocopy = v.volume.as_ref().is_some_and(|o| o.nocopy);
                     if !nocopy {
-                        copy_up(layers, &v.target, &data).map_err(|source| {
-                            VolumeError::CopyUp {
-                                name: name.clone(),
-                                target: v.target.clone(),
-                                source,
-                            }
+                        copy_up(layers, &target, &data).map_err(|source| VolumeError::CopyUp {
+                            name: name.clone(),
+                            target: target.clone(),
+                            source,
                         })?;
                     }
                 }
                 m.requests.push(MountRequest::Bind {
                     source: data,
-                    target: v.target.clone(),
+                    target,
                     read_only: v.read_only,
                 });
             }
@@ -168,10 +192,8 @@ fn fill(
                         options.push(format!("mode={:o}", t.mode));
                     }
                 }
-                m.requests.push(MountRequest::Tmpfs(TmpfsMount {
-                    target: v.target.clone(),
-                    options,
-                }));
+                m.requests
+                    .push(MountRequest::Tmpfs(TmpfsMount { target, options }));
             }
             other => {
                 return Err(VolumeError::Unsupported {
@@ -188,27 +210,26 @@ fn fill(
 /// overlay whiteouts honoured) into a new volume. Symlinks are copied as links, never followed,
 /// and a path component that is a symlink in the image ends the copy: the volume then starts
 /// empty, as it would if the target were not a directory.
+///
+/// The target is walked inside each layer with one `openat(O_NOFOLLOW | O_DIRECTORY)` per
+/// component, from the layer's own fd, and a `.` or `..` component is refused outright (the
+/// caller cleaned the path already; this is defence in depth): nothing outside a layer
+/// directory can be read.
 fn copy_up(layers: &[PathBuf], target: &str, dest: &Path) -> io::Result<()> {
     let rel: Vec<&str> = target.split('/').filter(|c| !c.is_empty()).collect();
+    if let Some(c) = rel.iter().find(|c| !crate::paths::is_component(c)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("volume target {target:?} has a {c:?} component"),
+        ));
+    }
     // The topmost layer that has the target decides what is there; lower layers contribute
     // until a layer makes the directory opaque or whites it out.
     let mut sources = Vec::new();
     for layer in layers.iter().rev() {
-        let mut dir = layer.clone();
-        let mut ok = true;
-        for c in &rel {
-            dir.push(c);
-            match fs::symlink_metadata(&dir) {
-                Ok(md) if md.is_dir() => {}
-                _ => {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        if ok {
-            let opaque = is_opaque(&dir);
-            sources.push(dir);
+        if let Some(fd) = open_beneath(layer, &rel) {
+            let opaque = is_opaque(&fd);
+            sources.push(fd);
             if opaque {
                 break;
             }
@@ -216,18 +237,50 @@ fn copy_up(layers: &[PathBuf], target: &str, dest: &Path) -> io::Result<()> {
             break;
         }
     }
-    // Lowest first, so upper layers overwrite.
-    for src in sources.iter().rev() {
-        copy_tree(src, dest)?;
+    // Lowest first, so upper layers overwrite. Each is read through its fd's `/proc/self/fd`
+    // link, the directory the walk found, whatever its path.
+    for fd in sources.iter().rev() {
+        copy_tree(&fd_path(fd), dest)?;
     }
     Ok(())
 }
 
-fn is_opaque(dir: &Path) -> bool {
-    xattr_get(dir, "trusted.overlay.opaque").is_some_and(|v| v == b"y")
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// The directory `rel` inside `layer`, opened one real directory at a time: `None` when a
+/// component is missing, not a directory, or a link.
+fn open_beneath(layer: &Path, rel: &[&str]) -> Option<OwnedFd> {
+    let mut dir = openat(AT_FDCWD, layer, DIR_FLAGS, Mode::empty()).ok()?;
+    for c in rel {
+        dir = openat(&dir, *c, DIR_FLAGS, Mode::empty()).ok()?;
+    }
+    Some(dir)
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
+fn is_opaque(dir: &OwnedFd) -> bool {
+    let name = c"trusted.overlay.opaque";
+    let mut buf = [0u8; 8];
+    // SAFETY: a valid fd, C string and buffer.
+    let rc = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    rc >= 0 && &buf[..rc as usize] == b"y"
 }
 
 /// Whether a layer deletes the target or one of its parents (a char device 0/0 whiteout).
+/// `rel` has no `.` or `..` (checked by the caller) and only real directories are descended.
 fn whiteout_on_path(layer: &Path, rel: &[&str]) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut p = layer.to_path_buf();
@@ -245,16 +298,6 @@ fn whiteout_on_path(layer: &Path, rel: &[&str]) -> bool {
         }
     }
     false
-}
-
-fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = [0u8; 8];
-    // SAFETY: valid C strings and buffer.
-    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (rc >= 0).then(|| buf[..rc as usize].to_vec())
 }
 
 /// Copies a directory's content, keeping modes, owners and symlinks; whiteouts remove.
@@ -283,7 +326,8 @@ fn copy_tree(src: &Path, dest: &Path) -> io::Result<()> {
             }
         }
         if ft.is_dir() {
-            if !to.exists() {
+            // Anything at `to` but an earlier layer's real directory was removed above.
+            if fs::symlink_metadata(&to).is_err() {
                 fs::create_dir(&to)?;
             }
             copy_tree(&from, &to)?;
@@ -291,12 +335,30 @@ fn copy_tree(src: &Path, dest: &Path) -> io::Result<()> {
             std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
             std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))?;
         } else if ft.is_file() {
-            fs::copy(&from, &to)?;
+            copy_file(&from, &to)?;
             std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))?;
             fs::set_permissions(&to, fs::Permissions::from_mode(md.mode() & 0o7777))?;
         }
         // Devices, fifos and sockets in an image volume path are not copied.
     }
+    Ok(())
+}
+
+/// A regular file's content, neither end followed if it is a link: the source was seen as a
+/// file, and the destination was cleared by the caller, so it is created new.
+fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(from)?;
+    let mut dst = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(to)?;
+    io::copy(&mut src, &mut dst)?;
     Ok(())
 }
 
@@ -341,6 +403,44 @@ mod tests {
             fs::read_link(dest.join("link")).unwrap(),
             PathBuf::from("/etc/passwd")
         );
+    }
+
+    #[test]
+    fn copy_up_never_reads_outside_the_layers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("store/layers/l0");
+        fs::create_dir_all(layer.join("etc")).unwrap();
+        fs::write(layer.join("etc/image-file"), "image").unwrap();
+        let host = tmp.path().join("host");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("secret"), "TOPSECRET").unwrap();
+        let dest = tmp.path().join("vol");
+        fs::create_dir(&dest).unwrap();
+        // `..` walks from the layer up to the host directory when pushed onto the layer's path.
+        let target = format!("/{}{}", "../".repeat(16), host.display());
+        let e = copy_up(std::slice::from_ref(&layer), &target, &dest).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(!dest.join("secret").exists());
+        let e = copy_up(std::slice::from_ref(&layer), "/etc/./x", &dest).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
+        // Cleaned, as `fill` passes it, the same target is a path in the image.
+        let cleaned = crate::paths::container_path("/../../../etc").unwrap();
+        copy_up(&[layer], &cleaned, &dest).unwrap();
+        assert_eq!(
+            fs::read_to_string(dest.join("image-file")).unwrap(),
+            "image"
+        );
+    }
+
+    #[test]
+    fn a_volume_name_must_stay_in_the_store() {
+        assert!(volume_dir("../../../../tmp/x").is_err());
+        assert!(volume_dir("..").is_err());
+        assert!(volume_dir("a/b").is_err());
+        let dir = volume_dir("p_data").unwrap();
+        assert_eq!(dir, crate::paths::volumes().join("p_data"));
+        assert!(remove("../x").is_err());
     }
 
     #[test]

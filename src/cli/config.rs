@@ -68,6 +68,9 @@ pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
     opts.normalize = !args.no_normalize;
     opts.resolve_paths = !args.no_path_resolution;
     opts.consistency = !args.no_consistency;
+    // docker compose prints a model whatever its names; the engine refuses bad ones when it
+    // creates the objects, as rcompose's other commands do when they load the project.
+    opts.check_names = false;
     let loaded = super::load(global, &opts)?;
     if !args.services.is_empty() {
         select_services(&loaded, &mut args.services)?;

@@ -63,7 +63,8 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
         // anything was recorded: nothing of it runs.
         let dir = state::project_dir(&target.name);
         if dir.exists() {
-            state::remove_path(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            state::remove_project_dir(&target.name)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
         }
     }
     if let Some(rmi) = &args.rmi {

@@ -14,6 +14,19 @@ use crate::supervisor::state::ProjectState;
 pub struct Target {
     pub name: String,
     pub loaded: Option<Loaded>,
+    /// Why the files did not load, when they did not (for commands that need them).
+    pub load_error: Option<anyhow::Error>,
+}
+
+impl Target {
+    /// The loaded project, or why there is none.
+    pub fn require_loaded(self) -> Result<Loaded> {
+        match (self.loaded, self.load_error) {
+            (Some(l), _) => Ok(l),
+            (None, Some(e)) => Err(e),
+            (None, None) => anyhow::bail!("no configuration file provided: not found"),
+        }
+    }
 }
 
 pub fn target(global: &Global) -> Result<Target> {
@@ -22,13 +35,22 @@ pub fn target(global: &Global) -> Result<Target> {
         Ok(loaded) => Ok(Target {
             name: loaded.project.name.clone(),
             loaded: Some(loaded),
+            load_error: None,
         }),
         Err(e) => match opts
             .project_name
             .clone()
             .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok())
         {
-            Some(name) if !name.is_empty() => Ok(Target { name, loaded: None }),
+            // The name becomes `$RCOMPOSE_RUN/projects/<name>`, which `down` may remove.
+            Some(name) if !name.is_empty() => match crate::names::check_project(&name) {
+                Ok(()) => Ok(Target {
+                    name,
+                    loaded: None,
+                    load_error: Some(e),
+                }),
+                Err(invalid) => Err(invalid.into()),
+            },
             _ => Err(e),
         },
     }

@@ -89,6 +89,9 @@ pub struct RunArgs {
 }
 
 pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
+    if let Some(name) = &args.name {
+        crate::names::check_container(name).context("invalid --name")?;
+    }
     let opts = global.load_options()?;
     let loaded = super::load(global, &opts)?;
     let project = &loaded.project;

@@ -147,9 +147,7 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
         bail!("--watch cannot be combined with --detach or --wait");
     }
     let target = project::target(global)?;
-    let Some(loaded) = target.loaded else {
-        bail!("no configuration file provided: not found");
-    };
+    let loaded = target.require_loaded()?;
     let mut project = loaded.project.clone();
     for s in args.services.iter().chain(args.exit_code_from.iter()) {
         if !project.services.contains_key(s) {

@@ -43,9 +43,7 @@ pub fn run(global: &Global, args: WatchArgs) -> Result<i32> {
     // Ctrl-C and SIGTERM end the watch: blocked before any thread starts, then taken by one.
     let signals = super::up::spawn_signal_thread();
     let target = project::target(global)?;
-    let Some(loaded) = target.loaded else {
-        bail!("no configuration file provided: not found");
-    };
+    let loaded = target.require_loaded()?;
     for s in &args.services {
         if !loaded.project.services.contains_key(s) {
             bail!("no such service: {s}");

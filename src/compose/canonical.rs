@@ -657,7 +657,14 @@ fn port_range(s: &str) -> Option<(u32, u32)> {
 
 fn volume_mount(v: &mut Value, p: &TreePath) -> Result {
     match v {
-        Value::Mapping(_) => Ok(()),
+        // The long syntax's target is cleaned too, as docker compose prints it (`/a/../b/` is
+        // `/b`), and as the short syntax's is below.
+        Value::Mapping(m) => {
+            if let Some(Value::String(t)) = m.get_mut("target") {
+                *t = clean_path(t);
+            }
+            Ok(())
+        }
         Value::String(spec) => {
             *v = parse_volume(spec).map_err(|reason| CanonicalError::Volume {
                 path: p.clone(),
@@ -997,6 +1004,25 @@ volumes:
   - {type: bind, source: ./x, target: rel, bind: {create_host_path: true}}
   - {type: bind, source: /a, target: /b, read_only: true, bind: {create_host_path: true}}
   - {type: tmpfs, target: /t}
+"#,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn volumes_long_syntax_targets_are_cleaned_as_docker_compose_prints_them() {
+        let got = svc(
+            r#"volumes: [{type: volume, source: v, target: "/../../../tmp/secret"},
+  {type: volume, target: "//a/./b//c/"}, {type: tmpfs, target: /t/../u},
+  {type: volume, target: data/../x}]"#,
+        );
+        let want = yaml(
+            r#"
+volumes:
+  - {type: volume, source: v, target: /tmp/secret}
+  - {type: volume, target: /a/b/c}
+  - {type: tmpfs, target: /u}
+  - {type: volume, target: x}
 "#,
         );
         assert_eq!(got, want);

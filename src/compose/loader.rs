@@ -31,6 +31,9 @@ pub struct Options {
     pub normalize: bool,
     pub resolve_paths: bool,
     pub consistency: bool,
+    /// Refuse names that would become paths or host-wide names outside rcompose's own
+    /// (`crate::names`). Only `config` turns it off, to print what docker compose prints.
+    pub check_names: bool,
     pub cwd: PathBuf,
     pub os_env: Environment,
     /// Content for `-f -`.
@@ -51,6 +54,7 @@ impl Options {
             normalize: true,
             resolve_paths: true,
             consistency: true,
+            check_names: true,
             cwd: std::env::current_dir()?,
             os_env: environment::os_environment(),
             stdin: None,
@@ -202,6 +206,9 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     normalize::remove_unused_resources(&mut tree);
     if opts.consistency {
         normalize::check_consistency(&tree).map_err(|e| locate_error(&sources, e))?;
+    }
+    if opts.check_names {
+        normalize::check_names(&tree).map_err(|e| locate_error(&sources, e))?;
     }
     normalize::resolve_env_files(&mut tree, &env).map_err(|e| LoadError::Invalid(e.to_string()))?;
 

@@ -598,6 +598,39 @@ pub fn remove_unused_resources(tree: &mut Value) {
     }
 }
 
+/// Names that become directories or host-wide names must be single path components
+/// (`crate::names`): the volumes' names (their `name:`, or `<project>_<key>`, or the key of an
+/// external one) and `container_name`. docker compose leaves this to the engine, which refuses
+/// them when it creates the volume or container; rcompose refuses them here, before anything
+/// is created.
+pub fn check_names(tree: &Value) -> Result<(), NormalizeError> {
+    if let Some(Value::Mapping(volumes)) = tree.get("volumes") {
+        for (key, v) in volumes {
+            let key = scalar_text(key).unwrap_or_default();
+            let Some(name) = v.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Err(e) = crate::names::check_volume(name) {
+                return Err(invalid_at(
+                    TreePath::root().key("volumes").key(&key).key("name"),
+                    format!("volumes.{key}: {e}"),
+                ));
+            }
+        }
+    }
+    for (service, s) in services(tree) {
+        if let Some(name) = str_of(s, "container_name") {
+            if let Err(e) = crate::names::check_container(name) {
+                return Err(invalid_at(
+                    service_path(service).key("container_name"),
+                    format!("services.{service}.container_name: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Cross-references docker compose checks: images or builds, declared networks, volumes,
 /// secrets and configs, existing dependencies, unique container names, dependency cycles.
 pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {

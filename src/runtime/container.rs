@@ -545,11 +545,16 @@ impl Container {
                 errors.push(e.to_string());
             }
         }
-        match fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                errors.push(format!("{}: {e}", self.dir.display()))
-            }
-            _ => {}
+        // Only the directory itself: never through a link put in its place.
+        let removed = match self.dir.parent() {
+            Some(parent) => crate::paths::remove_store_dir(parent, &self.dir),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "refusing to remove a directory without a parent",
+            )),
+        };
+        if let Err(e) = removed {
+            errors.push(format!("{}: {e}", self.dir.display()));
         }
         if errors.is_empty() {
             Ok(())

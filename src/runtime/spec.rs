@@ -504,7 +504,7 @@ fn build_inner(
     let name = if service.container_name.is_empty() {
         format!("{}-{}-{}", project.name, service.name, index)
     } else {
-        service.container_name.clone()
+        crate::names::container_name(&service.container_name).to_string()
     };
     let args = resolve_args(
         service.entrypoint.as_deref(),
@@ -659,25 +659,7 @@ pub fn resolve_working_dir(service: &str, image: &str) -> Result<String, SpecErr
     } else {
         "/"
     };
-    if !raw.starts_with('/') {
-        return Err(SpecError::RelativeWorkingDir(raw.to_string()));
-    }
-    Ok(clean_path(raw))
-}
-
-/// `path.Clean` for absolute paths: no `.`, `..` or repeated slashes.
-fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::paths::container_path(raw).ok_or_else(|| SpecError::RelativeWorkingDir(raw.to_string()))
 }
 
 /// Docker's environment: defaults (`PATH`, `HOSTNAME`, `TERM` with a tty), replaced or
@@ -1418,20 +1400,18 @@ fn merge_tmpfs_options(extra: &[String]) -> Vec<String> {
 fn resolve_tmpfs(service: &ServiceConfig) -> Result<Vec<TmpfsMount>, SpecError> {
     let mut out = Vec::new();
     for entry in &service.tmpfs {
-        let (target, opts) = entry.split_once(':').unwrap_or((entry.as_str(), ""));
-        if !target.starts_with('/') {
-            return Err(SpecError::TmpfsTarget(target.to_string()));
-        }
+        let (raw, opts) = entry.split_once(':').unwrap_or((entry.as_str(), ""));
+        let target = crate::paths::container_path(raw)
+            .ok_or_else(|| SpecError::TmpfsTarget(raw.to_string()))?;
         let extra: Vec<String> = opts.split(',').map(str::to_string).collect();
         out.push(TmpfsMount {
-            target: clean_path(target),
+            target,
             options: merge_tmpfs_options(&extra),
         });
     }
     for v in service.volumes.iter().filter(|v| v.kind == "tmpfs") {
-        if !v.target.starts_with('/') {
-            return Err(SpecError::TmpfsTarget(v.target.clone()));
-        }
+        let target = crate::paths::container_path(&v.target)
+            .ok_or_else(|| SpecError::TmpfsTarget(v.target.clone()))?;
         let mut extra = Vec::new();
         if v.read_only {
             extra.push("ro".to_string());
@@ -1445,7 +1425,7 @@ fn resolve_tmpfs(service: &ServiceConfig) -> Result<Vec<TmpfsMount>, SpecError> 
             }
         }
         out.push(TmpfsMount {
-            target: clean_path(&v.target),
+            target,
             options: merge_tmpfs_options(&extra),
         });
     }
@@ -1473,15 +1453,16 @@ fn resolve_devices(service: &ServiceConfig) -> Result<Vec<Device>, SpecError> {
             } else {
                 d.permissions.clone()
             };
-            if !d.source.starts_with('/') || !target.starts_with('/') {
-                return Err(err("device paths must be absolute"));
-            }
+            let container_path = match crate::paths::container_path(&target) {
+                Some(p) if d.source.starts_with('/') => p,
+                _ => return Err(err("device paths must be absolute")),
+            };
             if permissions.len() > 3 || !permissions.chars().all(|c| "rwm".contains(c)) {
                 return Err(err("permissions are a combination of r, w and m"));
             }
             Ok(Device {
                 host_path: d.source.clone(),
-                container_path: clean_path(&target),
+                container_path,
                 permissions,
             })
         })

@@ -753,7 +753,7 @@ impl Engine {
                 .unwrap_or_default();
             for name in names {
                 progress(out, "Volume", &name, "Removing", false);
-                match state::remove_path(&state::volume_dir(&name)) {
+                match crate::volume::remove(&name) {
                     Ok(()) => {
                         if let Ok(mut m) = self.shared.meta.lock() {
                             m.volumes.retain(|v| *v != name);
@@ -786,7 +786,7 @@ impl Engine {
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 // The whole directory goes now (socket and lock file too: the lock stays ours
                 // until this process exits), so `down` returning means nothing is left.
-                state::remove_path(&state::project_dir(&self.shared.project))
+                state::remove_project_dir(&self.shared.project)
                     .map_err(|e| format!("cannot remove the project's state: {e}"))?;
                 return Ok(());
             }
@@ -1482,10 +1482,14 @@ impl Engine {
                 )
             })?;
         let id = random_id();
-        let name = opts
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}-run-{}", project.name, service.name, &id[..12]));
+        let name = match &opts.name {
+            // It becomes the cgroup `rcompose/<project>/<name>`: one plain component.
+            Some(n) => {
+                crate::names::check_container(n).map_err(|e| e.to_string())?;
+                crate::names::container_name(n).to_string()
+            }
+            None => format!("{}-{}-run-{}", project.name, service.name, &id[..12]),
+        };
         if self.shared.handles().iter().any(|h| h.name() == name) {
             return Err(format!("container name {name} is already in use"));
         }
@@ -1726,10 +1730,11 @@ fn sink() -> Out {
     mpsc::unbounded_channel().0
 }
 
-/// docker compose's container name: `container_name`, else `<project>-<service>-<n>`.
+/// docker compose's container name: `container_name` (checked when the project was loaded,
+/// without the leading `/` the engine drops), else `<project>-<service>-<n>`.
 pub fn container_name(project: &Project, service: &ServiceConfig, number: u32) -> String {
     if !service.container_name.is_empty() {
-        return service.container_name.clone();
+        return crate::names::container_name(&service.container_name).to_string();
     }
     format!("{}-{}-{number}", project.name, service.name)
 }
@@ -1980,16 +1985,16 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
     // What was made for this container alone goes with a failed creation: its directory, its
     // anonymous volumes and the named volumes this call created (nothing records them
     // otherwise).
-    let created: Vec<PathBuf> = mounts
-        .created
-        .iter()
-        .map(|n| crate::volume::volume_dir(n))
-        .chain(mounts.anonymous.iter().cloned())
-        .collect();
+    let created = mounts.created.clone();
+    let anonymous = mounts.anonymous.clone();
     let cleanup = || {
-        for d in created.iter().chain([&dir]) {
-            let _ = std::fs::remove_dir_all(d);
+        for name in &created {
+            let _ = crate::volume::remove(name);
         }
+        for d in &anonymous {
+            let _ = crate::volume::remove_dir(d);
+        }
+        let _ = crate::paths::remove_store_dir(&crate::paths::containers(), &dir);
     };
     // Configs and secrets: written into the container's directory, mounted read-only.
     match crate::configs::mounts(project, service, contents, working_dir, &dir) {

@@ -12,7 +12,7 @@ use crate::network::project::{Interface, NetworkState, PortBinding};
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +45,12 @@ pub fn socket_path(project: &str) -> PathBuf {
 
 /// A container's directory (writable layer, managed files, saved configuration, logs).
 pub fn container_dir(id: &str) -> PathBuf {
-    crate::paths::root().join("containers").join(id)
+    crate::paths::containers().join(id)
 }
 
 /// A container's log file, in docker's json-file layout.
 pub fn log_path(id: &str) -> PathBuf {
     container_dir(id).join(format!("{id}-json.log"))
-}
-
-/// A named volume's directory; its content is in `_data`.
-pub fn volume_dir(name: &str) -> PathBuf {
-    crate::paths::root().join("volumes").join(name)
 }
 
 /// Projects with a state on disk.
@@ -374,12 +369,12 @@ impl ProjectLock {
     }
 }
 
-/// Removes a path that may be missing.
-pub fn remove_path(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+/// Removes a project's runtime state directory (which may be missing), only ever a directory
+/// directly in `$RCOMPOSE_RUN/projects`.
+pub fn remove_project_dir(project: &str) -> io::Result<()> {
+    crate::names::check_project(project)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    crate::paths::remove_store_dir(&crate::paths::run().join("projects"), &project_dir(project))
 }
 
 #[cfg(test)]

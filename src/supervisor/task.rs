@@ -678,8 +678,9 @@ impl Task {
         }
         c.destroy().map_err(|e| e.to_string())?;
         if volumes {
+            // Recorded paths: removed only if they are volumes in the store.
             for v in &record.anonymous_volumes {
-                let _ = std::fs::remove_dir_all(v);
+                let _ = crate::volume::remove_dir(std::path::Path::new(v));
             }
         }
         self.update("destroy", |_| {});

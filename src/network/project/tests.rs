@@ -18,6 +18,7 @@ fn project(name: &str, yaml: &str) -> Project {
         normalize: true,
         resolve_paths: true,
         consistency: true,
+        check_names: true,
         cwd: dir.path().to_path_buf(),
         os_env: Default::default(),
         stdin: Some(yaml.into()),
