@@ -107,12 +107,17 @@ fn fill(
     layers: &[PathBuf],
     m: &mut Mounts,
 ) -> Result<(), VolumeError> {
+    // 0755 whatever the caller's umask (docker's): a volume's directory is the container's
+    // until copy-up gives it the image's mode, and a non-root `user:` must be able to use it.
     let create = |path: &Path| {
-        fs::create_dir_all(path).map_err(|source| VolumeError::Create {
-            service: service.name.clone(),
-            path: path.to_path_buf(),
-            source,
-        })
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(path)
+            .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o755)))
+            .map_err(|source| VolumeError::Create {
+                service: service.name.clone(),
+                path: path.to_path_buf(),
+                source,
+            })
     };
     for v in &service.volumes {
         // Cleaned once, here: the mount and the copy-up below see the same path, with no `..`.
