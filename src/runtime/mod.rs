@@ -7,6 +7,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod container;
 pub mod init;
+pub mod nofile;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
