@@ -261,3 +261,104 @@ services:
     );
     assert!(Path::new(&format!("/proc/{pid}")).exists());
 }
+
+/// A container holding TCP connections to its DNS server (a query on each every few seconds,
+/// so no idle timeout ends them) used every descriptor of the supervisor, whose control socket
+/// then served no command. Run with the supervisor's limit at 1024 (soft and hard, so nothing
+/// can be raised): the DNS server keeps 16 of the container's connections, and commands go on
+/// being served.
+#[test]
+fn dns_connections_of_a_container_do_not_starve_the_control_socket() {
+    let script = r#"
+import socket, struct, time
+ns = [l.split()[1] for l in open('/etc/resolv.conf') if l.startswith('nameserver')][0]
+q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b'\x03box\x00' + struct.pack('>HH', 1, 1)
+msg = struct.pack('>H', len(q)) + q
+conns = []
+for i in range(1000):
+    try:
+        conns.append(socket.create_connection((ns, 53), timeout=1))
+    except OSError:
+        pass
+open('/tmp/connected', 'w').write(str(len(conns)))
+def ping(conns):
+    alive = []
+    for s in conns:
+        try:
+            s.sendall(msg)
+            n = struct.unpack('>H', s.recv(2, socket.MSG_WAITALL))[0]
+            if len(s.recv(n, socket.MSG_WAITALL)) != n:
+                raise OSError
+            alive.append(s)
+        except (OSError, struct.error):
+            s.close()
+    return alive
+while True:
+    conns = ping(conns)
+    open('/tmp/held.new', 'w').write(str(len(conns)))
+    __import__('os').rename('/tmp/held.new', '/tmp/held')
+    time.sleep(3)
+"#;
+    let compose = format!(
+        "services:\n  box:\n    image: python:3\n    init: true\n    command: [\"python3\", \"-c\", {}]\n",
+        serde_json::to_string(script).expect("json")
+    );
+    let test = "dns_connections_of_a_container_do_not_starve_the_control_socket";
+    let Some(p) = project(test, "dnsfd", &compose) else {
+        return;
+    };
+    let mut up = p.cmd(&["up", "-d"]);
+    // SAFETY: setrlimit is async-signal-safe; the child lowers only its own limit.
+    unsafe {
+        up.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = up.output().expect("run up");
+    assert!(o.status.success(), "{}", out(&o));
+    let state = p.state_json();
+    let pid = Project::container(&state, &format!("{}-box-1", p.name))["pid"]
+        .as_i64()
+        .expect("the container's pid");
+    // Read from the host: a command through the control socket is what is being tested.
+    let in_box = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/root/tmp/{file}")).ok();
+    wait_for("the container's connections", Duration::from_secs(120), || {
+        in_box("connected").is_some()
+    });
+
+    for args in [
+        &["ps", "--format", "json"][..],
+        &["exec", "-T", "box", "cat", "/tmp/connected"][..],
+    ] {
+        let child = p
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let o = finish_within(child, Duration::from_secs(20), &format!("rcompose {args:?}"));
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    wait_for("the container's count", Duration::from_secs(30), || {
+        in_box("held").is_some()
+    });
+    let held: usize = in_box("held")
+        .and_then(|h| h.trim().parse().ok())
+        .expect("a count");
+    assert!(held <= 16, "the dns server kept {held} connections of one client");
+    let child = p
+        .cmd(&["restart", "-t", "0", "box"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let o = finish_within(child, Duration::from_secs(30), "rcompose restart");
+    assert!(o.status.success(), "{}", out(&o));
+}
