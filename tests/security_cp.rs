@@ -264,9 +264,9 @@ services:
 
 /// A container holding TCP connections to its DNS server (a query on each every few seconds,
 /// so no idle timeout ends them) used every descriptor of the supervisor, whose control socket
-/// then served no command. Run with the supervisor's limit at 1024 (soft and hard, so nothing
-/// can be raised): the DNS server keeps 16 of the container's connections, and commands go on
-/// being served.
+/// then served no command. Two containers open 600 each against a supervisor limited to 1024
+/// descriptors (soft and hard, so nothing can be raised): the DNS server keeps 16 of each
+/// container's connections, and commands go on being served.
 #[test]
 fn dns_connections_of_a_container_do_not_starve_the_control_socket() {
     let script = r#"
@@ -275,9 +275,9 @@ ns = [l.split()[1] for l in open('/etc/resolv.conf') if l.startswith('nameserver
 q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b'\x03box\x00' + struct.pack('>HH', 1, 1)
 msg = struct.pack('>H', len(q)) + q
 conns = []
-for i in range(1000):
+for i in range(600):
     try:
-        conns.append(socket.create_connection((ns, 53), timeout=1))
+        conns.append(socket.create_connection((ns, 53), timeout=0.2))
     except OSError:
         pass
 open('/tmp/connected', 'w').write(str(len(conns)))
@@ -300,7 +300,7 @@ while True:
     time.sleep(3)
 "#;
     let compose = format!(
-        "services:\n  box:\n    image: python:3\n    init: true\n    command: [\"python3\", \"-c\", {}]\n",
+        "services:\n  box:\n    image: python:3\n    init: true\n    deploy: {{replicas: 2}}\n    command: [\"python3\", \"-c\", {}]\n",
         serde_json::to_string(script).expect("json")
     );
     let test = "dns_connections_of_a_container_do_not_starve_the_control_socket";
@@ -323,15 +323,35 @@ while True:
     }
     let o = up.output().expect("run up");
     assert!(o.status.success(), "{}", out(&o));
+    let supervisor = std::fs::read_to_string(
+        p.state
+            .run()
+            .join("projects")
+            .join(&p.name)
+            .join("supervisor.pid"),
+    )
+    .expect("the supervisor's pid");
+    assert_eq!(
+        nofile(supervisor.trim()),
+        ("1024".to_string(), "1024".to_string()),
+        "the supervisor's open files limit"
+    );
     let state = p.state_json();
-    let pid = Project::container(&state, &format!("{}-box-1", p.name))["pid"]
-        .as_i64()
-        .expect("the container's pid");
+    let pids: Vec<i64> = (1..=2)
+        .map(|n| {
+            Project::container(&state, &format!("{}-box-{n}", p.name))["pid"]
+                .as_i64()
+                .expect("the container's pid")
+        })
+        .collect();
     // Read from the host: a command through the control socket is what is being tested.
-    let in_box = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/root/tmp/{file}")).ok();
-    wait_for("the container's connections", Duration::from_secs(120), || {
-        in_box("connected").is_some()
-    });
+    let in_box =
+        |pid: i64, file: &str| std::fs::read_to_string(format!("/proc/{pid}/root/tmp/{file}")).ok();
+    wait_for(
+        "the containers' connections",
+        Duration::from_secs(120),
+        || pids.iter().all(|&pid| in_box(pid, "connected").is_some()),
+    );
 
     for args in [
         &["ps", "--format", "json"][..],
@@ -343,16 +363,24 @@ while True:
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let o = finish_within(child, Duration::from_secs(20), &format!("rcompose {args:?}"));
+        let o = finish_within(
+            child,
+            Duration::from_secs(20),
+            &format!("rcompose {args:?}"),
+        );
         assert!(o.status.success(), "{}", out(&o));
     }
-    wait_for("the container's count", Duration::from_secs(30), || {
-        in_box("held").is_some()
-    });
-    let held: usize = in_box("held")
-        .and_then(|h| h.trim().parse().ok())
-        .expect("a count");
-    assert!(held <= 16, "the dns server kept {held} connections of one client");
+    let mut held = Vec::new();
+    for &pid in &pids {
+        wait_for("the container's count", Duration::from_secs(60), || {
+            in_box(pid, "held").is_some()
+        });
+        held.push(
+            in_box(pid, "held")
+                .and_then(|h| h.trim().parse::<usize>().ok())
+                .expect("a count"),
+        );
+    }
     let child = p
         .cmd(&["restart", "-t", "0", "box"])
         .stdout(Stdio::piped())
@@ -361,4 +389,8 @@ while True:
         .expect("spawn");
     let o = finish_within(child, Duration::from_secs(30), "rcompose restart");
     assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        held.iter().all(|&n| n <= 16),
+        "the dns server kept {held:?} connections of each client"
+    );
 }
