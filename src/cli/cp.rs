@@ -135,30 +135,34 @@ pub fn run(global: &Global, args: CpArgs) -> Result<i32> {
         let (_, src) = container_arg(&args.source).context("source")?;
         let src = absolute(src);
         let dest = PathBuf::from(&args.destination);
-        let out = if dest.is_dir() {
-            match base_name(&src) {
-                Some(name) => dest.join(name),
-                // `SERVICE:/dir/.`: its contents into the existing directory.
-                None => dest.clone(),
-            }
+        let src_path = src.strip_suffix("/.").unwrap_or(&src);
+        let src_path = if src_path.is_empty() { "/" } else { src_path };
+        // The directory written into, as the user named it (a link there is the user's own and
+        // is followed, as docker cp follows it), and the name created in it; nothing below it
+        // is followed (`ContainerFs::copy_out`).
+        let (host_dir, name) = if dest.is_dir() {
+            // `SERVICE:/dir/.`: its contents into the existing directory.
+            (dest.clone(), base_name(&src).map(std::ffi::OsString::from))
         } else {
             if args.destination.ends_with('/') {
                 bail!("{}: no such directory", dest.display());
             }
-            if dest.exists() && fs.is_dir(src.strip_suffix("/.").unwrap_or(&src)) {
+            if dest.exists() && fs.is_dir(src_path) {
                 bail!(
                     "cannot copy the directory {service}:{src} to the file {}",
                     dest.display()
                 );
             }
-            dest.clone()
+            let name = dest
+                .file_name()
+                .with_context(|| format!("{}: not a name to create", dest.display()))?;
+            let parent = match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (parent, Some(name.to_os_string()))
         };
-        let src_path = src.strip_suffix("/.").unwrap_or(&src);
-        fs.copy_out(
-            if src_path.is_empty() { "/" } else { src_path },
-            &out,
-            args.follow_link,
-        )?;
+        fs.copy_out(src_path, &host_dir, name.as_deref(), args.follow_link)?;
     }
     Ok(0)
 }

@@ -470,14 +470,19 @@ impl Unpacker<'_> {
             }
             T::Link => self.hard_link(&comps, link.as_deref().unwrap_or_default()),
             T::Char | T::Block | T::Fifo => {
-                let header = entry.header();
-                let major = header
-                    .device_major()
-                    .map_err(|e| EntryErr::Io("parse header", e))?;
-                let minor = header
-                    .device_minor()
-                    .map_err(|e| EntryErr::Io("parse header", e))?;
-                let dev = makedev(u64::from(major.unwrap_or(0)), u64::from(minor.unwrap_or(0)));
+                // A FIFO has no device number: real tars leave its fields empty or NUL, which
+                // the tar crate does not parse (Go's archive/tar, behind docker and containerd,
+                // reads an empty field as 0), so they are not read at all.
+                let dev = if kind == T::Fifo {
+                    0
+                } else {
+                    let header = entry.header();
+                    let major =
+                        device_field(header, true).map_err(|e| EntryErr::Io("parse header", e))?;
+                    let minor =
+                        device_field(header, false).map_err(|e| EntryErr::Io("parse header", e))?;
+                    makedev(u64::from(major), u64::from(minor))
+                };
                 let sflag = match kind {
                     T::Char => SFlag::S_IFCHR,
                     T::Block => SFlag::S_IFBLK,
@@ -957,6 +962,25 @@ fn lset_xattr_at(parent: BorrowedFd<'_>, name: &[u8], key: &CStr, value: &[u8]) 
     }
 }
 
+/// A device number field of a tar header: empty (NUL or space only) reads as 0, as Go's
+/// archive/tar reads it; anything else as the tar crate parses it.
+fn device_field(header: &tar::Header, major: bool) -> std::io::Result<u32> {
+    let raw: Option<&[u8]> = match (header.as_ustar(), header.as_gnu()) {
+        (Some(u), _) => Some(if major { &u.dev_major } else { &u.dev_minor }),
+        (None, Some(g)) => Some(if major { &g.dev_major } else { &g.dev_minor }),
+        _ => None,
+    };
+    if raw.is_some_and(|r| r.iter().all(|b| *b == 0 || *b == b' ')) {
+        return Ok(0);
+    }
+    let parsed = if major {
+        header.device_major()
+    } else {
+        header.device_minor()
+    };
+    parsed.map(|v| v.unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1345,6 +1369,50 @@ mod tests {
         assert_eq!(md("run/fifo").mode() & 0o7777, 0o600);
         // A layer cannot forge overlayfs attributes.
         assert_eq!(get_xattr(&d.join("forged"), "trusted.overlay.opaque"), None);
+    }
+
+    /// Issue 19: real tars leave a FIFO's device fields empty; such a layer was refused.
+    #[test]
+    fn a_fifo_with_empty_device_fields_is_unpacked() {
+        require_root!();
+        let mut t = Tar::new();
+        t.dir("run/");
+        let mut h = Header::new_ustar();
+        h.set_path("run/pipe").unwrap();
+        h.set_entry_type(EntryType::Fifo);
+        h.set_size(0);
+        h.set_mode(0o640);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000_000);
+        let ustar = h.as_ustar_mut().unwrap();
+        ustar.dev_major = [0; 8];
+        ustar.dev_minor = [b' '; 8];
+        h.set_cksum();
+        t.out.append(&h, &[][..]).unwrap();
+        t.members += 1;
+        // What made the layer fail: the tar crate does not read an empty field.
+        assert!(h.device_major().is_err());
+        let members = t.members;
+        let bytes = t.finish();
+        let sb = Sandbox::new();
+        let got = unpack_plain(&bytes, &sb.dest).unwrap();
+        assert_eq!(got.entries, members);
+        let md = std::fs::symlink_metadata(sb.dest.join("run/pipe")).unwrap();
+        assert!(md.file_type().is_fifo());
+        assert_eq!(md.mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn empty_device_fields_read_as_zero() {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::Char);
+        h.set_device_major(1).unwrap();
+        h.as_gnu_mut().unwrap().dev_minor = [0; 8];
+        assert_eq!(device_field(&h, true).unwrap(), 1);
+        assert_eq!(device_field(&h, false).unwrap(), 0);
+        h.as_gnu_mut().unwrap().dev_minor = *b"xyz\0\0\0\0\0";
+        assert!(device_field(&h, false).is_err());
     }
 
     #[test]

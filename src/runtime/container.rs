@@ -352,11 +352,7 @@ impl Container {
                 uid: spec.user.uid,
                 gid: spec.user.gid,
                 additional_gids: spec.user.additional_gids.clone(),
-                rlimits: spec
-                    .ulimits
-                    .iter()
-                    .map(|u| (u.resource, u.soft, u.hard))
-                    .collect(),
+                rlimits: container_rlimits(&spec.ulimits),
                 oom_score_adj: (spec.resources.oom_score_adj != 0)
                     .then_some(spec.resources.oom_score_adj),
                 capabilities: caps.mask(),
@@ -663,6 +659,23 @@ impl Container {
 }
 
 /// The spec's limits in the cgroup module's terms.
+/// The limits a container's processes are given: its `ulimits`, and the open-files limit the
+/// supervisor was started with when they do not set one (the supervisor raised its own,
+/// [`super::nofile`]).
+fn container_rlimits(ulimits: &[super::spec::Ulimit]) -> Vec<(i32, u64, u64)> {
+    let mut out: Vec<(i32, u64, u64)> = ulimits
+        .iter()
+        .map(|u| (u.resource, u.soft, u.hard))
+        .collect();
+    let nofile = libc::RLIMIT_NOFILE as i32;
+    if let Some((soft, hard)) = super::nofile::inherited() {
+        if !out.iter().any(|&(r, _, _)| r == nofile) {
+            out.push((nofile, soft, hard));
+        }
+    }
+    out
+}
+
 fn cgroup_resources(spec: &ContainerSpec) -> Result<cgroups::Resources, ContainerError> {
     let r = &spec.resources;
     let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);

@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod container;
 pub mod init;
 pub mod inroot;
+pub mod nofile;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -42,6 +42,11 @@ fn linger_from(value: Option<&str>) -> Duration {
 
 /// The supervisor's main; returns the process exit code.
 pub fn main(project: &str) -> i32 {
+    // Every container's DNS connections and the control socket share this process's
+    // descriptors: take all the hard limit allows (containers keep the caller's limit).
+    if let Err(e) = crate::runtime::nofile::raise() {
+        eprintln!("supervisor {project}: cannot raise the open files limit: {e}");
+    }
     let lock = match ProjectLock::try_acquire(project) {
         Ok(Some(l)) => l,
         Ok(None) => {

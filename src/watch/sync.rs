@@ -11,7 +11,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,42 +129,89 @@ impl ContainerFs {
     }
 
     /// Copies `source` (an absolute path in the container: a file, a symbolic link, copied as a
-    /// link, or a directory tree) to `host`, which must not exist yet or is replaced when it is
-    /// a file. Links inside the container resolve in its root on the way to `source`; `source`
-    /// itself is followed only with `follow` (`cp -L`). Returns the number of entries written.
-    pub fn copy_out(&self, source: &str, host: &Path, follow: bool) -> Result<usize, WatchError> {
+    /// link, a FIFO, or a directory tree) to the host, as entry `name` of the directory
+    /// `host_dir`, or into `host_dir` itself when `name` is `None` (the contents of a directory).
+    /// Links inside the container resolve in its root on the way to `source`; `source` itself is
+    /// followed only with `follow` (`cp -L`). Returns the number of entries written.
+    ///
+    /// `host_dir` is the destination the user named, opened once (a link there is the user's
+    /// and is followed, as `docker cp` follows it); everything below it is created relative to
+    /// that descriptor without following any link: a link already in the destination, brought
+    /// by an earlier copy or put there by anyone, is replaced (a file, a link) or refused (a
+    /// directory cannot overwrite a non-directory, as docker's untar says), never written
+    /// through. Modes are set through the written descriptors.
+    pub fn copy_out(
+        &self,
+        source: &str,
+        host_dir: &Path,
+        name: Option<&OsStr>,
+        follow: bool,
+    ) -> Result<usize, WatchError> {
+        let host = match name {
+            Some(n) => host_dir.join(n),
+            None => host_dir.to_path_buf(),
+        };
         let err = |source_err: io::Error| WatchError::CopyOut {
             source_path: source.to_string(),
-            host: host.to_path_buf(),
+            host: host.clone(),
             source: source_err,
         };
-        match split(source) {
+        let hdir = nix::fcntl::open(host_dir, dir_flags(), Mode::empty()).map_err(|e| {
+            err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!("{}: {e}", host_dir.display()),
+            ))
+        })?;
+        let (entry, what) = match split(source) {
             None => {
-                let root = openat2(&self.root, ".", how(dir_flags(), 0, in_root()))
+                let root = openat2(&self.root, ".", how(path_flags(), 0, in_root()))
                     .map_err(|e| err(e.into()))?;
-                copy_dir_out(root.as_fd(), host).map_err(err)
+                (root, "/".to_string())
             }
-            Some((parent, name)) => {
-                let dir = openat2(&self.root, parent.as_str(), how(dir_flags(), 0, in_root()))
-                    .map_err(|e| err(e.into()))?;
-                if follow {
-                    let full = format!("{}/{name}", parent.trim_end_matches('/'));
-                    if let Ok(sub) =
-                        openat2(&self.root, full.as_str(), how(dir_flags(), 0, in_root()))
-                    {
-                        return copy_dir_out(sub.as_fd(), host).map_err(err);
-                    }
-                    let file = openat2(
-                        &self.root,
-                        full.as_str(),
-                        how(OFlag::O_RDONLY | OFlag::O_CLOEXEC, 0, in_root()),
+            Some((parent, base)) => {
+                let full = format!("{}/{base}", parent.trim_end_matches('/'));
+                let opened = if follow {
+                    // Followed inside the container's root only, and opened as a path: a FIFO
+                    // or device is never opened for reading.
+                    openat2(&self.root, full.as_str(), how(path_flags(), 0, in_root()))
+                } else {
+                    openat2(&self.root, parent.as_str(), how(dir_flags(), 0, in_root())).and_then(
+                        |dir| {
+                            openat2(
+                                &dir,
+                                base.as_str(),
+                                how(path_flags() | OFlag::O_NOFOLLOW, 0, beneath()),
+                            )
+                        },
                     )
-                    .map_err(|e| err(e.into()))?;
-                    return copy_file_out(file, host).map(|()| 1).map_err(err);
-                }
-                copy_entry_out(dir.as_fd(), OsStr::new(&name), host).map_err(err)
+                };
+                (opened.map_err(|e| err(e.into()))?, full)
             }
+        };
+        let st = nix::sys::stat::fstat(&entry).map_err(|e| err(e.into()))?;
+        match file_type(st.st_mode) {
+            SFlag::S_IFCHR | SFlag::S_IFBLK => {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{what} is a device: rcompose cp does not copy device nodes"),
+                )))
+            }
+            SFlag::S_IFSOCK => {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{what} is a socket: rcompose cp does not copy sockets"),
+                )))
+            }
+            SFlag::S_IFDIR => {}
+            _ if name.is_none() => {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{what} is not a directory"),
+                )))
+            }
+            _ => {}
         }
+        copy_out_entry(entry, st, hdir.as_fd(), name, &host).map_err(err)
     }
 
     /// Opens directory `dir` of the container, creating what is missing (mode 0755, given to
@@ -310,67 +357,144 @@ impl ContainerFs {
     }
 }
 
-/// Copies entry `name` of the container directory `dir` to `host`, following no link.
-fn copy_entry_out(dir: BorrowedFd<'_>, name: &OsStr, host: &Path) -> io::Result<usize> {
-    let st = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFDIR => {
-            let sub = openat2(dir, name, how(dir_flags(), 0, beneath()))?;
-            copy_dir_out(sub.as_fd(), host)
+fn path_flags() -> OFlag {
+    OFlag::O_PATH | OFlag::O_CLOEXEC
+}
+
+fn file_type(mode: u32) -> SFlag {
+    SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits())
+}
+
+/// Copies the container entry `src` (an `O_PATH` descriptor, of status `st`) to entry `name` of
+/// the host directory `hdir` (into `hdir` itself for `None`, a directory's contents only).
+/// `host` names the destination in messages. Nothing on the host side is followed.
+fn copy_out_entry(
+    src: OwnedFd,
+    st: nix::sys::stat::FileStat,
+    hdir: BorrowedFd<'_>,
+    name: Option<&OsStr>,
+    host: &Path,
+) -> io::Result<usize> {
+    let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+    let kind = file_type(st.st_mode);
+    if kind == SFlag::S_IFDIR {
+        let dir = openat2(&src, ".", how(dir_flags(), 0, beneath()))?;
+        drop(src);
+        let target = match name {
+            Some(name) => host_dir(hdir, name, host)?,
+            None => nix::unistd::dup(hdir)?,
+        };
+        let mut names = entry_names(dir.as_fd())?;
+        names.sort();
+        let mut count = 1;
+        for child in names {
+            let entry = openat2(
+                &dir,
+                child.as_os_str(),
+                how(path_flags() | OFlag::O_NOFOLLOW, 0, beneath()),
+            )?;
+            let st = nix::sys::stat::fstat(&entry)?;
+            count += copy_out_entry(entry, st, target.as_fd(), Some(&child), &host.join(&child))?;
         }
+        // The user's own directory (contents copied into it) keeps its mode, as with docker.
+        if name.is_some() {
+            fchmod(&target, mode)?;
+        }
+        return Ok(count);
+    }
+    let Some(name) = name else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        ));
+    };
+    match kind {
         SFlag::S_IFLNK => {
-            let target = nix::fcntl::readlinkat(dir, name)?;
-            match std::fs::symlink_metadata(host) {
-                Ok(m) if !m.is_dir() => std::fs::remove_file(host)?,
-                _ => {}
-            }
-            std::os::unix::fs::symlink(target, host)?;
+            let target = nix::fcntl::readlinkat(&src, "")?;
+            remove_host_nondir(hdir, name, host)?;
+            symlinkat(target.as_os_str(), hdir, name)?;
             Ok(1)
         }
         SFlag::S_IFREG => {
-            let file = openat2(
-                dir,
-                name,
-                how(OFlag::O_RDONLY | OFlag::O_CLOEXEC, 0, beneath()),
+            // Reopened through the O_PATH descriptor: the very file that was checked, which a
+            // container cannot swap for a FIFO or device in between.
+            let file = nix::fcntl::open(
+                format!("/proc/self/fd/{}", src.as_raw_fd()).as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+                Mode::empty(),
             )?;
-            copy_file_out(file, host)?;
+            remove_host_nondir(hdir, name, host)?;
+            let out = openat2(
+                hdir,
+                name,
+                how(
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                    0o600,
+                    beneath(),
+                ),
+            )?;
+            let mut dst = File::from(out);
+            io::copy(&mut File::from(file), &mut dst)?;
+            fchmod(&dst, mode)?;
             Ok(1)
         }
-        // Devices, sockets and fifos are not copied.
+        SFlag::S_IFIFO => {
+            // As docker's tar carries a FIFO: a new FIFO, never opened.
+            remove_host_nondir(hdir, name, host)?;
+            nix::unistd::mkfifoat(hdir, name, Mode::from_bits_truncate(0o600))?;
+            nix::sys::stat::fchmodat(
+                hdir,
+                name,
+                mode,
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            )?;
+            Ok(1)
+        }
+        // Devices and sockets inside a copied tree are left out (rcompose creates no device
+        // node on the host).
         _ => Ok(0),
     }
 }
 
-/// A container directory's tree to `host` (created with the directory's mode).
-fn copy_dir_out(dir: BorrowedFd<'_>, host: &Path) -> io::Result<usize> {
-    let mode = nix::sys::stat::fstat(dir)?.st_mode & 0o7777;
-    match std::fs::create_dir(host) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && host.is_dir() => {}
-        Err(e) => return Err(e),
+/// The directory `name` in the host directory `hdir`, created when missing. A link or any
+/// other non-directory in its place is an error (docker's untar: "cannot overwrite
+/// non-directory with directory"), never followed.
+fn host_dir(hdir: BorrowedFd<'_>, name: &OsStr, host: &Path) -> io::Result<OwnedFd> {
+    match mkdirat(hdir, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
     }
-    let mut names = entry_names(dir)?;
-    names.sort();
-    let mut count = 1;
-    for name in names {
-        count += copy_entry_out(dir, &name, &host.join(&name))?;
+    match openat2(
+        hdir,
+        name,
+        how(dir_flags() | OFlag::O_NOFOLLOW, 0, beneath()),
+    ) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ENOTDIR) | Err(Errno::ELOOP) | Err(Errno::EXDEV) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "cannot overwrite non-directory {} with directory",
+                host.display()
+            ),
+        )),
+        Err(e) => Err(e.into()),
     }
-    std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))?;
-    Ok(count)
 }
 
-/// An open container file to `host`, with its mode.
-fn copy_file_out(file: OwnedFd, host: &Path) -> io::Result<()> {
-    let mode = nix::sys::stat::fstat(&file)?.st_mode & 0o7777;
-    if std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink()) {
-        // Replace a link rather than write through it.
-        std::fs::remove_file(host)?;
+/// Makes room for a non-directory `name` in the host directory `hdir`: what is there (a file,
+/// a link) is removed, never followed; a directory is an error, as in docker's untar.
+fn remove_host_nondir(hdir: BorrowedFd<'_>, name: &OsStr, host: &Path) -> io::Result<()> {
+    match unlinkat(hdir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::EISDIR) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "cannot overwrite directory {} with non-directory",
+                host.display()
+            ),
+        )),
+        Err(e) => Err(e.into()),
     }
-    let mut src = File::from(file);
-    let mut dst = File::create(host)?;
-    io::copy(&mut src, &mut dst)?;
-    dst.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    Ok(())
 }
 
 fn how(flags: OFlag, mode: u32, resolve: ResolveFlag) -> OpenHow {
@@ -608,6 +732,75 @@ mod tests {
             let m = std::fs::metadata(b.root.join(p)).unwrap();
             assert_eq!((m.uid(), m.gid()), (1234, 4321), "{p}");
         }
+    }
+
+    #[test]
+    fn copy_out_never_follows_a_link_in_the_destination() {
+        let b = bed();
+        std::fs::create_dir_all(b.root.join("data/x")).unwrap();
+        std::fs::write(b.root.join("data/x/f"), "planted").unwrap();
+        std::fs::write(b.root.join("data/g"), "file").unwrap();
+        std::fs::set_permissions(&b.outside, std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::write(b.outside.join("victim"), "keep").unwrap();
+        // What an earlier copy brought: links to the host's directory and file.
+        std::fs::create_dir(b.host.join("data")).unwrap();
+        symlink(&b.outside, b.host.join("data/x")).unwrap();
+        symlink(b.outside.join("victim"), b.host.join("data/g")).unwrap();
+        let fs = ContainerFs::open_dir(&b.root, None).unwrap();
+        let e = fs
+            .copy_out("/data", &b.host, Some(OsStr::new("data")), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot overwrite non-directory"), "{e}");
+        assert_eq!(std::fs::read_dir(&b.outside).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::metadata(&b.outside).unwrap().permissions().mode() & 0o7777,
+            0o750
+        );
+        // A file replaces the link instead of writing through it.
+        std::fs::remove_dir_all(b.root.join("data/x")).unwrap();
+        fs.copy_out("/data", &b.host, Some(OsStr::new("data")), false)
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(b.outside.join("victim")).unwrap(),
+            "keep"
+        );
+        assert_eq!(
+            std::fs::read_to_string(b.host.join("data/g")).unwrap(),
+            "file"
+        );
+        // A file onto a directory is refused, as docker's untar does.
+        std::fs::create_dir(b.host.join("g")).unwrap();
+        let e = fs
+            .copy_out("/data/g", &b.host, Some(OsStr::new("g")), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot overwrite directory"), "{e}");
+    }
+
+    #[test]
+    fn copy_out_of_a_fifo_behind_a_link_does_not_open_it() {
+        let b = bed();
+        nix::unistd::mkfifo(&b.root.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+        std::fs::set_permissions(b.root.join("fifo"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        symlink("/fifo", b.root.join("pipe")).unwrap();
+        let (root, host) = (b.root.clone(), b.host.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let fs = ContainerFs::open_dir(&root, None).unwrap();
+            let _ = tx.send(
+                fs.copy_out("/pipe", &host, Some(OsStr::new("p")), true)
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let copied = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("copying a fifo hung");
+        assert_eq!(copied, Ok(1));
+        let meta = std::fs::symlink_metadata(b.host.join("p")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
     }
 
     #[test]

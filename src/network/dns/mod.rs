@@ -10,26 +10,33 @@
 //! container before starting its process.
 
 mod forward;
+pub mod limits;
 mod table;
+mod tcp;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::iter;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
 use tokio::net::{TcpSocket, UdpSocket};
+use tokio::sync::Semaphore;
 
 pub use forward::{ForwardTimeouts, UpstreamError};
 pub use table::{ContainerDns, DnsTable, Endpoint, Lookup, TTL};
+pub use tcp::{TcpStats, MAX_QUERIES};
 
 /// The port containers query.
 pub const DNS_PORT: u16 = 53;
@@ -50,12 +57,21 @@ pub enum DnsError {
     Stopped { addr: SocketAddr, reason: String },
 }
 
-/// Tunables of a listener.
+/// Tunables of a listener. The limits bound what one container, or all of them, can make the
+/// supervisor hold (issue 19: a container's TCP connections used up its descriptors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DnsOptions {
     pub forward: ForwardTimeouts,
-    /// A TCP connection idle this long is closed.
+    /// A TCP connection idle this long is closed; a message must arrive whole within it.
     pub tcp_idle: Duration,
+    /// Open TCP connections per client address.
+    pub tcp_per_client: usize,
+    /// Open TCP connections of the listener.
+    pub tcp_total: usize,
+    /// Bytes of unfinished TCP messages the listener holds, all connections together.
+    pub tcp_buffered: usize,
+    /// Queries being forwarded upstream at once (each holds a socket), UDP and TCP.
+    pub forwarding: usize,
 }
 
 impl Default for DnsOptions {
@@ -63,6 +79,10 @@ impl Default for DnsOptions {
         DnsOptions {
             forward: ForwardTimeouts::default(),
             tcp_idle: Duration::from_secs(10),
+            tcp_per_client: 16,
+            tcp_total: 256,
+            tcp_buffered: 1 << 20,
+            forwarding: 128,
         }
     }
 }
@@ -71,7 +91,11 @@ impl Default for DnsOptions {
 /// [`DnsListener::shutdown`] also waits until the sockets are closed.
 pub struct DnsListener {
     addr: SocketAddr,
+    /// UDP, through hickory's server.
     server: Server<Handler>,
+    /// TCP, served here with limits (`tcp`).
+    tcp: Option<tokio::task::JoinHandle<()>>,
+    tcp_stats: Arc<TcpStats>,
 }
 
 impl std::fmt::Debug for DnsListener {
@@ -88,16 +112,31 @@ impl DnsListener {
         self.addr
     }
 
+    /// Open TCP connections and the bytes of their unfinished messages.
+    pub fn tcp_usage(&self) -> (usize, usize) {
+        (
+            self.tcp_stats.open.load(Ordering::SeqCst),
+            self.tcp_stats.buffered.load(Ordering::SeqCst),
+        )
+    }
+
+    /// TCP connections closed at once for a limit, since the start.
+    pub fn tcp_refused(&self) -> usize {
+        self.tcp_stats.refused.load(Ordering::SeqCst)
+    }
+
     /// Stops serving and waits for the sockets to be closed, so the address can be bound again.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
         let addr = self.addr;
-        self.server
-            .shutdown_gracefully()
-            .await
-            .map_err(|error| DnsError::Stopped {
-                addr,
-                reason: error.to_string(),
-            })
+        let udp = self.server.shutdown_gracefully().await;
+        // The TCP task ends on the same token; its connections are aborted with its task set.
+        if let Some(tcp) = self.tcp.take() {
+            let _ = tcp.await;
+        }
+        udp.map_err(|error| DnsError::Stopped {
+            addr,
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -106,6 +145,9 @@ impl Drop for DnsListener {
         // The server's tasks are aborted as its task set drops; cancelling first lets any that
         // is running end cleanly.
         self.server.shutdown_token().cancel();
+        if let Some(tcp) = &self.tcp {
+            tcp.abort();
+        }
     }
 }
 
@@ -126,16 +168,26 @@ pub async fn serve(
         addr: bound,
         source,
     })?;
-    let mut server = Server::new(Handler {
+    let handler = Handler {
         table,
         forward: options.forward,
-    });
+        forwarding: Arc::new(Semaphore::new(options.forwarding)),
+    };
+    let mut server = Server::new(handler.clone());
     server.register_socket(udp);
-    // The buffer holds responses queued for one connection; a stub sends one or two at a time.
-    server.register_listener(tcp, options.tcp_idle, 16);
+    let tcp_stats = Arc::new(TcpStats::default());
+    let tcp = tokio::spawn(tcp::serve(
+        tcp,
+        handler,
+        options,
+        Arc::clone(&tcp_stats),
+        server.shutdown_token().clone(),
+    ));
     Ok(DnsListener {
         addr: bound,
         server,
+        tcp: Some(tcp),
+        tcp_stats,
     })
 }
 
@@ -208,6 +260,18 @@ impl DnsService {
 struct Handler {
     table: DnsTable,
     forward: ForwardTimeouts,
+    /// Places for queries being forwarded (each holds an upstream socket).
+    forwarding: Arc<Semaphore>,
+}
+
+/// The EDNS record of an answer: any client speaking EDNS gets an OPT record back (RFC 6891),
+/// with its own buffer size.
+fn answer_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|_| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(request.max_payload());
+        edns
+    })
 }
 
 /// A response before encoding: the records outlive the borrowed message built from them.
@@ -244,13 +308,8 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let reply = self.reply(request).await;
-        // Any client speaking EDNS gets an OPT record back (RFC 6891), with its own buffer size:
-        // the UDP answer is truncated to what it said it accepts.
-        let edns = request.edns.as_ref().map(|_| {
-            let mut edns = Edns::new();
-            edns.set_max_payload(request.max_payload());
-            edns
-        });
+        // The UDP answer is truncated to the buffer size the client said it accepts.
+        let edns = answer_edns(request);
         let metadata = reply.metadata;
         let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
             metadata,
@@ -275,6 +334,41 @@ impl RequestHandler for Handler {
 }
 
 impl Handler {
+    /// The wire answer to `query`, received over TCP from `src`; `None` for what gets no
+    /// answer (not a query, or not a DNS message: the connection is closed).
+    async fn answer_tcp(&self, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let request = Request::from_bytes(query.to_vec(), src, Protocol::Tcp).ok()?;
+        if request.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let reply = self.reply(&request).await;
+        let edns = answer_edns(&request);
+        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            reply.metadata,
+            reply.answers.iter(),
+            reply.authorities.iter(),
+            iter::empty(),
+            reply.additionals.iter(),
+        );
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(u16::MAX);
+        if let Err(error) = response.destructive_emit(&mut encoder) {
+            tracing::debug!(%src, %error, "cannot encode a dns answer");
+            // As hickory does: SERVFAIL with the header alone.
+            bytes.clear();
+            let mut metadata =
+                Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query);
+            metadata.response_code = ResponseCode::ServFail;
+            let header = Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            };
+            header.emit(&mut BinEncoder::new(&mut bytes)).ok()?;
+        }
+        Some(bytes)
+    }
+
     async fn reply(&self, request: &Request) -> Reply {
         let mut reply = Reply::new(request);
         if request.metadata.op_code != OpCode::Query {
@@ -323,6 +417,17 @@ impl Handler {
 
         let upstreams = index.upstreams(client).to_vec();
         drop(index);
+        // A socket upstream needs a place among this server's forwarded queries and a
+        // descriptor of the process's DNS budget; without them the answer is SERVFAIL at once,
+        // so a flood of queries cannot hold sockets or tasks without bound.
+        let places = (
+            Arc::clone(&self.forwarding).try_acquire_owned(),
+            limits::budget().try_acquire_owned(),
+        );
+        let (Ok(_place), Ok(_fd)) = places else {
+            tracing::debug!(src = %request.src(), name = %qname, "too many dns queries being forwarded");
+            return reply.error(ResponseCode::ServFail);
+        };
         let tcp = request.protocol() == Protocol::Tcp;
         match forward::forward(request.as_slice(), &upstreams, tcp, self.forward).await {
             Ok(answer) => {

@@ -70,6 +70,7 @@ fn fast() -> DnsOptions {
             total: Duration::from_millis(400),
         },
         tcp_idle: Duration::from_secs(2),
+        ..DnsOptions::default()
     }
 }
 
@@ -498,4 +499,186 @@ async fn local_answer_latency() {
     let p99 = samples[samples.len() * 99 / 100];
     println!("local answer latency over udp: p50 {p50:?}, p99 {p99:?}");
     assert!(p50 < Duration::from_millis(20), "p50 {p50:?}");
+}
+
+/// A TCP connection to `server` from source address `from`.
+async fn connect(server: SocketAddr, from: &str) -> tokio::net::TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind((ip(from), 0).into()).unwrap();
+    timeout(WAIT, socket.connect(server))
+        .await
+        .expect("connect in time")
+        .unwrap()
+}
+
+/// Asks on an open TCP connection.
+async fn ask_on(stream: &mut tokio::net::TcpStream, name: &str) -> Message {
+    let query = query_message(name, RecordType::A);
+    let mut packet = (query.len() as u16).to_be_bytes().to_vec();
+    packet.extend_from_slice(&query);
+    stream.write_all(&packet).await.unwrap();
+    let len = timeout(WAIT, stream.read_u16()).await.unwrap().unwrap();
+    let mut answer = vec![0; usize::from(len)];
+    timeout(WAIT, stream.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    Message::from_vec(&answer).unwrap()
+}
+
+/// Whether the server closed `stream` (end of file or reset) rather than keeping it open; a
+/// connection still open after [`WAIT`] counts as not closed.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        timeout(WAIT, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// Waits until the listener's (open connections, buffered bytes) satisfy `check`; a bound,
+/// not a timing.
+async fn usage_until(server: &DnsListener, check: impl Fn((usize, usize)) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check(server.tcp_usage()) {
+        assert!(
+            Instant::now() < deadline,
+            "tcp usage stayed {:?}",
+            server.tcp_usage()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 19: a container opening TCP connections without end used up the supervisor's
+/// descriptors. Connections past the per-client or the listener's limit are closed at once;
+/// those within keep being answered, and so are UDP and other clients.
+#[tokio::test]
+async fn tcp_connections_are_limited_per_client_and_in_total() {
+    let options = DnsOptions {
+        tcp_per_client: 4,
+        tcp_total: 6,
+        tcp_idle: Duration::from_secs(30),
+        ..fast()
+    };
+    let server = start(project_table(), options).await;
+    let at = server.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect(at, "127.0.0.3").await);
+    }
+    // The kernel hands connections over in order: the first four are the ones kept.
+    for n in 0..3 {
+        let mut extra = connect(at, "127.0.0.3").await;
+        assert!(
+            closed_by_server(&mut extra).await,
+            "connection {} of one client was kept",
+            5 + n
+        );
+    }
+    // The listener's total: 127.0.0.4 gets the two places left, not a third.
+    for _ in 0..2 {
+        held.push(connect(at, "127.0.0.4").await);
+    }
+    let mut extra = connect(at, "127.0.0.4").await;
+    assert!(
+        closed_by_server(&mut extra).await,
+        "the listener's total was passed"
+    );
+    assert_eq!(server.tcp_refused(), 4);
+
+    // Those kept are answered, and UDP from the same client too.
+    let answer = ask_on(&mut held[0], "web").await;
+    assert_eq!(addresses(&answer), vec![ip("127.0.0.3"), ip("127.0.0.4")]);
+    let answer = ask_on(&mut held[5], "front").await;
+    assert_eq!(addresses(&answer), vec![ip("127.0.0.1")]);
+    let udp = ask(at, "127.0.0.3", "web", RecordType::A).await;
+    assert_eq!(addresses(&udp).len(), 2);
+    // A place given back is taken by another client.
+    held.truncate(4);
+    usage_until(&server, |(open, _)| open == 4).await;
+    let tcp = ask_tcp(at, "127.0.0.5", "front", RecordType::A).await;
+    assert_eq!(addresses(&tcp), vec![ip("127.0.0.2")]);
+}
+
+/// Issue 19: connections announcing 65,535 bytes and sending nothing more grew the supervisor
+/// by the announced size each. Only bytes that arrived are held, and all connections together
+/// hold at most `tcp_buffered`: the one that would pass it is closed.
+#[tokio::test]
+async fn tcp_buffers_only_what_arrives_within_a_bound() {
+    let options = DnsOptions {
+        tcp_buffered: 1000,
+        tcp_idle: Duration::from_secs(30),
+        ..fast()
+    };
+    let server = start(project_table(), options).await;
+    let at = server.local_addr();
+    let mut streams = Vec::new();
+    for n in 0..8 {
+        let mut stream = connect(at, &format!("127.0.0.{}", 10 + n)).await;
+        let mut packet = 65_535u16.to_be_bytes().to_vec();
+        packet.extend_from_slice(&[0u8; 100]);
+        stream.write_all(&packet).await.unwrap();
+        streams.push(stream);
+    }
+    usage_until(&server, |(open, buffered)| open == 8 && buffered == 800).await;
+    // 300 more bytes would pass the bound: that connection is closed, the others stay.
+    let mut greedy = connect(at, "127.0.0.30").await;
+    let mut packet = 65_535u16.to_be_bytes().to_vec();
+    packet.extend_from_slice(&[0u8; 300]);
+    greedy.write_all(&packet).await.unwrap();
+    assert!(
+        closed_by_server(&mut greedy).await,
+        "the buffer bound was passed"
+    );
+    usage_until(&server, |(open, buffered)| open == 8 && buffered == 800).await;
+    drop(streams);
+    usage_until(&server, |usage| usage == (0, 0)).await;
+}
+
+/// Forwarded queries hold an upstream socket each: past the limit the answer is SERVFAIL at
+/// once instead of one more socket and task.
+#[tokio::test]
+async fn forwarded_queries_are_bounded() {
+    let silent = fake_upstream(ip("192.0.2.1"), true).await;
+    let table = project_table();
+    table.set_default_upstreams(vec![silent.addr]);
+    let options = DnsOptions {
+        forward: ForwardTimeouts {
+            attempt: Duration::from_secs(20),
+            total: Duration::from_secs(20),
+        },
+        forwarding: 1,
+        ..fast()
+    };
+    let server = start(table, options).await;
+    let at = server.local_addr();
+    // The first holds the only place while its upstream stays silent.
+    let socket = UdpSocket::bind((ip("127.0.0.3"), 0)).await.unwrap();
+    socket
+        .send_to(&query_message("example.test", RecordType::A), at)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while silent.queries.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first query was not forwarded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = ask(at, "127.0.0.4", "other.test", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    // Local names are still answered.
+    let web = ask(at, "127.0.0.4", "web", RecordType::A).await;
+    assert_eq!(addresses(&web).len(), 2);
+    assert_eq!(silent.queries.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_descriptor_budget_is_a_share_of_the_limit() {
+    assert_eq!(limits::share(Some(1024)), 256);
+    assert_eq!(limits::share(Some(100)), limits::MIN);
+    assert_eq!(limits::share(Some(1 << 40)), limits::MAX);
+    assert_eq!(limits::share(None), 256);
 }
