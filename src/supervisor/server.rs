@@ -122,7 +122,16 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
         let linger_left = idle_since.map(|t| linger.saturating_sub(t.elapsed()));
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors (or memory): retrying at once would spin; a
+                        // client that ends frees one.
+                        tracing::warn!("control socket: cannot accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
                 served_one = true;
                 idle_since = None;
                 clients.fetch_add(1, Ordering::SeqCst);

@@ -34,9 +34,7 @@ pub struct ContainerFs {
 /// Temporary names differ per write, also across threads.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn in_root() -> ResolveFlag {
-    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
-}
+use crate::runtime::inroot::in_root;
 
 /// Resolution of a single name below a directory: no symbolic link at all.
 fn beneath() -> ResolveFlag {
