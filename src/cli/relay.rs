@@ -122,6 +122,7 @@ fn copy_out<W: Write>(pipe: OwnedFd, stop: &OwnedFd, sink: impl Fn() -> W) {
     let mut from = std::fs::File::from(pipe);
     let mut buf = [0u8; 16384];
     let mut draining = false;
+    let mut sink_gone = false;
     loop {
         if !draining {
             match readable(from.as_fd(), stop.as_fd()) {
@@ -143,11 +144,11 @@ fn copy_out<W: Write>(pipe: OwnedFd, stop: &OwnedFd, sink: impl Fn() -> W) {
         }
         match from.read(&mut buf) {
             Ok(0) => return,
+            // Read and dropped: a container writing to our closed stdout must not block.
+            Ok(_) if sink_gone => {}
             Ok(n) => {
                 let mut out = sink();
-                if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                    return;
-                }
+                sink_gone = out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err();
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // WouldBlock while draining: everything written before the exit is copied.
