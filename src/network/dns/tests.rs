@@ -119,17 +119,7 @@ async fn ask_tcp(server: SocketAddr, from: &str, name: &str, qtype: RecordType) 
         .await
         .unwrap()
         .unwrap();
-    let query = query_message(name, qtype);
-    let mut packet = (query.len() as u16).to_be_bytes().to_vec();
-    packet.extend_from_slice(&query);
-    stream.write_all(&packet).await.unwrap();
-    let len = timeout(WAIT, stream.read_u16()).await.unwrap().unwrap();
-    let mut answer = vec![0; usize::from(len)];
-    timeout(WAIT, stream.read_exact(&mut answer))
-        .await
-        .unwrap()
-        .unwrap();
-    Message::from_vec(&answer).unwrap()
+    ask_on_as(&mut stream, name, qtype).await
 }
 
 /// The A records' addresses, sorted (the server rotates them).
@@ -513,7 +503,12 @@ async fn connect(server: SocketAddr, from: &str) -> tokio::net::TcpStream {
 
 /// Asks on an open TCP connection.
 async fn ask_on(stream: &mut tokio::net::TcpStream, name: &str) -> Message {
-    let query = query_message(name, RecordType::A);
+    ask_on_as(stream, name, RecordType::A).await
+}
+
+/// Asks for `name`'s `qtype` records on an open TCP connection.
+async fn ask_on_as(stream: &mut tokio::net::TcpStream, name: &str, qtype: RecordType) -> Message {
+    let query = query_message(name, qtype);
     let mut packet = (query.len() as u16).to_be_bytes().to_vec();
     packet.extend_from_slice(&query);
     stream.write_all(&packet).await.unwrap();
