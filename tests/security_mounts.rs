@@ -1,6 +1,6 @@
 //! Attacks on the mounts that build a container's rootfs (issue 19, findings 5 and 8): a
 //! hostile container racing a mount target in a shared volume, the default seccomp profile's
-//! io_uring calls, and the modes of the device nodes under the caller's umask.
+//! io_uring calls (and that it allows what docker's allows), and the modes of the device nodes under the caller's umask.
 
 mod common;
 
@@ -136,6 +136,38 @@ fn the_default_seccomp_profile_denies_io_uring_and_af_alg() {
         "{}",
         out(&o)
     );
+}
+
+/// What docker's default profile allows must not get EPERM here. glibc >= 2.39 (Debian trixie
+/// images) implements `fchmodat(..., AT_SYMLINK_NOFOLLOW)` with fchmodat2 and falls back only on
+/// ENOSYS, so a filter's EPERM breaks `chmod -h`-like calls there. The test bed's python:3 is
+/// bookworm (glibc 2.36, which never calls it), so the script makes the call itself.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_default_seccomp_profile_allows_fchmodat2_as_docker() {
+    let Some(f) = fixture(
+        "seccomp_fchmodat2",
+        "services:\n  py:\n    image: python:3\n",
+    ) else {
+        return;
+    };
+    // fchmodat2(AT_FDCWD, "/tmp/f", 0600, AT_SYMLINK_NOFOLLOW) is syscall 452.
+    let script = "import ctypes, os\n\
+                  libc = ctypes.CDLL(None, use_errno=True)\n\
+                  open('/tmp/f', 'w').close()\n\
+                  r = libc.syscall(452, -100, b'/tmp/f', 0o600, 0x100)\n\
+                  print(r, ctypes.get_errno(), oct(os.stat('/tmp/f').st_mode & 0o777))\n";
+    let o = f.rc(&["run", "--rm", "-T", "py", "python3", "-c", script]);
+    assert!(o.status.success(), "{}", out(&o));
+    let got = stdout(&o);
+    let fields: Vec<&str> = got.split_whitespace().collect();
+    match fields.as_slice() {
+        // A kernel with fchmodat2 (>= 6.6, as here) does it.
+        ["0", _, mode] => assert_eq!(*mode, "0o600", "{}", out(&o)),
+        // An older one says ENOSYS, which glibc falls back on; only EPERM is the filter's.
+        ["-1", errno, _] => assert_ne!(*errno, "1", "fchmodat2 got EPERM: {}", out(&o)),
+        _ => panic!("unexpected output: {}", out(&o)),
+    }
 }
 
 /// Device nodes, the managed files, the rootfs' `/` and what the helper creates have their

@@ -666,10 +666,11 @@ macro_rules! syscall_table {
     ($($c:ident)*) => { &[$((stringify!($c), libc::$c)),*] };
 }
 
-// System calls that libc does not define yet; numbers from the kernel's tables. Since 424 the
-// numbers are the same on every architecture.
+// System calls that libc does not define (yet, or on every architecture); numbers from the
+// kernel's tables. Since 424 the numbers are the same on every architecture.
 const NEW_SYSCALLS: &[(&str, i64)] = &[
     ("cachestat", 451),
+    ("fchmodat2", 452),
     ("map_shadow_stack", 453),
     ("futex_wake", 454),
     ("futex_wait", 455),
@@ -679,11 +680,17 @@ const NEW_SYSCALLS: &[(&str, i64)] = &[
     ("lsm_get_self_attr", 459),
     ("lsm_set_self_attr", 460),
     ("lsm_list_modules", 461),
+    ("setxattrat", 463),
+    ("getxattrat", 464),
+    ("listxattrat", 465),
+    ("removexattrat", 466),
 ];
+// Architecture-specific ones: uretprobe is x86_64's only (6.11); riscv_hwprobe, which the
+// default profile also names, is riscv64's only, an architecture rcompose has no table for.
 #[cfg(target_arch = "x86_64")]
-const EXTRA_SYSCALLS: &[(&str, i64)] = &[("io_pgetevents", 333)];
+const EXTRA_SYSCALLS: &[(&str, i64)] = &[("io_pgetevents", 333), ("uretprobe", 335)];
 #[cfg(target_arch = "aarch64")]
-const EXTRA_SYSCALLS: &[(&str, i64)] = &[("io_pgetevents", 292), ("fchmodat2", 452)];
+const EXTRA_SYSCALLS: &[(&str, i64)] = &[("io_pgetevents", 292)];
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const EXTRA_SYSCALLS: &[(&str, i64)] = &[];
 
@@ -775,29 +782,30 @@ const SYSCALLS: &[(&str, i64)] = syscall_table!(
         SYS_fsync SYS_ftruncate SYS_futex SYS_futex_waitv SYS_get_mempolicy
         SYS_get_robust_list SYS_getcpu SYS_getcwd SYS_getdents64 SYS_getegid SYS_geteuid
         SYS_getgid SYS_getgroups SYS_getitimer SYS_getpeername SYS_getpgid SYS_getpid
-        SYS_getppid SYS_getpriority SYS_getrandom SYS_getresgid SYS_getresuid SYS_getrusage
-        SYS_getsid SYS_getsockname SYS_getsockopt SYS_gettid SYS_gettimeofday SYS_getuid
-        SYS_getxattr SYS_init_module SYS_inotify_add_watch SYS_inotify_init1
+        SYS_getppid SYS_getpriority SYS_getrandom SYS_getresgid SYS_getresuid SYS_getrlimit
+        SYS_getrusage SYS_getsid SYS_getsockname SYS_getsockopt SYS_gettid SYS_gettimeofday
+        SYS_getuid SYS_getxattr SYS_init_module SYS_inotify_add_watch SYS_inotify_init1
         SYS_inotify_rm_watch SYS_io_cancel SYS_io_destroy SYS_io_getevents SYS_io_setup
         SYS_io_submit SYS_io_uring_enter SYS_io_uring_register SYS_io_uring_setup SYS_ioctl
-        SYS_ioprio_get SYS_ioprio_set SYS_kcmp SYS_kexec_load SYS_keyctl SYS_kill
-        SYS_landlock_add_rule SYS_landlock_create_ruleset SYS_landlock_restrict_self
-        SYS_lgetxattr SYS_linkat SYS_listen SYS_listxattr SYS_llistxattr SYS_lookup_dcookie
-        SYS_lremovexattr SYS_lseek SYS_lsetxattr SYS_madvise SYS_mbind SYS_membarrier
-        SYS_memfd_create SYS_memfd_secret SYS_migrate_pages SYS_mincore SYS_mkdirat
-        SYS_mknodat SYS_mlock SYS_mlock2 SYS_mlockall SYS_mmap SYS_mount SYS_mount_setattr
-        SYS_move_mount SYS_move_pages SYS_mprotect SYS_mq_getsetattr SYS_mq_notify
-        SYS_mq_open SYS_mq_timedreceive SYS_mq_timedsend SYS_mq_unlink SYS_mremap SYS_mseal
-        SYS_msgctl SYS_msgget SYS_msgrcv SYS_msgsnd SYS_msync SYS_munlock SYS_munlockall
-        SYS_munmap SYS_name_to_handle_at SYS_nanosleep SYS_newfstatat SYS_nfsservctl
-        SYS_open_by_handle_at SYS_open_tree SYS_openat SYS_openat2 SYS_perf_event_open
-        SYS_personality SYS_pidfd_getfd SYS_pidfd_open SYS_pidfd_send_signal SYS_pipe2
-        SYS_pivot_root SYS_pkey_alloc SYS_pkey_free SYS_pkey_mprotect SYS_ppoll SYS_prctl
-        SYS_pread64 SYS_preadv SYS_preadv2 SYS_prlimit64 SYS_process_madvise
-        SYS_process_mrelease SYS_process_vm_readv SYS_process_vm_writev SYS_pselect6
-        SYS_ptrace SYS_pwrite64 SYS_pwritev SYS_pwritev2 SYS_quotactl SYS_quotactl_fd
-        SYS_read SYS_readahead SYS_readlinkat SYS_readv SYS_reboot SYS_recvfrom SYS_recvmmsg
-        SYS_recvmsg SYS_remap_file_pages SYS_removexattr SYS_renameat2 SYS_request_key
+        SYS_ioprio_get SYS_ioprio_set SYS_kcmp SYS_kexec_file_load SYS_kexec_load SYS_keyctl
+        SYS_kill SYS_landlock_add_rule SYS_landlock_create_ruleset
+        SYS_landlock_restrict_self SYS_lgetxattr SYS_linkat SYS_listen SYS_listxattr
+        SYS_llistxattr SYS_lookup_dcookie SYS_lremovexattr SYS_lseek SYS_lsetxattr
+        SYS_madvise SYS_mbind SYS_membarrier SYS_memfd_create SYS_memfd_secret
+        SYS_migrate_pages SYS_mincore SYS_mkdirat SYS_mknodat SYS_mlock SYS_mlock2
+        SYS_mlockall SYS_mmap SYS_mount SYS_mount_setattr SYS_move_mount SYS_move_pages
+        SYS_mprotect SYS_mq_getsetattr SYS_mq_notify SYS_mq_open SYS_mq_timedreceive
+        SYS_mq_timedsend SYS_mq_unlink SYS_mremap SYS_mseal SYS_msgctl SYS_msgget SYS_msgrcv
+        SYS_msgsnd SYS_msync SYS_munlock SYS_munlockall SYS_munmap SYS_name_to_handle_at
+        SYS_nanosleep SYS_newfstatat SYS_nfsservctl SYS_open_by_handle_at SYS_open_tree
+        SYS_openat SYS_openat2 SYS_perf_event_open SYS_personality SYS_pidfd_getfd
+        SYS_pidfd_open SYS_pidfd_send_signal SYS_pipe2 SYS_pivot_root SYS_pkey_alloc
+        SYS_pkey_free SYS_pkey_mprotect SYS_ppoll SYS_prctl SYS_pread64 SYS_preadv
+        SYS_preadv2 SYS_prlimit64 SYS_process_madvise SYS_process_mrelease
+        SYS_process_vm_readv SYS_process_vm_writev SYS_pselect6 SYS_ptrace SYS_pwrite64
+        SYS_pwritev SYS_pwritev2 SYS_quotactl SYS_quotactl_fd SYS_read SYS_readahead
+        SYS_readlinkat SYS_readv SYS_reboot SYS_recvfrom SYS_recvmmsg SYS_recvmsg
+        SYS_remap_file_pages SYS_removexattr SYS_renameat SYS_renameat2 SYS_request_key
         SYS_restart_syscall SYS_rseq SYS_rt_sigaction SYS_rt_sigpending SYS_rt_sigprocmask
         SYS_rt_sigqueueinfo SYS_rt_sigreturn SYS_rt_sigsuspend SYS_rt_sigtimedwait
         SYS_rt_tgsigqueueinfo SYS_sched_get_priority_max SYS_sched_get_priority_min
@@ -808,15 +816,16 @@ const SYSCALLS: &[(&str, i64)] = syscall_table!(
         SYS_set_mempolicy_home_node SYS_set_robust_list SYS_set_tid_address
         SYS_setdomainname SYS_setfsgid SYS_setfsuid SYS_setgid SYS_setgroups SYS_sethostname
         SYS_setitimer SYS_setns SYS_setpgid SYS_setpriority SYS_setregid SYS_setresgid
-        SYS_setresuid SYS_setreuid SYS_setsid SYS_setsockopt SYS_settimeofday SYS_setuid
-        SYS_setxattr SYS_shmat SYS_shmctl SYS_shmdt SYS_shmget SYS_shutdown SYS_sigaltstack
-        SYS_signalfd4 SYS_socket SYS_socketpair SYS_splice SYS_statfs SYS_statx SYS_swapoff
-        SYS_swapon SYS_symlinkat SYS_sync SYS_syncfs SYS_sysinfo SYS_syslog SYS_tee
-        SYS_tgkill SYS_timer_create SYS_timer_delete SYS_timer_getoverrun SYS_timer_gettime
-        SYS_timer_settime SYS_timerfd_create SYS_timerfd_gettime SYS_timerfd_settime
-        SYS_times SYS_tkill SYS_truncate SYS_umask SYS_umount2 SYS_uname SYS_unlinkat
-        SYS_unshare SYS_userfaultfd SYS_utimensat SYS_vhangup SYS_vmsplice SYS_wait4
-        SYS_waitid SYS_write SYS_writev
+        SYS_setresuid SYS_setreuid SYS_setrlimit SYS_setsid SYS_setsockopt SYS_settimeofday
+        SYS_setuid SYS_setxattr SYS_shmat SYS_shmctl SYS_shmdt SYS_shmget SYS_shutdown
+        SYS_sigaltstack SYS_signalfd4 SYS_socket SYS_socketpair SYS_splice SYS_statfs
+        SYS_statx SYS_swapoff SYS_swapon SYS_symlinkat SYS_sync SYS_sync_file_range
+        SYS_syncfs SYS_sysinfo SYS_syslog SYS_tee SYS_tgkill SYS_timer_create
+        SYS_timer_delete SYS_timer_getoverrun SYS_timer_gettime SYS_timer_settime
+        SYS_timerfd_create SYS_timerfd_gettime SYS_timerfd_settime SYS_times SYS_tkill
+        SYS_truncate SYS_umask SYS_umount2 SYS_uname SYS_unlinkat SYS_unshare
+        SYS_userfaultfd SYS_utimensat SYS_vhangup SYS_vmsplice SYS_wait4 SYS_waitid
+        SYS_write SYS_writev
 );
 
 #[cfg(test)]
@@ -917,7 +926,8 @@ mod tests {
         let p = Profile::docker_default();
         assert_eq!(p.default_action, Action::Errno(1));
         assert_eq!(p.syscalls.len(), 33);
-        assert_eq!(p.syscalls[0].names.len(), 346);
+        assert_eq!(p.syscalls[0].names.len(), 361);
+        assert_eq!(p.syscalls[17].names.len(), 26);
         assert_eq!(p.syscalls[0].action, Action::Allow);
         let clone = &p.syscalls[18];
         assert_eq!(clone.names, ["clone"]);
@@ -936,6 +946,261 @@ mod tests {
         assert_eq!(p.syscalls[1].includes.min_kernel, Some((4, 8)));
     }
 
+    /// The built-in profile is rule for rule moby's `profiles/seccomp/default.json` of
+    /// github.com/moby/profiles/seccomp v0.2.3 (the one moby master vendors, 2026-08; a copy in
+    /// testdata, Apache-2.0): nothing it allows is missing, nothing it denies is allowed.
+    #[test]
+    fn builtin_profile_equals_mobys_default_json() {
+        let moby = Profile::from_json(
+            include_str!("testdata/moby-seccomp-default-v0.2.3.json"),
+            "moby default.json",
+        )
+        .unwrap();
+        let ours = Profile::docker_default();
+        assert_eq!(ours.default_action, moby.default_action);
+        assert_eq!(ours.syscalls.len(), moby.syscalls.len());
+        for (i, (o, m)) in ours.syscalls.iter().zip(&moby.syscalls).enumerate() {
+            let missing: Vec<_> = m.names.iter().filter(|n| !o.names.contains(n)).collect();
+            let extra: Vec<_> = o.names.iter().filter(|n| !m.names.contains(n)).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "rule {i}: moby's only {missing:?}, ours only {extra:?}"
+            );
+            assert_eq!(o, m, "rule {i}");
+        }
+    }
+
+    /// Every name of the default profile has a number here, except those this architecture's
+    /// kernel does not have (32-bit variants, other architectures' calls): a name missing from
+    /// the table is silently skipped, i.e. denied.
+    #[test]
+    fn default_profile_names_have_numbers() {
+        let p = Profile::docker_default();
+        let mut unknown: Vec<&str> = p
+            .syscalls
+            .iter()
+            .flat_map(|r| &r.names)
+            .map(String::as_str)
+            .filter(|n| syscall_number(n).is_none())
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        assert_eq!(unknown, NOT_ON_THIS_ARCH);
+    }
+
+    // Checked against the kernel's arch/x86/entry/syscalls/syscall_64.tbl.
+    #[cfg(target_arch = "x86_64")]
+    const NOT_ON_THIS_ARCH: &[&str] = &[
+        "_llseek",
+        "_newselect",
+        "arm_fadvise64_64",
+        "arm_sync_file_range",
+        "breakpoint",
+        "cacheflush",
+        "chown32",
+        "clock_adjtime64",
+        "clock_getres_time64",
+        "clock_gettime64",
+        "clock_nanosleep_time64",
+        "clock_settime64",
+        "fadvise64_64",
+        "fchown32",
+        "fcntl64",
+        "fstat64",
+        "fstatat64",
+        "fstatfs64",
+        "ftruncate64",
+        "futex_time64",
+        "getegid32",
+        "geteuid32",
+        "getgid32",
+        "getgroups32",
+        "getresgid32",
+        "getresuid32",
+        "getuid32",
+        "io_pgetevents_time64",
+        "ipc",
+        "lchown32",
+        "lstat64",
+        "mmap2",
+        "mq_timedreceive_time64",
+        "mq_timedsend_time64",
+        "ppoll_time64",
+        "pselect6_time64",
+        "recv",
+        "recvmmsg_time64",
+        "riscv_flush_icache",
+        "riscv_hwprobe",
+        "rt_sigtimedwait_time64",
+        "s390_pci_mmio_read",
+        "s390_pci_mmio_write",
+        "s390_runtime_instr",
+        "sched_rr_get_interval_time64",
+        "semtimedop_time64",
+        "send",
+        "sendfile64",
+        "set_tls",
+        "setfsgid32",
+        "setfsuid32",
+        "setgid32",
+        "setgroups32",
+        "setregid32",
+        "setresgid32",
+        "setresuid32",
+        "setreuid32",
+        "setuid32",
+        "sigprocmask",
+        "sigreturn",
+        "socketcall",
+        "stat64",
+        "statfs64",
+        "stime",
+        "swapcontext",
+        "sync_file_range2",
+        "timer_gettime64",
+        "timer_settime64",
+        "timerfd_gettime64",
+        "timerfd_settime64",
+        "truncate64",
+        "ugetrlimit",
+        "umount",
+        "utimensat_time64",
+        "waitpid",
+    ];
+
+    // Checked against scripts/syscall.tbl with arm64's ABIs (common, 64, renameat, rlimit,
+    // memfd_secret).
+    #[cfg(target_arch = "aarch64")]
+    const NOT_ON_THIS_ARCH: &[&str] = &[
+        "_llseek",
+        "_newselect",
+        "access",
+        "alarm",
+        "arch_prctl",
+        "arm_fadvise64_64",
+        "arm_sync_file_range",
+        "breakpoint",
+        "cacheflush",
+        "chmod",
+        "chown",
+        "chown32",
+        "clock_adjtime64",
+        "clock_getres_time64",
+        "clock_gettime64",
+        "clock_nanosleep_time64",
+        "clock_settime64",
+        "creat",
+        "dup2",
+        "epoll_create",
+        "epoll_ctl_old",
+        "epoll_wait",
+        "epoll_wait_old",
+        "eventfd",
+        "fadvise64_64",
+        "fchown32",
+        "fcntl64",
+        "fork",
+        "fstat64",
+        "fstatat64",
+        "fstatfs64",
+        "ftruncate64",
+        "futex_time64",
+        "futimesat",
+        "get_thread_area",
+        "getdents",
+        "getegid32",
+        "geteuid32",
+        "getgid32",
+        "getgroups32",
+        "getpgrp",
+        "getresgid32",
+        "getresuid32",
+        "getuid32",
+        "inotify_init",
+        "io_pgetevents_time64",
+        "ioperm",
+        "iopl",
+        "ipc",
+        "lchown",
+        "lchown32",
+        "link",
+        "lstat",
+        "lstat64",
+        "mkdir",
+        "mknod",
+        "mmap2",
+        "modify_ldt",
+        "mq_timedreceive_time64",
+        "mq_timedsend_time64",
+        "open",
+        "pause",
+        "pipe",
+        "poll",
+        "ppoll_time64",
+        "pselect6_time64",
+        "readlink",
+        "recv",
+        "recvmmsg_time64",
+        "rename",
+        "riscv_flush_icache",
+        "riscv_hwprobe",
+        "rmdir",
+        "rt_sigtimedwait_time64",
+        "s390_pci_mmio_read",
+        "s390_pci_mmio_write",
+        "s390_runtime_instr",
+        "sched_rr_get_interval_time64",
+        "select",
+        "semtimedop_time64",
+        "send",
+        "sendfile64",
+        "set_thread_area",
+        "set_tls",
+        "setfsgid32",
+        "setfsuid32",
+        "setgid32",
+        "setgroups32",
+        "setregid32",
+        "setresgid32",
+        "setresuid32",
+        "setreuid32",
+        "setuid32",
+        "signalfd",
+        "sigprocmask",
+        "sigreturn",
+        "socketcall",
+        "stat",
+        "stat64",
+        "statfs64",
+        "stime",
+        "swapcontext",
+        "symlink",
+        "sync_file_range2",
+        "time",
+        "timer_gettime64",
+        "timer_settime64",
+        "timerfd_gettime64",
+        "timerfd_settime64",
+        "truncate64",
+        "ugetrlimit",
+        "umount",
+        "unlink",
+        "uretprobe",
+        "utime",
+        "utimensat_time64",
+        "utimes",
+        "vfork",
+        "waitpid",
+    ];
+
+    /// The hand-written numbers never contradict libc's.
+    #[test]
+    fn extra_numbers_agree_with_libc() {
+        for &(name, nr) in EXTRA_SYSCALLS.iter().chain(NEW_SYSCALLS) {
+            assert_eq!(syscall_number(name), Some(nr), "{name}");
+        }
+    }
+
     #[test]
     fn default_profile_decisions() {
         let prog = default_prog(CapSet::docker_default());
@@ -949,9 +1214,25 @@ mod tests {
             "chroot",
             "ptrace",
             "io_pgetevents",
+            // Newer calls docker's profile allows (glibc >= 2.39 uses fchmodat2).
+            "cachestat",
+            "fchmodat2",
+            "map_shadow_stack",
+            "futex_wake",
+            "futex_wait",
+            "futex_requeue",
+            "statmount",
+            "listmount",
+            "mseal",
+            "setxattrat",
+            "getxattrat",
+            "listxattrat",
+            "removexattrat",
         ] {
             assert_eq!(verdict(&prog, name, a(0)), ALLOW, "{name}");
         }
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(verdict(&prog, "uretprobe", a(0)), ALLOW);
         for name in [
             "keyctl",
             "add_key",
@@ -960,6 +1241,9 @@ mod tests {
             "mount",
             "reboot",
             "setns",
+            "lsm_get_self_attr",
+            "lsm_set_self_attr",
+            "lsm_list_modules",
         ] {
             assert_eq!(verdict(&prog, name, a(0)), EPERM, "{name}");
         }
@@ -1011,7 +1295,15 @@ mod tests {
     fn capability_conditioned_rules() {
         let admin = default_prog(with(&[Capability::CAP_SYS_ADMIN]));
         assert_eq!(admin.filter_count(), 1);
-        for name in ["unshare", "mount", "setns", "clone3", "bpf", "sethostname"] {
+        for name in [
+            "unshare",
+            "mount",
+            "setns",
+            "clone3",
+            "bpf",
+            "sethostname",
+            "lsm_set_self_attr",
+        ] {
             assert_eq!(verdict(&admin, name, a(0)), ALLOW, "{name}");
         }
         assert_eq!(
