@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -171,7 +170,7 @@ fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
         if escape {
             escape_json(&mut json);
         }
-        let mut s = serde_json::to_string_pretty(&json)?;
+        let mut s = crate::compose::model::Project::go_json(&json, true)?;
         s.push('\n');
         Ok(s)
     } else {
@@ -225,8 +224,8 @@ fn escape_yaml(v: &mut serde_yaml::Value) {
     }
 }
 
-/// `--hash`: a digest of each service's canonical configuration, the key `up` uses to decide
-/// whether a container must be recreated.
+/// `--hash`: each service's configuration hash, with docker compose's exclusions: the key `up`
+/// uses to decide whether a container must be recreated.
 fn hashes(loaded: &Loaded, which: &str) -> Result<String> {
     let wanted: Vec<String> = if which == "*" {
         Vec::new()
@@ -240,9 +239,8 @@ fn hashes(loaded: &Loaded, which: &str) -> Result<String> {
     }
     let mut out = String::new();
     for name in selected(loaded, &wanted) {
-        let service = &loaded.project.services[&name];
-        let bytes = serde_json::to_vec(service)?;
-        out.push_str(&format!("{name} {}\n", hex::encode(Sha256::digest(&bytes))));
+        let hash = loaded.project.services[&name].docker_hash()?;
+        out.push_str(&format!("{name} {hash}\n"));
     }
     Ok(out)
 }
@@ -274,7 +272,8 @@ fn variables(loaded: &Loaded, format: &str) -> Result<String> {
                 (k, v)
             })
             .collect();
-        let mut s = serde_json::to_string_pretty(&json)?;
+        let json = Json::Object(json);
+        let mut s = crate::compose::model::Project::go_json(&json, true)?;
         s.push('\n');
         return Ok(s);
     }

@@ -1739,16 +1739,12 @@ pub fn container_name(project: &Project, service: &ServiceConfig, number: u32) -
     format!("{}-{}-{number}", project.name, service.name)
 }
 
-/// What decides whether a container must be recreated: the service's configuration (its
-/// replica count aside) and the image.
+/// What decides whether a container must be recreated: docker compose's service hash (which
+/// leaves out `build`, `pull_policy`, `depends_on`, `profiles` and the replica count) and the
+/// image.
 pub fn config_hash(service: &ServiceConfig, image: &ImageRecord) -> String {
-    let mut s = service.clone();
-    s.scale = None;
-    if let Some(d) = s.deploy.as_mut() {
-        d.replicas = None;
-    }
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(&s).unwrap_or_default());
+    h.update(service.docker_hash().unwrap_or_default().as_bytes());
     h.update(image.id.to_string().as_bytes());
     hex::encode(h.finalize())
 }

@@ -180,6 +180,24 @@ impl Serialize for Project {
     }
 }
 
+/// Go's `encoding/json` escapes `<`, `>` and `&` (HTML-safe by default) and U+2028/U+2029
+/// (JavaScript-safe) inside strings, where serde_json writes them as they are. Outside strings
+/// JSON has none of these characters, so replacing every one in the text is exact.
+pub fn go_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Project {
     /// Reads a project from the normalised canonical tree.
     pub fn from_value(tree: Value) -> Result<Project, ModelError> {
@@ -192,6 +210,18 @@ impl Project {
     /// What `docker compose config --format json` prints.
     pub fn to_json_value(&self) -> Result<serde_json::Value, ModelError> {
         serde_json::to_value(self).map_err(|e| ModelError::Render(e.to_string()))
+    }
+
+    /// `value` as Go's `encoding/json` writes it (docker compose's JSON): serde_json's text
+    /// with Go's HTML-safe escapes (see [`go_escape`]), indented by two spaces when `pretty`.
+    pub fn go_json(value: &serde_json::Value, pretty: bool) -> Result<String, ModelError> {
+        let text = if pretty {
+            serde_json::to_string_pretty(value)
+        } else {
+            serde_json::to_string(value)
+        };
+        text.map(|t| go_escape(&t))
+            .map_err(|e| ModelError::Render(e.to_string()))
     }
 
     /// What `docker compose config` prints as YAML.

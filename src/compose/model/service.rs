@@ -487,7 +487,57 @@ pub struct ServiceConfig {
     pub extensions: Extensions,
 }
 
+/// Orders every object's keys, so that a digest of the JSON depends on the content only (the
+/// serialiser's order may follow how a key came in).
+fn sort_keys(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_keys);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
+}
+
 impl ServiceConfig {
+    /// The service's configuration hash, with docker compose's exclusions (compose-go's
+    /// `ServiceHash`): the sha256 of the service's JSON without what never requires a new
+    /// container: `build`, `pull_policy`, `scale` and `deploy.replicas`, `depends_on`,
+    /// `profiles`. The digest is of the JSON with sorted keys: Go orders a struct's fields its own
+    /// way, so the value equals docker's only for simple services.
+    pub fn docker_hash(&self) -> Result<String, super::ModelError> {
+        use sha2::Digest;
+        let mut value =
+            serde_json::to_value(self).map_err(|e| super::ModelError::Render(e.to_string()))?;
+        if let Some(map) = value.as_object_mut() {
+            for key in [
+                "name",
+                "build",
+                "pull_policy",
+                "scale",
+                "depends_on",
+                "profiles",
+            ] {
+                map.remove(key);
+            }
+            if let Some(deploy) = map.get_mut("deploy").and_then(|d| d.as_object_mut()) {
+                deploy.remove("replicas");
+                // `deploy: {replicas: N}` alone is a replica count, like `scale` (the model
+                // adds empty `resources` and `placement`).
+                let empty = |v: &serde_json::Value| {
+                    v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
+                };
+                if deploy.values().all(empty) {
+                    map.remove("deploy");
+                }
+            }
+        }
+        sort_keys(&mut value);
+        let text = super::Project::go_json(&value, false)?;
+        Ok(hex::encode(sha2::Sha256::digest(text.as_bytes())))
+    }
+
     /// Names of the services this one depends on (`depends_on` keys), in declaration order.
     pub fn dependencies(&self) -> impl Iterator<Item = &str> {
         self.depends_on.keys().map(String::as_str)

@@ -286,3 +286,39 @@ fn oracle_round_trip() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn json_is_escaped_as_go_writes_it() {
+    let v = serde_json::json!({"a": "<b>&c\u{2028}d\u{2029}", "k<": 1});
+    assert_eq!(
+        Project::go_json(&v, false).unwrap(),
+        r#"{"a":"\u003cb\u003e\u0026c\u2028d\u2029","k\u003c":1}"#
+    );
+}
+
+#[test]
+fn the_service_hash_leaves_out_what_never_recreates() {
+    let service = |extra: &str| -> ServiceConfig {
+        let yaml = format!("image: busybox\nenvironment: {{A: \"1\"}}\n{extra}");
+        let mut v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        v["name"] = "s".into();
+        serde_yaml::from_value(v).unwrap()
+    };
+    let base = service("").docker_hash().unwrap();
+    for same in [
+        "depends_on: {db: {condition: service_started, required: true}}",
+        "pull_policy: always",
+        "scale: 3",
+        "profiles: [dev]",
+        "deploy: {replicas: 2}",
+    ] {
+        assert_eq!(service(same).docker_hash().unwrap(), base, "{same}");
+    }
+    for different in ["command: [\"true\"]", "labels: {a: b}", "init: true"] {
+        assert_ne!(
+            service(different).docker_hash().unwrap(),
+            base,
+            "{different}"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! How `up` converges a running project on a changed compose file: what recreates a container
+//! and what must not (docker compose's rules).
+
+mod common;
+
+use common::Project;
+
+const BASE: &str = r#"
+services:
+  app:
+    image: busybox
+    init: true
+    command: sleep infinity
+    environment:
+      LEVEL: "1"
+  db:
+    image: busybox
+    init: true
+    command: sleep infinity
+"#;
+
+fn id(p: &Project, service: &str) -> serde_json::Value {
+    let name = format!("{}-{service}-1", p.name);
+    let id = Project::container(&p.state_json(), &name)["id"].clone();
+    assert!(id.is_string(), "no container {name}");
+    id
+}
+
+fn write(p: &Project, compose: &str) {
+    std::fs::write(p.dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
+}
+
+/// docker compose's service hash leaves out `build`, `pull_policy`, `depends_on`, `profiles`
+/// and the replica count: changing them, or pulling again, keeps the containers; a change of
+/// anything else recreates.
+#[test]
+fn only_a_configuration_change_recreates() {
+    let Some(p) = Project::new("only_a_configuration_change_recreates", "conv", BASE) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let (app, db) = (id(&p, "app"), id(&p, "db"));
+
+    p.ok(&["up", "-d", "--pull", "always"]);
+    assert_eq!(
+        id(&p, "app"),
+        app,
+        "up --pull always recreated an unchanged app"
+    );
+    assert_eq!(
+        id(&p, "db"),
+        db,
+        "up --pull always recreated an unchanged db"
+    );
+
+    let more = BASE.replace(
+        "      LEVEL: \"1\"\n",
+        "      LEVEL: \"1\"\n    depends_on: [db]\n    pull_policy: missing\n    scale: 1\n",
+    );
+    write(&p, &more);
+    p.ok(&["up", "-d"]);
+    assert_eq!(
+        id(&p, "app"),
+        app,
+        "a new depends_on, pull_policy or scale recreated app"
+    );
+
+    write(&p, &more.replace("LEVEL: \"1\"", "LEVEL: \"2\""));
+    p.ok(&["up", "-d"]);
+    assert_ne!(
+        id(&p, "app"),
+        app,
+        "a changed environment did not recreate app"
+    );
+    assert_eq!(id(&p, "db"), db, "db was recreated with app");
+
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}
