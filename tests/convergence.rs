@@ -77,3 +77,57 @@ fn only_a_configuration_change_recreates() {
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// One identity per container: `$HOSTNAME`, `hostname` and /etc/hostname agree, for a
+/// service's container and a one-off `run`; a `hostname:` of the service is kept everywhere.
+#[test]
+fn hostname_and_its_variable_agree() {
+    let Some(p) = Project::new(
+        "hostname_and_its_variable_agree",
+        "convhost",
+        r#"
+services:
+  app:
+    image: busybox
+    init: true
+    command: sleep infinity
+  named:
+    image: busybox
+    init: true
+    hostname: box
+    command: sleep infinity
+"#,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let probe = [
+        "sh",
+        "-c",
+        "echo $HOSTNAME $(hostname) $(cat /etc/hostname)",
+    ];
+    let seen = |args: &[&str]| {
+        let o = p.ok(args);
+        let out = common::stdout(&o);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words.len(), 3, "{out}");
+        assert!(words.iter().all(|w| *w == words[0]), "{args:?}: {out}");
+        words[0].to_string()
+    };
+    let mut exec = vec!["exec", "-T", "app"];
+    exec.extend(probe);
+    let app = seen(&exec);
+    assert_eq!(app.len(), 12, "{app}");
+    let mut run = vec!["run", "--rm", "-T", "app"];
+    run.extend(probe);
+    let oneoff = seen(&run);
+    assert_ne!(
+        oneoff, app,
+        "a one-off container has an identity of its own"
+    );
+    let mut named = vec!["exec", "-T", "named"];
+    named.extend(probe);
+    assert_eq!(seen(&named), "box");
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

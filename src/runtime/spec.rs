@@ -611,6 +611,26 @@ fn build_inner(
     })
 }
 
+impl ContainerSpec {
+    /// Gives the container another id (the supervisor's: a fresh one per container, as docker
+    /// gives). A hostname that was the old id's first 12 digits follows the new id, and so does
+    /// `$HOSTNAME` unless the service or the image set it: the container's identity stays one.
+    pub fn set_id(&mut self, id: String) {
+        let old_default = self.id.get(..12).unwrap_or_default().to_string();
+        if let (true, Some(new_default)) = (self.hostname == old_default, id.get(..12)) {
+            let new_default = new_default.to_string();
+            let old_env = format!("HOSTNAME={old_default}");
+            for e in &mut self.env {
+                if *e == old_env {
+                    *e = format!("HOSTNAME={new_default}");
+                }
+            }
+            self.hostname = new_default;
+        }
+        self.id = id;
+    }
+}
+
 /// A stable 64-hex-digit id: sha256 of project, service and index.
 pub fn container_id(project: &str, service: &str, index: u32) -> String {
     let mut h = Sha256::new();
@@ -2142,6 +2162,23 @@ mod tests {
             "working_dir \"app\" is invalid: it must be an absolute path"
         );
         assert!(resolve_working_dir("", "rel").is_err());
+    }
+
+    #[test]
+    fn a_new_id_takes_the_default_hostname_and_its_variable_along() {
+        let mut spec = spec_with(&svc(), &image()).unwrap();
+        let id = "ab".repeat(32);
+        spec.set_id(id.clone());
+        assert_eq!(spec.id, id);
+        assert_eq!(spec.hostname, "abababababab");
+        assert!(spec.env.contains(&"HOSTNAME=abababababab".to_string()));
+
+        let mut service = svc();
+        service.hostname = "box".into();
+        let mut spec = spec_with(&service, &image()).unwrap();
+        spec.set_id(id);
+        assert_eq!(spec.hostname, "box");
+        assert!(spec.env.contains(&"HOSTNAME=box".to_string()));
     }
 
     #[test]

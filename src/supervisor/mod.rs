@@ -1943,15 +1943,13 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         .collect();
     let mut spec = spec::build(project, service, number, &image.config, &layers, host)
         .map_err(|e| e.to_string())?;
-    // A fresh ID per container (a recreated one gets a new one, as with docker).
-    spec.id = id;
+    // A fresh ID per container (a recreated one gets a new one, as with docker); the default
+    // hostname and `$HOSTNAME` follow it.
+    spec.set_id(id);
     spec.name = name;
     if oneoff {
         spec.labels
             .insert("com.docker.compose.oneoff".into(), "True".into());
-    }
-    if service.hostname.is_empty() && service.network_mode != "host" {
-        spec.hostname = spec.id[..12].to_string();
     }
     let policy = Policy::of(service).map_err(|e| e.to_string())?;
     let log = LogConfig::from_service(service).map_err(|e| e.to_string())?;
