@@ -131,3 +131,40 @@ services:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// `run --no-deps` neither starts nor waits for the service's dependencies, whatever state
+/// they are in (here: one whose healthcheck never passes and which has exited).
+#[test]
+fn run_no_deps_does_not_wait_for_dependencies() {
+    let Some(p) = Project::new(
+        "run_no_deps_does_not_wait_for_dependencies",
+        "convnodeps",
+        r#"
+services:
+  web:
+    image: busybox
+    command: "true"
+    depends_on:
+      db: {condition: service_healthy}
+  db:
+    image: busybox
+    command: sh -c "exit 3"
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+"#,
+    ) else {
+        return;
+    };
+    // db fails on its own: `up db` only.
+    let _ = p.rc(&["up", "-d", "db"]);
+    let o = p.ok(&["run", "--rm", "--no-deps", "-T", "web", "echo", "ran"]);
+    assert_eq!(common::stdout(&o), "ran\n", "{}", common::out(&o));
+    assert!(
+        !common::stderr(&o).contains("db"),
+        "run --no-deps spoke of its dependency: {}",
+        common::out(&o)
+    );
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

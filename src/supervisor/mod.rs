@@ -1360,8 +1360,11 @@ impl Engine {
                 self.orphans(&project, opts.remove_orphans, &opts.disabled_services, out)
                     .await?;
             }
-            self.wait_dependencies(&service, &[], opts.no_deps, false, out)
-                .await?;
+            // `--no-deps`: the dependencies are neither started nor awaited, as docker compose.
+            if !opts.no_deps {
+                self.wait_dependencies(&service, &[], false, false, out)
+                    .await?;
+            }
             self.ensure_networks(&project, std::slice::from_ref(&service.name), out)
                 .await?;
             let (h, pty) = self
