@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod host_firewall;
 pub mod ipam;
 pub mod names;
 pub mod netlink;
