@@ -35,8 +35,9 @@ pub const COMMENT_PREFIX: &str = "rcompose:";
 /// The chain Docker keeps for users' rules, jumped to first from FORWARD.
 const DOCKER_USER: &str = "DOCKER-USER";
 const FORWARD: &str = "FORWARD";
-/// Where the legacy (x_tables) backend lists its tables, per network namespace.
-const LEGACY_TABLES: &str = "/proc/net/ip_tables_names";
+/// Where the legacy (x_tables) backend lists its tables, per network namespace: the calling
+/// thread's (`/proc/net` is the process's, wrong for a thread that entered another namespace).
+const LEGACY_TABLES: &str = "/proc/thread-self/net/ip_tables_names";
 /// Whether bridged traffic passes the IP hooks, per network namespace.
 const BR_NETFILTER: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
