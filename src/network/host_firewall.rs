@@ -236,7 +236,14 @@ pub fn desired(project: &str, bridges: &[Bridge], chain: &str) -> Vec<Rule> {
         push(&["-i", n]);
         // Two rules: iptables-nft 1.8.9 turns `--ctstate RELATED,ESTABLISHED,DNAT` into
         // `ct status dnat` alone, losing the replies.
-        push(&["-o", n, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"]);
+        push(&[
+            "-o",
+            n,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+        ]);
         push(&["-o", n, "-m", "conntrack", "--ctstate", "DNAT"]);
     }
     // Two projects on one shared bridge would otherwise each list it; one copy per project.

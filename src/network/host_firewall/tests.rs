@@ -73,7 +73,10 @@ fn a_host_that_forwards_everything_needs_nothing() {
 fn rules_accept_out_of_the_bridge_replies_and_published_ports() {
     let rules = desired(
         "web",
-        &[bridge("rc-0000000000a1", false), bridge("rc-0000000000a2", true)],
+        &[
+            bridge("rc-0000000000a1", false),
+            bridge("rc-0000000000a2", true),
+        ],
         "DOCKER-USER",
     );
     let specs: Vec<String> = rules.iter().map(|r| r.spec.join(" ")).collect();
@@ -110,7 +113,10 @@ fn up_again_changes_nothing_and_only_the_missing_rules_are_added() {
     // A second network: its three rules, at the top, in order.
     let ops = plan(
         "web",
-        &[bridge("rc-0000000000a1", false), bridge("rc-0000000000a3", false)],
+        &[
+            bridge("rc-0000000000a1", false),
+            bridge("rc-0000000000a3", false),
+        ],
         &t,
     );
     let args: Vec<String> = ops.iter().map(|o| o.args().join(" ")).collect();
@@ -160,7 +166,16 @@ fn removal_takes_exactly_the_projects_rules() {
 fn quoted_words_are_split_as_iptables_prints_them() {
     assert_eq!(
         split_words(r#"-A X -m comment --comment "a b\"c" -j ACCEPT"#),
-        ["-A", "X", "-m", "comment", "--comment", "a b\"c", "-j", "ACCEPT"]
+        [
+            "-A",
+            "X",
+            "-m",
+            "comment",
+            "--comment",
+            "a b\"c",
+            "-j",
+            "ACCEPT"
+        ]
     );
     assert_eq!(split_words("  -P FORWARD DROP "), ["-P", "FORWARD", "DROP"]);
 }
