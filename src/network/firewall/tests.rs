@@ -378,10 +378,6 @@ fn set_bridge_netfilter(on: bool) -> bool {
 }
 
 impl Topology {
-    fn build(bridge_netfilter: bool) -> Topology {
-        Topology::build_on(bridge_netfilter, HostFirewall::Open)
-    }
-
     fn build_on(bridge_netfilter: bool, host_firewall: HostFirewall) -> Topology {
         let host = NetNs::new();
         host.run(|| host_firewall.install());
