@@ -2,7 +2,8 @@
 //!
 //! Every rule of project `p` lives in table `ip rcompose-p`, so a project's rules are found with
 //! `nft list table ip rcompose-p` and removed as a whole by deleting the table, and nothing else
-//! on the host is touched. The table is always replaced whole in one `nft -f -` transaction
+//! on the host is touched — except, on a host whose iptables `filter` table drops forwarded
+//! traffic (Docker's), the few accepts of host_firewall.rs, removed with the table. The table is always replaced whole in one `nft -f -` transaction
 //! (the kernel applies it atomically, or not at all): [`apply`] takes the project's complete
 //! desired state, which makes `up` idempotent. docs/networking.md explains the rules.
 
@@ -13,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
+use super::host_firewall::{self, HostFirewallError};
 use super::ipam::Ipv4Net;
 use super::names::BRIDGE_PREFIX;
 
@@ -77,6 +79,8 @@ pub enum FirewallError {
     Nft { action: String, stderr: String },
     #[error("cannot parse the output of {NFT} -j")]
     NftOutput(#[source] serde_json::Error),
+    #[error(transparent)]
+    Host(#[from] HostFirewallError),
 }
 
 type Result<T> = std::result::Result<T, FirewallError>;
@@ -417,12 +421,25 @@ pub fn apply(project: &str, rules: &ProjectRules) -> Result<()> {
         Some(&script),
         &format!("apply the rules of project {project}"),
     )?;
+    // A host firewall dropping forwarded traffic (Docker's) would drop what the table accepts.
+    let bridges: Vec<host_firewall::Bridge> = rules
+        .networks
+        .iter()
+        .map(|n| host_firewall::Bridge {
+            name: n.bridge.clone(),
+            internal: n.internal,
+        })
+        .collect();
+    host_firewall::sync(project, &bridges)?;
     Ok(())
 }
 
-/// Removes every rule of project `project`; `Ok(false)` when it had none.
+/// Removes every rule of project `project`, its table and what it added to the host's chains
+/// (host_firewall); `Ok(false)` when it had no table.
 pub fn remove(project: &str) -> Result<bool> {
     let table = table_name(project)?;
+    // Found by their comment, whether or not the table is still there (a crash in between).
+    let host = host_firewall::remove(project);
     let existed = projects()?.iter().any(|p| p == project);
     if existed {
         nft(
@@ -431,6 +448,7 @@ pub fn remove(project: &str) -> Result<bool> {
             &format!("remove the rules of project {project}"),
         )?;
     }
+    host?;
     Ok(existed)
 }
 

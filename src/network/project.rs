@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::{ContainerDns, Endpoint};
 use super::firewall::{self, FirewallError, NetworkRules, PortRange, ProjectRules, Protocol};
+use super::host_firewall;
 use super::ipam::{self, HostRoute, IpamError, Ipv4Net, Pool, Subnet};
 use super::names::{self, MacAddr, NamesError};
 use super::netlink::{self, Attachment, BridgeConfig, Netlink, NetlinkError};
@@ -1310,6 +1311,22 @@ async fn setup_steps(
         ports,
     };
     firewall::apply(project, &rules)?;
+    Ok(())
+}
+
+/// Checks again what the project keeps in the host's firewall chains (host_firewall) for
+/// `networks`, and restores it: a Docker engine that restarted meanwhile flushed its chains.
+/// For an `up` that creates no network (creating one applies everything).
+pub fn recheck_host_firewall(project: &str, networks: &[NetworkState]) -> Result<()> {
+    firewall::table_name(project)?;
+    let bridges: Vec<host_firewall::Bridge> = networks
+        .iter()
+        .map(|n| host_firewall::Bridge {
+            name: n.bridge.clone(),
+            internal: n.internal,
+        })
+        .collect();
+    host_firewall::sync(project, &bridges).map_err(FirewallError::from)?;
     Ok(())
 }
 

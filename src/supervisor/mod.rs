@@ -873,7 +873,8 @@ impl Engine {
             .cloned()
             .collect();
         if new.is_empty() {
-            return Ok(());
+            return project_net::recheck_host_firewall(&project.name, &previous)
+                .map_err(|e| e.to_string());
         }
         for n in new.iter().filter(|n| !n.external) {
             progress(out, "Network", &n.name, "Creating", false);

@@ -2,6 +2,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 
 use super::*;
+use crate::network::host_firewall;
 use crate::network::names::MacAddr;
 use crate::network::netlink::testns::{peer_ip, require_root, Echo, NetNs};
 use crate::network::netlink::{self, Attachment, BridgeConfig, Netlink};
@@ -293,8 +294,58 @@ fn projects_are_listed_replaced_and_removed() {
     });
 }
 
+/// What else manages the fake host's firewall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostFirewall {
+    /// Nothing: every base chain accepts.
+    Open,
+    /// As Docker leaves it with this iptables backend: FORWARD's policy DROP, and DOCKER-USER
+    /// jumped to first from FORWARD.
+    Docker(host_firewall::Backend),
+    /// Only FORWARD's policy DROP (a hardened host without Docker).
+    ForwardDrop(host_firewall::Backend),
+}
+
+impl HostFirewall {
+    /// Sets the host's chains up, in the current namespace.
+    fn install(self) {
+        let (backend, docker) = match self {
+            HostFirewall::Open => return,
+            HostFirewall::Docker(b) => (b, true),
+            HostFirewall::ForwardDrop(b) => (b, false),
+        };
+        let mut steps = vec![vec!["-P", "FORWARD", "DROP"]];
+        if docker {
+            steps.push(vec!["-N", "DOCKER-USER"]);
+            steps.push(vec!["-A", "DOCKER-USER", "-j", "RETURN"]);
+            steps.push(vec!["-I", "FORWARD", "-j", "DOCKER-USER"]);
+        }
+        for step in steps {
+            let out = std::process::Command::new(backend.binary())
+                .args(&step)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{backend} {step:?}: {out:?}");
+        }
+    }
+
+    /// The host's whole firewall as text, without counters: nft's ruleset and the legacy tables.
+    fn snapshot(self, host: &NetNs) -> String {
+        let mut text = host.cmd(&["nft", "-s", "list", "ruleset"]);
+        if self == HostFirewall::Docker(host_firewall::Backend::Legacy)
+            || self == HostFirewall::ForwardDrop(host_firewall::Backend::Legacy)
+        {
+            text.push_str(&host.cmd(&["iptables-legacy", "-t", "filter", "-S"]));
+        }
+        text
+    }
+}
+
 /// The fake host with its networks and containers, all inside namespaces of this test.
 struct Topology {
+    host_firewall: HostFirewall,
+    /// The host's firewall before rcompose's rules.
+    before: String,
     host: NetNs,
     a1: NetNs,
     a2: NetNs,
@@ -327,9 +378,13 @@ fn set_bridge_netfilter(on: bool) -> bool {
 }
 
 impl Topology {
-    fn build(bridge_netfilter: bool) -> Topology {
+    fn build_on(bridge_netfilter: bool, host_firewall: HostFirewall) -> Topology {
+        let host = NetNs::new();
+        host.run(|| host_firewall.install());
         let t = Topology {
-            host: NetNs::new(),
+            host_firewall,
+            before: host_firewall.snapshot(&host),
+            host,
             a1: NetNs::new(),
             a2: NetNs::new(),
             b1: NetNs::new(),
@@ -463,7 +518,11 @@ impl Topology {
         let links = self.host.cmd(&["ip", "-o", "link"]);
         assert_eq!(links.lines().count(), 1, "only lo is left: {links}");
         assert!(self.host.cmd(&["ip", "route"]).trim().is_empty());
-        assert!(self.host.cmd(&["nft", "list", "ruleset"]).trim().is_empty());
+        // The host's own rules exactly as they were; nothing else.
+        assert_eq!(self.host_firewall.snapshot(&self.host), self.before);
+        if self.host_firewall == HostFirewall::Open {
+            assert!(self.host.cmd(&["nft", "list", "ruleset"]).trim().is_empty());
+        }
     }
 }
 
@@ -480,7 +539,11 @@ fn networks_are_masqueraded_and_isolated() {
 }
 
 fn masquerade_and_isolation(bridge_netfilter: bool) {
-    let t = Topology::build(bridge_netfilter);
+    masquerade_and_isolation_on(bridge_netfilter, HostFirewall::Open);
+}
+
+fn masquerade_and_isolation_on(bridge_netfilter: bool, host_firewall: HostFirewall) {
+    let t = Topology::build_on(bridge_netfilter, host_firewall);
     {
         let _a1 = Echo::tcp(&t.a1, sock("0.0.0.0", 80));
         let _b1 = Echo::tcp(&t.b1, sock("0.0.0.0", 80));
@@ -521,7 +584,11 @@ fn published_ports_without_br_netfilter() {
 }
 
 fn published_ports(bridge_netfilter: bool) {
-    let t = Topology::build(bridge_netfilter);
+    published_ports_on(bridge_netfilter, HostFirewall::Open);
+}
+
+fn published_ports_on(bridge_netfilter: bool, host_firewall: HostFirewall) {
+    let t = Topology::build_on(bridge_netfilter, host_firewall);
     {
         let _tcp = Echo::tcp(&t.a1, sock("0.0.0.0", 80));
         let _udp = Echo::udp(&t.a1, sock("0.0.0.0", 53));
@@ -560,4 +627,35 @@ fn published_ports(bridge_netfilter: bool) {
         assert!(t.host.tcp_query(sock("127.0.0.1", 80)).is_err());
     }
     t.teardown();
+}
+
+/// Docker's firewall (FORWARD policy DROP, DOCKER-USER, br_netfilter) with the iptables-nft
+/// backend, Debian 12's default: every path still works as on an open host, and removing the
+/// project leaves the host's rules exactly as they were.
+#[test]
+fn beside_dockers_firewall_with_iptables_nft() {
+    if require_root("beside_dockers_firewall_with_iptables_nft") {
+        let docker = HostFirewall::Docker(host_firewall::Backend::Nft);
+        masquerade_and_isolation_on(true, docker);
+        published_ports_on(true, docker);
+    }
+}
+
+#[test]
+fn beside_dockers_firewall_with_iptables_legacy() {
+    if require_root("beside_dockers_firewall_with_iptables_legacy") {
+        let docker = HostFirewall::Docker(host_firewall::Backend::Legacy);
+        masquerade_and_isolation_on(true, docker);
+        published_ports_on(true, docker);
+    }
+}
+
+/// A host dropping forwarded traffic without Docker: the rules go to FORWARD.
+#[test]
+fn on_a_host_whose_forward_policy_is_drop() {
+    if require_root("on_a_host_whose_forward_policy_is_drop") {
+        let drop = HostFirewall::ForwardDrop(host_firewall::Backend::Nft);
+        masquerade_and_isolation_on(false, drop);
+        published_ports_on(true, drop);
+    }
 }
