@@ -946,6 +946,7 @@ services:
     let o = c.rc(&["up", "-d"]);
     assert!(!o.status.success(), "{}", out(&o));
     assert!(stderr(&o).contains(&short.to_string()), "{}", out(&o));
+    assert!(stderr(&o).contains("service web"), "{}", out(&o));
     c.assert_nothing_left();
     b.ok(&["down"]);
     b.assert_nothing_left();

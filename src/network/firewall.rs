@@ -83,6 +83,20 @@ pub enum FirewallError {
     Host(#[from] HostFirewallError),
 }
 
+impl FirewallError {
+    /// The host port an error is about, when it is about one.
+    pub fn port(&self) -> Option<(Protocol, u16)> {
+        match self {
+            FirewallError::Duplicate { protocol, port, .. }
+            | FirewallError::PortInUse { protocol, port, .. }
+            | FirewallError::PublishedElsewhere { protocol, port, .. }
+            | FirewallError::HostIp { protocol, port, .. }
+            | FirewallError::PortCheck { protocol, port, .. } => Some((*protocol, *port)),
+            _ => None,
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, FirewallError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

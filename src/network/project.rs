@@ -147,6 +147,13 @@ pub enum ProjectError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    /// A host port that cannot be published, with the service that asked for it.
+    #[error("service {service}: {source}")]
+    ServicePort {
+        service: String,
+        #[source]
+        source: FirewallError,
+    },
     #[error(transparent)]
     Resolv(#[from] ResolvError),
     #[error("{error}; rolling back also failed: {rollback}")]
@@ -1162,6 +1169,7 @@ pub fn check_fixed_ports(
     own: &[PortBinding],
 ) -> Result<()> {
     let mut wanted = Vec::new();
+    let mut owners: Vec<&str> = Vec::new();
     for service in services {
         if service.network_mode == "host" {
             continue;
@@ -1204,11 +1212,26 @@ pub fn check_fixed_ports(
             // The same port twice is a scaled service: the error comes with its second replica.
             if !wanted.contains(&port) {
                 wanted.push(port);
+                owners.push(service.name.as_str());
             }
         }
     }
-    firewall::check_ports_free(project, &wanted)?;
-    Ok(())
+    firewall::check_ports_free(project, &wanted).map_err(|e| {
+        // The port the error is about, and the last service asking for it (for a port
+        // published twice, the second one).
+        let owner = e.port().and_then(|(protocol, port)| {
+            wanted
+                .iter()
+                .zip(&owners)
+                .rev()
+                .find(|(w, _)| w.protocol == protocol && w.host_ports.ports().any(|p| p == port))
+                .map(|(_, s)| s.to_string())
+        });
+        match owner {
+            Some(service) => ProjectError::ServicePort { service, source: e },
+            None => ProjectError::Firewall(e),
+        }
+    })
 }
 
 fn network<'a>(networks: &'a [NetworkState], key: &str) -> Result<&'a NetworkState> {
