@@ -36,6 +36,8 @@ pub enum YamlError {
     NonStringKey { path: TreePath, key: String },
     #[error("top-level object must be a mapping")]
     NotAMapping,
+    #[error("{path}: map merge requires a mapping or a sequence of mappings as the value of `<<`, found {found}")]
+    Merge { path: TreePath, found: &'static str },
 }
 
 impl YamlError {
@@ -69,7 +71,7 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
         if value.is_null() {
             continue;
         }
-        value.apply_merge().map_err(syntax_error)?;
+        apply_merge(&mut value, &TreePath::root())?;
         check_keys(&value, &TreePath::root())?;
         docs.push(value);
     }
@@ -84,6 +86,93 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
         }
     }
     Ok(docs)
+}
+
+/// Resolve `<<` merge keys at every depth, the way go-yaml v3 (docker compose's parser) does:
+/// a mapping's own keys win over merged ones, in `<<: [*a, *b]` the first mapping that has a
+/// key wins, and a merged mapping has its own merge keys resolved first, so merges nest and
+/// chain through anchors (`x-b: &b {<<: *a}` then `<<: *b`). serde_yaml's `apply_merge` copies
+/// a merged mapping's `<<` in unresolved, which is why this is ours. A merged value tagged
+/// `!reset` contributes nothing (compose-go drops reset nodes before merging); other tags are
+/// looked through.
+fn apply_merge(v: &mut Value, path: &TreePath) -> Result<(), YamlError> {
+    match v {
+        Value::Mapping(m) => {
+            // Resolve the children first: the `<<` value itself and everything it merges in
+            // are resolved before their keys are copied.
+            for (k, child) in m.iter_mut() {
+                let p = match k {
+                    Value::String(s) => path.key(s.clone()),
+                    _ => path.clone(),
+                };
+                apply_merge(child, &p)?;
+            }
+            let Some(merge) = m.remove("<<") else {
+                return Ok(());
+            };
+            let here = path.key("<<");
+            let mut sources = Vec::new();
+            match untag(merge) {
+                None => {}
+                Some(Value::Mapping(src)) => sources.push(src),
+                Some(Value::Sequence(items)) => {
+                    for item in items {
+                        match untag(item) {
+                            None => {}
+                            Some(Value::Mapping(src)) => sources.push(src),
+                            Some(other) => {
+                                return Err(YamlError::Merge {
+                                    path: here,
+                                    found: kind(&other),
+                                })
+                            }
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(YamlError::Merge {
+                        path: here,
+                        found: kind(&other),
+                    })
+                }
+            }
+            for src in sources {
+                for (k, val) in src {
+                    m.entry(k).or_insert(val);
+                }
+            }
+            Ok(())
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                apply_merge(item, &path.index(i))?;
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => apply_merge(&mut t.value, path),
+        _ => Ok(()),
+    }
+}
+
+/// A merge source without its tag; `None` for a `!reset` one, which merges nothing.
+fn untag(v: Value) -> Option<Value> {
+    match v {
+        Value::Tagged(t) if t.tag == "!reset" => None,
+        Value::Tagged(t) => untag(t.value),
+        other => Some(other),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
 }
 
 /// A cheap test for a token such as ` 0440` before walking the whole file for octals.
@@ -505,6 +594,43 @@ mod tests {
         let web = &docs[0]["services"]["web"];
         assert_eq!(web["image"], Value::String("busybox".into()));
         assert_eq!(web["command"], Value::Bool(true));
+    }
+
+    #[test]
+    fn merge_keys_nest_chain_and_keep_first_wins() {
+        let docs = parse_documents(
+            "x-a: &a {restart: always, environment: {A: a, <<: {Z: z}}}\n\
+             x-b: &b {<<: *a, image: busybox}\n\
+             x-c: &c {user: c, image: other}\n\
+             services:\n  s1: {<<: *b}\n  s2: {<<: [*b, *c], restart: 'no'}\n  s3: {<<: [*c, *b]}\n",
+        )
+        .unwrap();
+        let s = &docs[0]["services"];
+        assert_eq!(s["s1"]["restart"], Value::from("always"));
+        assert_eq!(s["s1"]["image"], Value::from("busybox"));
+        assert_eq!(s["s1"]["environment"]["Z"], Value::from("z"));
+        assert!(s["s1"].get("<<").is_none());
+        assert_eq!(s["s2"]["restart"], Value::from("no"));
+        assert_eq!(s["s2"]["image"], Value::from("busybox"));
+        assert_eq!(s["s2"]["user"], Value::from("c"));
+        assert_eq!(s["s3"]["image"], Value::from("other"));
+    }
+
+    #[test]
+    fn merge_of_a_scalar_is_an_error_and_reset_merges_nothing() {
+        for bad in ["1", "null", "[1]", "[[{a: 1}]]"] {
+            let err = parse_documents(&format!("services:\n  s:\n    <<: {bad}\n")).unwrap_err();
+            assert!(
+                err.to_string().starts_with("services.s.<<: map merge requires"),
+                "{bad}: {err}"
+            );
+        }
+        let docs = parse_documents(
+            "services:\n  s:\n    <<: [!reset {user: a}, !override {restart: always}]\n",
+        )
+        .unwrap();
+        assert!(docs[0]["services"]["s"].get("user").is_none());
+        assert_eq!(docs[0]["services"]["s"]["restart"], Value::from("always"));
     }
 
     #[test]
