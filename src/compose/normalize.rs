@@ -892,22 +892,28 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
     Ok(())
 }
 
-/// Commands given as one string are split the way a POSIX shell splits words (no expansion),
-/// and a healthcheck test given as a string runs through the shell (`CMD-SHELL`).
-pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
-    fn split(v: &mut Value, what: &str) -> Result<(), NormalizeError> {
+/// Commands given as one string are split into words as docker compose splits them
+/// ([`super::shellwords`]), and a healthcheck test given as a string runs through the shell
+/// (`CMD-SHELL`). Returns a warning for every string whose tail the splitter dropped at a
+/// shell operator (`echo a && echo b` runs `echo a`), which docker compose drops silently.
+pub fn split_commands(tree: &mut Value) -> Result<Vec<String>, NormalizeError> {
+    fn split(v: &mut Value, what: &str, warnings: &mut Vec<String>) -> Result<(), NormalizeError> {
         if let Value::String(s) = v {
-            let words = shell_words::split(s).map_err(|e| {
-                NormalizeError::Message(format!("{what}: invalid command line {s:?}: {e}"))
+            let split = super::shellwords::split(s).map_err(|e| {
+                NormalizeError::Message(format!("{what}: {e}: {s:?}"))
             })?;
-            *v = Value::Sequence(words.into_iter().map(Value::from).collect());
+            if let Some(dropped) = &split.dropped {
+                warnings.push(dropped_warning(what, s, dropped));
+            }
+            *v = Value::Sequence(split.words.into_iter().map(Value::from).collect());
         }
         Ok(())
     }
+    let mut warnings = Vec::new();
     for (name, service) in services_mut(tree) {
         for key in ["command", "entrypoint"] {
             if let Some(v) = service.get_mut(key) {
-                split(v, &format!("services.{name}.{key}"))?;
+                split(v, &format!("services.{name}.{key}"), &mut warnings)?;
             }
         }
         if let Some(Value::Mapping(hc)) = service.get_mut("healthcheck") {
@@ -918,9 +924,13 @@ pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
         }
         for hook in ["post_start", "pre_stop"] {
             if let Some(Value::Sequence(hooks)) = service.get_mut(hook) {
-                for h in hooks.iter_mut() {
+                for (i, h) in hooks.iter_mut().enumerate() {
                     if let Some(c) = h.get_mut("command") {
-                        split(c, &format!("services.{name}.{hook}.command"))?;
+                        split(
+                            c,
+                            &format!("services.{name}.{hook}[{i}].command"),
+                            &mut warnings,
+                        )?;
                     }
                 }
             }
@@ -928,14 +938,33 @@ pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
         if let Some(Value::Sequence(watch)) =
             service.get_mut("develop").and_then(|d| d.get_mut("watch"))
         {
-            for w in watch.iter_mut() {
+            for (i, w) in watch.iter_mut().enumerate() {
                 if let Some(c) = w.get_mut("exec").and_then(|e| e.get_mut("command")) {
-                    split(c, &format!("services.{name}.develop.watch.exec.command"))?;
+                    split(
+                        c,
+                        &format!("services.{name}.develop.watch[{i}].exec.command"),
+                        &mut warnings,
+                    )?;
                 }
             }
         }
     }
-    Ok(())
+    Ok(warnings)
+}
+
+/// The warning for a command string cut at a shell operator: what runs, what is dropped, and
+/// the form that would run the whole line.
+pub fn dropped_warning(what: &str, line: &str, dropped: &str) -> String {
+    let kept = line[..line.len() - dropped.len()].trim_end();
+    let runs = if kept.is_empty() {
+        "the command is empty".to_string()
+    } else {
+        format!("only {kept:?} runs")
+    };
+    format!(
+        "{what}: {line:?} is not run by a shell: {runs} and {dropped:?} is dropped \
+         (as docker compose does); to run the whole line write [\"sh\", \"-c\", {line:?}]"
+    )
 }
 
 #[cfg(test)]
@@ -959,6 +988,22 @@ mod tests {
         );
         let mut bad = tree("services:\n  a: {command: \"echo 'unterminated\"}\n");
         assert!(split_commands(&mut bad).is_err());
+    }
+
+    #[test]
+    fn a_command_cut_at_an_operator_is_split_like_docker_and_warned_about() {
+        let mut t = tree("services:\n  a:\n    command: echo one && echo two\n    post_start: [{command: 'x; y'}]\n");
+        let warnings = split_commands(&mut t).unwrap();
+        assert_eq!(t["services"]["a"]["command"], tree("[echo, one]"));
+        assert_eq!(t["services"]["a"]["post_start"][0]["command"], tree("[x]"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("services.a.command: "), "{}", warnings[0]);
+        assert!(warnings[0].contains("\"&& echo two\" is dropped"), "{}", warnings[0]);
+        assert!(
+            warnings[0].contains(r#"["sh", "-c", "echo one && echo two"]"#),
+            "{}",
+            warnings[0]
+        );
     }
 
     #[test]
