@@ -633,6 +633,54 @@ pub fn check_names(tree: &Value) -> Result<(), NormalizeError> {
 
 /// Cross-references docker compose checks: images or builds, declared networks, volumes,
 /// secrets and configs, existing dependencies, unique container names, dependency cycles.
+/// The service-level resource keys that duplicate a `deploy.resources` one. As compose-go's
+/// consistency check: when the service-level value is set (non-zero) and the `deploy` block
+/// has the `limits` (or `reservations`) mapping at all, the two must be equal, an absent
+/// deploy value counting as zero. Values are compared after canonicalisation (bytes, CPUs).
+fn check_distinct_resources(name: &str, s: &Mapping) -> Result<(), NormalizeError> {
+    // Unparsable values count as zero here; decoding the model reports them.
+    fn number(v: Option<&Value>, bytes: bool) -> f64 {
+        match v {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+            Some(Value::String(s)) if bytes => {
+                super::model::parse_bytes(s).map_or(0.0, |b| b as f64)
+            }
+            Some(Value::String(s)) => s.trim().parse().unwrap_or(0.0),
+            _ => 0.0,
+        }
+    }
+    let Some(resources) = get(s, "deploy").and_then(|d| d.get("resources")) else {
+        return Ok(());
+    };
+    // (service key, deploy section, deploy key, compared as compose-go's float32 CPUs)
+    const PAIRS: [(&str, &str, &str, bool); 4] = [
+        ("cpus", "limits", "cpus", true),
+        ("mem_limit", "limits", "memory", false),
+        ("mem_reservation", "reservations", "memory", false),
+        ("pids_limit", "limits", "pids", false),
+    ];
+    for (key, section, deploy_key, is_cpus) in PAIRS {
+        let bytes = deploy_key == "memory";
+        let top = number(get(s, key), bytes);
+        let Some(Value::Mapping(sect)) = resources.get(section) else {
+            continue;
+        };
+        let other = number(get(sect, deploy_key), bytes);
+        let differs = if is_cpus {
+            top as f32 != other as f32
+        } else {
+            top != other
+        };
+        if top != 0.0 && differs {
+            return Err(invalid(format!(
+                "services.{name}: can't set distinct values on '{key}' and \
+                 'deploy.resources.{section}.{deploy_key}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
     let declared = |kind: &str, name: &str| -> bool {
         tree.get(kind)
@@ -658,6 +706,7 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
                 )));
             }
         }
+        check_distinct_resources(name, s)?;
         if let Some(Value::Mapping(build)) = get(s, "build") {
             if get(build, "dockerfile").is_some()
                 && get(build, "dockerfile_inline").is_some()
@@ -988,6 +1037,25 @@ mod tests {
         );
         let mut bad = tree("services:\n  a: {command: \"echo 'unterminated\"}\n");
         assert!(split_commands(&mut bad).is_err());
+    }
+
+    #[test]
+    fn service_resources_must_agree_with_deploy_resources() {
+        let check = |body: &str| {
+            let t = tree(&format!("services:\n  s:\n    image: x\n{body}\n"));
+            check_consistency(&t).map_err(|e| e.to_string())
+        };
+        let err = check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}")
+            .unwrap_err();
+        assert!(err.contains("can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"), "{err}");
+        // An absent deploy value counts as zero once the limits mapping exists.
+        assert!(check("    pids_limit: 5\n    deploy: {resources: {limits: {cpus: 1}}}").is_err());
+        assert!(check("    cpus: 0.5\n    deploy: {resources: {limits: {memory: 1g}}}").is_err());
+        assert!(check("    mem_reservation: 1g\n    deploy: {resources: {reservations: {}}}").is_err());
+        // Equal after units, or nothing to compare with.
+        assert!(check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 1024m}}}").is_ok());
+        assert!(check("    cpus: '1.5'\n    deploy: {resources: {limits: {cpus: 1.5}}}").is_ok());
+        assert!(check("    mem_limit: 1g\n    deploy: {resources: {}}").is_ok());
     }
 
     #[test]
