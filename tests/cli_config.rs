@@ -320,8 +320,14 @@ fn listings_follow_dependency_order() {
         "alpha\nbeta\ndb\ncache\nweb\nworker\n"
     );
     // Named services change nothing, even unknown or disabled ones.
-    assert_eq!(run(&["config", "--services", "web", "nosuch"]), "alpha\nbeta\ndb\ncache\n");
-    assert_eq!(run(&["config", "--images", "worker"]), "postgres\nredis\npython\n");
+    assert_eq!(
+        run(&["config", "--services", "web", "nosuch"]),
+        "alpha\nbeta\ndb\ncache\n"
+    );
+    assert_eq!(
+        run(&["config", "--images", "worker"]),
+        "postgres\nredis\npython\n"
+    );
     let json = json_config(dir.path(), &["--profile", "*"]);
     assert_eq!(json["services"].as_object().map(|m| m.len()), Some(6));
     let out = rcompose_in(dir.path(), &["config", "--format", "json", "web"]);

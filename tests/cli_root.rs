@@ -52,7 +52,11 @@ fn commands_say_they_need_root_before_touching_anything() {
             .env("RCOMPOSE_RUN", &run)
             .output()
             .expect("runuser");
-        (out.status.code(), common::stderr(&out), common::stdout(&out))
+        (
+            out.status.code(),
+            common::stderr(&out),
+            common::stdout(&out),
+        )
     };
     let commands: &[&[&str]] = &[
         &["up", "-d"],
@@ -72,8 +76,17 @@ fn commands_say_they_need_root_before_touching_anything() {
         let (code, err, _) = as_nobody(args);
         let expect = format!("rcompose {} needs root: ", args[0]);
         assert_eq!(code, Some(1), "{args:?}: {err}");
-        assert!(err.contains(&expect), "{args:?} does not say it needs root: {err}");
-        for blame in ["lock", "Permission denied", "set owner", "registry", "docker.io"] {
+        assert!(
+            err.contains(&expect),
+            "{args:?} does not say it needs root: {err}"
+        );
+        for blame in [
+            "lock",
+            "Permission denied",
+            "set owner",
+            "registry",
+            "docker.io",
+        ] {
             assert!(!err.contains(blame), "{args:?} blames {blame:?}: {err}");
         }
         assert_eq!(err.lines().count(), 1, "{args:?}: one message: {err}");

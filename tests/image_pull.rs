@@ -544,7 +544,10 @@ fn a_failure_after_the_download_is_not_followed_by_other_registries() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("escaped-by-rcompose-test"), "names the entry: {err}");
+    assert!(
+        err.contains("escaped-by-rcompose-test"),
+        "names the entry: {err}"
+    );
     assert!(
         !err.contains("cannot reach") && !err.contains("every registry failed"),
         "a registry is blamed for a failure it did not cause: {err}"

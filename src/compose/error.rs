@@ -64,10 +64,7 @@ fn located(
 /// `services.app.comand`, and printing the path in front of it would name the place twice.
 fn names_its_place(message: &str, path: &TreePath) -> bool {
     use super::path::Seg;
-    let first = message
-        .split([' ', ':'])
-        .next()
-        .unwrap_or_default();
+    let first = message.split([' ', ':']).next().unwrap_or_default();
     let segs = path.segments();
     // At the top level the schema message has no path to start with, but names the key.
     if let [Seg::Key(k)] = segs {

@@ -215,7 +215,8 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     }
     normalize::resolve_env_files(&mut tree, &env).map_err(|e| LoadError::Invalid(e.to_string()))?;
 
-    let cut = normalize::split_commands(&mut tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    let cut =
+        normalize::split_commands(&mut tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
     for w in cut {
         ctx.warn(w);
     }

@@ -948,9 +948,8 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
 pub fn split_commands(tree: &mut Value) -> Result<Vec<String>, NormalizeError> {
     fn split(v: &mut Value, what: &str, warnings: &mut Vec<String>) -> Result<(), NormalizeError> {
         if let Value::String(s) = v {
-            let split = super::shellwords::split(s).map_err(|e| {
-                NormalizeError::Message(format!("{what}: {e}: {s:?}"))
-            })?;
+            let split = super::shellwords::split(s)
+                .map_err(|e| NormalizeError::Message(format!("{what}: {e}: {s:?}")))?;
             if let Some(dropped) = &split.dropped {
                 warnings.push(dropped_warning(what, s, dropped));
             }
@@ -1047,13 +1046,22 @@ mod tests {
         };
         let err = check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}")
             .unwrap_err();
-        assert!(err.contains("can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"), "{err}");
+        assert!(
+            err.contains(
+                "can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"
+            ),
+            "{err}"
+        );
         // An absent deploy value counts as zero once the limits mapping exists.
         assert!(check("    pids_limit: 5\n    deploy: {resources: {limits: {cpus: 1}}}").is_err());
         assert!(check("    cpus: 0.5\n    deploy: {resources: {limits: {memory: 1g}}}").is_err());
-        assert!(check("    mem_reservation: 1g\n    deploy: {resources: {reservations: {}}}").is_err());
+        assert!(
+            check("    mem_reservation: 1g\n    deploy: {resources: {reservations: {}}}").is_err()
+        );
         // Equal after units, or nothing to compare with.
-        assert!(check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 1024m}}}").is_ok());
+        assert!(
+            check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 1024m}}}").is_ok()
+        );
         assert!(check("    cpus: '1.5'\n    deploy: {resources: {limits: {cpus: 1.5}}}").is_ok());
         assert!(check("    mem_limit: 1g\n    deploy: {resources: {}}").is_ok());
     }
@@ -1065,8 +1073,16 @@ mod tests {
         assert_eq!(t["services"]["a"]["command"], tree("[echo, one]"));
         assert_eq!(t["services"]["a"]["post_start"][0]["command"], tree("[x]"));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].starts_with("services.a.command: "), "{}", warnings[0]);
-        assert!(warnings[0].contains("\"&& echo two\" is dropped"), "{}", warnings[0]);
+        assert!(
+            warnings[0].starts_with("services.a.command: "),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains("\"&& echo two\" is dropped"),
+            "{}",
+            warnings[0]
+        );
         assert!(
             warnings[0].contains(r#"["sh", "-c", "echo one && echo two"]"#),
             "{}",

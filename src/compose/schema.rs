@@ -1624,8 +1624,10 @@ configs:
             .ends_with("(did you mean `resources`?)"));
         assert!(msg("services:\n  a: {image: x, ports: [{targt: 80}]}\n")
             .ends_with("(did you mean `target`?)"));
-        assert!(msg("services:\n  a: {image: x, healthcheck: {intervl: 1s}}\n")
-            .ends_with("(did you mean `interval`?)"));
+        assert!(
+            msg("services:\n  a: {image: x, healthcheck: {intervl: 1s}}\n")
+                .ends_with("(did you mean `interval`?)")
+        );
         assert!(msg("networks:\n  n: {drivr: x}\n").ends_with("(did you mean `driver`?)"));
         let two = msg("services:\n  a: {image: x, imgae: y, enviroment: {}}\n");
         assert!(

@@ -181,7 +181,16 @@ mod tests {
 
     #[test]
     fn unbalanced_lines_are_rejected() {
-        for line in ["a\\", "a 'b", "a \"b", "a `b", "a $(b", "a (b", "a ) b", "a $(b (c))"] {
+        for line in [
+            "a\\",
+            "a 'b",
+            "a \"b",
+            "a `b",
+            "a $(b",
+            "a (b",
+            "a ) b",
+            "a $(b (c))",
+        ] {
             assert_eq!(split(line), Err(ShellwordsError::Invalid), "{line:?}");
         }
     }

@@ -621,7 +621,8 @@ mod tests {
         for bad in ["1", "null", "[1]", "[[{a: 1}]]"] {
             let err = parse_documents(&format!("services:\n  s:\n    <<: {bad}\n")).unwrap_err();
             assert!(
-                err.to_string().starts_with("services.s.<<: map merge requires"),
+                err.to_string()
+                    .starts_with("services.s.<<: map merge requires"),
                 "{bad}: {err}"
             );
         }
