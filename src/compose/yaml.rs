@@ -55,7 +55,11 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
     // A UTF-8 BOM is legal at the start of a YAML stream but libyaml reports it as a character.
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(content) {
+    // A quoted `"<<"` key is an ordinary key in YAML (and for docker compose); serde_yaml
+    // forgets the quotes and would merge it. Such keys are renamed for the parse and back after.
+    let hidden = hide_quoted_merge_keys(content)?;
+    let parsed = hidden.as_deref().unwrap_or(content);
+    for de in serde_yaml::Deserializer::from_str(parsed) {
         let mut value = Value::deserialize(de).map_err(|e| {
             let mut err = syntax_error(e);
             // serde_yaml points at the mapping holding a duplicate key; point at the duplicate.
@@ -72,6 +76,9 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
             continue;
         }
         apply_merge(&mut value, &TreePath::root())?;
+        if hidden.is_some() {
+            unhide_merge_keys(&mut value);
+        }
         check_keys(&value, &TreePath::root())?;
         docs.push(value);
     }
@@ -172,6 +179,107 @@ fn kind(v: &Value) -> &'static str {
         Value::Sequence(_) => "a sequence",
         Value::Mapping(_) => "a mapping",
         Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// What a quoted `<<` key is renamed to while serde_yaml parses: a private-use character no
+/// compose key contains.
+const HIDDEN_MERGE_KEY: &str = "\u{e000}<<";
+
+/// The source with every quoted `"<<"` / `'<<'` mapping key renamed to [`HIDDEN_MERGE_KEY`],
+/// or `None` when there is none (the common case, found without parsing). A mapping with both
+/// a quoted and a plain `<<` has a duplicate key, as go-yaml says.
+fn hide_quoted_merge_keys(content: &str) -> Result<Option<String>, YamlError> {
+    use yaml_rust2::scanner::TScalarStyle;
+    if !content.contains("\"<<\"") && !content.contains("'<<'") {
+        return Ok(None);
+    }
+    // Mapping frames alternate key, value; only a scalar in key position is a key. The
+    // second member: whether the mapping already has a `<<` key.
+    let mut expecting_key: Vec<(Option<bool>, bool)> = Vec::new();
+    let mut at = Vec::new();
+    let mut parser = Parser::new_from_str(content);
+    while let Ok((ev, mark)) = parser.next_token() {
+        let is_key = matches!(expecting_key.last(), Some((Some(true), _)));
+        let mut completed = false;
+        match ev {
+            Event::StreamEnd => break,
+            Event::MappingStart(..) => {
+                expecting_key.push((Some(true), false));
+                continue;
+            }
+            Event::SequenceStart(..) => {
+                expecting_key.push((None, false));
+                continue;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                expecting_key.pop();
+                completed = true;
+            }
+            Event::Scalar(text, style, ..) => {
+                if is_key && text == "<<" {
+                    if let Some((_, seen)) = expecting_key.last_mut() {
+                        if *seen {
+                            return Err(YamlError::Syntax {
+                                message: "duplicate entry with key \"<<\"".to_string(),
+                                location: Some(Location {
+                                    line: mark.line(),
+                                    column: mark.col() + 1,
+                                }),
+                            });
+                        }
+                        *seen = true;
+                    }
+                    if style != TScalarStyle::Plain {
+                        at.push(mark.index());
+                    }
+                }
+                completed = true;
+            }
+            Event::Alias(..) => completed = true,
+            _ => {}
+        }
+        if completed {
+            if let Some((Some(k), _)) = expecting_key.last_mut() {
+                *k = !*k;
+            }
+        }
+    }
+    if at.is_empty() {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(content.len() + at.len() * 3);
+    let mut last = 0;
+    for i in at {
+        // The marker is the opening quote; anything else (an escape such as "\x3c<") is left.
+        let quoted = content
+            .get(i..)
+            .is_some_and(|r| r.starts_with("\"<<\"") || r.starts_with("'<<'"));
+        if !quoted || i < last {
+            continue;
+        }
+        out.push_str(&content[last..=i]);
+        out.push('\u{e000}');
+        last = i + 1;
+    }
+    out.push_str(&content[last..]);
+    Ok(Some(out))
+}
+
+/// Give hidden `<<` keys their name back, at every depth.
+fn unhide_merge_keys(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            if let Some(val) = m.remove(HIDDEN_MERGE_KEY) {
+                m.insert(Value::from("<<"), val);
+            }
+            for (_, child) in m.iter_mut() {
+                unhide_merge_keys(child);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(unhide_merge_keys),
+        Value::Tagged(t) => unhide_merge_keys(&mut t.value),
+        _ => {}
     }
 }
 
@@ -632,6 +740,22 @@ mod tests {
         .unwrap();
         assert!(docs[0]["services"]["s"].get("user").is_none());
         assert_eq!(docs[0]["services"]["s"]["restart"], Value::from("always"));
+    }
+
+    #[test]
+    fn a_quoted_merge_key_is_an_ordinary_key() {
+        let docs = parse_documents(
+            "services:\n  s:\n    labels: {\"<<\": q, x: y}\n    environment: {'<<': e}\n    <<: {user: u}\n",
+        )
+        .unwrap();
+        let s = &docs[0]["services"]["s"];
+        assert_eq!(s["labels"]["<<"], Value::from("q"));
+        assert_eq!(s["environment"]["<<"], Value::from("e"));
+        assert_eq!(s["user"], Value::from("u"));
+        assert!(s.get("<<").is_none());
+        let err = parse_documents("a:\n  \"<<\": 1\n  <<: {b: 1}\n").unwrap_err();
+        assert!(err.to_string().contains("duplicate entry"), "{err}");
+        assert_eq!(err.location().map(|l| (l.line, l.column)), Some((3, 3)));
     }
 
     #[test]
