@@ -300,6 +300,43 @@ fn listing_flags_and_output_file() {
     assert!(written.contains("name: lst"), "{written}");
 }
 
+/// `config --services` lists services in dependency order, as docker compose does (its start
+/// point is Go map order; ours is the sorted names), and ignores service names as docker does;
+/// `config SERVICE` and `--images SERVICE` take the service's dependencies along.
+#[test]
+fn listings_follow_dependency_order() {
+    let dir = project(&[(
+        "compose.yaml",
+        "name: ord\nservices:\n  web: {image: nginx, depends_on: [db, cache], profiles: [front]}\n  db: {image: postgres}\n  cache: {image: redis, depends_on: [db]}\n  alpha: {image: busybox}\n  worker: {image: python, depends_on: [cache], profiles: [jobs]}\n  beta: {build: .}\n",
+    )]);
+    let run = |args: &[&str]| {
+        let out = rcompose_in(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(run(&["config", "--services"]), "alpha\nbeta\ndb\ncache\n");
+    assert_eq!(
+        run(&["--profile", "*", "config", "--services"]),
+        "alpha\nbeta\ndb\ncache\nweb\nworker\n"
+    );
+    // Named services change nothing, even unknown or disabled ones.
+    assert_eq!(
+        run(&["config", "--services", "web", "nosuch"]),
+        "alpha\nbeta\ndb\ncache\n"
+    );
+    assert_eq!(
+        run(&["config", "--images", "worker"]),
+        "postgres\nredis\npython\n"
+    );
+    let json = json_config(dir.path(), &["--profile", "*"]);
+    assert_eq!(json["services"].as_object().map(|m| m.len()), Some(6));
+    let out = rcompose_in(dir.path(), &["config", "--format", "json", "web"]);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("config prints JSON");
+    let mut names: Vec<&String> = json["services"].as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["cache", "db", "web"]);
+}
+
 #[test]
 fn dollars_are_escaped_in_output() {
     let dir = project(&[(

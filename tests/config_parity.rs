@@ -4,7 +4,8 @@
 //!
 //! A parity case is a folder holding compose files plus, optionally, `args` (one line of global
 //! flags such as `-f a.yaml --profile dev`; without it discovery applies), `env` (`KEY=VALUE`
-//! lines set for both tools) and `cwd` (the sub-folder to run from). Cases named `reject-*` are
+//! lines set for both tools), `cwd` (the sub-folder to run from) and `config-args` (one line
+//! given after `config --format json`, such as service names). Cases named `reject-*` are
 //! inputs docker compose rejects. Every case must match: same JSON, or both tools fail.
 //!
 //! Each file is run through both tools from its own folder with the same minimal environment.
@@ -54,10 +55,17 @@ struct Outcome {
     stderr: String,
 }
 
-fn run(bin: &Path, dir: &Path, args: &[String], env: &[(String, String)]) -> Outcome {
+fn run(
+    bin: &Path,
+    dir: &Path,
+    args: &[String],
+    config_args: &[String],
+    env: &[(String, String)],
+) -> Outcome {
     let mut cmd = Command::new(bin);
     cmd.args(args)
         .args(["config", "--format", "json"])
+        .args(config_args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -87,7 +95,7 @@ fn run_file(bin: &Path, file: &Path) -> Outcome {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    run(bin, dir, &["-f".to_string(), name.to_string()], &[])
+    run(bin, dir, &["-f".to_string(), name.to_string()], &[], &[])
 }
 
 /// `f` over every item on a few threads; results in the items' order.
@@ -251,6 +259,7 @@ struct Case {
     name: String,
     dir: PathBuf,
     args: Vec<String>,
+    config_args: Vec<String>,
     env: Vec<(String, String)>,
 }
 
@@ -262,13 +271,17 @@ impl Case {
             .unwrap_or_default()
             .to_string();
         let optional = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-        let args = optional("args")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let words = |file: &str| -> Vec<String> {
+            optional(file)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        let args = words("args");
+        let config_args = words("config-args");
         let mut env = Vec::new();
         for line in optional("env").lines() {
             let line = line.trim();
@@ -292,12 +305,13 @@ impl Case {
             name,
             dir: run_dir,
             args,
+            config_args,
             env,
         })
     }
 
     fn run(&self, bin: &Path) -> Outcome {
-        run(bin, &self.dir, &self.args, &self.env)
+        run(bin, &self.dir, &self.args, &self.config_args, &self.env)
     }
 
     /// Why rcompose differs from docker compose on this case, if it does.

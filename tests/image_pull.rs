@@ -511,6 +511,50 @@ fn a_hostile_layer_is_refused_and_writes_nothing_outside() {
     assert!(tmp_is_empty(&state));
 }
 
+/// A failure no other registry can cure (here a layer the unpacker refuses; a store it cannot
+/// write is the same) ends the pull: rcompose does not go on to the next registry and end on
+/// its network error, which would blame a registry for the failure.
+#[test]
+fn a_failure_after_the_download_is_not_followed_by_other_registries() {
+    let tar = raw_tar("../../../../escaped-by-rcompose-test", b"gotcha");
+    let layer = gzip(&tar);
+    let mirror = FakeRegistry::start(image_routes(&layer, &layer, &sha(&tar)));
+    // The registry itself is one nobody listens on; only its mirror answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = State::new();
+    let conf = state.dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"127.0.0.1:{port}\"\ninsecure = true\n\
+             [[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+            mirror.host
+        ),
+    )
+    .unwrap();
+    let out = state
+        .cmd(&[])
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .args(["image", "pull", &format!("127.0.0.1:{port}/evil/app:1")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("escaped-by-rcompose-test"),
+        "names the entry: {err}"
+    );
+    assert!(
+        !err.contains("cannot reach") && !err.contains("every registry failed"),
+        "a registry is blamed for a failure it did not cause: {err}"
+    );
+    assert_eq!(layer_dirs(&state), 0);
+}
+
 #[test]
 fn a_manifest_pulled_by_digest_must_have_that_digest() {
     let layer = gzip(&raw_tar("hello.txt", b"hello"));

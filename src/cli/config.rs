@@ -62,6 +62,12 @@ pub struct ConfigArgs {
 
 pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
     let mut opts = global.load_options()?;
+    // docker compose's `config --services` ignores the services named: it lists the project's
+    // enabled services (naming one in a disabled profile does not enable it), and an unknown
+    // name is no error.
+    if args.services_only {
+        args.services.clear();
+    }
     opts.services = args.services.clone();
     opts.interpolate = !args.no_interpolate;
     opts.normalize = !args.no_normalize;
@@ -78,15 +84,17 @@ pub fn run(global: &Global, mut args: ConfigArgs) -> Result<i32> {
     let out = if args.quiet {
         return Ok(0);
     } else if args.services_only {
-        lines(service_names(&loaded, &args.services))
+        // As docker compose: every enabled service, whatever services were named.
+        lines(dependency_order(&loaded, &all_names(&loaded)))
     } else if args.volumes {
         lines(sorted(loaded.project.volumes.keys()))
     } else if args.networks {
         lines(sorted(loaded.project.networks.keys()))
     } else if args.images {
         lines(
-            selected(&loaded, &args.services)
-                .map(|name| image_name(&loaded, &name))
+            with_dependencies(&loaded, &args.services)
+                .iter()
+                .map(|name| image_name(&loaded, name))
                 .collect::<Vec<_>>(),
         )
     } else if args.profiles {
@@ -138,15 +146,55 @@ fn select_services(loaded: &Loaded, names: &mut [String]) -> Result<()> {
     Ok(())
 }
 
-fn selected<'a>(loaded: &'a Loaded, names: &'a [String]) -> impl Iterator<Item = String> + 'a {
+fn all_names(loaded: &Loaded) -> Vec<String> {
     let mut all: Vec<String> = loaded.project.services.keys().cloned().collect();
     all.sort();
-    all.into_iter()
-        .filter(move |n| names.is_empty() || names.contains(n))
+    all
 }
 
-fn service_names(loaded: &Loaded, names: &[String]) -> Vec<String> {
-    selected(loaded, names).collect()
+/// The named services (all when none is named) and the services they depend on, transitively,
+/// as docker compose selects them for `config SERVICE...`, in [`dependency_order`].
+fn with_dependencies(loaded: &Loaded, names: &[String]) -> Vec<String> {
+    if names.is_empty() {
+        return dependency_order(loaded, &all_names(loaded));
+    }
+    let mut roots = names.to_vec();
+    roots.sort();
+    roots.dedup();
+    dependency_order(loaded, &roots)
+}
+
+/// `roots` and their dependencies, each service after the ones it depends on, as compose-go's
+/// `ForEachService` walks them. docker compose starts that walk from Go map order, which
+/// changes from run to run; we start from the sorted names and visit dependencies sorted, so
+/// the order is stable and one of those docker prints. A dependency that is not loaded (an
+/// optional one) is skipped; a cycle (possible with `--no-consistency`) ends the walk.
+fn dependency_order(loaded: &Loaded, roots: &[String]) -> Vec<String> {
+    fn visit(
+        loaded: &Loaded,
+        name: &str,
+        seen: &mut std::collections::HashSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if !seen.insert(name.to_string()) {
+            return;
+        }
+        let Some(service) = loaded.project.services.get(name) else {
+            return;
+        };
+        let mut deps: Vec<&str> = service.dependencies().collect();
+        deps.sort_unstable();
+        for dep in deps {
+            visit(loaded, dep, seen, out);
+        }
+        out.push(name.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for name in roots {
+        visit(loaded, name, &mut seen, &mut out);
+    }
+    out
 }
 
 /// The image a service runs: its `image`, or `<project>-<service>` for a build without one.
@@ -160,7 +208,9 @@ fn image_name(loaded: &Loaded, service: &str) -> String {
 /// The project as docker compose prints it, with `$` escaped as `$$` so that the output can be
 /// read back (unless interpolation was off: then the `$` are the user's own syntax).
 fn render(loaded: &Loaded, args: &ConfigArgs) -> Result<String> {
-    let keep = |name: &str| args.services.is_empty() || args.services.iter().any(|s| s == name);
+    // `config SERVICE` prints the service with its dependencies, as docker compose does.
+    let shown = with_dependencies(loaded, &args.services);
+    let keep = |name: &str| args.services.is_empty() || shown.iter().any(|s| s == name);
     let escape = !args.no_interpolate;
     if args.format == "json" {
         let mut json = loaded.project.to_json_value()?;
@@ -238,7 +288,10 @@ fn hashes(loaded: &Loaded, which: &str) -> Result<String> {
         }
     }
     let mut out = String::new();
-    for name in selected(loaded, &wanted) {
+    let names = all_names(loaded)
+        .into_iter()
+        .filter(|n| wanted.is_empty() || wanted.contains(n));
+    for name in names {
         let hash = loaded.project.services[&name].docker_hash()?;
         out.push_str(&format!("{name} {hash}\n"));
     }

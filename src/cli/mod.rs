@@ -247,10 +247,74 @@ pub fn load(global: &Global, opts: &Options) -> Result<Loaded> {
 }
 
 /// Run the parsed command line; the exit code to return.
+impl Command {
+    /// The subcommand as typed (`up`, `run`, ...), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Config(_) => "config",
+            Command::Pull(_) => "pull",
+            Command::Images(_) => "images",
+            Command::Image(_) => "image",
+            Command::Run(_) => "run",
+            Command::Up(_) => "up",
+            Command::Create(_) => "create",
+            Command::Down(_) => "down",
+            Command::Ps(_) => "ps",
+            Command::Exec(_) => "exec",
+            Command::Cp(_) => "cp",
+            Command::Scale(_) => "scale",
+            Command::Stats(_) => "stats",
+            Command::Start(_) => "start",
+            Command::Stop(_) => "stop",
+            Command::Restart(_) => "restart",
+            Command::Kill(_) => "kill",
+            Command::Pause(_) => "pause",
+            Command::Unpause(_) => "unpause",
+            Command::Rm(_) => "rm",
+            Command::Port(_) => "port",
+            Command::Ls(_) => "ls",
+            Command::Version(_) => "version",
+            Command::Logs(_) => "logs",
+            Command::Top(_) => "top",
+            Command::Wait(_) => "wait",
+            Command::Events(_) => "events",
+            Command::Watch(_) => "watch",
+        }
+    }
+}
+
+/// Why a command other than `config` and `version` cannot run without root: until rootless
+/// mode exists every one of them creates namespaces, mounts or cgroups, or reads images and
+/// state that are root's alone (0700). Said before anything is touched, so that the user does
+/// not meet a lock file, a chown or a registry error instead.
+pub fn needs_root(command: &str) -> String {
+    let why = match command {
+        "pull" | "images" | "image" => format!(
+            "image layers are unpacked with their files' owners and device nodes and kept in {}, \
+             which only root may use",
+            crate::paths::root().display()
+        ),
+        _ => format!(
+            "containers run in namespaces, mounts and cgroups only root can create, and their \
+             images and state are kept in {} and {}, which only root may use",
+            crate::paths::root().display(),
+            crate::paths::run().display()
+        ),
+    };
+    format!(
+        "rcompose {command} needs root: {why} (rootless mode is not supported yet); run it as \
+         root, for example with sudo"
+    )
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     cli.global.apply_ansi();
     let reads_files_only = matches!(cli.command, Command::Config(_) | Command::Version(_));
-    if !reads_files_only && nix::unistd::geteuid().is_root() {
+    let root = nix::unistd::geteuid().is_root();
+    if !reads_files_only && !root {
+        anyhow::bail!("{}", needs_root(cli.command.name()));
+    }
+    if !reads_files_only && root {
         crate::paths::make_private().with_context(|| {
             format!(
                 "cannot make {} and {} private",

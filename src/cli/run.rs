@@ -361,9 +361,17 @@ fn overridden(base: &ServiceConfig, args: &RunArgs, tty: bool) -> Result<Service
         s.command = Some(args.command.clone());
     }
     if let Some(ep) = &args.entrypoint {
-        let words =
-            shell_words::split(ep).with_context(|| format!("invalid --entrypoint {ep:?}"))?;
-        s.entrypoint = Some(words);
+        // Split as docker compose splits `--entrypoint` (go-shellwords, cut at operators).
+        let split = crate::compose::shellwords::split(ep)
+            .with_context(|| format!("invalid --entrypoint {ep:?}"))?;
+        if let Some(dropped) = &split.dropped {
+            super::warn(&crate::compose::normalize::dropped_warning(
+                "--entrypoint",
+                ep,
+                dropped,
+            ));
+        }
+        s.entrypoint = Some(split.words);
         // As docker: a new entrypoint clears the image's command unless one is given.
         if args.command.is_empty() && base.command.is_none() {
             s.command = Some(Vec::new());

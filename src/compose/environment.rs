@@ -31,6 +31,19 @@ pub fn os_environment() -> Environment {
         .collect()
 }
 
+/// `PWD` as docker compose supplies it when the environment lacks it (`env -i`, cron, some CI
+/// runners): the current directory, not the project's. Set but empty stays empty, as there.
+/// It is the only variable docker compose adds to the OS environment for interpolation,
+/// `.env` files and valueless `environment:` entries (`COMPOSE_PROJECT_NAME` is derived
+/// separately).
+pub fn supply_pwd(env: &mut Environment, cwd: &Path) {
+    if !env.contains_key("PWD") {
+        if let Some(dir) = cwd.to_str() {
+            env.insert("PWD".to_string(), dir.to_string());
+        }
+    }
+}
+
 /// Go's `strconv.ParseBool`, which docker compose uses for boolean settings.
 pub fn parse_bool(name: &str, value: &str) -> Result<bool, EnvError> {
     match value {
@@ -99,6 +112,16 @@ pub fn with_env_files(base: &Environment, files: &[PathBuf]) -> Result<Environme
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pwd_is_supplied_only_when_absent() {
+        let mut env = Environment::new();
+        supply_pwd(&mut env, Path::new("/work/dir"));
+        assert_eq!(env.get("PWD").map(String::as_str), Some("/work/dir"));
+        let mut env: Environment = [("PWD".to_string(), String::new())].into_iter().collect();
+        supply_pwd(&mut env, Path::new("/work/dir"));
+        assert_eq!(env.get("PWD").map(String::as_str), Some(""));
+    }
 
     #[test]
     fn os_environment_wins_over_env_files() {

@@ -50,13 +50,40 @@ fn located(
     }
     s.push_str(": ");
     match path {
-        // Messages that already start with their path are not prefixed twice.
-        Some(p) if !p.is_root() && !message.starts_with(&p.to_string()) => {
+        Some(p) if !p.is_root() && !names_its_place(message, p) => {
             s.push_str(&format!("{p}: {message}"))
         }
         _ => s.push_str(message),
     }
     s
+}
+
+/// Whether a message already starts with its path or one of the path's ancestors, in either
+/// spelling (`services.web.ports[0]` or docker's `services.web.ports.0`): a schema message says
+/// `services.app additional properties 'comand' not allowed` for the path
+/// `services.app.comand`, and printing the path in front of it would name the place twice.
+fn names_its_place(message: &str, path: &TreePath) -> bool {
+    use super::path::Seg;
+    let first = message.split([' ', ':']).next().unwrap_or_default();
+    let segs = path.segments();
+    // At the top level the schema message has no path to start with, but names the key.
+    if let [Seg::Key(k)] = segs {
+        if message.starts_with("additional properties ") && message.contains(&format!("'{k}'")) {
+            return true;
+        }
+    }
+    (1..=segs.len()).any(|n| {
+        let ancestor = TreePath(segs[..n].to_vec());
+        let docker = segs[..n]
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => k.clone(),
+                Seg::Index(i) => i.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        first == ancestor.to_string() || first == docker
+    })
 }
 
 /// A small helper to build `LoadError::At` without a position.
@@ -92,5 +119,16 @@ mod tests {
             message: "services.web must be a mapping".into(),
         };
         assert_eq!(e.to_string(), "c.yaml: services.web must be a mapping");
+        // The place is named once when the message names the parent mapping.
+        let e = LoadError::At {
+            file: "c.yaml".into(),
+            location: Some(Location { line: 4, column: 5 }),
+            path: Some(TreePath::parse("services.app.comand")),
+            message: "services.app additional properties 'comand' not allowed".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "c.yaml:4:5: services.app additional properties 'comand' not allowed"
+        );
     }
 }

@@ -43,6 +43,9 @@ pub struct Options {
 impl Options {
     /// Options for the current process: its directory and environment, every step enabled.
     pub fn from_process() -> std::io::Result<Self> {
+        let cwd = std::env::current_dir()?;
+        let mut os_env = environment::os_environment();
+        environment::supply_pwd(&mut os_env, &cwd);
         Ok(Options {
             files: Vec::new(),
             project_name: None,
@@ -55,8 +58,8 @@ impl Options {
             resolve_paths: true,
             consistency: true,
             check_names: true,
-            cwd: std::env::current_dir()?,
-            os_env: environment::os_environment(),
+            cwd,
+            os_env,
             stdin: None,
         })
     }
@@ -212,7 +215,11 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     }
     normalize::resolve_env_files(&mut tree, &env).map_err(|e| LoadError::Invalid(e.to_string()))?;
 
-    normalize::split_commands(&mut tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    let cut =
+        normalize::split_commands(&mut tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    for w in cut {
+        ctx.warn(w);
+    }
     let mut project =
         model::Project::from_value(tree).map_err(|e| LoadError::Invalid(e.to_string()))?;
     project.name = name;

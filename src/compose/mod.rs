@@ -18,4 +18,5 @@ pub mod model;
 pub mod normalize;
 pub mod path;
 pub mod schema;
+pub mod shellwords;
 pub mod yaml;

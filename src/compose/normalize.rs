@@ -633,6 +633,54 @@ pub fn check_names(tree: &Value) -> Result<(), NormalizeError> {
 
 /// Cross-references docker compose checks: images or builds, declared networks, volumes,
 /// secrets and configs, existing dependencies, unique container names, dependency cycles.
+/// The service-level resource keys that duplicate a `deploy.resources` one. As compose-go's
+/// consistency check: when the service-level value is set (non-zero) and the `deploy` block
+/// has the `limits` (or `reservations`) mapping at all, the two must be equal, an absent
+/// deploy value counting as zero. Values are compared after canonicalisation (bytes, CPUs).
+fn check_distinct_resources(name: &str, s: &Mapping) -> Result<(), NormalizeError> {
+    // Unparsable values count as zero here; decoding the model reports them.
+    fn number(v: Option<&Value>, bytes: bool) -> f64 {
+        match v {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+            Some(Value::String(s)) if bytes => {
+                super::model::parse_bytes(s).map_or(0.0, |b| b as f64)
+            }
+            Some(Value::String(s)) => s.trim().parse().unwrap_or(0.0),
+            _ => 0.0,
+        }
+    }
+    let Some(resources) = get(s, "deploy").and_then(|d| d.get("resources")) else {
+        return Ok(());
+    };
+    // (service key, deploy section, deploy key, compared as compose-go's float32 CPUs)
+    const PAIRS: [(&str, &str, &str, bool); 4] = [
+        ("cpus", "limits", "cpus", true),
+        ("mem_limit", "limits", "memory", false),
+        ("mem_reservation", "reservations", "memory", false),
+        ("pids_limit", "limits", "pids", false),
+    ];
+    for (key, section, deploy_key, is_cpus) in PAIRS {
+        let bytes = deploy_key == "memory";
+        let top = number(get(s, key), bytes);
+        let Some(Value::Mapping(sect)) = resources.get(section) else {
+            continue;
+        };
+        let other = number(get(sect, deploy_key), bytes);
+        let differs = if is_cpus {
+            top as f32 != other as f32
+        } else {
+            top != other
+        };
+        if top != 0.0 && differs {
+            return Err(invalid(format!(
+                "services.{name}: can't set distinct values on '{key}' and \
+                 'deploy.resources.{section}.{deploy_key}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
     let declared = |kind: &str, name: &str| -> bool {
         tree.get(kind)
@@ -658,6 +706,7 @@ pub fn check_consistency(tree: &Value) -> Result<(), NormalizeError> {
                 )));
             }
         }
+        check_distinct_resources(name, s)?;
         if let Some(Value::Mapping(build)) = get(s, "build") {
             if get(build, "dockerfile").is_some()
                 && get(build, "dockerfile_inline").is_some()
@@ -892,22 +941,27 @@ pub fn resolve_env_files(tree: &mut Value, env: &Environment) -> Result<(), Norm
     Ok(())
 }
 
-/// Commands given as one string are split the way a POSIX shell splits words (no expansion),
-/// and a healthcheck test given as a string runs through the shell (`CMD-SHELL`).
-pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
-    fn split(v: &mut Value, what: &str) -> Result<(), NormalizeError> {
+/// Commands given as one string are split into words as docker compose splits them
+/// ([`super::shellwords`]), and a healthcheck test given as a string runs through the shell
+/// (`CMD-SHELL`). Returns a warning for every string whose tail the splitter dropped at a
+/// shell operator (`echo a && echo b` runs `echo a`), which docker compose drops silently.
+pub fn split_commands(tree: &mut Value) -> Result<Vec<String>, NormalizeError> {
+    fn split(v: &mut Value, what: &str, warnings: &mut Vec<String>) -> Result<(), NormalizeError> {
         if let Value::String(s) = v {
-            let words = shell_words::split(s).map_err(|e| {
-                NormalizeError::Message(format!("{what}: invalid command line {s:?}: {e}"))
-            })?;
-            *v = Value::Sequence(words.into_iter().map(Value::from).collect());
+            let split = super::shellwords::split(s)
+                .map_err(|e| NormalizeError::Message(format!("{what}: {e}: {s:?}")))?;
+            if let Some(dropped) = &split.dropped {
+                warnings.push(dropped_warning(what, s, dropped));
+            }
+            *v = Value::Sequence(split.words.into_iter().map(Value::from).collect());
         }
         Ok(())
     }
+    let mut warnings = Vec::new();
     for (name, service) in services_mut(tree) {
         for key in ["command", "entrypoint"] {
             if let Some(v) = service.get_mut(key) {
-                split(v, &format!("services.{name}.{key}"))?;
+                split(v, &format!("services.{name}.{key}"), &mut warnings)?;
             }
         }
         if let Some(Value::Mapping(hc)) = service.get_mut("healthcheck") {
@@ -918,9 +972,13 @@ pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
         }
         for hook in ["post_start", "pre_stop"] {
             if let Some(Value::Sequence(hooks)) = service.get_mut(hook) {
-                for h in hooks.iter_mut() {
+                for (i, h) in hooks.iter_mut().enumerate() {
                     if let Some(c) = h.get_mut("command") {
-                        split(c, &format!("services.{name}.{hook}.command"))?;
+                        split(
+                            c,
+                            &format!("services.{name}.{hook}[{i}].command"),
+                            &mut warnings,
+                        )?;
                     }
                 }
             }
@@ -928,14 +986,33 @@ pub fn split_commands(tree: &mut Value) -> Result<(), NormalizeError> {
         if let Some(Value::Sequence(watch)) =
             service.get_mut("develop").and_then(|d| d.get_mut("watch"))
         {
-            for w in watch.iter_mut() {
+            for (i, w) in watch.iter_mut().enumerate() {
                 if let Some(c) = w.get_mut("exec").and_then(|e| e.get_mut("command")) {
-                    split(c, &format!("services.{name}.develop.watch.exec.command"))?;
+                    split(
+                        c,
+                        &format!("services.{name}.develop.watch[{i}].exec.command"),
+                        &mut warnings,
+                    )?;
                 }
             }
         }
     }
-    Ok(())
+    Ok(warnings)
+}
+
+/// The warning for a command string cut at a shell operator: what runs, what is dropped, and
+/// the form that would run the whole line.
+pub fn dropped_warning(what: &str, line: &str, dropped: &str) -> String {
+    let kept = line[..line.len() - dropped.len()].trim_end();
+    let runs = if kept.is_empty() {
+        "the command is empty".to_string()
+    } else {
+        format!("only {kept:?} runs")
+    };
+    format!(
+        "{what}: {line:?} is not run by a shell: {runs} and {dropped:?} is dropped \
+         (as docker compose does); to run the whole line write [\"sh\", \"-c\", {line:?}]"
+    )
 }
 
 #[cfg(test)]
@@ -959,6 +1036,58 @@ mod tests {
         );
         let mut bad = tree("services:\n  a: {command: \"echo 'unterminated\"}\n");
         assert!(split_commands(&mut bad).is_err());
+    }
+
+    #[test]
+    fn service_resources_must_agree_with_deploy_resources() {
+        let check = |body: &str| {
+            let t = tree(&format!("services:\n  s:\n    image: x\n{body}\n"));
+            check_consistency(&t).map_err(|e| e.to_string())
+        };
+        let err = check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}")
+            .unwrap_err();
+        assert!(
+            err.contains(
+                "can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"
+            ),
+            "{err}"
+        );
+        // An absent deploy value counts as zero once the limits mapping exists.
+        assert!(check("    pids_limit: 5\n    deploy: {resources: {limits: {cpus: 1}}}").is_err());
+        assert!(check("    cpus: 0.5\n    deploy: {resources: {limits: {memory: 1g}}}").is_err());
+        assert!(
+            check("    mem_reservation: 1g\n    deploy: {resources: {reservations: {}}}").is_err()
+        );
+        // Equal after units, or nothing to compare with.
+        assert!(
+            check("    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 1024m}}}").is_ok()
+        );
+        assert!(check("    cpus: '1.5'\n    deploy: {resources: {limits: {cpus: 1.5}}}").is_ok());
+        assert!(check("    mem_limit: 1g\n    deploy: {resources: {}}").is_ok());
+    }
+
+    #[test]
+    fn a_command_cut_at_an_operator_is_split_like_docker_and_warned_about() {
+        let mut t = tree("services:\n  a:\n    command: echo one && echo two\n    post_start: [{command: 'x; y'}]\n");
+        let warnings = split_commands(&mut t).unwrap();
+        assert_eq!(t["services"]["a"]["command"], tree("[echo, one]"));
+        assert_eq!(t["services"]["a"]["post_start"][0]["command"], tree("[x]"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("services.a.command: "),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains("\"&& echo two\" is dropped"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains(r#"["sh", "-c", "echo one && echo two"]"#),
+            "{}",
+            warnings[0]
+        );
     }
 
     #[test]

@@ -52,9 +52,11 @@ pub enum SchemaErrorKind {
     Required {
         missing: Vec<&'static str>,
     },
-    /// Keys the spec does not know at this place (in document order).
+    /// Keys the spec does not know at this place (in document order), each with the known key
+    /// it is probably a typo of, if one is close.
     AdditionalProperties {
         keys: Vec<String>,
+        suggestions: Vec<Option<&'static str>>,
     },
     /// Two equal items in a list the spec declares unique (strict mode only).
     Duplicate {
@@ -95,7 +97,7 @@ impl SchemaError {
     /// loader can point at its line and column.
     pub fn location(&self) -> TreePath {
         match &self.kind {
-            SchemaErrorKind::AdditionalProperties { keys } if !keys.is_empty() => {
+            SchemaErrorKind::AdditionalProperties { keys, .. } if !keys.is_empty() => {
                 self.path.key(keys[0].clone())
             }
             SchemaErrorKind::Duplicate { second, .. } => self.path.index(*second),
@@ -166,18 +168,70 @@ impl fmt::Display for SchemaErrorKind {
                 };
                 write!(f, "missing {noun} {}", quoted(missing.iter()))
             }
-            SchemaErrorKind::AdditionalProperties { keys } => {
+            SchemaErrorKind::AdditionalProperties { keys, suggestions } => {
                 write!(
                     f,
                     "additional properties {} not allowed",
                     quoted(keys.iter())
-                )
+                )?;
+                let hints: Vec<(&String, &str)> = keys
+                    .iter()
+                    .zip(suggestions)
+                    .filter_map(|(k, s)| Some((k, (*s)?)))
+                    .collect();
+                match hints.as_slice() {
+                    [] => Ok(()),
+                    [(_, only)] if keys.len() == 1 => write!(f, " (did you mean `{only}`?)"),
+                    _ => {
+                        let each: Vec<String> = hints
+                            .iter()
+                            .map(|(k, s)| format!("`{s}` for '{k}'"))
+                            .collect();
+                        write!(f, " (did you mean {}?)", each.join(", "))
+                    }
+                }
             }
             SchemaErrorKind::Duplicate { first, second } => {
                 write!(f, "items at index {first} and {second} are equal")
             }
         }
     }
+}
+
+/// The known key closest to `key` by edit distance, when it is close enough to be a typo: at
+/// most one edit for short keys, two from six characters on (`comand` → `command`,
+/// `enviroment` → `environment`, `port` → `ports`). Case is ignored (`Image` → `image`).
+pub fn did_you_mean(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    let key = key.to_lowercase();
+    let allowed = if key.chars().count() >= 6 { 2 } else { 1 };
+    known
+        .iter()
+        .map(|k| (edit_distance(&key, k), *k))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters, with adjacent transpositions counting as one edit
+/// (`imgae` → `image`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![(0..=b.len()).collect::<Vec<usize>>()];
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (rows[i - 1][j] + 1)
+                .min(row[j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(rows[i - 2][j - 2] + 1);
+            }
+        }
+        rows.push(row);
+    }
+    rows[a.len()][b.len()]
 }
 
 fn quoted<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
@@ -1275,9 +1329,14 @@ impl Walker {
             }
         }
         if !unknown.is_empty() {
+            let known: Vec<&'static str> = s.properties.iter().map(|(name, _)| *name).collect();
+            let suggestions = unknown.iter().map(|k| did_you_mean(k, &known)).collect();
             errs.push(SchemaError {
                 path: path.clone(),
-                kind: SchemaErrorKind::AdditionalProperties { keys: unknown },
+                kind: SchemaErrorKind::AdditionalProperties {
+                    keys: unknown,
+                    suggestions,
+                },
             });
         }
     }
@@ -1551,6 +1610,34 @@ configs:
     #[test]
     fn accepts_every_known_key() {
         assert_eq!(validate(&parse(KITCHEN_SINK)), Ok(()));
+    }
+
+    #[test]
+    fn unknown_keys_suggest_a_close_known_key_at_any_level() {
+        let msg = |src: &str| validate(&parse(src)).expect_err(src).to_string();
+        assert_eq!(
+            msg("services:\n  app:\n    image: x\n    comand: y\n"),
+            "services.app additional properties 'comand' not allowed (did you mean `command`?)"
+        );
+        assert!(msg("service:\n  a: {image: x}\n").ends_with("(did you mean `services`?)"));
+        assert!(msg("services:\n  a: {image: x, deploy: {resurces: {}}}\n")
+            .ends_with("(did you mean `resources`?)"));
+        assert!(msg("services:\n  a: {image: x, ports: [{targt: 80}]}\n")
+            .ends_with("(did you mean `target`?)"));
+        assert!(
+            msg("services:\n  a: {image: x, healthcheck: {intervl: 1s}}\n")
+                .ends_with("(did you mean `interval`?)")
+        );
+        assert!(msg("networks:\n  n: {drivr: x}\n").ends_with("(did you mean `driver`?)"));
+        let two = msg("services:\n  a: {image: x, imgae: y, enviroment: {}}\n");
+        assert!(
+            two.ends_with("(did you mean `image` for 'imgae', `environment` for 'enviroment'?)"),
+            "{two}"
+        );
+        // Nothing close: no guess.
+        assert!(!msg("services:\n  a: {image: x, wrongField: 1}\n").contains("did you mean"));
+        assert_eq!(did_you_mean("Image", &["image", "init"]), Some("image"));
+        assert_eq!(did_you_mean("xyz", &["image", "init"]), None);
     }
 
     #[test]

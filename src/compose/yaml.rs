@@ -36,6 +36,8 @@ pub enum YamlError {
     NonStringKey { path: TreePath, key: String },
     #[error("top-level object must be a mapping")]
     NotAMapping,
+    #[error("{path}: map merge requires a mapping or a sequence of mappings as the value of `<<`, found {found}")]
+    Merge { path: TreePath, found: &'static str },
 }
 
 impl YamlError {
@@ -53,7 +55,11 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
     // A UTF-8 BOM is legal at the start of a YAML stream but libyaml reports it as a character.
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(content) {
+    // A quoted `"<<"` key is an ordinary key in YAML (and for docker compose); serde_yaml
+    // forgets the quotes and would merge it. Such keys are renamed for the parse and back after.
+    let hidden = hide_quoted_merge_keys(content)?;
+    let parsed = hidden.as_deref().unwrap_or(content);
+    for de in serde_yaml::Deserializer::from_str(parsed) {
         let mut value = Value::deserialize(de).map_err(|e| {
             let mut err = syntax_error(e);
             // serde_yaml points at the mapping holding a duplicate key; point at the duplicate.
@@ -69,7 +75,10 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
         if value.is_null() {
             continue;
         }
-        value.apply_merge().map_err(syntax_error)?;
+        apply_merge(&mut value, &TreePath::root())?;
+        if hidden.is_some() {
+            unhide_merge_keys(&mut value);
+        }
         check_keys(&value, &TreePath::root())?;
         docs.push(value);
     }
@@ -84,6 +93,194 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
         }
     }
     Ok(docs)
+}
+
+/// Resolve `<<` merge keys at every depth, the way go-yaml v3 (docker compose's parser) does:
+/// a mapping's own keys win over merged ones, in `<<: [*a, *b]` the first mapping that has a
+/// key wins, and a merged mapping has its own merge keys resolved first, so merges nest and
+/// chain through anchors (`x-b: &b {<<: *a}` then `<<: *b`). serde_yaml's `apply_merge` copies
+/// a merged mapping's `<<` in unresolved, which is why this is ours. A merged value tagged
+/// `!reset` contributes nothing (compose-go drops reset nodes before merging); other tags are
+/// looked through.
+fn apply_merge(v: &mut Value, path: &TreePath) -> Result<(), YamlError> {
+    match v {
+        Value::Mapping(m) => {
+            // Resolve the children first: the `<<` value itself and everything it merges in
+            // are resolved before their keys are copied.
+            for (k, child) in m.iter_mut() {
+                let p = match k {
+                    Value::String(s) => path.key(s.clone()),
+                    _ => path.clone(),
+                };
+                apply_merge(child, &p)?;
+            }
+            let Some(merge) = m.remove("<<") else {
+                return Ok(());
+            };
+            let here = path.key("<<");
+            let mut sources = Vec::new();
+            match untag(merge) {
+                None => {}
+                Some(Value::Mapping(src)) => sources.push(src),
+                Some(Value::Sequence(items)) => {
+                    for item in items {
+                        match untag(item) {
+                            None => {}
+                            Some(Value::Mapping(src)) => sources.push(src),
+                            Some(other) => {
+                                return Err(YamlError::Merge {
+                                    path: here,
+                                    found: kind(&other),
+                                })
+                            }
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(YamlError::Merge {
+                        path: here,
+                        found: kind(&other),
+                    })
+                }
+            }
+            for src in sources {
+                for (k, val) in src {
+                    m.entry(k).or_insert(val);
+                }
+            }
+            Ok(())
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                apply_merge(item, &path.index(i))?;
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => apply_merge(&mut t.value, path),
+        _ => Ok(()),
+    }
+}
+
+/// A merge source without its tag; `None` for a `!reset` one, which merges nothing.
+fn untag(v: Value) -> Option<Value> {
+    match v {
+        Value::Tagged(t) if t.tag == "!reset" => None,
+        Value::Tagged(t) => untag(t.value),
+        other => Some(other),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// What a quoted `<<` key is renamed to while serde_yaml parses: a private-use character no
+/// compose key contains.
+const HIDDEN_MERGE_KEY: &str = "\u{e000}<<";
+
+/// The source with every quoted `"<<"` / `'<<'` mapping key renamed to [`HIDDEN_MERGE_KEY`],
+/// or `None` when there is none (the common case, found without parsing). A mapping with both
+/// a quoted and a plain `<<` has a duplicate key, as go-yaml says.
+fn hide_quoted_merge_keys(content: &str) -> Result<Option<String>, YamlError> {
+    use yaml_rust2::scanner::TScalarStyle;
+    if !content.contains("\"<<\"") && !content.contains("'<<'") {
+        return Ok(None);
+    }
+    // Mapping frames alternate key, value; only a scalar in key position is a key. The
+    // second member: whether the mapping already has a `<<` key.
+    let mut expecting_key: Vec<(Option<bool>, bool)> = Vec::new();
+    let mut at = Vec::new();
+    let mut parser = Parser::new_from_str(content);
+    while let Ok((ev, mark)) = parser.next_token() {
+        let is_key = matches!(expecting_key.last(), Some((Some(true), _)));
+        let mut completed = false;
+        match ev {
+            Event::StreamEnd => break,
+            Event::MappingStart(..) => {
+                expecting_key.push((Some(true), false));
+                continue;
+            }
+            Event::SequenceStart(..) => {
+                expecting_key.push((None, false));
+                continue;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                expecting_key.pop();
+                completed = true;
+            }
+            Event::Scalar(text, style, ..) => {
+                if is_key && text == "<<" {
+                    if let Some((_, seen)) = expecting_key.last_mut() {
+                        if *seen {
+                            return Err(YamlError::Syntax {
+                                message: "duplicate entry with key \"<<\"".to_string(),
+                                location: Some(Location {
+                                    line: mark.line(),
+                                    column: mark.col() + 1,
+                                }),
+                            });
+                        }
+                        *seen = true;
+                    }
+                    if style != TScalarStyle::Plain {
+                        at.push(mark.index());
+                    }
+                }
+                completed = true;
+            }
+            Event::Alias(..) => completed = true,
+            _ => {}
+        }
+        if completed {
+            if let Some((Some(k), _)) = expecting_key.last_mut() {
+                *k = !*k;
+            }
+        }
+    }
+    if at.is_empty() {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(content.len() + at.len() * 3);
+    let mut last = 0;
+    for i in at {
+        // The marker is the opening quote; anything else (an escape such as "\x3c<") is left.
+        let quoted = content
+            .get(i..)
+            .is_some_and(|r| r.starts_with("\"<<\"") || r.starts_with("'<<'"));
+        if !quoted || i < last {
+            continue;
+        }
+        out.push_str(&content[last..=i]);
+        out.push('\u{e000}');
+        last = i + 1;
+    }
+    out.push_str(&content[last..]);
+    Ok(Some(out))
+}
+
+/// Give hidden `<<` keys their name back, at every depth.
+fn unhide_merge_keys(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            if let Some(val) = m.remove(HIDDEN_MERGE_KEY) {
+                m.insert(Value::from("<<"), val);
+            }
+            for (_, child) in m.iter_mut() {
+                unhide_merge_keys(child);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(unhide_merge_keys),
+        Value::Tagged(t) => unhide_merge_keys(&mut t.value),
+        _ => {}
+    }
 }
 
 /// A cheap test for a token such as ` 0440` before walking the whole file for octals.
@@ -505,6 +702,60 @@ mod tests {
         let web = &docs[0]["services"]["web"];
         assert_eq!(web["image"], Value::String("busybox".into()));
         assert_eq!(web["command"], Value::Bool(true));
+    }
+
+    #[test]
+    fn merge_keys_nest_chain_and_keep_first_wins() {
+        let docs = parse_documents(
+            "x-a: &a {restart: always, environment: {A: a, <<: {Z: z}}}\n\
+             x-b: &b {<<: *a, image: busybox}\n\
+             x-c: &c {user: c, image: other}\n\
+             services:\n  s1: {<<: *b}\n  s2: {<<: [*b, *c], restart: 'no'}\n  s3: {<<: [*c, *b]}\n",
+        )
+        .unwrap();
+        let s = &docs[0]["services"];
+        assert_eq!(s["s1"]["restart"], Value::from("always"));
+        assert_eq!(s["s1"]["image"], Value::from("busybox"));
+        assert_eq!(s["s1"]["environment"]["Z"], Value::from("z"));
+        assert!(s["s1"].get("<<").is_none());
+        assert_eq!(s["s2"]["restart"], Value::from("no"));
+        assert_eq!(s["s2"]["image"], Value::from("busybox"));
+        assert_eq!(s["s2"]["user"], Value::from("c"));
+        assert_eq!(s["s3"]["image"], Value::from("other"));
+    }
+
+    #[test]
+    fn merge_of_a_scalar_is_an_error_and_reset_merges_nothing() {
+        for bad in ["1", "null", "[1]", "[[{a: 1}]]"] {
+            let err = parse_documents(&format!("services:\n  s:\n    <<: {bad}\n")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("services.s.<<: map merge requires"),
+                "{bad}: {err}"
+            );
+        }
+        let docs = parse_documents(
+            "services:\n  s:\n    <<: [!reset {user: a}, !override {restart: always}]\n",
+        )
+        .unwrap();
+        assert!(docs[0]["services"]["s"].get("user").is_none());
+        assert_eq!(docs[0]["services"]["s"]["restart"], Value::from("always"));
+    }
+
+    #[test]
+    fn a_quoted_merge_key_is_an_ordinary_key() {
+        let docs = parse_documents(
+            "services:\n  s:\n    labels: {\"<<\": q, x: y}\n    environment: {'<<': e}\n    <<: {user: u}\n",
+        )
+        .unwrap();
+        let s = &docs[0]["services"]["s"];
+        assert_eq!(s["labels"]["<<"], Value::from("q"));
+        assert_eq!(s["environment"]["<<"], Value::from("e"));
+        assert_eq!(s["user"], Value::from("u"));
+        assert!(s.get("<<").is_none());
+        let err = parse_documents("a:\n  \"<<\": 1\n  <<: {b: 1}\n").unwrap_err();
+        assert!(err.to_string().contains("duplicate entry"), "{err}");
+        assert_eq!(err.location().map(|l| (l.line, l.column)), Some((3, 3)));
     }
 
     #[test]

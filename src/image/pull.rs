@@ -94,6 +94,22 @@ pub enum PullError {
     AllFailed { image: String, errors: Vec<String> },
 }
 
+/// Whether a failure stops the walk over a reference's registries (mirrors, search
+/// registries) instead of trying the next one. Content that fails verification is never
+/// retried elsewhere silently: the user must know a registry served something else than it
+/// claimed. A local failure (the store, unpacking a verified layer, the credentials file)
+/// would fail the same way with any registry, and going on would end on an unrelated network
+/// error from the next one (a DNS failure for docker.io) that blames a registry for it.
+fn ends_the_search(e: &PullError) -> bool {
+    matches!(
+        e,
+        PullError::Verify { .. }
+            | PullError::Store { .. }
+            | PullError::Unpack { .. }
+            | PullError::Credentials { .. }
+    )
+}
+
 /// Pulls images into a store, sharing one HTTP client and its tokens.
 pub struct Puller {
     store: Store,
@@ -151,9 +167,7 @@ impl Puller {
                     ));
                     return Ok(pulled);
                 }
-                // Content that fails verification is never retried elsewhere silently: the
-                // user must know a registry served something else than it claimed.
-                Err(e @ PullError::Verify { .. }) => return Err(e),
+                Err(e) if ends_the_search(&e) => return Err(e),
                 Err(e) => {
                     let text = e.to_string();
                     let prefix = format!("{image}: ");
@@ -686,5 +700,35 @@ impl<R: Read> Read for Counting<'_, R> {
         let n = self.inner.read(buf)?;
         self.progress.advance(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_failures_end_the_search_over_registries() {
+        let local = PullError::Store {
+            image: "busybox".into(),
+            source: StoreError::Io {
+                what: "cannot create",
+                path: "/var/lib/rcompose/images/blobs".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+        };
+        assert!(ends_the_search(&local));
+        let network = PullError::Unreachable {
+            image: "busybox".into(),
+            registry: "mirror.example".into(),
+            detail: "connection refused".into(),
+        };
+        assert!(!ends_the_search(&network));
+        let missing = PullError::NotFound {
+            image: "busybox".into(),
+            registry: "mirror.example".into(),
+            detail: "manifest unknown".into(),
+        };
+        assert!(!ends_the_search(&missing));
     }
 }
