@@ -39,7 +39,7 @@ impl ContainerEnds {
 /// The copying threads of one container process's stdio.
 pub struct Relay {
     outputs: Vec<JoinHandle<()>>,
-    /// Written once the process has exited: the output threads then take what is left in their
+    /// Closed once the process has exited: the output threads then take what is left in their
     /// pipes without waiting for the writers to close (a process the command left behind in
     /// the container may hold them open).
     stop: OwnedFd,
