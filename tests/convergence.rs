@@ -168,3 +168,47 @@ services:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// `up -d --wait` reports every container it waits on, as docker compose: `Waiting`, then
+/// `Healthy` (a container without a healthcheck once it runs).
+#[test]
+fn wait_reports_every_container() {
+    let Some(p) = Project::new(
+        "wait_reports_every_container",
+        "convwait",
+        r#"
+services:
+  web:
+    image: busybox
+    init: true
+    command: sleep infinity
+    depends_on:
+      db: {condition: service_healthy}
+  db:
+    image: busybox
+    init: true
+    command: sleep infinity
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+      start_interval: 200ms
+      start_period: 10s
+"#,
+    ) else {
+        return;
+    };
+    let o = p.ok(&["up", "-d", "--wait"]);
+    let err = common::stderr(&o);
+    for c in ["web", "db"] {
+        let name = format!("{}-{c}-1", p.name);
+        for status in ["Waiting", "Healthy"] {
+            assert!(
+                err.lines()
+                    .any(|l| l.contains(&format!("Container {name}")) && l.ends_with(status)),
+                "no {status} for {name}:\n{err}"
+            );
+        }
+    }
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

@@ -249,6 +249,31 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
 /// What `--wait` knows of a container: status, exit code, health, whether it has a check.
 type Seen = (Status, Option<i32>, Option<Health>, bool);
 
+/// Where a container `--wait` waits on stands.
+enum Readiness {
+    /// With the word docker compose prints for it.
+    Ready(&'static str),
+    /// Why the wait fails: `exited (N)`, `is unhealthy`.
+    Failed(String),
+    Pending,
+}
+
+fn readiness((status, code, health, has_check): &Seen) -> Readiness {
+    match status {
+        Status::Exited | Status::Dead if *code == Some(0) => Readiness::Ready("Exited"),
+        Status::Exited | Status::Dead => {
+            Readiness::Failed(format!("exited ({})", code.unwrap_or(-1)))
+        }
+        Status::Running if !has_check => Readiness::Ready("Healthy"),
+        Status::Running => match health {
+            Some(Health::Healthy) => Readiness::Ready("Healthy"),
+            Some(Health::Unhealthy) => Readiness::Failed("is unhealthy".into()),
+            _ => Readiness::Pending,
+        },
+        _ => Readiness::Pending,
+    }
+}
+
 /// `--wait`: until every container of the services runs (healthy when it has a healthcheck)
 /// or, for a one-shot, exited 0.
 fn wait_ready(
@@ -274,33 +299,42 @@ fn wait_ready(
             )
         })
         .collect();
-    let verdict = |m: &HashMap<String, Seen>| -> Option<Result<(), String>> {
-        let mut all = true;
-        for (name, (status, code, health, has_check)) in m {
-            match status {
-                Status::Exited | Status::Dead => {
-                    if *code != Some(0) {
-                        return Some(Err(format!(
-                            "container {name} exited ({})",
-                            code.unwrap_or(-1)
-                        )));
-                    }
+    // As docker compose: every container it waits on says `Waiting`, then `Healthy` once it
+    // runs and (with a healthcheck) is healthy; the first failure ends the wait.
+    let mut names: Vec<String> = current.keys().cloned().collect();
+    names.sort();
+    let line = |name: &str, status: &str, done: bool, error: bool| {
+        project::print_progress(&crate::supervisor::proto::Progress {
+            kind: "Container".into(),
+            name: name.to_string(),
+            status: status.to_string(),
+            done,
+            error,
+        })
+    };
+    for name in &names {
+        line(name, "Waiting", false, false);
+    }
+    let mut ready: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut verdict = |m: &HashMap<String, Seen>| -> Option<Result<(), String>> {
+        for name in &names {
+            let Some(seen) = m.get(name) else { continue };
+            if ready.contains(name) {
+                continue;
+            }
+            match readiness(seen) {
+                Readiness::Ready(status) => {
+                    line(name, status, true, false);
+                    ready.insert(name.clone());
                 }
-                Status::Running => {
-                    if *has_check {
-                        match health {
-                            Some(Health::Healthy) => {}
-                            Some(Health::Unhealthy) => {
-                                return Some(Err(format!("container {name} is unhealthy")))
-                            }
-                            _ => all = false,
-                        }
-                    }
+                Readiness::Failed(status) => {
+                    line(name, &status, false, true);
+                    return Some(Err(format!("container {name} {status}")));
                 }
-                _ => all = false,
+                Readiness::Pending => {}
             }
         }
-        all.then_some(Ok(()))
+        (ready.len() == names.len()).then_some(Ok(()))
     };
     if let Some(v) = verdict(&current) {
         return v.map(|()| 0).map_err(|e| anyhow::anyhow!(e));
