@@ -212,3 +212,64 @@ services:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// Ctrl-C on an attached `up web` stops web, not the dependency it started along (docker
+/// compose stops the services `up` was given), and `up` then returns.
+#[test]
+fn ctrl_c_stops_the_services_up_was_given() {
+    let Some(p) = Project::new(
+        "ctrl_c_stops_the_services_up_was_given",
+        "convctrlc",
+        r#"
+services:
+  web:
+    image: busybox
+    init: true
+    command: sh -c "echo web-ready; exec sleep infinity"
+    depends_on: [db]
+  db:
+    image: busybox
+    init: true
+    command: sleep infinity
+"#,
+    ) else {
+        return;
+    };
+    let mut child = p
+        .cmd(&["up", "web"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn up");
+    let (tx, rx) = std::sync::mpsc::channel();
+    common::pipe_lines(&mut child, move |line| {
+        let _ = tx.send(line);
+        true
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("web never said it was ready");
+        if line.contains("web-ready") {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "up did not return after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let state = p.state_json();
+    let status = |service: &str| {
+        Project::container(&state, &format!("{}-{service}-1", p.name))["status"].clone()
+    };
+    assert_eq!(status("db"), "running", "db was stopped too: {state}");
+    assert_ne!(status("web"), "running", "web still runs: {state}");
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

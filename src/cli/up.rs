@@ -375,7 +375,8 @@ fn wait_ready(
     }
 }
 
-/// Attached mode: prints output, reports exits, stops everything on Ctrl-C (twice: kills).
+/// Attached mode: prints output, reports exits, stops the services it was given on Ctrl-C
+/// (twice: kills them).
 fn attached(
     project: &str,
     services: &[String],
@@ -391,6 +392,7 @@ fn attached(
         .cloned()
         .collect();
     let mut active: HashMap<String, bool> = HashMap::new();
+    let mut service_of: HashMap<String, String> = HashMap::new();
     let mut labels: HashMap<String, String> = HashMap::new();
     for c in state
         .containers
@@ -398,6 +400,7 @@ fn attached(
         .filter(|c| !c.oneoff && services.contains(&c.service))
     {
         active.insert(c.name.clone(), c.status.is_active());
+        service_of.insert(c.name.clone(), c.service.clone());
         labels.insert(c.name.clone(), format!("{}-{}", c.service, c.number));
     }
     let mut names: Vec<&String> = labels
@@ -442,17 +445,22 @@ fn attached(
         }
     });
     let mut stopping = false;
+    // Stopped by Ctrl-C: only the given services' containers are waited for.
+    let mut interrupted = false;
     let mut exit_code: Option<i32> = None;
     let mut partial: HashMap<String, String> = HashMap::new();
-    let stop_all = |project: &str, timeout: Option<u64>| {
+    // Ctrl-C stops (a second one kills) the services `up` was given, not their dependencies;
+    // all of them when none was given (docker compose's `Create.Services`).
+    let given = Selection {
+        services: args.services.clone(),
+        index: None,
+    };
+    let stop_all = |project: &str, timeout: Option<u64>, selection: Selection| {
         let project = project.to_string();
         std::thread::spawn(move || {
             let _ = client::request(
                 &project,
-                &Request::Stop {
-                    selection: Selection::default(),
-                    timeout,
-                },
+                &Request::Stop { selection, timeout },
                 false,
                 |_| {},
             );
@@ -464,14 +472,16 @@ fn attached(
                 stopping = true;
                 eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
                 let _ = sig;
-                stop_all(project, args.timeout);
+                stop_all(project, args.timeout, given.clone());
+                interrupted = true;
             } else {
                 let p = project.to_string();
+                let selection = given.clone();
                 std::thread::spawn(move || {
                     let _ = client::request(
                         &p,
                         &Request::Kill {
-                            selection: Selection::default(),
+                            selection,
                             signal: libc::SIGKILL,
                         },
                         false,
@@ -483,8 +493,16 @@ fn attached(
         let reply = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(r) => r,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                // Everything seen so far is handled: done when nothing runs any more.
-                if !active.is_empty() && active.values().all(|a| !a) {
+                // Everything seen so far is handled: done when nothing runs any more (after
+                // Ctrl-C: nothing of the services that were stopped).
+                let waited = |name: &String| {
+                    !interrupted
+                        || given.services.is_empty()
+                        || service_of
+                            .get(name)
+                            .is_some_and(|s| given.services.contains(s))
+                };
+                if !active.is_empty() && active.iter().filter(|(n, _)| waited(n)).all(|(_, a)| !a) {
                     break;
                 }
                 continue;
@@ -521,6 +539,7 @@ fn attached(
                     .or_insert_with(|| ev.container.clone());
                 let is_active = ev.status.is_active();
                 active.insert(ev.container.clone(), is_active);
+                service_of.insert(ev.container.clone(), ev.service.clone());
                 if ev.action == "die" && !ev.restarting {
                     let label = labels.get(&ev.container).cloned().unwrap_or_default();
                     if let Some(rest) = partial.remove(&ev.container) {
@@ -556,7 +575,7 @@ fn attached(
                             exit_code = Some(code);
                         }
                         eprintln!("Aborting on container exit...");
-                        stop_all(project, args.timeout);
+                        stop_all(project, args.timeout, Selection::default());
                     }
                 }
             }
