@@ -273,3 +273,37 @@ services:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// `up` (attached) and `logs` print the same prefixes: one width for all containers, docker
+/// compose's padding.
+#[test]
+fn up_and_logs_print_the_same_prefixes() {
+    let Some(p) = Project::new(
+        "up_and_logs_print_the_same_prefixes",
+        "convprefix",
+        r#"
+services:
+  app:
+    image: busybox
+    command: echo hello-from-app
+  longername:
+    image: busybox
+    command: echo hello-from-longername
+"#,
+    ) else {
+        return;
+    };
+    let up = p.ok(&["up"]);
+    let logs = p.ok(&["logs"]);
+    let mut from_up: Vec<String> = common::stdout(&up).lines().map(String::from).collect();
+    let mut from_logs: Vec<String> = common::stdout(&logs).lines().map(String::from).collect();
+    from_up.sort();
+    from_logs.sort();
+    assert_eq!(from_up, from_logs);
+    assert!(
+        from_up.contains(&"app-1         | hello-from-app".to_string()),
+        "{from_up:?}"
+    );
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

@@ -141,7 +141,8 @@ services:
     };
     let o = p.rc(&["up", "--exit-code-from", "job", "--no-color"]);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
-    assert!(stdout(&o).contains("job-1  | working"), "{}", out(&o));
+    // Padded to the longest container name plus one, as docker compose (and `logs`).
+    assert!(stdout(&o).contains("job-1   | working"), "{}", out(&o));
     assert!(
         stderr(&o).contains("job-1 exited with code 3"),
         "{}",

@@ -421,20 +421,16 @@ fn attached(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let width = labels.values().map(|l| l.len()).max().unwrap_or(0);
-    let colors = args.no_color || !console::colors_enabled();
-    let palette = |service: &str| -> console::Style {
-        const COLORS: [console::Color; 6] = [
-            console::Color::Cyan,
-            console::Color::Yellow,
-            console::Color::Green,
-            console::Color::Magenta,
-            console::Color::Blue,
-            console::Color::Red,
-        ];
-        let i = services.iter().position(|s| s == service).unwrap_or(0);
-        console::Style::new().fg(COLORS[i % COLORS.len()])
-    };
+    // The same prefixes and colours as `logs` (one implementation).
+    let label_list: Vec<&str> = labels.values().map(String::as_str).collect();
+    let formatter = crate::logs::Formatter::new(
+        &label_list,
+        crate::logs::FormatOptions {
+            color: !args.no_color && console::colors_enabled(),
+            prefix: !args.no_log_prefix,
+            timestamps: args.timestamps,
+        },
+    );
 
     let (tx, rx) = std::sync::mpsc::channel::<Reply>();
     std::thread::spawn(move || {
@@ -527,7 +523,7 @@ fn attached(
                 buf.push_str(&data);
                 while let Some(i) = buf.find('\n') {
                     let line: String = buf.drain(..=i).collect();
-                    print_line(&label, &service, width, &line, args, colors, &palette);
+                    print_line(&formatter, &label, &service, &line);
                 }
             }
             Reply::Event(ev) => {
@@ -544,15 +540,7 @@ fn attached(
                     let label = labels.get(&ev.container).cloned().unwrap_or_default();
                     if let Some(rest) = partial.remove(&ev.container) {
                         if !rest.is_empty() {
-                            print_line(
-                                &label,
-                                &ev.service,
-                                width,
-                                &format!("{rest}\n"),
-                                args,
-                                colors,
-                                &palette,
-                            );
+                            print_line(&formatter, &label, &ev.service, &rest);
                         }
                     }
                     let code = ev.exit_code.unwrap_or(0);
@@ -585,32 +573,16 @@ fn attached(
     Ok(exit_code.unwrap_or(0))
 }
 
-fn print_line(
-    label: &str,
-    service: &str,
-    width: usize,
-    line: &str,
-    args: &UpArgs,
-    no_color: bool,
-    palette: &dyn Fn(&str) -> console::Style,
-) {
+fn print_line(formatter: &crate::logs::Formatter, label: &str, service: &str, line: &str) {
     use std::io::Write;
-    let mut out = String::new();
-    if !args.no_log_prefix {
-        let prefix = format!("{label:<width$} | ");
-        if no_color {
-            out.push_str(&prefix);
-        } else {
-            out.push_str(&palette(service).apply_to(prefix).to_string());
-        }
-    }
-    if args.timestamps {
-        out.push_str(&crate::logs::format_timestamp(std::time::SystemTime::now()));
-        out.push(' ');
-    }
-    out.push_str(line);
+    let entry = crate::logs::Entry {
+        stream: crate::logs::Stream::Stdout,
+        time: std::time::SystemTime::now(),
+        line: line.as_bytes().to_vec(),
+    };
+    let text = formatter.format(label, service, &entry);
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
