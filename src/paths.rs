@@ -119,7 +119,7 @@ pub fn remove_store_dir(store: &Path, dir: &Path) -> io::Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .filter(|n| is_component(n))
-        .ok_or_else(|| refuse("it is not a directory"))?;
+        .ok_or_else(|| refuse("its name is not one path component"))?;
     if dir.parent() != Some(store) || dir.components().any(|c| c.as_os_str() == "..") {
         return Err(refuse("it is not a direct child"));
     }

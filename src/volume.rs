@@ -245,7 +245,7 @@ fn copy_up(layers: &[PathBuf], target: &str, dest: &Path) -> io::Result<()> {
     // Lowest first, so upper layers overwrite. Each is read through its fd's `/proc/self/fd`
     // link, the directory the walk found, whatever its path.
     for fd in sources.iter().rev() {
-        copy_tree(&fd_path(fd), dest)?;
+        copy_tree(&crate::runtime::inroot::proc_fd_path(fd.as_fd()), dest)?;
     }
     Ok(())
 }
@@ -263,10 +263,6 @@ fn open_beneath(layer: &Path, rel: &[&str]) -> Option<OwnedFd> {
         dir = openat(&dir, *c, DIR_FLAGS, Mode::empty()).ok()?;
     }
     Some(dir)
-}
-
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 
 fn is_opaque(dir: &OwnedFd) -> bool {

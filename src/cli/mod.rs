@@ -246,7 +246,6 @@ pub fn load(global: &Global, opts: &Options) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// Run the parsed command line; the exit code to return.
 impl Command {
     /// The subcommand as typed (`up`, `run`, ...), for messages.
     pub fn name(&self) -> &'static str {
@@ -307,6 +306,7 @@ pub fn needs_root(command: &str) -> String {
     )
 }
 
+/// Run the parsed command line; the exit code to return.
 pub fn run(cli: Cli) -> Result<i32> {
     cli.global.apply_ansi();
     let reads_files_only = matches!(cli.command, Command::Config(_) | Command::Version(_));

@@ -6,8 +6,8 @@
 //! unlike a walk through `/proc/<pid>/root/...` path strings.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
@@ -55,15 +55,7 @@ pub fn read_file(root: BorrowedFd, path: &Path, max: u64) -> io::Result<Option<V
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(None);
     }
-    // Reopened through the O_PATH fd itself: the very file checked above, not a path again.
-    let fd = nix::fcntl::open(
-        Path::new(&format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&handle)
-        )),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    )?;
+    let fd = reopen(handle.as_fd(), OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
     let mut buf = Vec::new();
     std::fs::File::from(fd)
         .take(max + 1)
@@ -75,6 +67,22 @@ pub fn read_file(root: BorrowedFd, path: &Path, max: u64) -> io::Result<Option<V
         )));
     }
     Ok(Some(buf))
+}
+
+/// `/proc/self/fd/N`: the path the kernel turns back into exactly this fd's file, for calls
+/// that take no fd (`mount(2)`, a reopen).
+pub fn proc_fd_path(fd: BorrowedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Opens the file an `O_PATH` fd holds, with `flags`: the very file that was resolved and
+/// checked, not a path resolved again (which a container could have swapped meanwhile).
+pub fn reopen(fd: BorrowedFd, flags: OFlag) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        &proc_fd_path(fd),
+        flags | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// [`read_file`] on an owned root.

@@ -62,9 +62,7 @@ impl Handle {
     }
 }
 
-fn proc_fd(fd: BorrowedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
+use super::inroot::proc_fd_path as proc_fd;
 
 /// The kernel interface the rootfs setup uses. Nothing in it takes a path inside the container:
 /// targets and sources are [`Handle`]s, and the path-taking calls only ever see the helper's own

@@ -11,7 +11,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -416,11 +416,8 @@ fn copy_out_entry(
         SFlag::S_IFREG => {
             // Reopened through the O_PATH descriptor: the very file that was checked, which a
             // container cannot swap for a FIFO or device in between.
-            let file = nix::fcntl::open(
-                format!("/proc/self/fd/{}", src.as_raw_fd()).as_str(),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
-                Mode::empty(),
-            )?;
+            let file =
+                crate::runtime::inroot::reopen(src.as_fd(), OFlag::O_RDONLY | OFlag::O_NOCTTY)?;
             remove_host_nondir(hdir, name, host)?;
             let out = openat2(
                 hdir,
