@@ -3,9 +3,10 @@
 //! Every rule of project `p` lives in table `ip rcompose-p`, so a project's rules are found with
 //! `nft list table ip rcompose-p` and removed as a whole by deleting the table, and nothing else
 //! on the host is touched — except, on a host whose iptables `filter` table drops forwarded
-//! traffic (Docker's), the few accepts of host_firewall.rs, removed with the table. The table is always replaced whole in one `nft -f -` transaction
-//! (the kernel applies it atomically, or not at all): [`apply`] takes the project's complete
-//! desired state, which makes `up` idempotent. docs/networking.md explains the rules.
+//! traffic (Docker's), the few accepts of host_firewall.rs, removed with the table. The table
+//! is always replaced whole in one `nft -f -` transaction (the kernel applies it atomically, or
+//! not at all): [`apply`] takes the project's complete desired state, which makes `up`
+//! idempotent. docs/networking.md explains the rules.
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};

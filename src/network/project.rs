@@ -1265,6 +1265,14 @@ pub async fn setup(
     let result = setup_steps(nl, project, networks, fw_ports, &mut created).await;
     let Err(error) = result else { return Ok(()) };
     let mut failures = Vec::new();
+    // This call made every bridge of the project: it was its first set-up, and a firewall
+    // table or host rules it may have added go too (the bridges are all made before them).
+    let own = networks.iter().filter(|n| !n.external).count();
+    if own > 0 && created.len() == own {
+        if let Err(e) = firewall::remove(project) {
+            failures.push(ProjectError::from(e));
+        }
+    }
     for bridge in &created {
         if let Err(e) = nl.delete_link(bridge).await {
             failures.push(ProjectError::from(e));
