@@ -3,6 +3,7 @@
 //! The crate follows the data flow: `compose` turns files into a typed [`compose::model::Project`],
 //! `plan` turns a project into a service graph and the operations that realise it.
 
+pub mod build;
 pub mod cli;
 pub mod compose;
 pub mod configs;

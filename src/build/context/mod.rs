@@ -1,0 +1,1 @@
+//! The build context: `.dockerignore`, source resolution, content hashes, copying.

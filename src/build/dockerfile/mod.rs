@@ -1,0 +1,1 @@
+//! The Dockerfile frontend: parser, instructions, variable expansion, stages.

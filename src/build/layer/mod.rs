@@ -1,0 +1,1 @@
+//! Layers from overlay upper directories, image configs, committing built images.
