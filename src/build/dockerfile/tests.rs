@@ -1,0 +1,1 @@
+//! Table-driven tests for the Dockerfile frontend.
