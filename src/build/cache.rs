@@ -28,7 +28,10 @@ impl Key {
     /// The key of a stage's base: an image by its id, or `scratch`.
     pub fn base(image_id: Option<&Digest>, platform: &str) -> Key {
         let mut h = KeyHasher::new();
-        h.field("base", &image_id.map_or("scratch".to_string(), |d| d.to_string()));
+        h.field(
+            "base",
+            &image_id.map_or("scratch".to_string(), |d| d.to_string()),
+        );
         h.field("platform", platform);
         h.finish()
     }
@@ -103,7 +106,8 @@ impl Cache {
         record
             .layers
             .iter()
-            .all(|l| self.store.has_layer(&l.diff_id) && l.blob.as_ref().is_none_or(|b| self.store.has_blob(b)))
+            // Unpacked layers are what a build needs (pulled images keep no compressed blobs).
+            .all(|l| self.store.has_layer(&l.diff_id))
             .then_some(record)
     }
 
@@ -113,7 +117,9 @@ impl Cache {
             move |source: io::Error| BuildError::Io { what, path, source }
         };
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let tmp = self.dir.join(format!(".{}.{}.tmp", key.0, std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", key.0, std::process::id()));
         let bytes = serde_json::to_vec(record)
             .map_err(|e| BuildError::Step(format!("cannot encode a cache record: {e}")))?;
         let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;

@@ -8,25 +8,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::cache::{Cache, Key, KeyHasher, Record};
 use super::context::{self, Context, CopyOptions, Source};
-use super::dockerfile::plan::Base;
-use super::dockerfile::shell::Expander;
+use super::dockerfile::Base;
+use super::dockerfile::Expander;
 use super::dockerfile::{
-    self, CommandLine, Dockerfile, Healthcheck, Heredoc, Instruction, Kind, MountKind,
-    NetworkMode, RunMount, Sharing, Stage,
+    self, CommandLine, Dockerfile, Healthcheck, Heredoc, Instruction, Kind, MountKind, NetworkMode,
+    RunMount, Sharing, Stage,
 };
 use super::layer::{self, ImageBuilder, LayerOptions};
 use super::mount::{with_overlays, Overlay};
 use super::progress::{Progress, StepId};
 use super::run::{self, Network, RunStep};
 use super::{BuildError, BuildRequest, DockerfileSource, Images, SecretSource};
-use crate::image::config::{Healthcheck as ImageHealthcheck, RuntimeConfig};
+use crate::image::config::Healthcheck as ImageHealthcheck;
 use crate::image::digest::Digest;
 use crate::image::reference::{Platform, Reference};
 use crate::image::store::{ImageRecord, LayerRecord, Store};
@@ -355,10 +355,17 @@ impl Build<'_> {
         let (mut state, mut key, from_text) = match base {
             Some(Base::Stage(i)) => {
                 let d = self.finished(i)?;
-                (d.state, d.key, format!("FROM {}", self.df.stages[i].display_name()))
+                (
+                    d.state,
+                    d.key,
+                    format!("FROM {}", self.df.stages[i].display_name()),
+                )
             }
             Some(Base::Image(reference)) => {
-                let id = self.env.progress.start(&label(1), &format!("FROM {reference}"));
+                let id = self
+                    .env
+                    .progress
+                    .start(&label(1), &format!("FROM {reference}"));
                 let img = self
                     .env
                     .images
@@ -584,7 +591,9 @@ impl Build<'_> {
             Kind::Volume(vols) => {
                 for v in vols {
                     if v.trim().is_empty() {
-                        return Err(BuildError::Invalid("VOLUME specified can not be an empty string".into()));
+                        return Err(BuildError::Invalid(
+                            "VOLUME specified can not be an empty string".into(),
+                        ));
                     }
                     state
                         .image
@@ -721,9 +730,22 @@ impl Build<'_> {
                 Ok((h.finish(), history, Prepared::Run(args)))
             }
             Kind::Copy(c) => {
-                let (sources, digest, from_key) =
-                    self.copy_sources(c.from.as_deref(), &c.sources, &c.excludes, &c.heredocs, state)?;
-                let history = copy_history("COPY", c.parents, &c.chown, &c.chmod, &c.sources, &c.heredocs, &c.dest);
+                let (sources, digest, from_key) = self.copy_sources(
+                    c.from.as_deref(),
+                    &c.sources,
+                    &c.excludes,
+                    &c.heredocs,
+                    state,
+                )?;
+                let history = copy_history(
+                    "COPY",
+                    c.parents,
+                    &c.chown,
+                    &c.chmod,
+                    &c.sources,
+                    &c.heredocs,
+                    &c.dest,
+                );
                 h.field("op", &format!("{:?}", ins.kind));
                 h.field("content", &digest);
                 h.field("from", &from_key);
@@ -733,9 +755,7 @@ impl Build<'_> {
             Kind::Add(a) => {
                 for s in &a.sources {
                     if s.starts_with("http://") || s.starts_with("https://") {
-                        return Err(BuildError::Unsupported(format!(
-                            "ADD from a URL ({s})"
-                        )));
+                        return Err(BuildError::Unsupported(format!("ADD from a URL ({s})")));
                     }
                     if s.starts_with("git@") || s.ends_with(".git") && s.contains("://") {
                         return Err(BuildError::Unsupported(format!("ADD from git ({s})")));
@@ -748,7 +768,15 @@ impl Build<'_> {
                 }
                 let (sources, digest, from_key) =
                     self.copy_sources(None, &a.sources, &a.excludes, &a.heredocs, state)?;
-                let history = copy_history("ADD", false, &a.chown, &a.chmod, &a.sources, &a.heredocs, &a.dest);
+                let history = copy_history(
+                    "ADD",
+                    false,
+                    &a.chown,
+                    &a.chmod,
+                    &a.sources,
+                    &a.heredocs,
+                    &a.dest,
+                );
                 h.field("op", &format!("{:?}", ins.kind));
                 h.field("content", &digest);
                 h.field("from", &from_key);
@@ -899,7 +927,7 @@ impl Build<'_> {
                         format!("context:{name}"),
                     ));
                 }
-                let (layers, key) = self.from_layers(name)?;
+                let (layers, key) = self.source_layers(name)?;
                 Ok((
                     CopySources {
                         sources: Vec::new(),
@@ -919,7 +947,7 @@ impl Build<'_> {
     }
 
     /// The layers of `COPY --from=NAME`: a stage (by name or index) or an image.
-    fn from_layers(&self, name: &str) -> Result<(Vec<PathBuf>, Key), BuildError> {
+    fn source_layers(&self, name: &str) -> Result<(Vec<PathBuf>, Key), BuildError> {
         let lower = name.to_ascii_lowercase();
         let stage = self
             .df
@@ -1017,7 +1045,14 @@ impl Build<'_> {
                     parents: false,
                     source_date_epoch: self.layer_opts.source_date_epoch,
                 };
-                self.copy_step(&lowers, &dirs, sources, &a.dest, &opts, a.unpack != Some(false))?;
+                self.copy_step(
+                    &lowers,
+                    &dirs,
+                    sources,
+                    &a.dest,
+                    &opts,
+                    a.unpack != Some(false),
+                )?;
             }
             (Kind::Workdir(_), Prepared::Workdir(wd)) => {
                 state.image.config_mut().working_dir = wd.clone();
@@ -1037,7 +1072,7 @@ impl Build<'_> {
                         let owner = if user.is_empty() {
                             None
                         } else {
-                            Some(context::resolve_chown(roots[0].as_fd(), &user)?)
+                            Some(context::copy::resolve_chown(roots[0].as_fd(), &user)?)
                         };
                         mkdir_all(roots[0].as_fd(), &wd, owner, epoch)
                     },
@@ -1089,11 +1124,14 @@ impl Build<'_> {
         for (n, m) in r.mounts.iter().enumerate() {
             match m.kind {
                 MountKind::Secret => {
-                    let sid = m
-                        .id
-                        .clone()
-                        .or_else(|| m.target.as_ref().and_then(|t| t.rsplit('/').next().map(str::to_string)))
-                        .unwrap_or_default();
+                    let sid =
+                        m.id.clone()
+                            .or_else(|| {
+                                m.target
+                                    .as_ref()
+                                    .and_then(|t| t.rsplit('/').next().map(str::to_string))
+                            })
+                            .unwrap_or_default();
                     let Some(content) = self.secrets.get(&sid) else {
                         if m.required {
                             return Err(BuildError::Invalid(format!(
@@ -1108,7 +1146,10 @@ impl Build<'_> {
                             continue;
                         }
                     }
-                    let target = m.target.clone().unwrap_or_else(|| format!("/run/secrets/{sid}"));
+                    let target = m
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| format!("/run/secrets/{sid}"));
                     let file = scratch.0.join(format!("secret-{n}"));
                     write_private(&file, content, m.mode.unwrap_or(0o400), m.uid, m.gid)?;
                     stubs.push(target.clone());
@@ -1123,7 +1164,9 @@ impl Build<'_> {
                         BuildError::Invalid("a cache mount needs a target".into())
                     })?;
                     if m.from.is_some() {
-                        return Err(BuildError::Unsupported("RUN --mount=type=cache,from=...".into()));
+                        return Err(BuildError::Unsupported(
+                            "RUN --mount=type=cache,from=...".into(),
+                        ));
                     }
                     let cid = m.id.clone().unwrap_or_else(|| target.clone());
                     let dir = cache_mount_dir(self.env.store, &cid, m)?;
@@ -1159,9 +1202,10 @@ impl Build<'_> {
                             "RUN --mount=type=bind,rw (a writable bind of the context)".into(),
                         ));
                     }
-                    let target = m.target.clone().ok_or_else(|| {
-                        BuildError::Invalid("a bind mount needs a target".into())
-                    })?;
+                    let target = m
+                        .target
+                        .clone()
+                        .ok_or_else(|| BuildError::Invalid("a bind mount needs a target".into()))?;
                     let src = m.source.clone().unwrap_or_else(|| ".".into());
                     let source = self.context_path(&src)?;
                     stubs.push(target.clone());
@@ -1407,7 +1451,11 @@ fn is_bare_heredoc(cmd: &str) -> bool {
 }
 
 /// BuildKit's `runCommandString`: `|N K=V... args...` when build args are in scope.
-fn run_command_string(args: &[String], build_args: &[(String, Option<String>)], state: &State) -> String {
+fn run_command_string(
+    args: &[String],
+    build_args: &[(String, Option<String>)],
+    state: &State,
+) -> String {
     let mut parts: Vec<String> = Vec::new();
     for (k, v) in build_args {
         let value = state.lookup(k).or_else(|| v.clone()).unwrap_or_default();
@@ -1483,7 +1531,7 @@ fn go_duration(ns: i64) -> String {
     }
     if frac == 0 {
         out.push_str(&format!("{s}s"));
-    } else if secs == 0 && frac % 1_000_000 == 0 {
+    } else if secs == 0 && frac.is_multiple_of(1_000_000) {
         return format!("{}ms", frac / 1_000_000);
     } else {
         let f = format!("{:09}", frac);
@@ -1546,12 +1594,17 @@ fn mkdir_all(
             }
         }
         let parent = Path::new(&cur).parent().unwrap_or(Path::new("/"));
-        let pfd = inroot::open(root, parent, OFlag::O_DIRECTORY | OFlag::O_RDONLY, Mode::empty())
-            .map_err(|source| BuildError::Io {
-                what: "open",
-                path: parent.to_path_buf(),
-                source,
-            })?;
+        let pfd = inroot::open(
+            root,
+            parent,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|source| BuildError::Io {
+            what: "open",
+            path: parent.to_path_buf(),
+            source,
+        })?;
         nix::sys::stat::mkdirat(pfd.as_fd(), comp, Mode::from_bits_truncate(0o755)).map_err(
             |e| BuildError::Io {
                 what: "create directory",
@@ -1714,7 +1767,10 @@ mod tests {
 
     #[test]
     fn go_formats() {
-        assert_eq!(go_quoted_list(&["a b".into(), "c\"".into()]), "[\"a b\" \"c\\\"\"]");
+        assert_eq!(
+            go_quoted_list(&["a b".into(), "c\"".into()]),
+            "[\"a b\" \"c\\\"\"]"
+        );
         assert_eq!(go_duration(30_000_000_000), "30s");
         assert_eq!(go_duration(90_000_000_000), "1m30s");
         assert_eq!(go_duration(0), "0s");
@@ -1732,13 +1788,21 @@ mod tests {
     #[test]
     fn run_history_shows_build_args() {
         let state = State {
-            image: ImageBuilder::from_base(&Store::open(tempfile::tempdir().unwrap().path()).unwrap(), None).unwrap(),
+            image: ImageBuilder::from_base(
+                &Store::open(tempfile::tempdir().unwrap().path()).unwrap(),
+                None,
+            )
+            .unwrap(),
             env: vec![("A".into(), "1".into())],
             args: vec![("A".into(), Some("1".into())), ("B".into(), None)],
             cmd_set: false,
         };
         assert_eq!(
-            run_command_string(&["/bin/sh".into(), "-c".into(), "make".into()], &state.args, &state),
+            run_command_string(
+                &["/bin/sh".into(), "-c".into(), "make".into()],
+                &state.args,
+                &state
+            ),
             "|2 A=1 B= /bin/sh -c make"
         );
         assert!(is_bare_heredoc("<<EOF"));

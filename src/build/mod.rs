@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod context;
 pub mod dockerfile;
+pub mod executor;
 pub mod layer;
 pub mod mount;
 pub mod progress;
@@ -77,12 +78,12 @@ pub trait Images: Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-// PENDING     #[error("{0}")]
-// PENDING     Dockerfile(#[from] dockerfile::DockerfileError),
-// PENDING     #[error("{0}")]
-// PENDING     Context(#[from] context::ContextError),
-// PENDING     #[error("{0}")]
-// PENDING     Layer(#[from] layer::LayerError),
+    #[error("{0}")]
+    Dockerfile(#[from] dockerfile::DockerfileError),
+    #[error("{0}")]
+    Context(#[from] context::ContextError),
+    #[error("{0}")]
+    Layer(#[from] layer::LayerError),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot {what} {path}: {source}")]

@@ -59,7 +59,9 @@ pub fn with_overlays<R: Send>(
 /// A read-only overlay of a single layer is not possible (overlayfs wants two lower
 /// directories without an upper one): a read-only bind of it serves.
 fn overlay_or_bind(o: &Overlay<'_>) -> Result<MountOp, BuildError> {
-    let fail = |e: rootfs::RootfsError| BuildError::Step(format!("cannot mount a build step's files: {e}"));
+    let fail = |e: rootfs::RootfsError| {
+        BuildError::Step(format!("cannot mount a build step's files: {e}"))
+    };
     match (o.layers, o.upper) {
         ([only], None) => Ok(MountOp::Bind {
             source: only.clone(),

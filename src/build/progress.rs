@@ -127,10 +127,7 @@ impl Progress {
 
     /// A note not tied to a step (a warning from the Dockerfile checks).
     pub fn note(&self, text: &str) {
-        self.emit(
-            || text.to_string(),
-            || serde_json::json!({"note": text}),
-        );
+        self.emit(|| text.to_string(), || serde_json::json!({"note": text}));
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -100,7 +100,7 @@ fn service_for(step: &RunStep) -> ServiceConfig {
 
 /// `/etc/hosts` of a build container, as BuildKit writes it.
 fn hosts_file(step: &RunStep) -> String {
-    let mut s = String::from("127.0.0.1\tlocalhost " );
+    let mut s = String::from("127.0.0.1\tlocalhost ");
     s.push_str(HOSTNAME);
     s.push_str("\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (host, ips) in &step.extra_hosts.0 {

@@ -58,8 +58,9 @@ pub struct ImageBuildArgs {
     /// Name and optionally a tag (`name:tag`)
     #[arg(short, long = "tag", value_name = "REF")]
     pub tags: Vec<String>,
-    /// Name of the Dockerfile (default: CONTEXT/Dockerfile)
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile); the long form is --dockerfile
+    /// because --file names compose files everywhere in rcompose
+    #[arg(short = 'f', long = "dockerfile", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set build-time variables
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
@@ -91,9 +92,6 @@ pub struct ImageBuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short, long)]
     pub quiet: bool,
-    /// Set type of progress output (auto, plain, tty, quiet, json)
-    #[arg(long = "progress", value_name = "MODE")]
-    pub progress: Option<String>,
 }
 
 /// Base images for the builder: from the store, pulled when absent or asked.
@@ -113,7 +111,8 @@ impl Images for StoreImages {
         }
         let registries = Registries::load()
             .map_err(|e| format!("cannot read the registries configuration: {e}"))?;
-        let auth = AuthStore::load().map_err(|e| format!("cannot read registry credentials: {e}"))?;
+        let auth =
+            AuthStore::load().map_err(|e| format!("cannot read registry credentials: {e}"))?;
         let mode = if self.quiet {
             crate::image::progress::Mode::Quiet
         } else {
@@ -151,7 +150,9 @@ fn progress_mode(global: &Global, explicit: Option<&str>, quiet: bool) -> Result
             super::Progress::Quiet => "quiet".into(),
         },
     };
-    Mode::parse(&raw, tty).with_context(|| format!("invalid --progress {raw:?}: expected auto, plain, tty, quiet or json"))
+    Mode::parse(&raw, tty).with_context(|| {
+        format!("invalid --progress {raw:?}: expected auto, plain, tty, quiet or json")
+    })
 }
 
 fn kv(list: &[String], what: &str) -> Result<Vec<(String, Option<String>)>> {
@@ -194,7 +195,11 @@ pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
         context: context.clone(),
         dockerfile: args.file.as_ref().map(|f| {
             // `-f` is relative to the current directory, as docker's.
-            DockerfileSource::Path(std::env::current_dir().map(|d| d.join(f)).unwrap_or(f.clone()))
+            DockerfileSource::Path(
+                std::env::current_dir()
+                    .map(|d| d.join(f))
+                    .unwrap_or(f.clone()),
+            )
         }),
         target: args.target.clone(),
         no_cache: args.no_cache,
@@ -233,7 +238,7 @@ pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
         let r = Reference::parse(t).with_context(|| format!("invalid tag {t:?}"))?;
         req.tags.push(r.to_string());
     }
-    let mode = progress_mode(global, args.progress.as_deref(), args.quiet)?;
+    let mode = progress_mode(global, None, args.quiet)?;
     let img = run_builds(global, vec![req], mode)?
         .into_iter()
         .next()
@@ -439,12 +444,21 @@ fn request_for(
         bail!("build.ssh is not supported yet");
     }
     let host = Platform::host().to_string();
-    for p in build.platforms.iter().chain(std::iter::once(&service.platform)) {
+    for p in build
+        .platforms
+        .iter()
+        .chain(std::iter::once(&service.platform))
+    {
         if !p.is_empty() && Platform::parse(p).map(|p| p.to_string()).ok() != Some(host.clone()) {
-            bail!("build platform {p} is not supported: rcompose builds only for this host ({host})");
+            bail!(
+                "build platform {p} is not supported: rcompose builds only for this host ({host})"
+            );
         }
     }
-    for (what, list) in [("cache_from", &build.cache_from), ("cache_to", &build.cache_to)] {
+    for (what, list) in [
+        ("cache_from", &build.cache_from),
+        ("cache_to", &build.cache_to),
+    ] {
         for entry in list {
             super::warn(&format!(
                 "service {}: build.{what} {entry:?} is not supported yet and is ignored (the local build cache is used)",
@@ -483,7 +497,10 @@ fn request_for(
         } else if !def.environment.is_empty() {
             SecretSource::Env(def.environment.clone())
         } else {
-            bail!("build secret {}: only file and environment secrets can be used in builds", s.source);
+            bail!(
+                "build secret {}: only file and environment secrets can be used in builds",
+                s.source
+            );
         };
         let id = if s.target.is_empty() {
             s.source.clone()
@@ -494,7 +511,8 @@ fn request_for(
     }
     let mut additional = IndexMap::new();
     for (k, v) in &build.additional_contexts {
-        if v.starts_with("service:") || v.starts_with("target:") || v.starts_with("docker-image://") {
+        if v.starts_with("service:") || v.starts_with("target:") || v.starts_with("docker-image://")
+        {
             bail!("additional context {k}={v} is not supported yet: only directories");
         }
         additional.insert(k.clone(), v.clone());

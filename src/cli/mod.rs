@@ -377,3 +377,13 @@ pub fn print_error(e: &anyhow::Error) {
     }
     eprintln!("{} {msg}", console::style("error:").red().bold());
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand (clashing flags are found here, not by a user).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

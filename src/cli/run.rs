@@ -110,7 +110,13 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         force: args.build,
         ..super::build::Options::default()
     };
-    super::build::build_services(global, &mut owned, &loaded.working_dir, &wanted, &build_opts)?;
+    super::build::build_services(
+        global,
+        &mut owned,
+        &loaded.working_dir,
+        &wanted,
+        &build_opts,
+    )?;
     let project = &owned;
     let Some(base) = project.services.get(&args.service) else {
         bail!("no such service: {}", args.service);

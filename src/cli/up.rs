@@ -198,7 +198,13 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
         no_build: args.no_build,
         ..super::build::Options::default()
     };
-    super::build::build_services(global, &mut project, &loaded.working_dir, &selected, &build_opts)?;
+    super::build::build_services(
+        global,
+        &mut project,
+        &loaded.working_dir,
+        &selected,
+        &build_opts,
+    )?;
     for name in &selected {
         if project.services[name].build.is_some() {
             continue;
