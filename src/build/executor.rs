@@ -23,6 +23,7 @@ use super::dockerfile::{
 };
 use super::layer::{self, ImageBuilder, LayerOptions};
 use super::mount::{with_overlays, Overlay};
+use super::network::BuildNetwork;
 use super::progress::{Progress, StepId};
 use super::run::{self, Network, RunStep};
 use super::{BuildError, BuildRequest, DockerfileSource, Images, SecretSource};
@@ -102,7 +103,8 @@ struct Build<'a> {
     /// Images named by `COPY --from` and mounts, resolved once.
     images: Mutex<BTreeMap<String, ImageRecord>>,
     secrets: BTreeMap<String, Vec<u8>>,
-    resolv_conf: Option<String>,
+    /// The bridge of RUN steps with the default network, made on first use.
+    network: Mutex<Option<std::sync::Arc<BuildNetwork>>>,
 }
 
 /// Builds `req`; returns the image, committed to the store and tagged.
@@ -192,9 +194,7 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         done: Mutex::new(BTreeMap::new()),
         images: Mutex::new(BTreeMap::new()),
         secrets,
-        resolv_conf: crate::network::resolv::ResolvConf::read(Path::new("/etc/resolv.conf"))
-            .ok()
-            .map(|c| c.render()),
+        network: Mutex::new(None),
     };
     b.run()
 }
@@ -328,6 +328,19 @@ impl Build<'_> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(layer::commit(self.env.store, image, &tags)?)
+    }
+
+    fn network(&self) -> Result<std::sync::Arc<BuildNetwork>, BuildError> {
+        let mut net = self
+            .network
+            .lock()
+            .map_err(|_| BuildError::Step("build state poisoned".into()))?;
+        if let Some(n) = net.as_ref() {
+            return Ok(n.clone());
+        }
+        let n = std::sync::Arc::new(BuildNetwork::create()?);
+        *net = Some(n.clone());
+        Ok(n)
     }
 
     fn declared(&self, name: &str) -> bool {
@@ -1253,18 +1266,34 @@ impl Build<'_> {
             ulimits: self.req.ulimits.clone(),
             privileged: self.req.privileged,
             mounts,
-            resolv_conf: self.resolv_conf.clone(),
+            resolv_conf: None,
         };
+        let net = match network {
+            Network::Default => Some(self.network()?),
+            _ => None,
+        };
+        let mut step = step;
+        step.resolv_conf = net.as_ref().map(|n| n.resolv_conf.clone());
         let progress = self.env.progress;
         let mut on_line = |l: &str| progress.line(id, started.elapsed(), l);
-        let mut on_started = |_pid: i32| Ok(());
+        let mut attached = Vec::new();
+        let mut on_started = |pid: i32| {
+            if let Some(n) = &net {
+                attached = n.attach(pid)?;
+            }
+            Ok(())
+        };
         let finished = run::run(
             &step,
             dirs.base(),
             self.env.helper,
             &mut on_started,
             &mut on_line,
-        )?;
+        );
+        if let Some(n) = &net {
+            n.release(&attached);
+        }
+        let finished = finished?;
         drop(locks);
         remove_stubs(&dirs.upper, lowers, &stubs);
         let code = finished.status.docker_code();

@@ -14,6 +14,7 @@ pub mod dockerfile;
 pub mod executor;
 pub mod layer;
 pub mod mount;
+pub mod network;
 pub mod progress;
 pub mod run;
 
