@@ -253,7 +253,7 @@ mkdir -p bench/results
         for tool in "${tools[@]}"; do echo "$s,$tool,${med[$tool, $s]}"; done
     done
 } >bench/results/build.csv
-names=([a]="(a) cold, --no-cache" [b]="(b) nothing changed" [c]="(c) one 1 KB file changed" [d]="(d) four services, same build")
+declare -A names=([a]="(a) cold, --no-cache" [b]="(b) nothing changed" [c]="(c) one 1 KB file changed" [d]="(d) four services, same build")
 out=bench/results/build.md
 {
     echo "# image builds: docker build (BuildKit), buildah bud --layers, rcompose ($(date -u +%Y-%m-%d))"

@@ -13,6 +13,9 @@
 //! - `RCOMPOSE_PARITY_DOCKER_ONLY=1` runs only the docker side and checks the flattener and
 //!   each case's expectations on docker's images.
 //! - `RCOMPOSE_PARITY_REFRESH=1` rebuilds docker's results instead of using the cache.
+//! - `RCOMPOSE_PARITY_SELF_CHECK=1` compares docker's (cached) images with docker's own again,
+//!   built afresh in a new engine instead of rcompose's: the harness and docker's
+//!   reproducibility checked (by-content cases: docker's equivalent built twice).
 //!
 //! A case (tests/build-cases/NN-name/): `context/` (the build context, Dockerfile included),
 //! `case.toml` (see `Case`), secrets and other files beside them.
@@ -391,10 +394,16 @@ struct Cached {
 }
 
 /// Docker's side: each case's flattened image, from the cache or built now.
-fn docker_side(cases: &[Prepared], testbed: &Path, tmp: &Path) -> Result<Vec<Flat>, String> {
+/// `use_cache` false: everything is built and nothing is stored (the self-check).
+fn docker_side(
+    cases: &[Prepared],
+    testbed: &Path,
+    tmp: &Path,
+    use_cache: bool,
+) -> Result<Vec<Flat>, String> {
     let cache = testbed.join("parity-cache");
     std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-    let refresh = std::env::var("RCOMPOSE_PARITY_REFRESH").is_ok_and(|v| v == "1");
+    let refresh = !use_cache || std::env::var("RCOMPOSE_PARITY_REFRESH").is_ok_and(|v| v == "1");
     let cached: Vec<Option<Flat>> = cases
         .iter()
         .map(|c| {
@@ -502,6 +511,9 @@ fn docker_side(cases: &[Prepared], testbed: &Path, tmp: &Path) -> Result<Vec<Fla
         }
         for (c, r) in todo.iter().zip(results) {
             match r {
+                Ok(flat) if !use_cache => {
+                    built.insert(c.name.clone(), flat);
+                }
                 Ok(flat) => {
                     let entry = Cached {
                         case: c.name.clone(),
@@ -693,26 +705,19 @@ fn build_parity() {
         skip(TEST, "no test bed (tests/testbed/testbed.sh)");
         return;
     };
-    let env = if docker_only {
-        Vec::new()
+    // Without rcompose's builder (or the served test bed it pulls from) the docker side still
+    // runs: its checks cover the flattener and the cases.
+    let self_check = std::env::var("RCOMPOSE_PARITY_SELF_CHECK").is_ok_and(|v| v == "1");
+    let rcompose_side_ready: Result<Vec<(String, String)>, &str> = if self_check {
+        Ok(Vec::new())
+    } else if docker_only {
+        Err("RCOMPOSE_PARITY_DOCKER_ONLY=1")
     } else {
-        let Some(env) = common::testbed_env() else {
-            skip(
-                TEST,
-                "image test bed not served (tests/testbed/testbed.sh all); \
-                 RCOMPOSE_PARITY_DOCKER_ONLY=1 runs the docker side alone",
-            );
-            return;
-        };
-        if !rcompose_can_build() {
-            skip(
-                TEST,
-                "rcompose has no `image build` yet; RCOMPOSE_PARITY_DOCKER_ONLY=1 runs the \
-                 docker side alone",
-            );
-            return;
+        match common::testbed_env() {
+            None => Err("image test bed not served (tests/testbed/testbed.sh all)"),
+            Some(_) if !rcompose_can_build() => Err("rcompose has no `image build` yet"),
+            Some(env) => Ok(env),
         }
-        env
     };
     let work = tempfile::Builder::new()
         .prefix("rc-parity-")
@@ -741,7 +746,7 @@ fn build_parity() {
         }
     }
     let t1 = Instant::now();
-    let docker = match docker_side(&cases, &testbed, work.path()) {
+    let docker = match docker_side(&cases, &testbed, work.path(), true) {
         Ok(d) => d,
         Err(e) => panic!("docker's side failed:\n{e}"),
     };
@@ -759,16 +764,28 @@ fn build_parity() {
             }
         }
     }
-    if docker_only {
-        assert!(
-            failed == 0,
-            "{failed} cases fail their checks on docker's image:{report}"
-        );
-        eprintln!("docker only: {} cases checked", cases.len());
-        return;
-    }
-
-    let ours = rcompose_side(&cases, &env, work.path());
+    let env = match rcompose_side_ready {
+        Ok(env) => env,
+        Err(why) => {
+            assert!(
+                failed == 0,
+                "{failed} cases fail their checks on docker's image:{report}"
+            );
+            eprintln!("docker side: {} cases checked", cases.len());
+            if !docker_only {
+                skip(TEST, &format!("rcompose's side: {why}"));
+            }
+            return;
+        }
+    };
+    let ours = if self_check {
+        match docker_side(&cases, &testbed, work.path(), false) {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => panic!("docker's second build failed:\n{e}"),
+        }
+    } else {
+        rcompose_side(&cases, &env, work.path())
+    };
     let mut known_seen = 0;
     for ((c, d), r) in cases.iter().zip(&docker).zip(ours) {
         let r = match r {
@@ -779,7 +796,7 @@ fn build_parity() {
                 continue;
             }
         };
-        let mut lines = check_expectations(c, &r, false)
+        let mut lines = check_expectations(c, &r, self_check)
             .into_iter()
             .map(|b| format!("  check on rcompose's image: {b}"))
             .collect::<Vec<_>>();
