@@ -183,7 +183,7 @@ pub fn flatten_archive(archive: &Path, needles: &[String]) -> Result<Flat, Error
 }
 
 fn read_in(dir: &Path, name: &str) -> Result<Vec<u8>, Error> {
-    if name.split('/').any(|c| c == "..") {
+    if name.starts_with('/') || name.split('/').any(|c| c == "..") {
         return Err(Error::Format(format!("{name}: path leaves the archive")));
     }
     std::fs::read(dir.join(name)).map_err(io_err(name.to_string()))
@@ -434,9 +434,14 @@ impl Tree {
                         let ino = *ino;
                         self.put(p, Ent::File(ino))
                     }
+                    // Linux allows hard links to symlinks and devices: a copy of the node.
+                    Some(Ent::Other(n)) if n.kind != "dir" => {
+                        let n = n.clone();
+                        self.put(p, Ent::Other(n))
+                    }
                     _ => {
                         return Err(io::Error::other(format!(
-                            "{p}: hard link to {target}, which is not a regular file"
+                            "{p}: hard link to {target}, which is missing or a directory"
                         )))
                     }
                 },
