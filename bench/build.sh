@@ -137,7 +137,6 @@ COPY deps/ ./deps/
 RUN find deps -type f | wc -l > /deps.count
 COPY src/ ./src/
 RUN cat src/pkg05/f0523.txt | md5sum > /build.sum && tar -cf /app.tar src
-RUN ls -R /src > /listing
 
 FROM busybox
 ENV APP_HOME=/app
