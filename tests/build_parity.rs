@@ -13,6 +13,7 @@
 //! - `RCOMPOSE_PARITY_DOCKER_ONLY=1` runs only the docker side and checks the flattener and
 //!   each case's expectations on docker's images.
 //! - `RCOMPOSE_PARITY_REFRESH=1` rebuilds docker's results instead of using the cache.
+//! - `RCOMPOSE_PARITY_RCOMPOSE=<path>` runs that rcompose binary instead of this build's.
 //! - `RCOMPOSE_PARITY_SELF_CHECK=1` compares docker's (cached) images with docker's own again,
 //!   built afresh in a new engine instead of rcompose's: the harness and docker's
 //!   reproducibility checked (by-content cases: docker's equivalent built twice).
@@ -544,6 +545,24 @@ fn docker_side(
         .collect())
 }
 
+/// rcompose with the test's state: the binary of this build, or `$RCOMPOSE_PARITY_RCOMPOSE`
+/// (a release build, say) with the same arguments and environment.
+fn rcompose_cmd(state: &common::State, env: &[(String, String)]) -> Command {
+    let cmd = state.cmd(env);
+    let Some(bin) = std::env::var_os("RCOMPOSE_PARITY_RCOMPOSE") else {
+        return cmd;
+    };
+    let mut other = Command::new(bin);
+    other.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => other.env(k, v),
+            None => other.env_remove(k),
+        };
+    }
+    other
+}
+
 /// rcompose's side: each case built with `rcompose image build` and saved.
 fn rcompose_side(
     cases: &[Prepared],
@@ -554,8 +573,7 @@ fn rcompose_side(
     let t0 = Instant::now();
     let results = par_map(cases, RCOMPOSE_JOBS, |c| {
         let tb = Instant::now();
-        let o = state
-            .cmd(env)
+        let o = rcompose_cmd(&state, env)
             .args(["image", "build", "-t", &c.tag()])
             .args(c.build_args(false))
             .output()
@@ -564,8 +582,7 @@ fn rcompose_side(
             return Err(format!("rcompose image build failed:\n{}", out(&o)));
         }
         let archive = tmp.join(format!("{}.rcompose.tar", c.name));
-        let o = state
-            .cmd(env)
+        let o = rcompose_cmd(&state, env)
             .args(["image", "save", "-o", &archive.to_string_lossy(), &c.tag()])
             .output()
             .map_err(|e| format!("rcompose image save: {e}"))?;
@@ -687,7 +704,7 @@ fn known_reason(case: &str, d: &Difference) -> Option<&'static str> {
 
 /// Runs `rcompose image build --help`: false while the builder does not exist.
 fn rcompose_can_build() -> bool {
-    common::rcompose()
+    rcompose_cmd(&common::State::new(), &[])
         .args(["image", "build", "--help"])
         .output()
         .is_ok_and(|o| o.status.success())
