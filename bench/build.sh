@@ -176,7 +176,7 @@ build() {
     case $tool in
     docker) DOCKER_BUILDKIT=1 "$DOCKER" build -q -t bench-x "$@" "$ctx" ;;
     buildah) buildah_cmd bud --layers -q -t bench-x "$@" "$ctx" ;;
-    rcompose) "$RCOMPOSE" image build -q -t bench-x "$@" "$ctx" ;;
+    rcompose) "$RCOMPOSE" image build -t bench-x "$@" "$ctx" ;;
     esac
 }
 build_ms() { bench_time_ms build "$@"; }
