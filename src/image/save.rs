@@ -170,15 +170,15 @@ pub fn save(
         let repo_tags: Vec<String> = image
             .tags
             .iter()
-            .filter_map(|t| t.tag.as_ref().map(|tag| format!("{}:{tag}", t.familiar_name())))
+            .filter_map(|t| tag_of(t).map(|tag| format!("{}:{tag}", t.familiar_name())))
             .collect();
         for t in &image.tags {
-            if let Some(tag) = &t.tag {
+            if let Some(tag) = tag_of(t) {
                 let entry = repositories
                     .entry(t.familiar_name())
                     .or_insert_with(|| json!({}));
                 if let Some(m) = entry.as_object_mut() {
-                    m.insert(tag.clone(), json!(id.hex()));
+                    m.insert(tag, json!(id.hex()));
                 }
             }
         }
@@ -263,20 +263,33 @@ fn file_member<W: Write>(
 }
 
 fn push_index(index: &mut Vec<Value>, media_type: &str, digest: &Digest, size: u64, tags: &[Reference]) {
-    let tagged: Vec<&Reference> = tags.iter().filter(|t| t.tag.is_some()).collect();
+    let tagged: Vec<(&Reference, String)> = tags
+        .iter()
+        .filter_map(|t| tag_of(t).map(|tag| (t, tag)))
+        .collect();
     if tagged.is_empty() {
         index.push(json!({"mediaType": media_type, "digest": digest, "size": size}));
     }
-    for t in tagged {
+    for (t, tag) in tagged {
         index.push(json!({
             "mediaType": media_type,
             "digest": digest,
             "size": size,
             "annotations": {
-                "io.containerd.image.name": t.to_string(),
-                "org.opencontainers.image.ref.name": t.tag.clone().unwrap_or_default(),
+                "io.containerd.image.name": format!("{}:{tag}", t.name()),
+                "org.opencontainers.image.ref.name": tag,
             },
         }));
+    }
+}
+
+/// The tag a reference names the image by in an archive: its own, `latest` when it has
+/// neither tag nor digest, none for a digest-only reference.
+fn tag_of(r: &Reference) -> Option<String> {
+    match (&r.tag, &r.digest) {
+        (Some(t), _) => Some(t.clone()),
+        (None, None) => Some(r.tag_or_latest().to_string()),
+        (None, Some(_)) => None,
     }
 }
 
