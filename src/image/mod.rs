@@ -8,5 +8,6 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registries;
+pub mod save;
 pub mod store;
 pub mod unpack;

@@ -40,6 +40,7 @@ pub struct History {
 }
 
 /// An image being built: the base's config and layers plus what the build adds.
+/// Serialisable: the step cache keeps it as the state after each step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageBuilder {
     /// Top-level fields kept from the base (author, os.version, os.features).
@@ -257,11 +258,7 @@ fn runtime_json(c: &RuntimeConfig) -> Value {
         set(&mut m, "User", json!(c.user));
     }
     if !c.exposed_ports.is_empty() {
-        set(
-            &mut m,
-            "ExposedPorts",
-            empty_object_set(c.exposed_ports.keys()),
-        );
+        set(&mut m, "ExposedPorts", empty_object_set(c.exposed_ports.keys()));
     }
     if !c.env.is_empty() {
         set(&mut m, "Env", json!(c.env));
