@@ -10,7 +10,10 @@ const IMAGE: &str = "127.0.0.1:5043/library/busybox:latest";
 
 fn pulled(test: &str) -> Option<(State, Vec<(String, String)>, String)> {
     let Some(env) = testbed_env() else {
-        skip(test, "the image test bed is not running (scripts/test serves it)");
+        skip(
+            test,
+            "the image test bed is not running (scripts/test serves it)",
+        );
         return None;
     };
     let registry = env
@@ -109,8 +112,7 @@ fn save_then_load_elsewhere_is_the_same_image() {
 
 #[test]
 fn history_lists_the_config_history_newest_first() {
-    let Some((state, _env, image)) = pulled("history_lists_the_config_history_newest_first")
-    else {
+    let Some((state, _env, image)) = pulled("history_lists_the_config_history_newest_first") else {
         return;
     };
     let id = id_of(&state, &image);
@@ -145,7 +147,14 @@ fn history_lists_the_config_history_newest_first() {
     assert!(j.status.success(), "{}", stderr(&j));
     for line in stdout(&j).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        for key in ["Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size"] {
+        for key in [
+            "Comment",
+            "CreatedAt",
+            "CreatedBy",
+            "CreatedSince",
+            "ID",
+            "Size",
+        ] {
             assert!(v.get(key).is_some(), "{key} in {line}");
         }
         assert!(v["Size"].as_str().unwrap().parse::<u64>().is_ok(), "{line}");

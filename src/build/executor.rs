@@ -668,7 +668,7 @@ impl Build<'_> {
                     },
                 };
                 let text = format!(
-                    "HEALTHCHECK &{{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                    "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
                     hc.test.join(" "),
                     go_duration(hc.interval),
                     go_duration(hc.timeout),
@@ -842,12 +842,12 @@ impl Build<'_> {
     }
 
     fn mount_source_digest(&self, m: &RunMount) -> Result<String, BuildError> {
-        if m.from.is_some() {
-            return Err(BuildError::Unsupported(
-                "RUN --mount=type=bind,from=... (a bind from a stage or image)".into(),
-            ));
-        }
         let src = m.source.clone().unwrap_or_else(|| ".".into());
+        if let Some(from) = &m.from {
+            // The source stage's (or image's) key stands for its content.
+            let (_, key) = self.source_layers(from)?;
+            return Ok(format!("{}:{src}", key.0));
+        }
         let sources = self.context.resolve(&[src], &[])?;
         Ok(self.context.digest(&sources)?.to_string())
     }
@@ -1090,6 +1090,11 @@ impl Build<'_> {
                         mkdir_all(roots[0].as_fd(), &wd, owner, epoch)
                     },
                 )?;
+                return Ok(Some(layer::capture_always(
+                    self.env.store,
+                    dirs,
+                    &self.layer_opts,
+                )?));
             }
             _ => return Err(BuildError::Step("mismatched step".into())),
         }
@@ -1210,22 +1215,20 @@ impl Build<'_> {
                     }));
                 }
                 MountKind::Bind => {
-                    if !m.readonly {
-                        return Err(BuildError::Unsupported(
-                            "RUN --mount=type=bind,rw (a writable bind of the context)".into(),
-                        ));
-                    }
                     let target = m
                         .target
                         .clone()
                         .ok_or_else(|| BuildError::Invalid("a bind mount needs a target".into()))?;
                     let src = m.source.clone().unwrap_or_else(|| ".".into());
-                    let source = self.context_path(&src)?;
+                    // A copy of the source, private to this step: the context as the build
+                    // sees it (.dockerignore applied), writes thrown away as BuildKit's, and a
+                    // stage's or image's files without mounting them where the step runs.
+                    let source = self.bind_copy(m, &src, &scratch.0.join(format!("bind-{n}")))?;
                     stubs.push(target.clone());
                     mounts.push(MountRequest::Bind {
                         source,
                         target,
-                        read_only: true,
+                        read_only: m.readonly,
                     });
                 }
                 MountKind::Ssh => {
@@ -1308,23 +1311,53 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// A path inside the build context for a bind mount: cleaned, and refused when it (or a
-    /// link on the way) leads out of the context.
-    fn context_path(&self, src: &str) -> Result<PathBuf, BuildError> {
-        let root = self.context.root().to_path_buf();
-        let joined = root.join(src.trim_start_matches('/'));
-        let real = joined.canonicalize().map_err(|source| BuildError::Io {
-            what: "find bind mount source",
-            path: joined.clone(),
+    /// A copy of a bind mount's source (from the context, or from a stage or image mounted
+    /// read-only for the copy) in `dir`; returns what to bind: the directory, or the file.
+    fn bind_copy(&self, m: &RunMount, src: &str, dir: &Path) -> Result<PathBuf, BuildError> {
+        fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+            what: "create",
+            path: dir.to_path_buf(),
             source,
         })?;
-        let real_root = root.canonicalize().unwrap_or(root);
-        if !real.starts_with(&real_root) {
-            return Err(BuildError::Invalid(format!(
-                "bind mount source {src} leads out of the build context"
-            )));
+        let root = inroot::open_root(dir).map_err(|source| BuildError::Io {
+            what: "open",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let opts = CopyOptions {
+            workdir: "/".into(),
+            ..CopyOptions::default()
+        };
+        let copy = |ctx: &Context| -> Result<(bool, Vec<u8>), BuildError> {
+            let srcs = ctx.resolve(&[src.to_string()], &[])?;
+            let first = srcs
+                .first()
+                .ok_or_else(|| BuildError::Invalid(format!("bind mount source {src} not found")))?;
+            let kind = (first.is_dir(), first.name.clone());
+            context::copy_into(root.as_fd(), &srcs, "/", &opts)?;
+            Ok(kind)
+        };
+        let (is_dir, name) = match &m.from {
+            None => copy(&self.context)?,
+            Some(from) => {
+                let (layers, _) = self.source_layers(from)?;
+                let mnt = StepMount::new(self.env.store)?;
+                with_overlays(
+                    &[Overlay {
+                        layers: &layers,
+                        upper: None,
+                        target: &mnt.0,
+                    }],
+                    |_| copy(&Context::open_dir_without_ignore(&mnt.0)?),
+                )?
+            }
+        };
+        if is_dir {
+            Ok(dir.to_path_buf())
+        } else {
+            use std::os::unix::ffi::OsStrExt;
+            Ok(dir.join(std::ffi::OsStr::from_bytes(&name)))
         }
-        Ok(real)
     }
 
     fn copy_step(

@@ -75,7 +75,12 @@ impl BuildNetwork {
         rt.block_on(remove_stale(&nl));
         let others = crate::supervisor::other_networks(&name);
         let planned = rt
-            .block_on(project_net::plan_networks(&project, &["build"], &[], &others))
+            .block_on(project_net::plan_networks(
+                &project,
+                &["build"],
+                &[],
+                &others,
+            ))
             .map_err(|e| err("cannot plan", e))?;
         rt.block_on(project_net::setup(&nl, &name, &planned, &[]))
             .map_err(|e| err("cannot create", e))?;
@@ -109,8 +114,9 @@ impl BuildNetwork {
                 .in_use
                 .lock()
                 .map_err(|_| err("addresses", "lock poisoned"))?;
-            let ifs = project_net::plan_interfaces(&self.project, service, &id, &self.networks, &in_use)
-                .map_err(|e| err("cannot plan the step's interface", e))?;
+            let ifs =
+                project_net::plan_interfaces(&self.project, service, &id, &self.networks, &in_use)
+                    .map_err(|e| err("cannot plan the step's interface", e))?;
             in_use.extend(ifs.iter().map(|i| i.address));
             ifs
         };

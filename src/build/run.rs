@@ -152,6 +152,11 @@ pub fn run(
     if !cspec.env.iter().any(|e| e.starts_with("PATH=")) {
         cspec.env.insert(0, format!("PATH={}", spec::DEFAULT_PATH));
     }
+    // runc's default, as BuildKit's steps get it: the user's home from passwd, else `/`.
+    if !cspec.env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = cspec.user.home.clone().unwrap_or_else(|| "/".into());
+        cspec.env.push(format!("HOME={home}"));
+    }
     let opts = Options {
         helper: helper.to_path_buf(),
         dir: dir.to_path_buf(),

@@ -469,7 +469,16 @@ pub fn overlay_op(
             None => format!("lowerdir={}", lower.join(":")),
         }
     };
-    let top_first: Vec<&Path> = layers.iter().rev().map(PathBuf::as_path).collect();
+    // A layer listed twice (images repeat the empty layer; two WORKDIRs of one directory make
+    // the same layer) is refused by overlayfs (ELOOP): its upper occurrence alone gives the
+    // same tree.
+    let mut seen = std::collections::HashSet::new();
+    let top_first: Vec<&Path> = layers
+        .iter()
+        .rev()
+        .map(PathBuf::as_path)
+        .filter(|p| seen.insert(*p))
+        .collect();
     let full = data(top_first.clone());
     if full.len() <= MAX_MOUNT_DATA {
         return Ok(MountOp::Overlay {

@@ -153,6 +153,16 @@ pub fn capture(
     if empty {
         return Ok(None);
     }
+    capture_always(store, dirs, opts).map(Some)
+}
+
+/// [`capture`], keeping an empty change as an empty layer: what BuildKit makes of WORKDIR on
+/// a directory that already exists (its history entry is never an empty layer).
+pub fn capture_always(
+    store: &Store,
+    dirs: StepDirs,
+    opts: &LayerOptions,
+) -> Result<CapturedLayer, LayerError> {
     let tmp = store.temp_path("blob");
     let result = write_blob(&dirs.upper, &tmp, opts);
     let (tar, blob) = match result {
@@ -166,13 +176,13 @@ pub fn capture(
     let blob_digest = Digest::from_sha256(&blob.hash);
     publish_blob(store, &tmp, &blob_digest)?;
     store.commit_layer(&dirs.upper, &diff_id)?;
-    Ok(Some(CapturedLayer {
+    Ok(CapturedLayer {
         diff_id,
         blob: blob_digest,
         size: blob.count,
         media_type: layer_media_type(opts.compression).to_string(),
         tar_size: tar.count,
-    }))
+    })
 }
 
 /// Move a finished blob file into `blobs/` (a copy already there wins: same digest, same bytes).
@@ -246,9 +256,10 @@ impl<W: Write> Compressor<W> {
     fn new(c: Compression, w: W) -> io::Result<Self> {
         Ok(match c {
             Compression::None => Compressor::None(w),
-            Compression::Gzip => {
-                Compressor::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::default()))
-            }
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
             Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(w, 3)?),
         })
     }
@@ -478,9 +489,7 @@ impl<W: Write> Walk<'_, W> {
             ..Header::default()
         };
         let root = self.root;
-        self.tw
-            .header(&h)
-            .map_err(io_err("write layer of", root))
+        self.tw.header(&h).map_err(io_err("write layer of", root))
     }
 
     fn xattrs(&self, path: &Path) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
@@ -541,9 +550,8 @@ fn lgetxattr(path: &Path, key: &str) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: both strings are NUL-terminated; `buf` is valid for `buf.len()` bytes.
-        let n = unsafe {
-            libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
+        let n =
+            unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(buf);
