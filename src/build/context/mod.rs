@@ -11,6 +11,8 @@ pub mod archive;
 pub mod copy;
 mod hash;
 pub mod pattern;
+#[cfg(test)]
+mod tests;
 mod tree;
 
 use std::collections::HashMap;
