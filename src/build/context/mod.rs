@@ -74,8 +74,6 @@ pub enum ContextError {
         /// The ignore file that excluded the path, when it exists but is ignored.
         ignored_by: Option<String>,
     },
-    #[error("no source files were specified: {0} matched nothing")]
-    NothingMatched(String),
     #[error("too many {what}: more than {limit}")]
     TooMany { what: &'static str, limit: usize },
     #[error("{path}: more than {limit} levels of symbolic links")]
@@ -192,6 +190,10 @@ pub struct Source {
     pub arg: usize,
     /// The source itself first, then what is under it, parents before children, by name.
     pub entries: Vec<Entry>,
+    /// The path as written (wildcards matched, links not followed), for `--parents`.
+    pub(crate) written: Vec<Vec<u8>>,
+    /// How many leading components of `written` `--parents` drops (a "/./" pivot).
+    pub(crate) pivot: usize,
     pub(crate) tree: Arc<Tree>,
 }
 
@@ -321,7 +323,9 @@ impl Context {
     /// Resolves COPY/ADD sources (variable-expanded, relative to the root) to what they name.
     /// Wildcards are Go's `filepath.Match` per component; a link named by a source is followed
     /// inside the tree; `excludes` are `--exclude` patterns, matched against paths relative to
-    /// each source (and a wildcard match's path relative to the root).
+    /// each source (never the source itself, as BuildKit). A path without wildcards that does
+    /// not exist is an error; a wildcard that matches nothing yields nothing (BuildKit's
+    /// `AllowEmptyWildcard`).
     pub fn resolve(
         &self,
         sources: &[String],
@@ -350,18 +354,8 @@ impl Context {
         }
         let mut budget = MAX_ENTRIES;
         let mut out = Vec::new();
-        let mut wildcard_args = Vec::new();
         for (arg, src) in sources.iter().enumerate() {
-            let found = self.resolve_one(arg, src, &exclude, &mut budget)?;
-            if found.is_empty() {
-                wildcard_args.push(src.clone());
-            }
-            out.extend(found);
-        }
-        if out.is_empty() {
-            return Err(ContextError::NothingMatched(
-                wildcard_args.first().cloned().unwrap_or_default(),
-            ));
+            out.extend(self.resolve_one(arg, src, &exclude, &mut budget)?);
         }
         Ok(out)
     }
@@ -374,6 +368,11 @@ impl Context {
         budget: &mut usize,
     ) -> Result<Vec<Source>, ContextError> {
         let comps = source_components(src)?;
+        // `--parents` keeps the path after a "/./" pivot (all of it without one).
+        let pivot = match src.trim_start_matches('/').split_once("/./") {
+            Some((before, _)) => source_components(before)?.len(),
+            None => 0,
+        };
         let split = comps
             .iter()
             .position(|c| has_wildcards(c))
@@ -381,28 +380,33 @@ impl Context {
         let (fixed, wild) = comps.split_at(split);
         let t = tree::View::new(&self.tree);
         if wild.is_empty() {
-            let name = fixed.last().cloned().unwrap_or_default();
             let Some(resolved) = t.resolve(fixed, true)? else {
                 return Err(self.not_found(src, &fixed.join(&b'/')));
             };
             let entries = t.walk(&resolved, exclude, budget)?;
-            return Ok(vec![self.source(arg, name, &resolved, entries)]);
+            return Ok(vec![self.source(
+                arg,
+                fixed.to_vec(),
+                pivot,
+                &resolved,
+                entries,
+            )]);
         }
         let Some(base) = t.resolve(fixed, true)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for matched in t.glob(&base, wild, budget)? {
-            let name = matched.last().cloned().unwrap_or_default();
             let Some(resolved) = t.resolve(&matched, true)? else {
                 // A dangling link: BuildKit fails on it too.
                 return Err(self.not_found(src, &matched.join(&b'/')));
             };
-            if !exclude.is_empty() && exclude.matches_or_parent_matches(&matched.join(&b'/')) {
-                continue;
-            }
+            // As written: the fixed part before any link in it was followed.
+            let mut written = fixed.to_vec();
+            written.extend(matched.iter().skip(base.len()).cloned());
+            // `--exclude` applies under each match, never to the match itself (BuildKit).
             let entries = t.walk(&resolved, exclude, budget)?;
-            out.push(self.source(arg, name, &resolved, entries));
+            out.push(self.source(arg, written, pivot, &resolved, entries));
         }
         Ok(out)
     }
@@ -410,7 +414,8 @@ impl Context {
     fn source(
         &self,
         arg: usize,
-        name: Vec<u8>,
+        written: Vec<Vec<u8>>,
+        pivot: usize,
         resolved: &[Vec<u8>],
         entries: Vec<Entry>,
     ) -> Source {
@@ -421,9 +426,11 @@ impl Context {
         };
         Source {
             path,
-            name,
+            name: written.last().cloned().unwrap_or_default(),
             arg,
             entries,
+            written,
+            pivot,
             tree: self.tree.clone(),
         }
     }
