@@ -495,6 +495,8 @@ impl Copier<'_> {
         let Some(top) = s.entries.first() else {
             return Ok(());
         };
+        // Hard links are kept within one source, as BuildKit's copier (one per source).
+        self.links.clear();
         if dest_is_dir {
             self.mkdir_all(dest)?;
         } else if let Some((_, parent)) = dest.split_last() {

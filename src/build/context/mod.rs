@@ -38,6 +38,8 @@ pub const MAX_ENTRIES: usize = 1_000_000;
 pub const MAX_DEPTH: usize = 256;
 /// Most symbolic links followed while resolving one source path (Linux's own limit).
 pub const MAX_LINK_HOPS: usize = 40;
+/// Most files a persisted stat cache remembers.
+pub const MAX_STAT_CACHE: usize = 1_000_000;
 /// Most sources in one COPY.
 pub const MAX_SOURCES: usize = 10_000;
 
@@ -229,6 +231,10 @@ struct StatKey {
 struct StatEntry {
     key: StatKey,
     sha256: String,
+    /// Hit or filled since this context was opened (the entries kept first when the cache
+    /// outgrows `MAX_STAT_CACHE`).
+    #[serde(skip)]
+    used: bool,
 }
 
 /// A build context (or another tree to copy from).
@@ -482,7 +488,12 @@ impl Context {
                 path: path.display().to_string(),
                 message: "lock poisoned".into(),
             })?;
-        let list: Vec<(&PathBuf, &StatEntry)> = cache.iter().collect();
+        let keep_all = cache.len() <= MAX_STAT_CACHE;
+        let list: Vec<(&PathBuf, &StatEntry)> = cache
+            .iter()
+            .filter(|(_, e)| keep_all || e.used)
+            .take(MAX_STAT_CACHE)
+            .collect();
         let data = serde_json::to_vec(&list).map_err(|e| ContextError::StatCache {
             path: path.display().to_string(),
             message: e.to_string(),
