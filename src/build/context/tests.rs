@@ -700,3 +700,52 @@ fn archives_are_detected_and_extracted_inside_dest() {
     assert!(extract_archive_into(fd.as_fd(), &s[0], "/d", &opts()).is_err());
     assert_eq!(listing(&r.outside, &r.root), before);
 }
+
+#[test]
+fn ignore_everything_but_exceptions() {
+    let t = tempfile::tempdir().unwrap();
+    let c = t.path();
+    write(&c.join("src/main.rs"), "fn main() {}");
+    write(&c.join("src/deep/x.rs"), "x");
+    write(&c.join("node_modules/a/b.js"), "b");
+    write(&c.join("Dockerfile"), "FROM scratch");
+    write(&c.join("docs/a.md"), "a");
+    write(&c.join("docs/a.txt"), "t");
+    write(
+        &c.join(".dockerignore"),
+        "*\n!src\n!docs/*.md\n.dockerignore\nDockerfile\n",
+    );
+    let ctx = Context::open(c, Some(&c.join("Dockerfile"))).unwrap();
+    let s = ctx.resolve(&strings(&["."]), &[]).unwrap();
+    assert_eq!(
+        paths(&s),
+        [
+            ".",
+            "./docs",
+            "./docs/a.md",
+            "./src",
+            "./src/deep",
+            "./src/deep/x.rs",
+            "./src/main.rs"
+        ]
+    );
+    // The Dockerfile and the ignore file are ignored like any file (BuildKit sends the
+    // Dockerfile on its own).
+    for f in ["Dockerfile", ".dockerignore", "docs/a.txt"] {
+        match ctx.resolve(&strings(&[f]), &[]) {
+            Err(ContextError::NotFound { ignored_by, .. }) => {
+                assert_eq!(ignored_by.as_deref(), Some(".dockerignore"), "{f}")
+            }
+            other => panic!("{f}: {other:?}"),
+        }
+    }
+    // An ignored directory with an exception inside exists, holding only that.
+    let s = ctx.resolve(&strings(&["docs"]), &[]).unwrap();
+    assert_eq!(paths(&s), ["docs", "docs/a.md"]);
+    assert!(ctx.resolve(&strings(&["node_modules"]), &[]).is_err());
+    let s = ctx.resolve(&strings(&["*"]), &[]).unwrap();
+    assert_eq!(
+        s.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(),
+        ["docs", "src"]
+    );
+}

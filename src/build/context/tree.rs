@@ -140,7 +140,7 @@ impl<'a> View<'a> {
         if !self.ignored(path) {
             return Ok(true);
         }
-        if !is_dir(st) || !self.t.ignore.has_exclusions() {
+        if !is_dir(st) || !self.t.ignore.exceptions_may_reach(path) {
             return Ok(false);
         }
         let mut budget = MAX_ENTRIES;
@@ -168,7 +168,10 @@ impl<'a> View<'a> {
                 return Ok(true);
             }
             if let Some(st) = self.lstat(&p)? {
-                if is_dir(&st) && self.has_visible_below(&p, depth + 1, budget)? {
+                if is_dir(&st)
+                    && self.t.ignore.exceptions_may_reach(&p)
+                    && self.has_visible_below(&p, depth + 1, budget)?
+                {
                     return Ok(true);
                 }
             }
@@ -438,8 +441,8 @@ impl Walk<'_> {
             if is_dir(&st) {
                 // An excluded directory is searched only when an exception may re-include
                 // something under it, and kept only when one did.
-                let may_reinclude = (!ignored || self.ignore.has_exclusions())
-                    && (!excluded || self.exclude.has_exclusions());
+                let may_reinclude = (!ignored || self.ignore.exceptions_may_reach(&t))
+                    && (!excluded || self.exclude.exceptions_may_reach(&s));
                 if out && !may_reinclude {
                     continue;
                 }
