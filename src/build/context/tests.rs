@@ -749,3 +749,27 @@ fn ignore_everything_but_exceptions() {
         ["docs", "src"]
     );
 }
+
+#[test]
+fn stage_trees_resolve_links_inside_themselves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stage = tmp.path().join("stage");
+    write(&tmp.path().join("host-secret"), "host");
+    write(&stage.join("usr/lib/libx.so"), "lib");
+    write(&stage.join(".dockerignore"), "usr\n");
+    std::os::unix::fs::symlink("/usr/lib", stage.join("lib")).unwrap();
+    std::os::unix::fs::symlink("../host-secret", stage.join("secret")).unwrap();
+    let ctx = Context::open_dir_without_ignore(&stage).unwrap();
+    assert_eq!(ctx.ignore_file(), None);
+    // "/usr/lib" is the stage's own; the .dockerignore file in it means nothing.
+    let s = ctx.resolve(&strings(&["lib/libx.so"]), &[]).unwrap();
+    assert_eq!(s[0].path, "usr/lib/libx.so");
+    // "../host-secret" stops at the stage's root: there is no such file in it.
+    assert!(matches!(
+        ctx.resolve(&strings(&["secret"]), &[]),
+        Err(ContextError::NotFound { .. })
+    ));
+    let r = rootfs();
+    copy_into(open_root(&r.root).as_fd(), &s, "/copied", &opts()).unwrap();
+    assert_eq!(fs::read_to_string(r.root.join("copied")).unwrap(), "lib");
+}
