@@ -337,6 +337,19 @@ impl Context {
         sources: &[String],
         excludes: &[String],
     ) -> Result<Vec<Source>, ContextError> {
+        self.resolve_with(sources, excludes, false)
+    }
+
+    /// [`resolve`](Self::resolve) for `COPY --parents` when `parents`: as BuildKit, the part of
+    /// each source after its `/./` pivot (all of it without one) is a pattern with
+    /// `.dockerignore` syntax (so `**` crosses directories), matched under the part before the
+    /// pivot; matches are not followed when they are links.
+    pub fn resolve_with(
+        &self,
+        sources: &[String],
+        excludes: &[String],
+        parents: bool,
+    ) -> Result<Vec<Source>, ContextError> {
         if sources.len() > MAX_SOURCES {
             return Err(ContextError::TooMany {
                 what: "sources",
@@ -361,7 +374,11 @@ impl Context {
         let mut budget = MAX_ENTRIES;
         let mut out = Vec::new();
         for (arg, src) in sources.iter().enumerate() {
-            out.extend(self.resolve_one(arg, src, &exclude, &mut budget)?);
+            if parents {
+                out.extend(self.resolve_parents(arg, src, &exclude, &mut budget)?);
+            } else {
+                out.extend(self.resolve_one(arg, src, &exclude, &mut budget)?);
+            }
         }
         Ok(out)
     }
@@ -413,6 +430,44 @@ impl Context {
             // `--exclude` applies under each match, never to the match itself (BuildKit).
             let entries = t.walk(&resolved, exclude, budget)?;
             out.push(self.source(arg, written, pivot, &resolved, entries));
+        }
+        Ok(out)
+    }
+
+    fn resolve_parents(
+        &self,
+        arg: usize,
+        src: &str,
+        exclude: &PatternMatcher,
+        budget: &mut usize,
+    ) -> Result<Vec<Source>, ContextError> {
+        let trimmed = src.trim_start_matches('/');
+        let (before, pattern) = trimmed.split_once("/./").unwrap_or(("", trimmed));
+        let base_comps = source_components(before)?;
+        let pattern_comps = source_components(pattern)?;
+        if !pattern_comps.iter().any(|c| has_wildcards(c)) {
+            // A plain path must exist: the same as without --parents.
+            return self.resolve_one(arg, src, exclude, budget);
+        }
+        let t = tree::View::new(&self.tree);
+        let Some(base) = t.resolve(&base_comps, true)? else {
+            return Ok(Vec::new());
+        };
+        let pattern = pattern_comps.join(&b'/');
+        let include = PatternMatcher::new(&[&pattern]).map_err(|source| ContextError::Pattern {
+            what: "source",
+            pattern: String::from_utf8_lossy(&pattern).into_owned(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for matched in t.glob_include(&base, &include, budget)? {
+            let Some(resolved) = t.resolve(&matched, false)? else {
+                continue;
+            };
+            let mut written = base_comps.clone();
+            written.extend(matched.iter().skip(base.len()).cloned());
+            let entries = t.walk(&resolved, exclude, budget)?;
+            out.push(self.source(arg, written, base_comps.len(), &resolved, entries));
         }
         Ok(out)
     }

@@ -773,3 +773,58 @@ fn stage_trees_resolve_links_inside_themselves() {
     copy_into(open_root(&r.root).as_fd(), &s, "/copied", &opts()).unwrap();
     assert_eq!(fs::read_to_string(r.root.join("copied")).unwrap(), "lib");
 }
+
+#[test]
+fn parents_with_double_star() {
+    let t = tempfile::tempdir().unwrap();
+    let c = t.path();
+    write(&c.join("apps/web/package.json"), "web");
+    write(&c.join("apps/api/package.json"), "api");
+    write(&c.join("apps/api/src/index.js"), "js");
+    write(&c.join("libs/ui/package.json"), "ui");
+    write(&c.join("package.json"), "root");
+    let ctx = Context::open(c, None).unwrap();
+    let s = ctx
+        .resolve_with(&strings(&["**/package.json"]), &[], true)
+        .unwrap();
+    let got: Vec<&str> = s.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "apps/api/package.json",
+            "apps/web/package.json",
+            "libs/ui/package.json",
+            "package.json"
+        ]
+    );
+    let r = rootfs();
+    let fd = open_root(&r.root);
+    let parents = CopyOptions {
+        parents: true,
+        ..opts()
+    };
+    copy_into(fd.as_fd(), &s, "/w/", &parents).unwrap();
+    for f in [
+        "apps/api/package.json",
+        "apps/web/package.json",
+        "libs/ui/package.json",
+        "package.json",
+    ] {
+        assert!(r.root.join("w").join(f).is_file(), "{f}");
+    }
+    assert!(!r.root.join("w/apps/api/src").exists());
+    // With a pivot: only what follows it is kept.
+    let s = ctx
+        .resolve_with(&strings(&["apps/./*/package.json"]), &[], true)
+        .unwrap();
+    copy_into(fd.as_fd(), &s, "/v/", &parents).unwrap();
+    assert!(r.root.join("v/web/package.json").is_file());
+    assert!(r.root.join("v/api/package.json").is_file());
+    // Without --parents "**" is "*", as BuildKit's wildcards.
+    let s = ctx.resolve(&strings(&["**/package.json"]), &[]).unwrap();
+    assert!(s.is_empty());
+    // A plain --parents path that does not exist is an error.
+    assert!(ctx
+        .resolve_with(&strings(&["apps/nope"]), &[], true)
+        .is_err());
+}
