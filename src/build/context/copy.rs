@@ -516,7 +516,10 @@ impl Copier<'_> {
                 )));
             }
             let dir = self.mkdir_all(&dest)?;
-            return self.copy_children(s, dir, &shown_dest);
+            // BuildKit leaves a destination it created with the time of its creation, and gives
+            // one that was there before the source directory's times.
+            let times = (existing == Some(true)).then(|| top.clone());
+            return self.copy_children(s, dir, &shown_dest, times);
         }
         let (parent, name): (Vec<Vec<u8>>, Vec<u8>) = match existing {
             Some(true) => (dest.to_vec(), s.name.clone()),
@@ -545,6 +548,7 @@ impl Copier<'_> {
         s: &Source,
         top: OwnedFd,
         top_shown: &str,
+        top_times: Option<Entry>,
     ) -> Result<(), ContextError> {
         // Open destination directories along the walk (entries come parents first, in
         // depth-first order), with the times to set once their contents are written.
@@ -556,7 +560,7 @@ impl Copier<'_> {
         let mut stack = vec![Open {
             rel: Vec::new(),
             fd: top,
-            times: None,
+            times: top_times,
         }];
         for e in s.entries.iter().skip(1) {
             let (parent_rel, name) = match e.rel.iter().rposition(|&c| c == b'/') {

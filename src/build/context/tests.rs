@@ -455,11 +455,24 @@ fn ownership_modes_times_links() {
         .unwrap()
         .set_modified(old)
         .unwrap();
+    fs::File::open(c.join("m"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let r = rootfs();
     let ctx = Context::open(c, None).unwrap();
     let fd = open_root(&r.root);
     let s = ctx.resolve(&strings(&["m"]), &[]).unwrap();
     copy_into(fd.as_fd(), &s, "/m/", &opts()).unwrap();
+    // An existing destination directory takes the source directory's times (BuildKit).
+    let src_m = fs::metadata(c.join("m")).unwrap();
+    assert_eq!(src_m.mtime(), 1_000_000);
+    fs::create_dir_all(r.root.join("pre")).unwrap();
+    copy_into(fd.as_fd(), &s, "/pre", &opts()).unwrap();
+    assert_eq!(
+        fs::metadata(r.root.join("pre")).unwrap().mtime(),
+        src_m.mtime()
+    );
     let run = fs::metadata(r.root.join("m/run")).unwrap();
     // Context files belong to root; mode bits (setuid too) and mtime kept; hard link kept.
     assert_eq!((run.uid(), run.gid()), (0, 0));
