@@ -298,6 +298,10 @@ fn clean_comps(comps: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 struct Copier<'a> {
     root: BorrowedFd<'a>,
+    /// Mode of the directories the copy creates on the way to its destination: 0755, or an
+    /// octal `--chmod` (BuildKit's `MkdirAll(dest, *ci.Mode)`: `COPY --chmod=644 f /new/`
+    /// makes /new 0644 there too).
+    dir_mode: u32,
     owner: Option<(u32, u32)>,
     chmod: Option<ChmodSpec>,
     epoch: Option<i64>,
@@ -323,8 +327,13 @@ pub fn copy_into(
         .map(|c| resolve_chown(root, c))
         .transpose()?;
     let chmod = opts.chmod.as_deref().map(ChmodSpec::parse).transpose()?;
+    let dir_mode = match &chmod {
+        Some(ChmodSpec::Octal(m)) => *m,
+        _ => 0o755,
+    };
     let mut c = Copier {
         root,
+        dir_mode,
         owner,
         chmod,
         epoch: opts.source_date_epoch,
@@ -354,7 +363,7 @@ pub fn copy_into(
 }
 
 impl Copier<'_> {
-    /// Opens (creating what is missing, mode 0755, owned by the --chown user) the directory at
+    /// Opens (creating what is missing, mode `dir_mode`, owned by the --chown user) the directory at
     /// `comps`, following links inside the root only.
     fn mkdir_all(&mut self, comps: &[Vec<u8>]) -> Result<OwnedFd, ContextError> {
         let mut dir = inroot::open(
@@ -386,7 +395,7 @@ impl Copier<'_> {
                         Mode::empty(),
                     )
                     .map_err(errno("open directory", &prefix))?;
-                    fchmod(&fd, Mode::from_bits_truncate(0o755))
+                    fchmod(&fd, Mode::from_bits_truncate(self.dir_mode))
                         .map_err(errno("chmod", &prefix))?;
                     if let Some((u, g)) = self.owner {
                         fchown(&fd, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))

@@ -495,9 +495,17 @@ fn ownership_modes_times_links() {
     copy_into(fd.as_fd(), &s, "/owned/", &o).unwrap();
     let m = fs::metadata(r.root.join("owned/run")).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1001, 0o640));
-    // Created parents belong to the --chown user too.
+    // Created parents belong to the --chown user too, with the octal --chmod as their mode
+    // (BuildKit); a symbolic one leaves them 0755.
     let p = fs::metadata(r.root.join("owned")).unwrap();
-    assert_eq!((p.uid(), p.gid(), p.mode() & 0o7777), (1000, 1001, 0o755));
+    assert_eq!((p.uid(), p.gid(), p.mode() & 0o7777), (1000, 1001, 0o640));
+    let o = CopyOptions {
+        chmod: Some("u+x".into()),
+        ..opts()
+    };
+    copy_into(fd.as_fd(), &s, "/sym/new/", &o).unwrap();
+    let p = fs::metadata(r.root.join("sym/new")).unwrap();
+    assert_eq!(p.mode() & 0o7777, 0o755);
     for (spec, want) in [
         ("app:staff", (1000, 50)),
         ("1234", (1234, 1234)),
