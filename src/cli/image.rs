@@ -443,7 +443,9 @@ fn save(images: &[String], output: Option<&str>, format: &str) -> Result<i32> {
             let dest = PathBuf::from(path);
             let tmp = dest.with_file_name(format!(
                 ".{}.rcompose-{}",
-                dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                dest.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
             let file = std::fs::File::create(&tmp)
@@ -479,8 +481,8 @@ fn tag(source: &str, target: &str) -> Result<i32> {
     let img = store
         .resolve(&normalise(source))?
         .with_context(|| format!("no such image: {source}"))?;
-    let target_ref = Reference::parse(target)
-        .with_context(|| format!("invalid reference format {target:?}"))?;
+    let target_ref =
+        Reference::parse(target).with_context(|| format!("invalid reference format {target:?}"))?;
     if target_ref.digest.is_some() {
         bail!("refusing to create a tag with a digest reference: {target}");
     }

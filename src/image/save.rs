@@ -117,10 +117,18 @@ pub fn save(
         if format == SaveFormat::Oci {
             if let Some((manifest, media_type)) = native(store, rec) {
                 let bytes = store.read_blob(&manifest)?;
-                add(&mut blobs, rec.id.clone(), Blob::Memory(store.read_blob(&rec.id)?));
+                add(
+                    &mut blobs,
+                    rec.id.clone(),
+                    Blob::Memory(store.read_blob(&rec.id)?),
+                );
                 for l in &rec.layers {
                     if let Some(b) = &l.blob {
-                        add(&mut blobs, b.clone(), Blob::Stored(store.blob_path(b), b.clone()));
+                        add(
+                            &mut blobs,
+                            b.clone(),
+                            Blob::Stored(store.blob_path(b), b.clone()),
+                        );
                     }
                 }
                 let size = bytes.len() as u64;
@@ -145,7 +153,8 @@ pub fn save(
         }
         let mut id = rec.id.clone();
         if changed {
-            config = rewrite_diff_ids(&config, &diff_ids).map_err(|e| SaveError::Config(rec.id.clone(), e))?;
+            config = rewrite_diff_ids(&config, &diff_ids)
+                .map_err(|e| SaveError::Config(rec.id.clone(), e))?;
             id = Digest::of(&config);
             warnings.push(format!(
                 "image {}: its layers were stored without their original blobs and, written again \
@@ -160,12 +169,19 @@ pub fn save(
             "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": id, "size": config.len()},
             "layers": layer_descs,
         });
-        let manifest = to_go_json(&manifest).map_err(|e| SaveError::Config(rec.id.clone(), e.to_string()))?;
+        let manifest =
+            to_go_json(&manifest).map_err(|e| SaveError::Config(rec.id.clone(), e.to_string()))?;
         let manifest_digest = Digest::of(&manifest);
         let manifest_size = manifest.len() as u64;
         add(&mut blobs, id.clone(), Blob::Memory(config));
         add(&mut blobs, manifest_digest.clone(), Blob::Memory(manifest));
-        push_index(&mut index, MEDIA_OCI_MANIFEST, &manifest_digest, manifest_size, &image.tags);
+        push_index(
+            &mut index,
+            MEDIA_OCI_MANIFEST,
+            &manifest_digest,
+            manifest_size,
+            &image.tags,
+        );
 
         let repo_tags: Vec<String> = image
             .tags
@@ -217,13 +233,25 @@ pub fn save(
     }
     let json_err = |e: serde_json::Error| SaveError::Write(io::Error::other(e));
     let index = json!({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": index});
-    member(&mut tw, "index.json", &to_go_json(&index).map_err(json_err)?)?;
+    member(
+        &mut tw,
+        "index.json",
+        &to_go_json(&index).map_err(json_err)?,
+    )?;
     if format == SaveFormat::Docker {
-        member(&mut tw, "manifest.json", &to_go_json(&docker_manifest).map_err(json_err)?)?;
+        member(
+            &mut tw,
+            "manifest.json",
+            &to_go_json(&docker_manifest).map_err(json_err)?,
+        )?;
     }
     member(&mut tw, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     if format == SaveFormat::Docker {
-        member(&mut tw, "repositories", &to_go_json(&repositories).map_err(json_err)?)?;
+        member(
+            &mut tw,
+            "repositories",
+            &to_go_json(&repositories).map_err(json_err)?,
+        )?;
     }
     let mut out = tw.finish().map_err(SaveError::Write)?;
     out.flush().map_err(SaveError::Write)?;
@@ -262,7 +290,13 @@ fn file_member<W: Write>(
     tw.data(src, size).map_err(SaveError::Write)
 }
 
-fn push_index(index: &mut Vec<Value>, media_type: &str, digest: &Digest, size: u64, tags: &[Reference]) {
+fn push_index(
+    index: &mut Vec<Value>,
+    media_type: &str,
+    digest: &Digest,
+    size: u64,
+    tags: &[Reference],
+) {
     let tagged: Vec<(&Reference, String)> = tags
         .iter()
         .filter_map(|t| tag_of(t).map(|tag| (t, tag)))
@@ -459,7 +493,10 @@ mod tests {
         let loaded = crate::image::archive::load(&s2, &out[..]).unwrap();
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].0.id, rec.id);
-        assert_eq!(s2.resolve("example.com/hello:1").unwrap().unwrap().id, rec.id);
+        assert_eq!(
+            s2.resolve("example.com/hello:1").unwrap().unwrap().id,
+            rec.id
+        );
     }
 
     #[test]
@@ -476,7 +513,10 @@ mod tests {
         assert!(!names.contains(&"manifest.json".to_string()));
         let manifest = rec.manifest.clone().unwrap();
         assert!(names.contains(&format!("blobs/sha256/{}", manifest.hex())));
-        assert!(names.contains(&format!("blobs/sha256/{}", rec.layers[0].blob.as_ref().unwrap().hex())));
+        assert!(names.contains(&format!(
+            "blobs/sha256/{}",
+            rec.layers[0].blob.as_ref().unwrap().hex()
+        )));
         let (_d2, s2) = store();
         let loaded = crate::image::archive::load(&s2, &out[..]).unwrap();
         assert_eq!(loaded[0].0.id, rec.id);
@@ -497,7 +537,10 @@ mod tests {
         let warnings = save(&s, &[img], SaveFormat::Docker, &mut out).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         let (_d2, s2) = store();
-        assert_eq!(crate::image::archive::load(&s2, &out[..]).unwrap()[0].0.id, rec.id);
+        assert_eq!(
+            crate::image::archive::load(&s2, &out[..]).unwrap()[0].0.id,
+            rec.id
+        );
 
         // A layer whose files no longer match its diff_id (as a pulled layer re-tarred): the
         // config is rewritten and the caller is told.
@@ -519,7 +562,11 @@ mod tests {
     fn a_damaged_blob_is_an_error() {
         let (_d, s) = store();
         let rec = built(&s);
-        fs::write(s.blob_path(rec.layers[0].blob.as_ref().unwrap()), b"garbage").unwrap();
+        fs::write(
+            s.blob_path(rec.layers[0].blob.as_ref().unwrap()),
+            b"garbage",
+        )
+        .unwrap();
         let img = SaveImage {
             record: rec,
             tags: vec![],

@@ -257,7 +257,11 @@ fn runtime_json(c: &RuntimeConfig) -> Value {
         set(&mut m, "User", json!(c.user));
     }
     if !c.exposed_ports.is_empty() {
-        set(&mut m, "ExposedPorts", empty_object_set(c.exposed_ports.keys()));
+        set(
+            &mut m,
+            "ExposedPorts",
+            empty_object_set(c.exposed_ports.keys()),
+        );
     }
     if !c.env.is_empty() {
         set(&mut m, "Env", json!(c.env));

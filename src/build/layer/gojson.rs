@@ -48,7 +48,16 @@ macro_rules! delegate {
 }
 
 impl Formatter for GoPretty<'_> {
-    delegate!(begin_array, end_array, begin_object, end_object, end_object_key, begin_object_value, end_array_value, end_object_value);
+    delegate!(
+        begin_array,
+        end_array,
+        begin_object,
+        end_object,
+        end_object_key,
+        begin_object_value,
+        end_array_value,
+        end_object_value
+    );
     fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
         self.0.begin_array_value(w, first)
     }
@@ -73,7 +82,10 @@ pub fn to_go_json<T: Serialize + ?Sized>(v: &T) -> serde_json::Result<Vec<u8>> {
 }
 
 /// `json.MarshalIndent(v, "", indent)`.
-pub fn to_go_json_indent<T: Serialize + ?Sized>(v: &T, indent: &str) -> serde_json::Result<Vec<u8>> {
+pub fn to_go_json_indent<T: Serialize + ?Sized>(
+    v: &T,
+    indent: &str,
+) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::new();
     let fmt = GoPretty(PrettyFormatter::with_indent(indent.as_bytes()));
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
@@ -100,6 +112,9 @@ mod tests {
     fn indents_as_marshal_indent() {
         let v = json!({"a": [1, 2], "b": {}, "c": []});
         let s = String::from_utf8(to_go_json_indent(&v, "   ").unwrap()).unwrap();
-        assert_eq!(s, "{\n   \"a\": [\n      1,\n      2\n   ],\n   \"b\": {},\n   \"c\": []\n}");
+        assert_eq!(
+            s,
+            "{\n   \"a\": [\n      1,\n      2\n   ],\n   \"b\": {},\n   \"c\": []\n}"
+        );
     }
 }

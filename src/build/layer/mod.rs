@@ -239,9 +239,10 @@ impl<W: Write> Compressor<W> {
     fn new(c: Compression, w: W) -> io::Result<Self> {
         Ok(match c {
             Compression::None => Compressor::None(w),
-            Compression::Gzip => {
-                Compressor::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::default()))
-            }
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
             Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(w, 3)?),
         })
     }
@@ -471,9 +472,7 @@ impl<W: Write> Walk<'_, W> {
             ..Header::default()
         };
         let root = self.root;
-        self.tw
-            .header(&h)
-            .map_err(io_err("write layer of", root))
+        self.tw.header(&h).map_err(io_err("write layer of", root))
     }
 
     fn xattrs(&self, path: &Path) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
@@ -534,9 +533,8 @@ fn lgetxattr(path: &Path, key: &str) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: both strings are NUL-terminated; `buf` is valid for `buf.len()` bytes.
-        let n = unsafe {
-            libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
+        let n =
+            unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(buf);

@@ -370,8 +370,7 @@ mod tests {
         assert_eq!(&b[BLOCK..BLOCK + 22], b"11 atime=0\n11 ctime=0\n");
 
         let mut h = reg("bin/ping");
-        h.pax
-            .insert("SCHILY.xattr.user.z".into(), b"1".to_vec());
+        h.pax.insert("SCHILY.xattr.user.z".into(), b"1".to_vec());
         h.pax
             .insert("SCHILY.xattr.security.capability".into(), vec![1, 0, 0, 2]);
         let b = encode_header(&h).unwrap();

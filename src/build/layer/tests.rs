@@ -17,9 +17,21 @@ fn setxattr(path: &Path, key: &str, value: &[u8]) {
     let k = CString::new(key).unwrap();
     // SAFETY: NUL-terminated strings, value valid for its length.
     let rc = unsafe {
-        libc::lsetxattr(p.as_ptr(), k.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+        libc::lsetxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
     };
-    assert_eq!(rc, 0, "setxattr {key} on {}: {}", path.display(), io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {key} on {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
 }
 
 fn set_mtime(path: &Path, secs: i64, nanos: i64) {
@@ -60,10 +72,19 @@ fn populate(dir: &Path) {
     fs::create_dir(dir.join("tmp")).unwrap();
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::write(dir.join("bin/ping"), b"ping").unwrap();
-    setxattr(&dir.join("bin/ping"), "security.capability", &[1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    setxattr(
+        &dir.join("bin/ping"),
+        "security.capability",
+        &[1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
     setxattr(&dir.join("bin/ping"), "user.note", b"hi");
     mknod(&dir.join("fifo"), SFlag::S_IFIFO, 0o600, 0);
-    mknod(&dir.join("null"), SFlag::S_IFCHR, 0o666, libc::makedev(1, 3));
+    mknod(
+        &dir.join("null"),
+        SFlag::S_IFCHR,
+        0o666,
+        libc::makedev(1, 3),
+    );
     // Overlay's deletion of a lower file, and a directory replaced (opaque).
     mknod(&dir.join("etc/gone"), SFlag::S_IFCHR, 0o000, 0);
     fs::create_dir(dir.join("var")).unwrap();
@@ -193,7 +214,10 @@ fn same_input_same_digest_and_source_date_epoch_clamps() {
         ..LayerOptions::default()
     };
     let (sa, sb) = (tar_of(a.path(), &sde), tar_of(b.path(), &sde));
-    assert_eq!(sa, sb, "with SOURCE_DATE_EPOCH two equal trees give equal bytes");
+    assert_eq!(
+        sa, sb,
+        "with SOURCE_DATE_EPOCH two equal trees give equal bytes"
+    );
     let e = entries(&sa);
     assert!(e.iter().all(|e| e.3 <= 1_000_000_000));
     // Without it, a time in the future stays.
@@ -208,7 +232,10 @@ fn same_input_same_digest_and_source_date_epoch_clamps() {
 fn listing(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for p in names {
             let m = fs::symlink_metadata(&p).unwrap();
@@ -219,7 +246,11 @@ fn listing(dir: &Path) -> Vec<String> {
             } else if ft.is_symlink() {
                 format!("link->{}", fs::read_link(&p).unwrap().display())
             } else if ft.is_file() {
-                format!("file:{}:{}", String::from_utf8_lossy(&fs::read(&p).unwrap()), m.mtime())
+                format!(
+                    "file:{}:{}",
+                    String::from_utf8_lossy(&fs::read(&p).unwrap()),
+                    m.mtime()
+                )
             } else if ft.is_char_device() {
                 format!("chr:{}", m.rdev())
             } else {
@@ -296,7 +327,10 @@ fn capture_writes_blob_and_commits_the_upper_dir() {
         fs::write(dirs.upper.join("app/main.py"), b"print(1)\n").unwrap();
         let layer = capture(&s, dirs, &opts).unwrap().unwrap();
         assert!(s.has_layer(&layer.diff_id));
-        assert_eq!(fs::read(s.layer_dir(&layer.diff_id).join("app/main.py")).unwrap(), b"print(1)\n");
+        assert_eq!(
+            fs::read(s.layer_dir(&layer.diff_id).join("app/main.py")).unwrap(),
+            b"print(1)\n"
+        );
         let blob = s.read_blob(&layer.blob).unwrap();
         assert_eq!(blob.len() as u64, layer.size);
         assert_eq!(layer.media_type, layer_media_type(compression));
@@ -371,14 +405,27 @@ fn capture_of_a_real_overlay_upper_dir() {
         .into_iter()
         .map(|e| e.0)
         .collect();
-    assert!(names.contains(&"etc/.wh.remove-me".to_string()), "{names:?}");
-    assert!(names.contains(&"etc/old/.wh..wh..opq".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"etc/.wh.remove-me".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"etc/old/.wh..wh..opq".to_string()),
+        "{names:?}"
+    );
     assert!(names.contains(&"new2".to_string()));
     // The layer serves as a lower layer: merged view over it and the old lower is right.
     let merged2 = d.path().join("merged2");
     fs::create_dir(&merged2).unwrap();
     let data = format!("lowerdir={}:{}", layer_dir.display(), lower.display());
-    mount(Some("overlay"), &merged2, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str())).unwrap();
+    mount(
+        Some("overlay"),
+        &merged2,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(data.as_str()),
+    )
+    .unwrap();
     let view = (|| -> io::Result<Vec<String>> {
         let mut v: Vec<String> = fs::read_dir(merged2.join("etc/old"))?
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -417,7 +464,9 @@ fn redirect_entries_are_refused() {
 fn sde_builder(store: &Store, base: Option<&ImageRecord>) -> ImageBuilder {
     let mut b = ImageBuilder::from_base(store, base).unwrap();
     b.set_source_date_epoch(Some(1_700_000_000));
-    b.set_platform(crate::image::reference::Platform::new("linux", "amd64", None));
+    b.set_platform(crate::image::reference::Platform::new(
+        "linux", "amd64", None,
+    ));
     b
 }
 
@@ -448,12 +497,18 @@ fn runtime_fields_keep_docker_order_and_sorted_maps() {
     let c = RuntimeConfig {
         env: vec!["A=1".into()],
         user: "app".into(),
-        exposed_ports: [("8080/tcp".to_string(), serde_json::json!({})), ("443/tcp".to_string(), serde_json::json!({}))]
-            .into_iter()
-            .collect(),
-        labels: [("z".to_string(), "1".to_string()), ("a".to_string(), "2".to_string())]
-            .into_iter()
-            .collect(),
+        exposed_ports: [
+            ("8080/tcp".to_string(), serde_json::json!({})),
+            ("443/tcp".to_string(), serde_json::json!({})),
+        ]
+        .into_iter()
+        .collect(),
+        labels: [
+            ("z".to_string(), "1".to_string()),
+            ("a".to_string(), "2".to_string()),
+        ]
+        .into_iter()
+        .collect(),
         healthcheck: Some(crate::image::config::Healthcheck {
             test: vec!["CMD".into(), "true".into()],
             interval: 5_000_000_000,
@@ -519,7 +574,9 @@ fn a_build_on_a_base_keeps_its_history_and_known_fields() {
     let (_d, s) = store();
     let base = base_image(&s);
     let mut b = ImageBuilder::from_base(&s, Some(&base)).unwrap();
-    b.set_platform(crate::image::reference::Platform::new("linux", "amd64", None));
+    b.set_platform(crate::image::reference::Platform::new(
+        "linux", "amd64", None,
+    ));
     assert_eq!(b.runtime().on_build, ["RUN echo hi"]);
     b.add_history_only("ENV A=b");
     let dirs = scratch(&s).unwrap();
@@ -531,7 +588,15 @@ fn a_build_on_a_base_keeps_its_history_and_known_fields() {
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["architecture", "author", "config", "created", "history", "os", "rootfs"]
+        [
+            "architecture",
+            "author",
+            "config",
+            "created",
+            "history",
+            "os",
+            "rootfs"
+        ]
     );
     assert!(v["config"].get("Hostname").is_none());
     assert_eq!(v["config"]["OnBuild"][0], "RUN echo hi");
@@ -558,11 +623,15 @@ fn commit_records_tags_and_reads_back() {
     let mut b = sde_builder(&s, Some(&base));
     let dirs = scratch(&s).unwrap();
     fs::write(dirs.upper.join("f"), b"f").unwrap();
-    let layer = capture(&s, dirs, &LayerOptions::default()).unwrap().unwrap();
+    let layer = capture(&s, dirs, &LayerOptions::default())
+        .unwrap()
+        .unwrap();
     b.add_layer(Some(layer.clone()), "COPY f /f # buildkit");
     b.config_mut().cmd = Some(vec!["/f".into()]);
     let tags = [
-        "example.com/app:1".parse::<crate::image::reference::Reference>().unwrap(),
+        "example.com/app:1"
+            .parse::<crate::image::reference::Reference>()
+            .unwrap(),
         "app".parse().unwrap(),
     ];
     let config_bytes = b.config_json().unwrap();
@@ -576,7 +645,13 @@ fn commit_records_tags_and_reads_back() {
     assert_eq!(rec.created.as_deref(), Some("2023-11-14T22:13:20Z"));
     assert_eq!(s.image(&rec.id).unwrap().unwrap(), rec);
     assert_eq!(s.resolve("example.com/app:1").unwrap().unwrap().id, rec.id);
-    assert_eq!(s.resolve("docker.io/library/app:latest").unwrap().unwrap().id, rec.id);
+    assert_eq!(
+        s.resolve("docker.io/library/app:latest")
+            .unwrap()
+            .unwrap()
+            .id,
+        rec.id
+    );
     // The manifest: OCI, three-space indent, config and layers described.
     let m = s.read_blob(rec.manifest.as_ref().unwrap()).unwrap();
     let text = String::from_utf8(m.clone()).unwrap();
@@ -592,8 +667,20 @@ fn commit_records_tags_and_reads_back() {
 #[test]
 fn times_format_as_go() {
     assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
-    assert_eq!(rfc3339(1_700_000_000, 120_000_000), "2023-11-14T22:13:20.12Z");
-    assert_eq!(config::normalize_time_for_test("2020-01-01T00:00:00.500000000Z"), "2020-01-01T00:00:00.5Z");
-    assert_eq!(config::normalize_time_for_test("2020-01-01T00:00:00+02:00"), "2020-01-01T00:00:00+02:00");
-    assert_eq!(config::normalize_time_for_test("2020-01-01T00:00:00.000-00:00"), "2020-01-01T00:00:00Z");
+    assert_eq!(
+        rfc3339(1_700_000_000, 120_000_000),
+        "2023-11-14T22:13:20.12Z"
+    );
+    assert_eq!(
+        config::normalize_time_for_test("2020-01-01T00:00:00.500000000Z"),
+        "2020-01-01T00:00:00.5Z"
+    );
+    assert_eq!(
+        config::normalize_time_for_test("2020-01-01T00:00:00+02:00"),
+        "2020-01-01T00:00:00+02:00"
+    );
+    assert_eq!(
+        config::normalize_time_for_test("2020-01-01T00:00:00.000-00:00"),
+        "2020-01-01T00:00:00Z"
+    );
 }
