@@ -8,7 +8,10 @@ use std::process::Stdio;
 
 const IMAGE: &str = "127.0.0.1:5043/library/busybox:latest";
 
-fn pulled(test: &str) -> Option<(State, Vec<(String, String)>, String)> {
+/// A fresh state with the test bed's busybox pulled: (state, test bed env, image reference).
+type Pulled = (State, Vec<(String, String)>, String);
+
+fn pulled(test: &str) -> Option<Pulled> {
     let Some(env) = testbed_env() else {
         skip(
             test,
