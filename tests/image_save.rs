@@ -8,7 +8,10 @@ use std::process::Stdio;
 
 const IMAGE: &str = "127.0.0.1:5043/library/busybox:latest";
 
-fn pulled(test: &str) -> Option<(State, Vec<(String, String)>, String)> {
+/// A fresh state with the test bed's busybox pulled: (state, test bed env, image reference).
+type Pulled = (State, Vec<(String, String)>, String);
+
+fn pulled(test: &str) -> Option<Pulled> {
     let Some(env) = testbed_env() else {
         skip(
             test,
@@ -159,4 +162,107 @@ fn history_lists_the_config_history_newest_first() {
         }
         assert!(v["Size"].as_str().unwrap().parse::<u64>().is_ok(), "{line}");
     }
+}
+
+/// A built image (base from the test bed, a layer with a new file, a whiteout and an opaque
+/// directory, an empty step) saved by rcompose is loaded and run by a private dockerd, with the
+/// same image id.
+#[test]
+fn docker_loads_and_runs_a_saved_built_image() {
+    use rcompose::build::layer::{capture, commit, scratch, ImageBuilder, LayerOptions};
+    use rcompose::image::store::Store;
+    const TEST: &str = "docker_loads_and_runs_a_saved_built_image";
+    if !nix::unistd::geteuid().is_root() {
+        return skip(TEST, "needs root (a private dockerd, device whiteouts)");
+    }
+    let have = |bin: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("dockerd") || !have("containerd") || !have("docker") {
+        return skip(
+            TEST,
+            "docker.io (dockerd, containerd, docker) is not installed",
+        );
+    }
+    let Some((state, _env, image)) = pulled(TEST) else {
+        return;
+    };
+
+    let store = Store::open(state.root().join("images")).unwrap();
+    let base = store.resolve(&image).unwrap().unwrap();
+    let mut b = ImageBuilder::from_base(&store, Some(&base)).unwrap();
+    let dirs = scratch(&store).unwrap();
+    std::fs::write(dirs.upper.join("hello.txt"), b"hello from rcompose\n").unwrap();
+    std::fs::create_dir(dirs.upper.join("etc")).unwrap();
+    nix::sys::stat::mknod(
+        &dirs.upper.join("etc/group"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    std::fs::create_dir(dirs.upper.join("usr")).unwrap();
+    let usr = std::ffi::CString::new(dirs.upper.join("usr").into_os_string().into_encoded_bytes())
+        .unwrap();
+    // SAFETY: NUL-terminated strings; the value is valid for its length.
+    let rc = unsafe {
+        nix::libc::lsetxattr(
+            usr.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(rc, 0);
+    std::fs::write(dirs.upper.join("usr/only"), b"x").unwrap();
+    let layer = capture(&store, dirs, &LayerOptions::default()).unwrap();
+    b.add_layer(layer, "RUN /bin/sh -c make # buildkit");
+    b.config_mut().cmd = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "cat /hello.txt && ls /usr && ! test -e /etc/group && echo whited-out".into(),
+    ]);
+    b.add_history_only("CMD [\"sh\" \"-c\" \"…\"]");
+    b.add_layer(None, "RUN /bin/sh -c true # buildkit");
+    let built = commit(&store, b, &["example/built:1".parse().unwrap()]).unwrap();
+
+    let file = state.dir.path().join("built.tar");
+    let out = state
+        .cmd(&[])
+        .args(["image", "save", "-o"])
+        .arg(&file)
+        .arg("example/built:1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let script = format!(
+        r#"set -eu
+source bench/lib.sh
+bench_docker_up
+trap bench_docker_down EXIT
+docker load -i '{file}' >&2
+docker inspect --format '{{{{.Id}}}}' example/built:1
+docker run --rm --network none example/built:1
+"#,
+        file = file.display()
+    );
+    let run = std::process::Command::new("nice")
+        .args(["-n", "10", "bash", "-c", &script])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = stdout(&run);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(built.id.to_string().as_str()), "{text}");
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        ["hello from rcompose", "only", "whited-out"],
+        "{text}"
+    );
 }

@@ -603,22 +603,24 @@ fn history(args: &HistoryArgs) -> Result<i32> {
 /// Bytes of the regular files in a layer directory, each inode once (docker's layer size).
 fn layer_size(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    fn walk(p: &std::path::Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-        let Ok(entries) = std::fs::read_dir(p) else {
-            return 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    // An explicit stack: a layer's depth is up to whoever made it.
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&p) else {
+            continue;
         };
-        let mut total = 0;
         for e in entries.flatten() {
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
-                total += walk(&e.path(), seen);
+                stack.push(e.path());
             } else if m.is_file() && seen.insert((m.dev(), m.ino())) {
                 total += m.len();
             }
         }
-        total
     }
-    walk(dir, &mut std::collections::HashSet::new())
+    total
 }
 
 /// `rcompose images`: the images the project's services use, as present in the store.

@@ -240,7 +240,7 @@ pub fn extract_archive_into(
                 .collect(),
             _ => Vec::new(),
         };
-        if kind.is_file() || kind == tar::EntryType::Continuous {
+        if kind.is_file() || kind == tar::EntryType::Continuous || kind.is_gnu_sparse() {
             let out = openat(
                 &parent,
                 os(leaf),

@@ -184,8 +184,10 @@ impl ChmodSpec {
     }
 }
 
-/// Parses `--chown` against the root's /etc/passwd and /etc/group: a numeric user alone means
-/// the same number as group; a user name alone means its primary group (BuildKit's rules).
+/// Parses `--chown` against the root's /etc/passwd and /etc/group as BuildKit does: a number
+/// (or `root`) alone means that uid and the same gid; a user name alone means its uid and
+/// primary group. A name the image does not know is, as in BuildKit, not an error: an unknown
+/// user is uid 0 and gid 0, an unknown group leaves the gid as the user part set it (logged).
 pub fn resolve_chown(root: BorrowedFd, spec: &str) -> Result<(u32, u32), ContextError> {
     let err = |message: String| ContextError::Chown {
         value: spec.to_string(),
@@ -195,33 +197,46 @@ pub fn resolve_chown(root: BorrowedFd, spec: &str) -> Result<(u32, u32), Context
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    if user.is_empty() {
-        return Err(err("empty user".into()));
-    }
-    let (uid, mut gid) = match user.parse::<u32>() {
-        Ok(n) => (n, n),
-        Err(_) => {
+    let (uid, mut gid) = match numeric_id(user) {
+        Some(n) => (n, n),
+        None => {
             let passwd = read_id_file(root, "/etc/passwd").map_err(&err)?;
-            lookup(&passwd, user, 2)
+            match lookup(&passwd, user, 2)
                 .and_then(|f| Some((f.first()?.parse().ok()?, f.get(1)?.parse().ok()?)))
-                .ok_or_else(|| err(format!("no user {user:?} in the image's /etc/passwd")))?
+            {
+                Some(ids) => ids,
+                None => {
+                    tracing::warn!(
+                        "--chown={spec}: no user {user:?} in the image's /etc/passwd; using 0"
+                    );
+                    (0, 0)
+                }
+            }
         }
     };
     if let Some(g) = group {
-        if g.is_empty() {
-            return Err(err("empty group".into()));
-        }
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
+        match numeric_id(g) {
+            Some(n) => gid = n,
+            None => {
                 let groups = read_id_file(root, "/etc/group").map_err(&err)?;
-                lookup(&groups, g, 2)
-                    .and_then(|f| f.first()?.parse().ok())
-                    .ok_or_else(|| err(format!("no group {g:?} in the image's /etc/group")))?
+                match lookup(&groups, g, 2).and_then(|f| f.first()?.parse().ok()) {
+                    Some(n) => gid = n,
+                    None => tracing::warn!(
+                        "--chown={spec}: no group {g:?} in the image's /etc/group; using {gid}"
+                    ),
+                }
             }
-        };
+        }
     }
     Ok((uid, gid))
+}
+
+/// BuildKit's `parseUID`: `root` is 0, else a decimal number that fits an int32.
+fn numeric_id(s: &str) -> Option<u32> {
+    if s == "root" {
+        return Some(0);
+    }
+    s.parse::<u32>().ok().filter(|&n| n <= i32::MAX as u32)
 }
 
 fn read_id_file(root: BorrowedFd, path: &str) -> Result<String, String> {
@@ -266,8 +281,27 @@ fn dest_components(dest: &str, workdir: &str) -> (Vec<Vec<u8>>, bool) {
     (comps, is_dir)
 }
 
+/// Components with `.` and `..` resolved lexically (`..` stops at the root).
+fn clean_comps(comps: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for c in comps {
+        match c.as_slice() {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 struct Copier<'a> {
     root: BorrowedFd<'a>,
+    /// Mode of the directories the copy creates on the way to its destination: 0755, or an
+    /// octal `--chmod` (BuildKit's `MkdirAll(dest, *ci.Mode)`: `COPY --chmod=644 f /new/`
+    /// makes /new 0644 there too).
+    dir_mode: u32,
     owner: Option<(u32, u32)>,
     chmod: Option<ChmodSpec>,
     epoch: Option<i64>,
@@ -283,21 +317,23 @@ pub fn copy_into(
     dest: &str,
     opts: &CopyOptions,
 ) -> Result<CopyStats, ContextError> {
-    let args: std::collections::BTreeSet<usize> = sources.iter().map(|s| s.arg).collect();
+    // Several sources and a destination without a trailing "/": the Dockerfile reference
+    // forbids it but BuildKit does not check, copying each source in turn (directories merge,
+    // a later file replaces an earlier one); so do we.
     let (dest_comps, dest_is_dir) = dest_components(dest, &opts.workdir);
-    if args.len() > 1 && !dest_is_dir {
-        return Err(copy_err(format!(
-            "when using COPY with more than one source file, the destination must be a directory and end with a /: {dest:?}"
-        )));
-    }
     let owner = opts
         .chown
         .as_deref()
         .map(|c| resolve_chown(root, c))
         .transpose()?;
     let chmod = opts.chmod.as_deref().map(ChmodSpec::parse).transpose()?;
+    let dir_mode = match &chmod {
+        Some(ChmodSpec::Octal(m)) => *m,
+        _ => 0o755,
+    };
     let mut c = Copier {
         root,
+        dir_mode,
         owner,
         chmod,
         epoch: opts.source_date_epoch,
@@ -308,20 +344,16 @@ pub fn copy_into(
         let mut dest_comps = dest_comps.clone();
         let mut dest_is_dir = dest_is_dir;
         if opts.parents {
-            // --parents: the source's own path (its parents) is kept under the destination.
-            let parent: Vec<Vec<u8>> = s
-                .path
-                .split('/')
-                .filter(|p| !p.is_empty() && *p != ".")
-                .map(|p| p.as_bytes().to_vec())
-                .collect();
-            if !parent.is_empty() {
-                let keep = if s.is_dir() {
-                    parent.len()
+            // --parents: the source's path as written (after a "/./" pivot) is kept under the
+            // destination.
+            let kept = s.written.get(s.pivot..).unwrap_or_default();
+            if !kept.is_empty() {
+                let n = if s.is_dir() {
+                    kept.len()
                 } else {
-                    parent.len() - 1
+                    kept.len() - 1
                 };
-                dest_comps.extend(parent.into_iter().take(keep));
+                dest_comps.extend(kept.iter().take(n).cloned());
                 dest_is_dir = true;
             }
         }
@@ -331,7 +363,7 @@ pub fn copy_into(
 }
 
 impl Copier<'_> {
-    /// Opens (creating what is missing, mode 0755, owned by the --chown user) the directory at
+    /// Opens (creating what is missing, mode `dir_mode`, owned by the --chown user) the directory at
     /// `comps`, following links inside the root only.
     fn mkdir_all(&mut self, comps: &[Vec<u8>]) -> Result<OwnedFd, ContextError> {
         let mut dir = inroot::open(
@@ -363,7 +395,7 @@ impl Copier<'_> {
                         Mode::empty(),
                     )
                     .map_err(errno("open directory", &prefix))?;
-                    fchmod(&fd, Mode::from_bits_truncate(0o755))
+                    fchmod(&fd, Mode::from_bits_truncate(self.dir_mode))
                         .map_err(errno("chmod", &prefix))?;
                     if let Some((u, g)) = self.owner {
                         fchown(&fd, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
@@ -398,6 +430,71 @@ impl Copier<'_> {
         }
     }
 
+    /// `comps` with every link resolved inside the root, as BuildKit's `fs.RootPath`: an
+    /// absolute target starts again at the root, `..` stops at it, a missing tail is kept.
+    fn root_path(&self, comps: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, ContextError> {
+        let mut pending: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
+        let mut resolved: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            if resolved.len() > super::MAX_DEPTH || pending.len() > 16 * super::MAX_DEPTH {
+                return Err(ContextError::TooDeep {
+                    path: shown(&comps.join(&b'/')),
+                    limit: super::MAX_DEPTH,
+                });
+            }
+            let p = format!(
+                "/{}",
+                shown(&[resolved.clone(), vec![c.clone()]].concat().join(&b'/'))
+            );
+            let fd = match inroot::open(
+                self.root,
+                Path::new(&p),
+                OFlag::O_PATH | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                    // Nothing there: the rest is taken as written.
+                    resolved.push(c);
+                    resolved.extend(pending.drain(..).filter(|c| !c.is_empty() && c != b"."));
+                    return Ok(clean_comps(resolved));
+                }
+                Err(e) => return Err(copy_err(format!("stat {p} in the image: {e}"))),
+            };
+            let st = fstat(&fd).map_err(errno("stat", &p))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                resolved.push(c);
+                continue;
+            }
+            hops += 1;
+            if hops > super::MAX_LINK_HOPS {
+                return Err(ContextError::LinkLoop {
+                    path: shown(&comps.join(&b'/')),
+                    limit: super::MAX_LINK_HOPS,
+                });
+            }
+            let target =
+                nix::fcntl::readlinkat(&fd, Path::new("")).map_err(errno("read link", &p))?;
+            let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()).to_vec();
+            if target.first() == Some(&b'/') {
+                resolved.clear();
+            }
+            for t in target.split(|&b| b == b'/').rev() {
+                pending.push_front(t.to_vec());
+            }
+        }
+        Ok(resolved)
+    }
+
     fn copy_source(
         &mut self,
         s: &Source,
@@ -407,12 +504,17 @@ impl Copier<'_> {
         let Some(top) = s.entries.first() else {
             return Ok(());
         };
+        // Hard links are kept within one source, as BuildKit's copier (one per source).
+        self.links.clear();
         if dest_is_dir {
             self.mkdir_all(dest)?;
         } else if let Some((_, parent)) = dest.split_last() {
             self.mkdir_all(parent)?;
         }
-        let existing = self.dest_kind(dest)?;
+        // Links in the destination are followed inside the root (a file copied onto a link
+        // replaces the file it points at, as BuildKit).
+        let dest = self.root_path(dest)?;
+        let existing = self.dest_kind(&dest)?;
         if top.kind == FileKind::Dir {
             // A directory's contents, not itself, land at the destination.
             let shown_dest = format!("/{}", shown(&dest.join(&b'/')));
@@ -422,8 +524,11 @@ impl Copier<'_> {
                     s.path
                 )));
             }
-            let dir = self.mkdir_all(dest)?;
-            return self.copy_children(s, dir, &shown_dest);
+            let dir = self.mkdir_all(&dest)?;
+            // BuildKit leaves a destination it created with the time of its creation, and gives
+            // one that was there before the source directory's times.
+            let times = (existing == Some(true)).then(|| top.clone());
+            return self.copy_children(s, dir, &shown_dest, times);
         }
         let (parent, name): (Vec<Vec<u8>>, Vec<u8>) = match existing {
             Some(true) => (dest.to_vec(), s.name.clone()),
@@ -452,6 +557,7 @@ impl Copier<'_> {
         s: &Source,
         top: OwnedFd,
         top_shown: &str,
+        top_times: Option<Entry>,
     ) -> Result<(), ContextError> {
         // Open destination directories along the walk (entries come parents first, in
         // depth-first order), with the times to set once their contents are written.
@@ -463,7 +569,7 @@ impl Copier<'_> {
         let mut stack = vec![Open {
             rel: Vec::new(),
             fd: top,
-            times: None,
+            times: top_times,
         }];
         for e in s.entries.iter().skip(1) {
             let (parent_rel, name) = match e.rel.iter().rposition(|&c| c == b'/') {

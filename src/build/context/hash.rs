@@ -162,10 +162,11 @@ fn file_hash(
         ctime: (st.st_ctime, st.st_ctime_nsec),
     };
     let cache_path = s.tree.dir.join(os(&e.tree_rel));
-    if let Ok(cache) = ctx.stat_cache.lock() {
-        if let Some(hit) = cache.get(&cache_path) {
+    if let Ok(mut cache) = ctx.stat_cache.lock() {
+        if let Some(hit) = cache.get_mut(&cache_path) {
             if hit.key == key {
                 if let Ok(sum) = hex::decode(&hit.sha256) {
+                    hit.used = true;
                     return Ok((sum, xattrs));
                 }
             }
@@ -192,6 +193,7 @@ fn file_hash(
             StatEntry {
                 key,
                 sha256: hex::encode(&sum),
+                used: true,
             },
         );
     }

@@ -11,6 +11,8 @@ pub mod archive;
 pub mod copy;
 mod hash;
 pub mod pattern;
+#[cfg(test)]
+mod tests;
 mod tree;
 
 use std::collections::HashMap;
@@ -36,6 +38,8 @@ pub const MAX_ENTRIES: usize = 1_000_000;
 pub const MAX_DEPTH: usize = 256;
 /// Most symbolic links followed while resolving one source path (Linux's own limit).
 pub const MAX_LINK_HOPS: usize = 40;
+/// Most files a persisted stat cache remembers.
+pub const MAX_STAT_CACHE: usize = 1_000_000;
 /// Most sources in one COPY.
 pub const MAX_SOURCES: usize = 10_000;
 
@@ -72,8 +76,6 @@ pub enum ContextError {
         /// The ignore file that excluded the path, when it exists but is ignored.
         ignored_by: Option<String>,
     },
-    #[error("no source files were specified: {0} matched nothing")]
-    NothingMatched(String),
     #[error("too many {what}: more than {limit}")]
     TooMany { what: &'static str, limit: usize },
     #[error("{path}: more than {limit} levels of symbolic links")]
@@ -190,6 +192,10 @@ pub struct Source {
     pub arg: usize,
     /// The source itself first, then what is under it, parents before children, by name.
     pub entries: Vec<Entry>,
+    /// The path as written (wildcards matched, links not followed), for `--parents`.
+    pub(crate) written: Vec<Vec<u8>>,
+    /// How many leading components of `written` `--parents` drops (a "/./" pivot).
+    pub(crate) pivot: usize,
     pub(crate) tree: Arc<Tree>,
 }
 
@@ -225,6 +231,10 @@ struct StatKey {
 struct StatEntry {
     key: StatKey,
     sha256: String,
+    /// Hit or filled since this context was opened (the entries kept first when the cache
+    /// outgrows `MAX_STAT_CACHE`).
+    #[serde(skip)]
+    used: bool,
 }
 
 /// A build context (or another tree to copy from).
@@ -319,11 +329,26 @@ impl Context {
     /// Resolves COPY/ADD sources (variable-expanded, relative to the root) to what they name.
     /// Wildcards are Go's `filepath.Match` per component; a link named by a source is followed
     /// inside the tree; `excludes` are `--exclude` patterns, matched against paths relative to
-    /// each source (and a wildcard match's path relative to the root).
+    /// each source (never the source itself, as BuildKit). A path without wildcards that does
+    /// not exist is an error; a wildcard that matches nothing yields nothing (BuildKit's
+    /// `AllowEmptyWildcard`).
     pub fn resolve(
         &self,
         sources: &[String],
         excludes: &[String],
+    ) -> Result<Vec<Source>, ContextError> {
+        self.resolve_with(sources, excludes, false)
+    }
+
+    /// [`resolve`](Self::resolve) for `COPY --parents` when `parents`: as BuildKit, the part of
+    /// each source after its `/./` pivot (all of it without one) is a pattern with
+    /// `.dockerignore` syntax (so `**` crosses directories), matched under the part before the
+    /// pivot; matches are not followed when they are links.
+    pub fn resolve_with(
+        &self,
+        sources: &[String],
+        excludes: &[String],
+        parents: bool,
     ) -> Result<Vec<Source>, ContextError> {
         if sources.len() > MAX_SOURCES {
             return Err(ContextError::TooMany {
@@ -348,18 +373,12 @@ impl Context {
         }
         let mut budget = MAX_ENTRIES;
         let mut out = Vec::new();
-        let mut wildcard_args = Vec::new();
         for (arg, src) in sources.iter().enumerate() {
-            let found = self.resolve_one(arg, src, &exclude, &mut budget)?;
-            if found.is_empty() {
-                wildcard_args.push(src.clone());
+            if parents {
+                out.extend(self.resolve_parents(arg, src, &exclude, &mut budget)?);
+            } else {
+                out.extend(self.resolve_one(arg, src, &exclude, &mut budget)?);
             }
-            out.extend(found);
-        }
-        if out.is_empty() {
-            return Err(ContextError::NothingMatched(
-                wildcard_args.first().cloned().unwrap_or_default(),
-            ));
         }
         Ok(out)
     }
@@ -372,6 +391,11 @@ impl Context {
         budget: &mut usize,
     ) -> Result<Vec<Source>, ContextError> {
         let comps = source_components(src)?;
+        // `--parents` keeps the path after a "/./" pivot (all of it without one).
+        let pivot = match src.trim_start_matches('/').split_once("/./") {
+            Some((before, _)) => source_components(before)?.len(),
+            None => 0,
+        };
         let split = comps
             .iter()
             .position(|c| has_wildcards(c))
@@ -379,28 +403,71 @@ impl Context {
         let (fixed, wild) = comps.split_at(split);
         let t = tree::View::new(&self.tree);
         if wild.is_empty() {
-            let name = fixed.last().cloned().unwrap_or_default();
             let Some(resolved) = t.resolve(fixed, true)? else {
                 return Err(self.not_found(src, &fixed.join(&b'/')));
             };
             let entries = t.walk(&resolved, exclude, budget)?;
-            return Ok(vec![self.source(arg, name, &resolved, entries)]);
+            return Ok(vec![self.source(
+                arg,
+                fixed.to_vec(),
+                pivot,
+                &resolved,
+                entries,
+            )]);
         }
         let Some(base) = t.resolve(fixed, true)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for matched in t.glob(&base, wild, budget)? {
-            let name = matched.last().cloned().unwrap_or_default();
             let Some(resolved) = t.resolve(&matched, true)? else {
                 // A dangling link: BuildKit fails on it too.
                 return Err(self.not_found(src, &matched.join(&b'/')));
             };
-            if !exclude.is_empty() && exclude.matches_or_parent_matches(&matched.join(&b'/')) {
-                continue;
-            }
+            // As written: the fixed part before any link in it was followed.
+            let mut written = fixed.to_vec();
+            written.extend(matched.iter().skip(base.len()).cloned());
+            // `--exclude` applies under each match, never to the match itself (BuildKit).
             let entries = t.walk(&resolved, exclude, budget)?;
-            out.push(self.source(arg, name, &resolved, entries));
+            out.push(self.source(arg, written, pivot, &resolved, entries));
+        }
+        Ok(out)
+    }
+
+    fn resolve_parents(
+        &self,
+        arg: usize,
+        src: &str,
+        exclude: &PatternMatcher,
+        budget: &mut usize,
+    ) -> Result<Vec<Source>, ContextError> {
+        let trimmed = src.trim_start_matches('/');
+        let (before, pattern) = trimmed.split_once("/./").unwrap_or(("", trimmed));
+        let base_comps = source_components(before)?;
+        let pattern_comps = source_components(pattern)?;
+        if !pattern_comps.iter().any(|c| has_wildcards(c)) {
+            // A plain path must exist: the same as without --parents.
+            return self.resolve_one(arg, src, exclude, budget);
+        }
+        let t = tree::View::new(&self.tree);
+        let Some(base) = t.resolve(&base_comps, true)? else {
+            return Ok(Vec::new());
+        };
+        let pattern = pattern_comps.join(&b'/');
+        let include = PatternMatcher::new(&[&pattern]).map_err(|source| ContextError::Pattern {
+            what: "source",
+            pattern: String::from_utf8_lossy(&pattern).into_owned(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for matched in t.glob_include(&base, &include, budget)? {
+            let Some(resolved) = t.resolve(&matched, false)? else {
+                continue;
+            };
+            let mut written = base_comps.clone();
+            written.extend(matched.iter().skip(base.len()).cloned());
+            let entries = t.walk(&resolved, exclude, budget)?;
+            out.push(self.source(arg, written, base_comps.len(), &resolved, entries));
         }
         Ok(out)
     }
@@ -408,7 +475,8 @@ impl Context {
     fn source(
         &self,
         arg: usize,
-        name: Vec<u8>,
+        written: Vec<Vec<u8>>,
+        pivot: usize,
         resolved: &[Vec<u8>],
         entries: Vec<Entry>,
     ) -> Source {
@@ -419,9 +487,11 @@ impl Context {
         };
         Source {
             path,
-            name,
+            name: written.last().cloned().unwrap_or_default(),
             arg,
             entries,
+            written,
+            pivot,
             tree: self.tree.clone(),
         }
     }
@@ -473,7 +543,12 @@ impl Context {
                 path: path.display().to_string(),
                 message: "lock poisoned".into(),
             })?;
-        let list: Vec<(&PathBuf, &StatEntry)> = cache.iter().collect();
+        let keep_all = cache.len() <= MAX_STAT_CACHE;
+        let list: Vec<(&PathBuf, &StatEntry)> = cache
+            .iter()
+            .filter(|(_, e)| keep_all || e.used)
+            .take(MAX_STAT_CACHE)
+            .collect();
         let data = serde_json::to_vec(&list).map_err(|e| ContextError::StatCache {
             path: path.display().to_string(),
             message: e.to_string(),

@@ -447,6 +447,32 @@ impl PatternMatcher {
         self.exclusions
     }
 
+    /// Could an exception (`!pattern`) re-include something under directory `dir` (relative,
+    /// cleaned)? Conservative: false only when no exception's literal start (up to its first
+    /// wildcard) agrees with `dir/`, so an excluded directory that no exception can reach is
+    /// not searched (fsutil prunes such directories too).
+    pub fn exceptions_may_reach(&self, dir: &[u8]) -> bool {
+        let mut d = dir.to_vec();
+        d.push(b'/');
+        self.patterns.iter().filter(|p| p.exclusion).any(|p| {
+            let end = p
+                .cleaned
+                .iter()
+                .position(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'))
+                .unwrap_or(p.cleaned.len());
+            let pre = &p.cleaned[..end];
+            if end == p.cleaned.len() {
+                // A literal pattern matches itself and what is under it.
+                return pre == dir || pre.starts_with(&d) || d.starts_with(&[pre, b"/"].concat());
+            }
+            if pre.len() <= d.len() {
+                d.starts_with(pre)
+            } else {
+                pre.starts_with(&d)
+            }
+        })
+    }
+
     /// patternmatcher's `MatchesOrParentMatches`: is `file` (slash-separated, relative) matched,
     /// itself or through a parent directory, and not re-included by a later exception?
     pub fn matches_or_parent_matches(&self, file: &[u8]) -> bool {
@@ -874,6 +900,26 @@ mod tests {
         assert!(pm.matches_or_parent_matches(b"[x"));
         // A reversed range is refused up front (patternmatcher fails on the first match).
         assert!(PatternMatcher::new(&["[Local-Only]/"]).is_err());
+    }
+
+    #[test]
+    fn exceptions_reach() {
+        let pm = PatternMatcher::new(&["*", "!src", "!docs/*.md", "!**/keep"]).unwrap();
+        let only = PatternMatcher::new(&["*", "!src", "!docs/*.md"]).unwrap();
+        for (dir, want) in [
+            ("src", true),
+            ("src/a", true),
+            ("docs", true),
+            ("node_modules", false),
+            ("srcs", false),
+            ("doc", false),
+        ] {
+            assert_eq!(only.exceptions_may_reach(dir.as_bytes()), want, "{dir}");
+            assert!(pm.exceptions_may_reach(dir.as_bytes()), "{dir}");
+        }
+        assert!(!PatternMatcher::new(&["x"])
+            .unwrap()
+            .exceptions_may_reach(b"x"));
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl<'a> View<'a> {
         if !self.ignored(path) {
             return Ok(true);
         }
-        if !is_dir(st) || !self.t.ignore.has_exclusions() {
+        if !is_dir(st) || !self.t.ignore.exceptions_may_reach(path) {
             return Ok(false);
         }
         let mut budget = MAX_ENTRIES;
@@ -168,7 +168,10 @@ impl<'a> View<'a> {
                 return Ok(true);
             }
             if let Some(st) = self.lstat(&p)? {
-                if is_dir(&st) && self.has_visible_below(&p, depth + 1, budget)? {
+                if is_dir(&st)
+                    && self.t.ignore.exceptions_may_reach(&p)
+                    && self.has_visible_below(&p, depth + 1, budget)?
+                {
                     return Ok(true);
                 }
             }
@@ -343,6 +346,73 @@ impl<'a> View<'a> {
         Ok(out)
     }
 
+    /// Paths under `base` (link-free) matched by `include` (patternmatcher semantics, paths
+    /// relative to `base`), as BuildKit's include patterns: a matched directory is taken whole,
+    /// links are not followed.
+    pub(crate) fn glob_include(
+        &self,
+        base: &[Vec<u8>],
+        include: &PatternMatcher,
+        budget: &mut usize,
+    ) -> Result<Vec<Vec<Vec<u8>>>, ContextError> {
+        let base_path = base.join(&b'/');
+        let mut out = Vec::new();
+        match self.lstat(&base_path)? {
+            Some(st) if is_dir(&st) => {}
+            _ => return Ok(out),
+        }
+        self.include_dir(
+            &base_path,
+            base,
+            &[],
+            include,
+            &MatchInfo::default(),
+            budget,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn include_dir(
+        &self,
+        dir: &[u8],
+        base: &[Vec<u8>],
+        rel: &[Vec<u8>],
+        include: &PatternMatcher,
+        info: &MatchInfo,
+        budget: &mut usize,
+        out: &mut Vec<Vec<Vec<u8>>>,
+    ) -> Result<(), ContextError> {
+        if rel.len() >= MAX_DEPTH {
+            return Err(ContextError::TooDeep {
+                path: shown(dir),
+                limit: MAX_DEPTH,
+            });
+        }
+        let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(super::errno_err("open directory", os(dir)))?;
+        for name in read_names(fd, dir)? {
+            take(budget)?;
+            let p = join(dir, &name);
+            let Some(st) = self.lstat(&p)? else { continue };
+            if !self.visible(&p, &st)? {
+                continue;
+            }
+            let mut r = rel.to_vec();
+            r.push(name);
+            let (m, child_info) = include.matches_using_parent_results(&r.join(&b'/'), info);
+            if m {
+                let mut full = base.to_vec();
+                full.extend(r);
+                out.push(full);
+            } else if is_dir(&st) {
+                self.include_dir(&p, base, &r, include, &child_info, budget, out)?;
+            }
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn glob_dir(
         &self,
@@ -438,8 +508,8 @@ impl Walk<'_> {
             if is_dir(&st) {
                 // An excluded directory is searched only when an exception may re-include
                 // something under it, and kept only when one did.
-                let may_reinclude = (!ignored || self.ignore.has_exclusions())
-                    && (!excluded || self.exclude.has_exclusions());
+                let may_reinclude = (!ignored || self.ignore.exceptions_may_reach(&t))
+                    && (!excluded || self.exclude.exceptions_may_reach(&s));
                 if out && !may_reinclude {
                     continue;
                 }

@@ -339,34 +339,50 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const OVERLAY_XATTRS: &str = "trusted.overlay.";
 
 impl<W: Write> Walk<'_, W> {
-    fn dir(&mut self, path: &Path, rel: &[u8]) -> Result<(), LayerError> {
+    /// A directory's entry names, sorted bytewise.
+    fn names(path: &Path) -> Result<std::vec::IntoIter<Vec<u8>>, LayerError> {
         let mut names: Vec<Vec<u8>> = Vec::new();
         for entry in fs::read_dir(path).map_err(io_err("read", path))? {
             let entry = entry.map_err(io_err("read", path))?;
             names.push(entry.file_name().as_bytes().to_vec());
         }
         names.sort();
-        for name in names {
-            let child = path.join(OsStr::from_bytes(&name));
-            let mut child_rel = rel.to_vec();
+        Ok(names.into_iter())
+    }
+
+    /// Depth-first, with an explicit stack: a step controls how deep its directories go.
+    fn dir(&mut self, path: &Path, rel: &[u8]) -> Result<(), LayerError> {
+        let mut stack = vec![(path.to_path_buf(), rel.to_vec(), Self::names(path)?)];
+        while let Some((dir, dir_rel, names)) = stack.last_mut() {
+            let Some(name) = names.next() else {
+                stack.pop();
+                continue;
+            };
+            let child = dir.join(OsStr::from_bytes(&name));
+            let mut child_rel = dir_rel.clone();
             if !child_rel.is_empty() {
                 child_rel.push(b'/');
             }
             child_rel.extend_from_slice(&name);
-            self.entry(&child, child_rel)?;
+            if self.entry(&child, child_rel.clone())? {
+                let names = Self::names(&child)?;
+                stack.push((child, child_rel, names));
+            }
         }
         Ok(())
     }
 
-    fn entry(&mut self, path: &Path, rel: Vec<u8>) -> Result<(), LayerError> {
+    /// Writes one entry; true when it is a directory to descend into.
+    fn entry(&mut self, path: &Path, rel: Vec<u8>) -> Result<bool, LayerError> {
         let meta = fs::symlink_metadata(path).map_err(io_err("stat", path))?;
         let ft = meta.file_type();
         if ft.is_socket() {
             // containerd leaves sockets out.
-            return Ok(());
+            return Ok(false);
         }
         if ft.is_char_device() && meta.rdev() == 0 {
-            return self.whiteout(&rel, None);
+            self.whiteout(&rel, None)?;
+            return Ok(false);
         }
         let xattrs = self.xattrs(path)?;
         let opaque = xattrs.get(OPAQUE_XATTR).is_some_and(|v| v == b"y");
@@ -454,13 +470,10 @@ impl<W: Write> Walk<'_, W> {
                 .data(f, h.size as u64)
                 .map_err(io_err("read", path))?;
         }
-        if ft.is_dir() {
-            if opaque {
-                self.whiteout(&rel, Some(b".wh..wh..opq"))?;
-            }
-            self.dir(path, &rel)?;
+        if ft.is_dir() && opaque {
+            self.whiteout(&rel, Some(b".wh..wh..opq"))?;
         }
-        Ok(())
+        Ok(ft.is_dir())
     }
 
     /// A whiteout for `rel` (or the opaque marker inside it), as containerd writes whiteouts:

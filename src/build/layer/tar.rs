@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(field(&b, 124..136), b"00000000000\0");
         assert_eq!(field(&b, 136..148), b"14524770400\0");
         assert_eq!(b[156], b'0');
-        assert_eq!(field(&b, 257..265), b"ustar\000");
+        assert_eq!(field(&b, 257..265), b"ustar\x0000");
         assert_eq!(field(&b, 329..337), b"0000000\0");
         // Checksum: six digits, NUL, space; and it checks.
         assert_eq!(b[154], 0);

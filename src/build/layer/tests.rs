@@ -684,3 +684,30 @@ fn times_format_as_go() {
         "2020-01-01T00:00:00Z"
     );
 }
+#[test]
+fn a_very_deep_tree_is_walked_without_recursion() {
+    // Deeper than PATH_MAX allows by absolute path: reached relative to each parent.
+    let d = tempfile::tempdir().unwrap();
+    let depth = 2100;
+    // Built one level at a time from the parent's descriptor (a 4200-byte path cannot be used).
+    let mut fd = nix::fcntl::open(
+        d.path(),
+        nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..depth {
+        nix::sys::stat::mkdirat(&fd, "d", nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+        fd = nix::fcntl::openat(
+            &fd,
+            "d",
+            nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+    }
+    // Paths this long cannot be opened: an error naming the path, not a crash.
+    let result = write_tar(d.path(), io::sink(), &LayerOptions::default());
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("d/d/d"), "{err}");
+}
