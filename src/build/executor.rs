@@ -747,6 +747,7 @@ impl Build<'_> {
                     c.from.as_deref(),
                     &c.sources,
                     &c.excludes,
+                    c.parents,
                     &c.heredocs,
                     state,
                 )?;
@@ -780,7 +781,7 @@ impl Build<'_> {
                     ));
                 }
                 let (sources, digest, from_key) =
-                    self.copy_sources(None, &a.sources, &a.excludes, &a.heredocs, state)?;
+                    self.copy_sources(None, &a.sources, &a.excludes, false, &a.heredocs, state)?;
                 let history = copy_history(
                     "ADD",
                     false,
@@ -859,6 +860,7 @@ impl Build<'_> {
         from: Option<&str>,
         sources: &[String],
         excludes: &[String],
+        parents: bool,
         heredocs: &[Heredoc],
         state: &State,
     ) -> Result<(CopySources, String, String), BuildError> {
@@ -898,7 +900,7 @@ impl Build<'_> {
             let mut all = ctx.resolve(&names, &[])?;
             let mut digest = Digest::of(digest_input.as_bytes()).to_string();
             if !sources.is_empty() {
-                let rest = self.context.resolve(sources, excludes)?;
+                let rest = self.context.resolve_with(sources, excludes, parents)?;
                 digest.push_str(&self.context.digest(&rest)?.to_string());
                 all.extend(rest);
             }
@@ -914,7 +916,7 @@ impl Build<'_> {
         }
         match from {
             None => {
-                let resolved = self.context.resolve(sources, excludes)?;
+                let resolved = self.context.resolve_with(sources, excludes, parents)?;
                 let digest = self.context.digest(&resolved)?.to_string();
                 Ok((
                     CopySources {
@@ -928,7 +930,7 @@ impl Build<'_> {
             }
             Some(name) => {
                 if let Some(ctx) = self.named.get(name) {
-                    let resolved = ctx.resolve(sources, excludes)?;
+                    let resolved = ctx.resolve_with(sources, excludes, parents)?;
                     let digest = ctx.digest(&resolved)?.to_string();
                     return Ok((
                         CopySources {
@@ -948,6 +950,7 @@ impl Build<'_> {
                             layers,
                             sources: sources.to_vec(),
                             excludes: excludes.to_vec(),
+                            parents,
                         }),
                         _tmp: None,
                     },
@@ -1399,7 +1402,7 @@ impl Build<'_> {
                     ],
                     |roots| {
                         let ctx = Context::open_dir_without_ignore(&from.0)?;
-                        let srcs = ctx.resolve(&tree.sources, &tree.excludes)?;
+                        let srcs = ctx.resolve_with(&tree.sources, &tree.excludes, tree.parents)?;
                         copy_all(roots[0].as_fd(), &srcs, dest, opts, false)
                     },
                 )
@@ -1452,6 +1455,7 @@ struct FromTree {
     layers: Vec<PathBuf>,
     sources: Vec<String>,
     excludes: Vec<String>,
+    parents: bool,
 }
 
 /// A scratch directory in the store's tmp, removed on drop.
