@@ -90,7 +90,11 @@ impl DirectiveParser {
                 self.escape = match value.as_str() {
                     "`" => '`',
                     "\\" => '\\',
-                    _ => return Err(format!("invalid escape token '{value}' does not match ` or \\")),
+                    _ => {
+                        return Err(format!(
+                            "invalid escape token '{value}' does not match ` or \\"
+                        ))
+                    }
                 };
                 self.directives.escape = self.escape;
             }
@@ -111,7 +115,11 @@ fn is_comment(line: &str) -> bool {
 
 /// BuildKit's `processLine`: newline trimmed, optionally left-trimmed, fed to the directive
 /// parser, and emptied when it is a comment.
-fn process_line<'a>(d: &mut DirectiveParser, raw: &'a str, strip_left: bool) -> Result<&'a str, String> {
+fn process_line<'a>(
+    d: &mut DirectiveParser,
+    raw: &'a str,
+    strip_left: bool,
+) -> Result<&'a str, String> {
     let mut token = trim_newline(raw);
     if strip_left {
         token = token.trim_start();
@@ -152,14 +160,21 @@ fn split_all(s: &str) -> Vec<String> {
     if s.is_empty() {
         return Vec::new();
     }
-    s.split(is_ascii_ws).filter(|w| !w.is_empty()).map(str::to_string).collect::<Vec<_>>()
+    s.split(is_ascii_ws)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect::<Vec<_>>()
 }
 
 pub(crate) fn parse(source: &str) -> Result<Ast, Problem> {
     let lines: Vec<&str> = source.split_inclusive('\n').collect();
     for (i, l) in lines.iter().enumerate() {
         if l.len() > MAX_LINE + 1 || (l.len() > MAX_LINE && !l.ends_with('\n')) {
-            return Err(Problem::new(i + 1, 1, format!("dockerfile line greater than max allowed size of {MAX_LINE}")));
+            return Err(Problem::new(
+                i + 1,
+                1,
+                format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
+            ));
         }
     }
     let mut d = DirectiveParser {
@@ -179,7 +194,8 @@ pub(crate) fn parse(source: &str) -> Result<Ast, Problem> {
         if current == 0 {
             raw = raw.strip_prefix('\u{feff}').unwrap_or(raw);
         }
-        let processed = process_line(&mut d, raw, true).map_err(|m| Problem::new(current + 1, 1, m))?;
+        let processed =
+            process_line(&mut d, raw, true).map_err(|m| Problem::new(current + 1, 1, m))?;
         current += 1;
         let start_line = current;
         let column = raw.chars().take_while(|c| c.is_whitespace()).count() + 1;
@@ -192,7 +208,8 @@ pub(crate) fn parse(source: &str) -> Result<Ast, Problem> {
         while !end && i < lines.len() {
             let raw = lines[i];
             i += 1;
-            let processed = process_line(&mut d, raw, false).map_err(|m| Problem::new(current + 1, 1, m))?;
+            let processed =
+                process_line(&mut d, raw, false).map_err(|m| Problem::new(current + 1, 1, m))?;
             current += 1;
             if is_comment(raw) {
                 continue;
@@ -220,13 +237,18 @@ pub(crate) fn parse(source: &str) -> Result<Ast, Problem> {
                 line: current,
             });
         }
-        let mut node = node_from_line(&buf, d.escape, 0).map_err(|m| Problem::new(start_line, column, m))?;
+        let mut node =
+            node_from_line(&buf, d.escape, 0).map_err(|m| Problem::new(start_line, column, m))?;
         if can_contain_heredoc(&node) && buf.contains("<<") {
             let docs = heredocs_from_line(&buf).map_err(|m| Problem::new(start_line, column, m))?;
             for mut doc in docs {
                 heredoc_count += 1;
                 if heredoc_count > MAX_HEREDOCS {
-                    return Err(Problem::new(start_line, column, format!("more than {MAX_HEREDOCS} heredocs")));
+                    return Err(Problem::new(
+                        start_line,
+                        column,
+                        format!("more than {MAX_HEREDOCS} heredocs"),
+                    ));
                 }
                 let mut terminated = false;
                 let mut content = String::new();
@@ -260,13 +282,25 @@ pub(crate) fn parse(source: &str) -> Result<Ast, Problem> {
         node.column = column;
         nodes.push(node);
         if nodes.len() > MAX_INSTRUCTIONS {
-            return Err(Problem::new(start_line, column, format!("more than {MAX_INSTRUCTIONS} instructions")));
+            return Err(Problem::new(
+                start_line,
+                column,
+                format!("more than {MAX_INSTRUCTIONS} instructions"),
+            ));
         }
     }
     if nodes.is_empty() {
-        return Err(Problem::new(current.max(1), 1, "file with no instructions".to_string()));
+        return Err(Problem::new(
+            current.max(1),
+            1,
+            "file with no instructions".to_string(),
+        ));
     }
-    Ok(Ast { nodes, directives: d.directives, warnings })
+    Ok(Ast {
+        nodes,
+        directives: d.directives,
+        warnings,
+    })
 }
 
 fn can_contain_heredoc(node: &Node) -> bool {
@@ -551,7 +585,8 @@ fn parse_json(rest: &str) -> Result<Vec<String>, JsonError> {
     if !rest.starts_with('[') {
         return Err(JsonError::NotJson);
     }
-    let values: Vec<serde_json::Value> = serde_json::from_str(rest).map_err(|_| JsonError::NotJson)?;
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(rest).map_err(|_| JsonError::NotJson)?;
     values
         .into_iter()
         .map(|v| match v {
@@ -597,7 +632,12 @@ fn health_config(rest: &str) -> Result<(Vec<String>, bool), String> {
 }
 
 fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
-    let lex = Lex { raw_quotes: true, raw_escapes: true, skip_unset_env: true, ..Lex::new('\\') };
+    let lex = Lex {
+        raw_quotes: true,
+        raw_escapes: true,
+        skip_unset_env: true,
+        ..Lex::new('\\')
+    };
     let words = match lex.process(line, &|_| None) {
         Ok(p) => p.words,
         Err(_) => Vec::new(),
@@ -617,20 +657,37 @@ pub(crate) fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
     let Some(caps) = HEREDOC.captures(src) else {
         return Ok(None);
     };
-    let fd = caps.get(1).and_then(|m| m.as_str().parse::<u32>().ok()).unwrap_or(0);
+    let fd = caps
+        .get(1)
+        .and_then(|m| m.as_str().parse::<u32>().ok())
+        .unwrap_or(0);
     let chomp = caps.get(2).is_some_and(|m| m.as_str() == "-");
     let rest = caps.get(3).map_or("", |m| m.as_str());
     if rest.is_empty() {
         return Ok(None);
     }
-    let lex = Lex { skip_unset_env: true, ..Lex::new('\\') };
-    let words = lex.process(rest, &|_| None).map_err(|e| e.to_string())?.words;
+    let lex = Lex {
+        skip_unset_env: true,
+        ..Lex::new('\\')
+    };
+    let words = lex
+        .process(rest, &|_| None)
+        .map_err(|e| e.to_string())?
+        .words;
     let [word] = words.as_slice() else {
         return Ok(None);
     };
-    let raw = Lex { raw_quotes: true, ..lex }.process(rest, &|_| None).map_err(|e| e.to_string())?.words;
+    let raw = Lex {
+        raw_quotes: true,
+        ..lex
+    }
+    .process(rest, &|_| None)
+    .map_err(|e| e.to_string())?
+    .words;
     let [raw_word] = raw.as_slice() else {
-        return Err(format!("internal lexing of heredoc produced inconsistent results: {rest}"));
+        return Err(format!(
+            "internal lexing of heredoc produced inconsistent results: {rest}"
+        ));
     };
     let quotes = |s: &str| s.chars().filter(|c| *c == '\'' || *c == '"').count();
     Ok(Some(Heredoc {

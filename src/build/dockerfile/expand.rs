@@ -29,7 +29,9 @@ impl Ctx<'_> {
     }
 
     fn pairs(&mut self, v: &[(String, String)]) -> Result<Vec<(String, String)>, ExpandError> {
-        v.iter().map(|(k, val)| Ok((self.word(k)?, self.word(val)?))).collect()
+        v.iter()
+            .map(|(k, val)| Ok((self.word(k)?, self.word(val)?)))
+            .collect()
     }
 
     /// COPY/ADD heredoc sources with an unquoted delimiter: variables in the body.
@@ -44,7 +46,11 @@ impl Ctx<'_> {
                 } else {
                     body
                 };
-                Ok(Heredoc { content, chomp: false, ..h.clone() })
+                Ok(Heredoc {
+                    content,
+                    chomp: false,
+                    ..h.clone()
+                })
             })
             .collect()
     }
@@ -67,7 +73,11 @@ impl Instruction {
         x: &Expander,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Instruction, BTreeSet<String>), DockerfileError> {
-        let mut cx = Ctx { x, env, used: BTreeSet::new() };
+        let mut cx = Ctx {
+            x,
+            env,
+            used: BTreeSet::new(),
+        };
         let kind = self.expand_kind(&mut cx).map_err(|e| match e {
             Failure::Expand(source) => DockerfileError::Expand {
                 file: self.location.file.to_path_buf(),
@@ -78,7 +88,13 @@ impl Instruction {
             },
             Failure::Invalid(message) => DockerfileError::invalid(&self.location, message),
         })?;
-        Ok((Instruction { kind, ..self.clone() }, cx.used))
+        Ok((
+            Instruction {
+                kind,
+                ..self.clone()
+            },
+            cx.used,
+        ))
     }
 
     fn expand_kind(&self, cx: &mut Ctx<'_>) -> Result<Kind, Failure> {
@@ -120,7 +136,12 @@ impl Instruction {
             Kind::Arg(decls) => Kind::Arg(
                 decls
                     .iter()
-                    .map(|d| Ok(ArgDecl { name: d.name.clone(), default: cx.opt(&d.default)? }))
+                    .map(|d| {
+                        Ok(ArgDecl {
+                            name: d.name.clone(),
+                            default: cx.opt(&d.default)?,
+                        })
+                    })
                     .collect::<Result<_, Failure>>()?,
             ),
             Kind::Run(r) => {

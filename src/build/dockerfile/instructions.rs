@@ -10,8 +10,9 @@ use regex::Regex;
 
 use super::ast::{parse_heredoc, Ast, Node};
 use super::{
-    did_you_mean, go_quote, Add, ArgDecl, CommandLine, Copy, Dockerfile, DockerfileError, Healthcheck, Heredoc,
-    Instruction, Kind, Location, MountKind, NetworkMode, Run, RunMount, Security, Sharing, Stage,
+    did_you_mean, go_quote, Add, ArgDecl, CommandLine, Copy, Dockerfile, DockerfileError,
+    Healthcheck, Heredoc, Instruction, Kind, Location, MountKind, NetworkMode, Run, RunMount,
+    Security, Sharing, Stage,
 };
 
 const INSTRUCTIONS: &[&str] = &[
@@ -69,7 +70,11 @@ pub(crate) fn build(ast: &Ast, file: &Arc<Path>) -> Result<Dockerfile, Dockerfil
 }
 
 fn location(node: &Node, file: &Arc<Path>) -> Location {
-    Location { file: file.clone(), line: node.start_line, column: node.column }
+    Location {
+        file: file.clone(),
+        line: node.start_line,
+        column: node.column,
+    }
 }
 
 fn err(loc: &Location, message: impl Into<String>) -> DockerfileError {
@@ -117,7 +122,11 @@ fn parse_from(node: &Node, index: usize, location: Location) -> Result<Stage, St
 }
 
 /// One non-FROM node as a typed instruction.
-pub(crate) fn instruction(node: &Node, escape: char, file: &Arc<Path>) -> Result<Instruction, DockerfileError> {
+pub(crate) fn instruction(
+    node: &Node,
+    escape: char,
+    file: &Arc<Path>,
+) -> Result<Instruction, DockerfileError> {
     let loc = location(node, file);
     let kind = kind(node, escape).map_err(|m| err(&loc, m))?;
     Ok(Instruction {
@@ -191,8 +200,12 @@ fn kind(node: &Node, escape: char) -> Result<Kind, String> {
             no_flags(node)?;
             let trigger = first.trim().to_uppercase();
             match trigger.as_str() {
-                "ONBUILD" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string()),
-                "MAINTAINER" | "FROM" => return Err(format!("{trigger} isn't allowed as an ONBUILD trigger")),
+                "ONBUILD" => {
+                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_string())
+                }
+                "MAINTAINER" | "FROM" => {
+                    return Err(format!("{trigger} isn't allowed as an ONBUILD trigger"))
+                }
                 _ => {}
             }
             static ONBUILD: LazyLock<Regex> = LazyLock::new(|| {
@@ -262,8 +275,14 @@ fn kind(node: &Node, escape: char) -> Result<Kind, String> {
             for a in &node.args {
                 let decl = match a.split_once('=') {
                     Some(("", _)) => return Err("ARG names can not be blank".to_string()),
-                    Some((k, v)) => ArgDecl { name: k.to_string(), default: Some(v.to_string()) },
-                    None => ArgDecl { name: a.clone(), default: None },
+                    Some((k, v)) => ArgDecl {
+                        name: k.to_string(),
+                        default: Some(v.to_string()),
+                    },
+                    None => ArgDecl {
+                        name: a.clone(),
+                        default: None,
+                    },
                 };
                 decls.push(decl);
             }
@@ -340,7 +359,11 @@ fn sources_and_dest(node: &Node, cmd: &str) -> Result<SourcesAndDest, String> {
             _ => sources.push(src.clone()),
         }
     }
-    Ok(SourcesAndDest { sources, dest: dest.clone(), heredocs })
+    Ok(SourcesAndDest {
+        sources,
+        dest: dest.clone(),
+        heredocs,
+    })
 }
 
 fn no_destination(cmd: &str) -> String {
@@ -481,7 +504,10 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, String> {
         ],
     )?;
     if typ != "CMD" {
-        return Err(format!("Unknown type {} in HEALTHCHECK (try CMD)", go_quote(&typ)));
+        return Err(format!(
+            "Unknown type {} in HEALTHCHECK (try CMD)",
+            go_quote(&typ)
+        ));
     }
     let test = if node.json {
         if args.is_empty() {
@@ -505,16 +531,27 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, String> {
             return Ok(None);
         }
         if nanos < 1_000_000 {
-            return Err(format!("Interval {} cannot be less than 1ms", go_quote(name)));
+            return Err(format!(
+                "Interval {} cannot be less than 1ms",
+                go_quote(name)
+            ));
         }
-        Ok(Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))))
+        Ok(Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        )))
     };
     let retries = match f.string("retries").filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => {
-            let n: i64 = parse_go_int(&v)
-                .filter(|n| i32::try_from(*n).is_ok())
-                .ok_or_else(|| format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(&v)))?;
+            let n = parse_go_int(&v).ok_or_else(|| {
+                format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(&v))
+            })?;
+            if i32::try_from(n).is_err() {
+                return Err(format!(
+                    "strconv.ParseInt: parsing {}: value out of range",
+                    go_quote(&v)
+                ));
+            }
             if n < 0 {
                 return Err(format!("--retries cannot be negative ({n})"));
             }
@@ -574,7 +611,9 @@ pub fn parse_duration(orig: &str) -> Result<i128, String> {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(invalid());
         }
-        let unit_len = s.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(s.len());
+        let unit_len = s
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
         let unit = &s[..unit_len];
         s = &s[unit_len..];
         let mult: i128 = match unit {
@@ -585,15 +624,27 @@ pub fn parse_duration(orig: &str) -> Result<i128, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(format!("time: unknown unit {} in duration {}", go_quote(unit), go_quote(orig))),
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    go_quote(unit),
+                    go_quote(orig)
+                ))
+            }
         };
-        let v: i128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| invalid())? };
+        let v: i128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
         let mut part = v.checked_mul(mult).ok_or_else(invalid)?;
         if !frac_part.is_empty() {
             // Only as many fraction digits as can matter.
             let digits = &frac_part[..frac_part.len().min(30)];
             let f: i128 = digits.parse().map_err(|_| invalid())?;
-            let scale = 10i128.checked_pow(u32::try_from(digits.len()).unwrap_or(30)).ok_or_else(invalid)?;
+            let scale = 10i128
+                .checked_pow(u32::try_from(digits.len()).unwrap_or(30))
+                .ok_or_else(invalid)?;
             part += f.checked_mul(mult).ok_or_else(invalid)? / scale;
         }
         total = total.checked_add(part).ok_or_else(invalid)?;
@@ -652,7 +703,10 @@ pub(crate) fn parse_flags(args: &[String], spec: &[(&str, FlagType)]) -> Result<
         let flag_name = &a[..2 + name.len()];
         let Some(&(key, ty)) = spec.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
-            return Err(format!("unknown flag: {flag_name}{}", did_you_mean(name, &names, true)));
+            return Err(format!(
+                "unknown flag: {flag_name}{}",
+                did_you_mean(name, &names, true)
+            ));
         };
         if used.contains(&key) && ty != FlagType::Strings {
             return Err(format!("duplicate flag specified: {flag_name}"));
@@ -666,7 +720,11 @@ pub(crate) fn parse_flags(args: &[String], spec: &[(&str, FlagType)]) -> Result<
                     Some(v) => match v.to_lowercase().as_str() {
                         "true" => true,
                         "false" => false,
-                        _ => return Err(format!("expecting boolean value for flag {flag_name}, not: {v}")),
+                        _ => {
+                            return Err(format!(
+                                "expecting boolean value for flag {flag_name}, not: {v}"
+                            ))
+                        }
                     },
                 };
                 out.bools.insert(key.to_string(), b);
@@ -681,7 +739,10 @@ pub(crate) fn parse_flags(args: &[String], spec: &[(&str, FlagType)]) -> Result<
                 let Some(v) = value else {
                     return Err(format!("missing a value on flag: {flag_name}"));
                 };
-                out.lists.entry(key.to_string()).or_default().push(v.to_string());
+                out.lists
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(v.to_string());
             }
         }
     }
@@ -759,7 +820,10 @@ fn check_mount_unexpanded(spec: &str) -> Result<(), String> {
             if k.eq_ignore_ascii_case("from") {
                 if let Some(i) = v.find('$') {
                     if i != v.len() - 1 {
-                        return Err("'from' doesn't support variable expansion, define alias stage instead".into());
+                        return Err(
+                            "'from' doesn't support variable expansion, define alias stage instead"
+                                .into(),
+                        );
                     }
                 }
             }
@@ -837,7 +901,12 @@ pub(crate) fn parse_mount(
         env: None,
     };
     let mut ro_auto = true;
-    let unexpected = |key: &str, m: &RunMount| format!("unexpected key '{key}' for mount type '{}'", kind_name(m.kind));
+    let unexpected = |key: &str, m: &RunMount| {
+        format!(
+            "unexpected key '{key}' for mount type '{}'",
+            kind_name(m.kind)
+        )
+    };
     for field in &fields {
         let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.to_lowercase(), v),
@@ -852,7 +921,9 @@ pub(crate) fn parse_mount(
                         m.readonly = false;
                         ro_auto = false;
                     }
-                    "required" if matches!(m.kind, MountKind::Secret | MountKind::Ssh) => m.required = true,
+                    "required" if matches!(m.kind, MountKind::Secret | MountKind::Ssh) => {
+                        m.required = true
+                    }
                     "required" => return Err(unexpected(&key, &m)),
                     _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
                 }
@@ -873,7 +944,11 @@ pub(crate) fn parse_mount(
                         return Err(format!(
                             "unsupported mount type {}{}",
                             go_quote(&value),
-                            did_you_mean(&value, &["bind", "cache", "tmpfs", "secret", "ssh"], true)
+                            did_you_mean(
+                                &value,
+                                &["bind", "cache", "tmpfs", "secret", "ssh"],
+                                true
+                            )
                         ))
                     }
                 }
@@ -916,9 +991,24 @@ pub(crate) fn parse_mount(
                     }
                 })
             }
-            "mode" => m.mode = Some(parse_go_uint32(&value, 8).ok_or_else(|| format!("invalid value {value} for mode"))?),
-            "uid" => m.uid = Some(parse_go_uint32(&value, 10).ok_or_else(|| format!("invalid value {value} for uid"))?),
-            "gid" => m.gid = Some(parse_go_uint32(&value, 10).ok_or_else(|| format!("invalid value {value} for gid"))?),
+            "mode" => {
+                m.mode = Some(
+                    parse_go_uint32(&value, 8)
+                        .ok_or_else(|| format!("invalid value {value} for mode"))?,
+                )
+            }
+            "uid" => {
+                m.uid = Some(
+                    parse_go_uint32(&value, 10)
+                        .ok_or_else(|| format!("invalid value {value} for uid"))?,
+                )
+            }
+            "gid" => {
+                m.gid = Some(
+                    parse_go_uint32(&value, 10)
+                        .ok_or_else(|| format!("invalid value {value} for gid"))?,
+                )
+            }
             "env" => m.env = Some(value),
             _ => {
                 let keys = [
@@ -942,12 +1032,18 @@ pub(crate) fn parse_mount(
                     "readwrite",
                     "env",
                 ];
-                return Err(format!("unexpected key '{key}' in '{field}'{}", did_you_mean(&key, &keys, true)));
+                return Err(format!(
+                    "unexpected key '{key}' in '{field}'{}",
+                    did_you_mean(&key, &keys, true)
+                ));
             }
         }
     }
     let kind = go_quote(kind_name(m.kind));
-    if !matches!(m.kind, MountKind::Secret | MountKind::Ssh | MountKind::Cache) {
+    if !matches!(
+        m.kind,
+        MountKind::Secret | MountKind::Ssh | MountKind::Cache
+    ) {
         if m.mode.is_some() {
             return Err(format!("mode not allowed for {kind} type mounts"));
         }
@@ -976,7 +1072,10 @@ pub(crate) fn parse_mount(
         }
     }
     if m.sharing.is_some() && m.kind != MountKind::Cache {
-        return Err(format!("invalid cache sharing set for {} mount", kind_name(m.kind)));
+        return Err(format!(
+            "invalid cache sharing set for {} mount",
+            kind_name(m.kind)
+        ));
     }
     Ok(m)
 }

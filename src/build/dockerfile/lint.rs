@@ -38,7 +38,12 @@ impl Directives {
     /// The `# check=` directive parsed as BuildKit's `ParseLintOptions`.
     pub fn check_config(&self) -> Result<CheckConfig, String> {
         let mut cfg = CheckConfig::default();
-        let Some(s) = self.check.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        // As BuildKit's ParseDirective, only the value's first word counts (`skip=all // x`).
+        let first = self
+            .check
+            .as_deref()
+            .map(|c| c.split(' ').next().unwrap_or_default());
+        let Some(s) = first.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(cfg);
         };
         for p in s.splitn(3, ';') {
@@ -52,7 +57,12 @@ impl Directives {
                     cfg.error = match v.trim() {
                         "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
                         "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
-                        _ => return Err(format!("failed to parse check option {}", super::go_quote(p))),
+                        _ => {
+                            return Err(format!(
+                                "failed to parse check option {}",
+                                super::go_quote(p)
+                            ))
+                        }
                     }
                 }
                 other => return Err(format!("invalid check option {}", super::go_quote(other))),
@@ -77,8 +87,18 @@ fn self_consistent(s: &str) -> bool {
 
 fn is_secret_key(key: &str) -> bool {
     // BuildKit's `(?i)(?:_|^)(?:token)(?:_|$)`: one `_`-separated word of the name.
-    const DENY: &[&str] =
-        &["apikey", "auth", "credential", "credentials", "key", "password", "pword", "passwd", "secret", "token"];
+    const DENY: &[&str] = &[
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
     const ALLOW: &[&str] = &["public", "file", "version"];
     let lower = key.to_lowercase();
     let has = |tokens: &[&str]| lower.split('_').any(|w| tokens.contains(&w));
@@ -91,7 +111,10 @@ pub(crate) fn check(nodes: &[Node], df: &mut Dockerfile) -> Result<(), String> {
     let mut out = std::mem::take(&mut df.warnings);
 
     // Instruction casing over FROMs and stage instructions (not meta ARGs), as BuildKit.
-    let first_from = nodes.iter().position(|n| n.value.eq_ignore_ascii_case("from")).unwrap_or(nodes.len());
+    let first_from = nodes
+        .iter()
+        .position(|n| n.value.eq_ignore_ascii_case("from"))
+        .unwrap_or(nodes.len());
     let staged = nodes.get(first_from..).unwrap_or_default();
     let (mut lower, mut upper) = (0, 0);
     for n in staged {
@@ -116,14 +139,21 @@ pub(crate) fn check(nodes: &[Node], df: &mut Dockerfile) -> Result<(), String> {
                 "ConsistentInstructionCasing",
                 "consistent-instruction-casing",
                 n.start_line,
-                format!("Command '{}' should match the case of the command majority ({casing})", n.value),
+                format!(
+                    "Command '{}' should match the case of the command majority ({casing})",
+                    n.value
+                ),
             );
         }
     }
 
     // FROM ... AS name.
     let mut seen: Vec<&str> = Vec::new();
-    for (n, st) in staged.iter().filter(|n| n.value.eq_ignore_ascii_case("from")).zip(&df.stages) {
+    for (n, st) in staged
+        .iter()
+        .filter(|n| n.value.eq_ignore_ascii_case("from"))
+        .zip(&df.stages)
+    {
         if let [_, as_kw, name] = n.args.as_slice() {
             if *name != name.to_lowercase() {
                 warn(
@@ -159,7 +189,10 @@ pub(crate) fn check(nodes: &[Node], df: &mut Dockerfile) -> Result<(), String> {
                     "ReservedStageName",
                     "reserved-stage-name",
                     st.location.line,
-                    format!("Stage name should not use the same name as reserved stage {}", super::go_quote(name)),
+                    format!(
+                        "Stage name should not use the same name as reserved stage {}",
+                        super::go_quote(name)
+                    ),
                 );
             }
             if seen.contains(&name) {
@@ -168,7 +201,10 @@ pub(crate) fn check(nodes: &[Node], df: &mut Dockerfile) -> Result<(), String> {
                     "DuplicateStageName",
                     "duplicate-stage-name",
                     st.location.line,
-                    format!("Duplicate stage name {}, stage names should be unique", super::go_quote(name)),
+                    format!(
+                        "Duplicate stage name {}, stage names should be unique",
+                        super::go_quote(name)
+                    ),
                 );
             }
             seen.push(name);
@@ -184,7 +220,10 @@ pub(crate) fn check(nodes: &[Node], df: &mut Dockerfile) -> Result<(), String> {
                 "LegacyKeyValueFormat",
                 "legacy-key-value-format",
                 n.start_line,
-                format!("\"{0} key=value\" should be used instead of legacy \"{0} key value\" format", n.value),
+                format!(
+                    "\"{0} key=value\" should be used instead of legacy \"{0} key value\" format",
+                    n.value
+                ),
             );
         }
     }
@@ -213,7 +252,10 @@ fn secret(out: &mut Vec<Warning>, instruction: &str, key: &str, line: usize) {
             "SecretsUsedInArgOrEnv",
             "secrets-used-in-arg-or-env",
             line,
-            format!("Do not use ARG or ENV instructions for sensitive data ({instruction} {})", super::go_quote(key)),
+            format!(
+                "Do not use ARG or ENV instructions for sensitive data ({instruction} {})",
+                super::go_quote(key)
+            ),
         );
     }
 }
@@ -223,12 +265,23 @@ fn has_shell(stages: &[Stage], i: usize, upto: usize) -> bool {
     let mut idx = i;
     let mut limit = upto;
     for _ in 0..stages.len() {
-        let Some(st) = stages.get(idx) else { return false };
-        if st.instructions.iter().take(limit).any(|ins| matches!(ins.kind, Kind::Shell(_))) {
+        let Some(st) = stages.get(idx) else {
+            return false;
+        };
+        if st
+            .instructions
+            .iter()
+            .take(limit)
+            .any(|ins| matches!(ins.kind, Kind::Shell(_)))
+        {
             return true;
         }
         // The base, if it is an earlier stage by that exact (unexpanded) name.
-        match stages[..idx].iter().rev().find(|s| s.name.as_deref() == Some(st.base.as_str())) {
+        match stages[..idx]
+            .iter()
+            .rev()
+            .find(|s| s.name.as_deref() == Some(st.base.as_str()))
+        {
             Some(parent) => {
                 idx = parent.index;
                 limit = usize::MAX;
@@ -266,7 +319,8 @@ fn stage_checks(out: &mut Vec<Warning>, stages: &[Stage], i: usize, st: &Stage) 
             last[slot] = Some(line);
         }
         match &ins.kind {
-            Kind::Cmd(super::CommandLine::Shell(_)) | Kind::Entrypoint(super::CommandLine::Shell(_))
+            Kind::Cmd(super::CommandLine::Shell(_))
+            | Kind::Entrypoint(super::CommandLine::Shell(_))
                 if !has_shell(stages, i, k) =>
             {
                 warn(
@@ -304,4 +358,3 @@ fn stage_checks(out: &mut Vec<Warning>, stages: &[Stage], i: usize, st: &Stage) 
         }
     }
 }
-

@@ -85,7 +85,11 @@ pub struct Directives {
 
 impl Default for Directives {
     fn default() -> Self {
-        Directives { syntax: None, escape: '\\', check: None }
+        Directives {
+            syntax: None,
+            escape: '\\',
+            check: None,
+        }
     }
 }
 
@@ -135,7 +139,9 @@ pub struct Stage {
 impl Stage {
     /// BuildKit's name for the stage in progress output: its name or `stage-N`.
     pub fn display_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| format!("stage-{}", self.index))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
     }
 }
 
@@ -383,7 +389,12 @@ impl Heredoc {
 pub enum DockerfileError {
     /// The text is not a valid Dockerfile.
     #[error("{}:{line}:{column}: {message}", file.display())]
-    Parse { file: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// An instruction's arguments could not be expanded.
     #[error("{}:{line}:{column}: {instruction}: {source}", file.display())]
     Expand {
@@ -397,9 +408,18 @@ pub enum DockerfileError {
     /// An instruction is invalid once expanded (a mount, a FROM), or stages refer to each other
     /// in a way that cannot be built.
     #[error("{}:{line}:{column}: {message}", file.display())]
-    Invalid { file: PathBuf, line: usize, column: usize, message: String },
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}: target stage {} could not be found{suggestion}", file.display(), go_quote(target))]
-    UnknownTarget { file: PathBuf, target: String, suggestion: String },
+    UnknownTarget {
+        file: PathBuf,
+        target: String,
+        suggestion: String,
+    },
 }
 
 impl DockerfileError {
@@ -423,7 +443,11 @@ pub(crate) struct Problem {
 
 impl Problem {
     pub fn new(line: usize, column: usize, message: String) -> Self {
-        Problem { line, column, message }
+        Problem {
+            line,
+            column,
+            message,
+        }
     }
 
     pub fn into_error(self, file: &Path) -> DockerfileError {
@@ -451,7 +475,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{b}' => out.push_str("\\v"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -462,7 +488,13 @@ pub(crate) fn go_quote(s: &str) -> String {
 
 /// BuildKit's did-you-mean: the closest option within edit distance 2, unless `val` is one.
 pub(crate) fn suggest(val: &str, options: &[&str], case_sensitive: bool) -> Option<String> {
-    let norm = |s: &str| if case_sensitive { s.to_string() } else { s.to_lowercase() };
+    let norm = |s: &str| {
+        if case_sensitive {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    };
     let v = norm(val);
     let mut best: Option<String> = None;
     let mut min = 3;

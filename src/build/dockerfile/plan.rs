@@ -25,7 +25,11 @@ pub struct StagePlan {
 
 /// A stage's dependencies, the images it names, and its uses of stages not yet built at that
 /// point (an error only if the stage is built).
-type StageRefs = (BTreeSet<usize>, BTreeSet<String>, Vec<(usize, Location, String)>);
+type StageRefs = (
+    BTreeSet<usize>,
+    BTreeSet<String>,
+    Vec<(usize, Location, String)>,
+);
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +47,11 @@ impl Dockerfile {
             self.stages
                 .first()
                 .map(|s| s.location.file.to_path_buf())
-                .or_else(|| self.meta_arg_instructions.first().map(|i| i.location.file.to_path_buf()))
+                .or_else(|| {
+                    self.meta_arg_instructions
+                        .first()
+                        .map(|i| i.location.file.to_path_buf())
+                })
                 .unwrap_or_default()
         };
         let Some(last) = self.stages.last() else {
@@ -58,10 +66,19 @@ impl Dockerfile {
             return Ok(last.index);
         };
         let lower = t.to_lowercase();
-        if let Some(s) = self.stages.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+        if let Some(s) = self
+            .stages
+            .iter()
+            .rev()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
             return Ok(s.index);
         }
-        let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+        let names: Vec<&str> = self
+            .stages
+            .iter()
+            .filter_map(|s| s.name.as_deref())
+            .collect();
         Err(DockerfileError::UnknownTarget {
             file: file(),
             target: t.to_string(),
@@ -82,13 +99,15 @@ impl Dockerfile {
         // Every stage's base first, as BuildKit resolves them all before the target's graph.
         let mut bases = Vec::with_capacity(self.stages.len());
         for (i, st) in self.stages.iter().enumerate() {
-            let name = x.word(&st.base, meta_env).map_err(|source| DockerfileError::Expand {
-                file: st.location.file.to_path_buf(),
-                line: st.location.line,
-                column: st.location.column,
-                instruction: "FROM".into(),
-                source: Box::new(source),
-            })?;
+            let name = x
+                .word(&st.base, meta_env)
+                .map_err(|source| DockerfileError::Expand {
+                    file: st.location.file.to_path_buf(),
+                    line: st.location.line,
+                    column: st.location.column,
+                    instruction: "FROM".into(),
+                    source: Box::new(source),
+                })?;
             let name = name.value;
             if name.is_empty() {
                 return Err(DockerfileError::invalid(
@@ -97,7 +116,10 @@ impl Dockerfile {
                 ));
             }
             // A stage defined earlier under that exact name; the latest one wins.
-            let stage = self.stages[..i].iter().rev().find(|s| s.name.as_deref() == Some(name.as_str()));
+            let stage = self.stages[..i]
+                .iter()
+                .rev()
+                .find(|s| s.name.as_deref() == Some(name.as_str()));
             bases.push(match stage {
                 Some(s) => Base::Stage(s.index),
                 None if name == "scratch" => Base::Scratch,
@@ -106,7 +128,11 @@ impl Dockerfile {
         }
         let by_name = |n: &str| {
             let lower = n.to_lowercase();
-            self.stages.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.index)
+            self.stages
+                .iter()
+                .rev()
+                .find(|s| s.name.as_deref() == Some(lower.as_str()))
+                .map(|s| s.index)
         };
 
         // Each stage's dependencies and the images it names.
@@ -137,15 +163,17 @@ impl Dockerfile {
                             ));
                         }
                         let j = match parse_go_atoi(from) {
-                            Some(n) => match usize::try_from(n).ok().filter(|n| *n < self.stages.len()) {
-                                Some(j) => Some(j),
-                                None => {
-                                    return Err(DockerfileError::invalid(
-                                        &ins.location,
-                                        format!("invalid stage index {n}"),
-                                    ))
+                            Some(n) => {
+                                match usize::try_from(n).ok().filter(|n| *n < self.stages.len()) {
+                                    Some(j) => Some(j),
+                                    None => {
+                                        return Err(DockerfileError::invalid(
+                                            &ins.location,
+                                            format!("invalid stage index {n}"),
+                                        ))
+                                    }
                                 }
-                            },
+                            }
                             None => by_name(from),
                         };
                         match j {
@@ -170,7 +198,9 @@ impl Dockerfile {
                     }
                     Kind::Run(r) => {
                         for spec in &r.mount_specs {
-                            let Some(from) = mount_from(spec) else { continue };
+                            let Some(from) = mount_from(spec) else {
+                                continue;
+                            };
                             match by_name(&from) {
                                 Some(j) => {
                                     if j >= i {
@@ -201,7 +231,11 @@ impl Dockerfile {
         let mut plan = StagePlan::default();
         let mut state = vec![0u8; self.stages.len()]; // 0 new, 1 on the path, 2 done
         let mut stack: Vec<(usize, Vec<usize>)> = Vec::new();
-        let start_deps = |i: usize| deps.get(&i).map(|d| d.0.iter().copied().collect::<Vec<_>>()).unwrap_or_default();
+        let start_deps = |i: usize| {
+            deps.get(&i)
+                .map(|d| d.0.iter().copied().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
         stack.push((target, start_deps(target)));
         if let Some(s) = state.get_mut(target) {
             *s = 1;
@@ -217,10 +251,15 @@ impl Dockerfile {
                         stack.push((dep, start_deps(dep)));
                     }
                     Some(1) => {
-                        let Some(st) = self.stages.get(dep) else { continue };
+                        let Some(st) = self.stages.get(dep) else {
+                            continue;
+                        };
                         return Err(DockerfileError::invalid(
                             &st.location,
-                            format!("circular dependency detected on stage: {}", st.display_name()),
+                            format!(
+                                "circular dependency detected on stage: {}",
+                                st.display_name()
+                            ),
                         ));
                     }
                     _ => {}
@@ -237,7 +276,9 @@ impl Dockerfile {
             if *s != 2 {
                 continue;
             }
-            let Some((d, images, forward)) = deps.get(&i) else { continue };
+            let Some((d, images, forward)) = deps.get(&i) else {
+                continue;
+            };
             if let Some((_, loc, msg)) = forward.first() {
                 return Err(DockerfileError::invalid(loc, msg.clone()));
             }
@@ -263,7 +304,9 @@ impl Dockerfile {
         let x = Expander::new(self.directives.escape);
         let mut values = predefined.clone();
         for ins in &self.meta_arg_instructions {
-            let Kind::Arg(decls) = &ins.kind else { continue };
+            let Kind::Arg(decls) = &ins.kind else {
+                continue;
+            };
             for d in decls {
                 let value = match build_args(&d.name) {
                     Some(v) => Some(v),
@@ -271,13 +314,15 @@ impl Dockerfile {
                         None => None,
                         Some(def) => {
                             let env = |k: &str| values.get(k).cloned();
-                            let e = x.word(def, &env).map_err(|source| DockerfileError::Expand {
-                                file: ins.location.file.to_path_buf(),
-                                line: ins.location.line,
-                                column: ins.location.column,
-                                instruction: "ARG".into(),
-                                source: Box::new(source),
-                            })?;
+                            let e =
+                                x.word(def, &env)
+                                    .map_err(|source| DockerfileError::Expand {
+                                        file: ins.location.file.to_path_buf(),
+                                        line: ins.location.line,
+                                        column: ins.location.column,
+                                        instruction: "ARG".into(),
+                                        source: Box::new(source),
+                                    })?;
                             Some(e.value)
                         }
                     },

@@ -80,11 +80,19 @@ impl Expander {
     /// whitespace kept.
     pub fn word(&self, s: &str, env: Env<'_>) -> Result<Expanded, ExpandError> {
         let out = Lex::new(self.escape).process(s, env)?;
-        Ok(Expanded { value: out.result, used: out.used, unset: out.unset })
+        Ok(Expanded {
+            value: out.result,
+            used: out.used,
+            unset: out.unset,
+        })
     }
 
     /// Several words as `ShellLex.ProcessWords`: split on unquoted whitespace after expansion.
-    pub fn words(&self, s: &str, env: Env<'_>) -> Result<(Vec<String>, BTreeSet<String>), ExpandError> {
+    pub fn words(
+        &self,
+        s: &str,
+        env: Env<'_>,
+    ) -> Result<(Vec<String>, BTreeSet<String>), ExpandError> {
         let out = Lex::new(self.escape).process(s, env)?;
         Ok((out.words, out.used))
     }
@@ -92,9 +100,16 @@ impl Expander {
     /// A heredoc body as BuildKit expands `COPY <<EOF` contents: variables and `\` escapes
     /// only, quotes left alone (always with `\`, whatever the Dockerfile's escape character).
     pub fn heredoc(&self, s: &str, env: Env<'_>) -> Result<Expanded, ExpandError> {
-        let lex = Lex { skip_process_quotes: true, ..Lex::new('\\') };
+        let lex = Lex {
+            skip_process_quotes: true,
+            ..Lex::new('\\')
+        };
         let out = lex.process(s, env)?;
-        Ok(Expanded { value: out.result, used: out.used, unset: out.unset })
+        Ok(Expanded {
+            value: out.result,
+            used: out.used,
+            unset: out.unset,
+        })
     }
 }
 
@@ -117,7 +132,13 @@ pub(crate) struct Processed {
 
 impl Lex {
     pub fn new(escape: char) -> Self {
-        Lex { escape, raw_quotes: false, raw_escapes: false, skip_process_quotes: false, skip_unset_env: false }
+        Lex {
+            escape,
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_process_quotes: false,
+            skip_unset_env: false,
+        }
     }
 
     pub fn process(&self, word: &str, env: Env<'_>) -> Result<Processed, ExpandError> {
@@ -133,8 +154,16 @@ impl Lex {
         };
         let raw = sw.raw_escapes;
         match sw.stop_on(None, raw) {
-            Ok((result, words)) => Ok(Processed { result, words, used: sw.used, unset: sw.unset }),
-            Err(reason) => Err(ExpandError { word: word.to_string(), reason }),
+            Ok((result, words)) => Ok(Processed {
+                result,
+                words,
+                used: sw.used,
+                unset: sw.unset,
+            }),
+            Err(reason) => Err(ExpandError {
+                word: word.to_string(),
+                reason,
+            }),
         }
     }
 }
@@ -218,7 +247,11 @@ impl ShellWord<'_> {
     }
 
     /// Scans up to `stop` (consumed) or the end; returns the processed text and its words.
-    fn stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), ExpandFailure> {
+    fn stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), ExpandFailure> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.stop_on_inner(stop);
@@ -226,7 +259,10 @@ impl ShellWord<'_> {
         r
     }
 
-    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ExpandFailure> {
+    fn stop_on_inner(
+        &mut self,
+        stop: Option<char>,
+    ) -> Result<(String, Vec<String>), ExpandFailure> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -246,7 +282,11 @@ impl ShellWord<'_> {
                     words.add_raw_string(&tmp);
                 }
                 '\'' | '"' if !self.lex.skip_process_quotes => {
-                    let tmp = if ch == '\'' { self.single_quote()? } else { self.double_quote()? };
+                    let tmp = if ch == '\'' {
+                        self.single_quote()?
+                    } else {
+                        self.double_quote()?
+                    };
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
@@ -395,7 +435,11 @@ impl ShellWord<'_> {
                 let word = match self.stop_on(Some('}'), raw) {
                     Ok((w, _)) => w,
                     Err(e) => {
-                        return Err(if self.peek().is_none() { ExpandFailure::MissingBrace } else { e });
+                        return Err(if self.peek().is_none() {
+                            ExpandFailure::MissingBrace
+                        } else {
+                            e
+                        });
                     }
                 };
                 let value = self.get_env(&name);
@@ -407,16 +451,28 @@ impl ShellWord<'_> {
                     Some(v) => null_is_unset && v.is_empty(),
                 };
                 match op {
-                    Some('-') => Ok(if unset { word } else { value.unwrap_or_default() }),
+                    Some('-') => Ok(if unset {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
                     Some('+') => Ok(if unset { String::new() } else { word }),
                     Some('?') => match value {
                         None => Err(ExpandFailure::Required {
                             name,
-                            message: if word.is_empty() { "is not allowed to be unset".into() } else { word },
+                            message: if word.is_empty() {
+                                "is not allowed to be unset".into()
+                            } else {
+                                word
+                            },
                         }),
                         Some(v) if null_is_unset && v.is_empty() => Err(ExpandFailure::Required {
                             name,
-                            message: if word.is_empty() { "is not allowed to be empty".into() } else { word },
+                            message: if word.is_empty() {
+                                "is not allowed to be empty".into()
+                            } else {
+                                word
+                            },
                         }),
                         Some(v) => Ok(v),
                     },
@@ -443,11 +499,23 @@ impl ShellWord<'_> {
                 }
                 let pattern = match self.stop_on(Some('/'), true) {
                     Ok((w, _)) => w,
-                    Err(e) => return Err(if self.peek().is_none() { ExpandFailure::MissingSlash } else { e }),
+                    Err(e) => {
+                        return Err(if self.peek().is_none() {
+                            ExpandFailure::MissingSlash
+                        } else {
+                            e
+                        })
+                    }
                 };
                 let replacement = match self.stop_on(Some('}'), true) {
                     Ok((w, _)) => w,
-                    Err(e) => return Err(if self.peek().is_none() { ExpandFailure::MissingBrace } else { e }),
+                    Err(e) => {
+                        return Err(if self.peek().is_none() {
+                            ExpandFailure::MissingBrace
+                        } else {
+                            e
+                        })
+                    }
                 };
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
@@ -460,7 +528,12 @@ impl ShellWord<'_> {
                     re.replace_all(&value, replacement.as_str()).into_owned()
                 } else {
                     match re.find(&value) {
-                        Some(m) => format!("{}{}{}", &value[..m.start()], replacement, &value[m.end()..]),
+                        Some(m) => format!(
+                            "{}{}{}",
+                            &value[..m.start()],
+                            replacement,
+                            &value[m.end()..]
+                        ),
                         None => value,
                     }
                 };
@@ -523,7 +596,11 @@ impl ShellWord<'_> {
 
 /// A shell wildcard pattern (`*`, `?`, `\` escapes; no bracket expressions) as a regular
 /// expression, as BuildKit's `convertShellPatternToRegex`.
-pub(crate) fn pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<String, String> {
+pub(crate) fn pattern_to_regex(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<String, String> {
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
@@ -558,8 +635,15 @@ pub(crate) fn pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> R
     Ok(out)
 }
 
-fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, ExpandFailure> {
-    let invalid = |reason: String| ExpandFailure::InvalidPattern { pattern: pattern.to_string(), reason };
+fn pattern_regex(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<regex::Regex, ExpandFailure> {
+    let invalid = |reason: String| ExpandFailure::InvalidPattern {
+        pattern: pattern.to_string(),
+        reason,
+    };
     let src = pattern_to_regex(pattern, greedy, anchored).map_err(invalid)?;
     regex::RegexBuilder::new(&src)
         .size_limit(1 << 24)
