@@ -375,7 +375,8 @@ fn platform_release_name() {
 /// Our own cases: escape characters, error wording, options, limits.
 #[test]
 fn more_words() {
-    let cases: &[(&str, &[(&str, &str)], Result<&str, &str>)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<&'a str, &'a str>);
+    let cases: &[Case] = &[
         ("$", &[], Ok("$")),
         ("a$", &[], Ok("a$")),
         ("${A:-x y}", &[], Ok("x y")),
