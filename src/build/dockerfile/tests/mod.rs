@@ -5,6 +5,7 @@ mod heredoc;
 mod instructions;
 mod parser;
 mod plan;
+mod robust;
 mod shell;
 mod upstream;
 
