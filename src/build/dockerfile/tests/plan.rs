@@ -119,6 +119,29 @@ fn plan_errors() {
     for (src, target, want) in cases {
         assert_eq!(plan(src, target, &[]).err().as_deref(), Some(want), "{src}");
     }
+    // A cycle is an error even in a stage the target does not need.
+    let e = plan(
+        "FROM a AS one\nCOPY --from=one /x /x\nFROM b AS two\n",
+        Some("two"),
+        &[],
+    );
+    assert_eq!(
+        e.err().as_deref(),
+        Some("Dockerfile:1:1: circular dependency detected on stage: one")
+    );
+    let p = plan(
+        "FROM --platform=$BUILDPLATFORM a AS b\nFROM --platform=linux/arm64 b\n",
+        None,
+        &[("BUILDPLATFORM", "linux/amd64")],
+    );
+    let p = p.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.platforms.get(&0).map(String::as_str), Some("linux/amd64"));
+    assert_eq!(p.platforms.get(&1).map(String::as_str), Some("linux/arm64"));
+    let e = plan("FROM --platform=$P a\n", None, &[]);
+    assert_eq!(
+        e.err().as_deref(),
+        Some("Dockerfile:1:1: empty platform value from expression $P")
+    );
     // A forward reference in a stage the target does not need is no error.
     let p = plan(
         "FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\n",
