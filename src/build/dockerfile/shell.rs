@@ -97,6 +97,20 @@ impl Expander {
         Ok((out.words, out.used))
     }
 
+    /// A command line as BuildKit shows it in progress output (`processCmdEnv`): set variables
+    /// expanded, unset ones and quotes left as written; the text unchanged if it cannot be
+    /// processed.
+    pub fn display(&self, s: &str, env: Env<'_>) -> String {
+        let lex = Lex {
+            raw_quotes: true,
+            skip_unset_env: true,
+            ..Lex::new(self.escape)
+        };
+        lex.process(s, env)
+            .map(|p| p.result)
+            .unwrap_or_else(|_| s.to_string())
+    }
+
     /// A heredoc body as BuildKit expands `COPY <<EOF` contents: variables and `\` escapes
     /// only, quotes left alone (always with `\`, whatever the Dockerfile's escape character).
     pub fn heredoc(&self, s: &str, env: Env<'_>) -> Result<Expanded, ExpandError> {

@@ -470,3 +470,18 @@ fn words_split_after_expansion() {
     let (w, _) = x.words("a${Q:-b}", &|_| None).unwrap_or_default();
     assert_eq!(w, ["ab"]);
 }
+
+#[test]
+fn display_for_progress() {
+    let x = Expander::new('\\');
+    let env = env_of(&[("A", "a"), ("S", "s3cr3t")]);
+    let get = |k: &str| env.get(k).cloned();
+    assert_eq!(
+        x.display("RUN echo $A \"$B\" '${C:-x}'", &get),
+        "RUN echo a \"$B\" '${C:-x}'"
+    );
+    assert_eq!(
+        x.display("RUN echo \"unterminated", &get),
+        "RUN echo \"unterminated"
+    );
+}
