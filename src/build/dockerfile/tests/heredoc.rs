@@ -324,3 +324,127 @@ fn onbuild_heredocs() {
         Kind::OnBuild("RUN <<EOF\necho hi\nEOF".into())
     );
 }
+
+/// `instructions/parse_heredoc_test.go` `TestCopyHeredoc`: (Dockerfile line(s), dest, paths,
+/// heredoc sources as (name, body, expand)).
+#[test]
+fn copy_heredoc_sources() {
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str, bool)],
+    );
+    let cases: &[Case] = &[
+        ("COPY /foo /bar", "/bar", &["/foo"], &[]),
+        ("COPY <<EOF /bar\nEOF", "/bar", &[], &[("EOF", "", true)]),
+        (
+            "COPY <<EOF /bar\nTESTING\nEOF",
+            "/bar",
+            &[],
+            &[("EOF", "TESTING\n", true)],
+        ),
+        (
+            "COPY <<-EOF /bar\n\tTESTING\nEOF",
+            "/bar",
+            &[],
+            &[("EOF", "TESTING\n", true)],
+        ),
+        (
+            "COPY <<'EOF' /bar\nTESTING\nEOF",
+            "/bar",
+            &[],
+            &[("EOF", "TESTING\n", false)],
+        ),
+        (
+            "COPY <<EOF1 <<EOF2 /bar\nthis is the first file\nEOF1\nthis is the second file\nEOF2",
+            "/bar",
+            &[],
+            &[
+                ("EOF1", "this is the first file\n", true),
+                ("EOF2", "this is the second file\n", true),
+            ],
+        ),
+        (
+            "COPY <<EOF foo.txt /bar\nthis is inline\nEOF",
+            "/bar",
+            &["foo.txt"],
+            &[("EOF", "this is inline\n", true)],
+        ),
+        (
+            "COPY <<EOF /quotes\n\"quotes\"\nEOF",
+            "/quotes",
+            &[],
+            &[("EOF", "\"quotes\"\n", true)],
+        ),
+    ];
+    for (src, dest, paths, docs) in cases {
+        let d = df(&format!("FROM x\n{src}"));
+        let Kind::Copy(c) = &d.stages[0].instructions[0].kind else {
+            panic!("{src}")
+        };
+        assert_eq!(c.dest, *dest, "{src}");
+        assert_eq!(c.sources, *paths, "{src}");
+        let got: Vec<(String, String, bool)> = c
+            .heredocs
+            .iter()
+            .map(|h| (h.name.clone(), h.body(), h.expand))
+            .collect();
+        let want: Vec<(String, String, bool)> = docs
+            .iter()
+            .map(|(n, b, e)| (n.to_string(), b.to_string(), *e))
+            .collect();
+        assert_eq!(got, want, "{src}");
+    }
+}
+
+/// `TestRunHeredoc`: (Dockerfile, command, heredocs as (name, raw body, chomp)).
+#[test]
+fn run_heredoc_commands() {
+    type Case<'a> = (&'a str, CommandLine, &'a [(&'a str, &'a str, bool)]);
+    let cases: Vec<Case> = vec![
+        (
+            "RUN [\"ls\", \"/\"]",
+            CommandLine::Exec(vec!["ls".into(), "/".into()]),
+            &[],
+        ),
+        (
+            "RUN [\"<<EOF\"]",
+            CommandLine::Exec(vec!["<<EOF".into()]),
+            &[],
+        ),
+        ("RUN ls /", CommandLine::Shell("ls /".into()), &[]),
+        (
+            "RUN <<EOF\nls /\nwhoami\nEOF",
+            CommandLine::Shell("<<EOF".into()),
+            &[("EOF", "ls /\nwhoami\n", false)],
+        ),
+        (
+            "RUN <<'EOF' | python\nprint(\"hello\")\nprint(\"world\")\nEOF",
+            CommandLine::Shell("<<'EOF' | python".into()),
+            &[("EOF", "print(\"hello\")\nprint(\"world\")\n", false)],
+        ),
+        (
+            "RUN <<-EOF\n\techo test\nEOF",
+            CommandLine::Shell("<<-EOF".into()),
+            &[("EOF", "\techo test\n", true)],
+        ),
+    ];
+    for (src, command, docs) in cases {
+        let d = df(&format!("FROM x\n{src}"));
+        let Kind::Run(r) = &d.stages[0].instructions[0].kind else {
+            panic!("{src}")
+        };
+        assert_eq!(r.command, command, "{src}");
+        let got: Vec<(String, String, bool)> = r
+            .heredocs
+            .iter()
+            .map(|h| (h.name.clone(), h.content.clone(), h.chomp))
+            .collect();
+        let want: Vec<(String, String, bool)> = docs
+            .iter()
+            .map(|(n, b, c)| (n.to_string(), b.to_string(), *c))
+            .collect();
+        assert_eq!(got, want, "{src}");
+    }
+}
