@@ -455,6 +455,14 @@ fn limits_are_errors() {
         Expander::new('\\').word("$A", &env).map(|e| e.value.len()),
         Ok(5 << 20)
     );
+    // Short words over huge values are bounded too.
+    let costly = "${A%%*}".repeat(20);
+    assert!(matches!(
+        Expander::new('\\')
+            .word(&costly, &env)
+            .map_err(|e| e.reason),
+        Err(ExpandFailure::TooMuchWork)
+    ));
 }
 
 #[test]
