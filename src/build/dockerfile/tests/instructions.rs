@@ -691,6 +691,9 @@ fn bflags() {
     // A lone -- ends the flags; whatever follows is ignored.
     let ok = f(&["--", "--nope"]).unwrap_or_default();
     assert_eq!(ok.bool("bool"), None);
+    let ok = f(&["--str= "]).unwrap_or_default();
+    assert_eq!(ok.string("str").as_deref(), Some(" "));
+    assert!(f(&[]).is_ok() && f(&["--"]).is_ok());
     let errs = [
         (
             vec!["--bool=xyz"],

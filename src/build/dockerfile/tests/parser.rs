@@ -141,6 +141,12 @@ fn directives() {
     assert_eq!(d.directives.escape, '\\');
     let d = df("# this is a comment\n# escape=`\nFROM x\n");
     assert_eq!(d.directives.escape, '\\');
+    // A shebang line ends the directives (BuildKit's parser; only its syntax detection skips it).
+    let d = df("#!/usr/bin/env buildctl\n# escape=`\nFROM x\n");
+    assert_eq!(d.directives.escape, '\\');
+    // Leading whitespace before a directive is allowed, and spaces around `=`.
+    let d = df("  #  escape  =  `  \nFROM x\n");
+    assert_eq!(d.directives.escape, '`');
     // A byte-order mark is not part of the first line.
     let d = df("\u{feff}# escape=`\nFROM x\n");
     assert_eq!(d.directives.escape, '`');
