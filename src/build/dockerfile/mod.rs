@@ -237,11 +237,18 @@ pub struct Run {
     pub network: Option<NetworkMode>,
     /// `--security`; `None` when not given (BuildKit's `sandbox`).
     pub security: Option<Security>,
-    /// `--device` values as written (BuildKit's CDI devices).
-    pub devices: Vec<String>,
+    /// `--device` (BuildKit's CDI devices).
+    pub devices: Vec<RunDevice>,
     /// Heredoc bodies, raw (see [`Heredoc::body`]); the command is then e.g. `<<EOF` or
     /// `python3 <<EOF`.
     pub heredocs: Vec<Heredoc>,
+}
+
+/// One `RUN --device=name[,required]` (a CDI device name such as `vendor.com/gpu=all`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDevice {
+    pub name: String,
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -440,7 +440,13 @@ fn run_flags_and_mounts() {
         Kind::Run(r) => {
             assert!(r.mounts.is_empty());
             assert_eq!(r.mount_specs, ["type=cache,target=$DIR"]);
-            assert_eq!(r.devices, ["vendor.com/gpu=all"]);
+            assert_eq!(
+                r.devices,
+                [super::super::RunDevice {
+                    name: "vendor.com/gpu=all".into(),
+                    required: false
+                }]
+            );
         }
         k => panic!("{k:?}"),
     }
@@ -449,6 +455,37 @@ fn run_flags_and_mounts() {
         Kind::Run(r) => assert!(r.mounts.is_empty()),
         k => panic!("{k:?}"),
     }
+}
+
+#[test]
+fn devices() {
+    use super::super::instructions::parse_device;
+    let ok = [
+        ("vendor.com/gpu=all", "vendor.com/gpu=all", false),
+        ("name=nvidia.com/gpu=0,required", "nvidia.com/gpu=0", true),
+        ("required=true,x/y=z", "x/y=z", true),
+        ("a,required=false", "a", false),
+    ];
+    for (spec, name, required) in ok {
+        let d = parse_device(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!((d.name.as_str(), d.required), (name, required), "{spec}");
+    }
+    let bad = [
+        ("a,b", "invalid field 'b' must be a key=value pair"),
+        ("a,name=b", "device name already set to a"),
+        ("a,required=maybe", "invalid value for required: maybe"),
+        (
+            "a,nme=b",
+            "unexpected key 'nme' in 'nme=b' (did you mean name?)",
+        ),
+    ];
+    for (spec, want) in bad {
+        assert_eq!(parse_device(spec).err().as_deref(), Some(want), "{spec}");
+    }
+    assert_eq!(
+        err_of("RUN --device=a,b x"),
+        "invalid field 'b' must be a key=value pair"
+    );
 }
 
 fn mount(spec: &str) -> Result<RunMount, String> {
