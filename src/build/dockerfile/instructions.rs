@@ -298,6 +298,8 @@ fn kind(node: &Node, escape: char) -> Result<Kind, String> {
             }
             Kind::Shell(node.args.clone())
         }
+        // Only an ONBUILD trigger can bring a FROM here (see `parse_trigger`).
+        "from" => return Err("FROM isn't allowed as an ONBUILD trigger".to_string()),
         _ => {
             let _ = escape;
             return Err(format!(

@@ -308,12 +308,20 @@ fn checks() {
 
 #[test]
 fn onbuild_triggers() {
-    let t = super::super::parse_trigger("RUN make install", std::path::Path::new("onbuild"));
+    use std::path::Path;
+    let t = super::super::parse_trigger("RUN make install", Path::new("onbuild"));
     let t = t.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(t.len(), 1);
-    assert_eq!(t[0].original, "RUN make install");
-    let t = super::super::parse_trigger("COPY <<EOF /x\nhi\nEOF", std::path::Path::new("onbuild"));
-    assert!(
-        matches!(t.as_deref().map(|v| &v[0].kind), Ok(super::super::Kind::Copy(c)) if c.heredocs.len() == 1)
+    assert_eq!(t.original, "RUN make install");
+    let t = super::super::parse_trigger("COPY <<EOF /x\nhi\nEOF", Path::new("onbuild"));
+    assert!(matches!(t.map(|i| i.kind), Ok(super::super::Kind::Copy(c)) if c.heredocs.len() == 1));
+    let t = super::super::parse_trigger("RUN a\nRUN b", Path::new("onbuild"));
+    assert_eq!(
+        t.err().map(|e| e.to_string()).as_deref(),
+        Some("onbuild:1:1: onbuild trigger should be a single expression")
+    );
+    let t = super::super::parse_trigger("FROM x", Path::new("onbuild"));
+    assert_eq!(
+        t.err().map(|e| e.to_string()).as_deref(),
+        Some("onbuild:1:1: FROM isn't allowed as an ONBUILD trigger")
     );
 }
