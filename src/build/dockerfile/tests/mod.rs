@@ -12,7 +12,7 @@ mod upstream;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{parse, Dockerfile, DockerfileError};
+use super::{parse, Dockerfile};
 
 /// An environment from `k=v` pairs (the last of a name wins).
 pub(super) fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -34,9 +34,4 @@ pub(super) fn parse_err(src: &str) -> String {
         Ok(d) => panic!("parsed but should not: {src:?} -> {d:?}"),
         Err(e) => e.to_string(),
     }
-}
-
-#[allow(dead_code)]
-pub(super) fn is_parse(e: &DockerfileError) -> bool {
-    matches!(e, DockerfileError::Parse { .. })
 }
