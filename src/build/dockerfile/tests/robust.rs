@@ -151,5 +151,5 @@ fn random_input_never_panics() {
             }
         }
     }
-    assert!(parsed > 100, "only {parsed} inputs parsed");
+    assert!(parsed > 50, "only {parsed} inputs parsed");
 }
