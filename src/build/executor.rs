@@ -408,9 +408,8 @@ impl Build<'_> {
         // ONBUILD triggers of the base image run first, then are gone from the new image.
         let triggers = std::mem::take(&mut state.image.config_mut().on_build);
         for t in &triggers {
-            for ins in dockerfile::parse_trigger(t, &self.file)? {
-                key = self.step(stage, &label(1), &ins, &mut state, key)?;
-            }
+            let ins = dockerfile::parse_trigger(t, &self.file)?;
+            key = self.step(stage, &label(1), &ins, &mut state, key)?;
         }
         for (n, ins) in stage.instructions.iter().enumerate() {
             key = self.step(stage, &label(n + 2), ins, &mut state, key)?;

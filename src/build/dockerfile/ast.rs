@@ -232,7 +232,7 @@ pub(crate) fn parse(source: &str) -> Result<Ast, Problem> {
         if has_empty {
             warnings.push(Warning {
                 rule: "NoEmptyContinuation".into(),
-                message: "Empty continuation lines will become errors in a future release".into(),
+                message: "Empty continuation line".into(),
                 url: "https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/".into(),
                 line: current,
             });

@@ -11,8 +11,8 @@ use regex::Regex;
 use super::ast::{parse_heredoc, Ast, Node};
 use super::{
     did_you_mean, go_quote, Add, ArgDecl, CommandLine, Copy, Dockerfile, DockerfileError,
-    Healthcheck, Heredoc, Instruction, Kind, Location, MountKind, NetworkMode, Run, RunMount,
-    Security, Sharing, Stage,
+    Healthcheck, Heredoc, Instruction, Kind, Location, MountKind, NetworkMode, Run, RunDevice,
+    RunMount, Security, Sharing, Stage,
 };
 
 const INSTRUCTIONS: &[&str] = &[
@@ -298,6 +298,8 @@ fn kind(node: &Node, escape: char) -> Result<Kind, String> {
             }
             Kind::Shell(node.args.clone())
         }
+        // Only an ONBUILD trigger can bring a FROM here (see `parse_trigger`).
+        "from" => return Err("FROM isn't allowed as an ONBUILD trigger".to_string()),
         _ => {
             let _ = escape;
             return Err(format!(
@@ -442,6 +444,11 @@ fn parse_run(node: &Node) -> Result<Run, String> {
             ("security", FlagType::Str),
         ],
     )?;
+    let devices = f
+        .strings("device")
+        .iter()
+        .map(|d| parse_device(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let mount_specs = f.strings("mount");
     let mut mounts = Vec::new();
     for spec in &mount_specs {
@@ -476,7 +483,7 @@ fn parse_run(node: &Node) -> Result<Run, String> {
         mount_specs,
         network,
         security,
-        devices: f.strings("device"),
+        devices,
         heredocs: node.heredocs.clone(),
     })
 }
@@ -543,11 +550,15 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, String> {
     let retries = match f.string("retries").filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => {
-            let n: i64 = parse_go_int(&v)
-                .filter(|n| i32::try_from(*n).is_ok())
-                .ok_or_else(|| {
-                    format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(&v))
-                })?;
+            let n = parse_go_int(&v).ok_or_else(|| {
+                format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(&v))
+            })?;
+            if i32::try_from(n).is_err() {
+                return Err(format!(
+                    "strconv.ParseInt: parsing {}: value out of range",
+                    go_quote(&v)
+                ));
+            }
             if n < 0 {
                 return Err(format!("--retries cannot be negative ({n})"));
             }
@@ -743,6 +754,45 @@ pub(crate) fn parse_flags(args: &[String], spec: &[(&str, FlagType)]) -> Result<
         }
     }
     Ok(out)
+}
+
+/// BuildKit's `ParseDevice`: a name (bare or `name=`), and `required[=bool]`.
+pub(crate) fn parse_device(val: &str) -> Result<RunDevice, String> {
+    let fields = csv_fields(val).map_err(|e| format!("failed to parse csv devices: {e}"))?;
+    let mut d = RunDevice {
+        name: String::new(),
+        required: false,
+    };
+    for field in &fields {
+        let Some((key, value)) = field.split_once('=') else {
+            match field.to_lowercase().as_str() {
+                "required" => d.required = true,
+                _ if d.name.is_empty() => d.name = field.clone(),
+                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            }
+            continue;
+        };
+        match key.to_lowercase().as_str() {
+            "name" => {
+                if !d.name.is_empty() {
+                    return Err(format!("device name already set to {}", d.name));
+                }
+                d.name = value.to_string();
+            }
+            "required" => {
+                d.required = parse_go_bool(value)
+                    .ok_or_else(|| format!("invalid value for required: {value}"))?;
+            }
+            _ if d.name.is_empty() => d.name = field.clone(),
+            k => {
+                return Err(format!(
+                    "unexpected key '{k}' in '{field}'{}",
+                    did_you_mean(k, &["name", "required"], true)
+                ))
+            }
+        }
+    }
+    Ok(d)
 }
 
 // ---- RUN --mount ----

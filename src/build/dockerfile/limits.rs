@@ -13,6 +13,10 @@ pub const MAX_INSTRUCTIONS: usize = 10_000;
 pub const MAX_HEREDOCS: usize = 1_000;
 /// The result of expanding one word or heredoc body.
 pub const MAX_EXPANSION: usize = 8 << 20;
+/// Bytes of variable values one word may look up and scan in total (each `$V`, each
+/// `${V%p}`-style pattern operation counts its value), so that a short word over huge values
+/// cannot take minutes.
+pub const MAX_EXPANSION_WORK: usize = 64 << 20;
 /// Nesting of `${...}` (each level may hold quotes and further `${...}`).
 pub const MAX_NESTING: usize = 64;
 /// Flags on one instruction.

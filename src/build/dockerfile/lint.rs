@@ -38,12 +38,12 @@ impl Directives {
     /// The `# check=` directive parsed as BuildKit's `ParseLintOptions`.
     pub fn check_config(&self) -> Result<CheckConfig, String> {
         let mut cfg = CheckConfig::default();
-        let Some(s) = self
+        // As BuildKit's ParseDirective, only the value's first word counts (`skip=all // x`).
+        let first = self
             .check
             .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        else {
+            .map(|c| c.split(' ').next().unwrap_or_default());
+        let Some(s) = first.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(cfg);
         };
         for p in s.splitn(3, ';') {

@@ -49,15 +49,23 @@ pub fn parse(source: &str, file: &Path) -> Result<Dockerfile, DockerfileError> {
     Ok(df)
 }
 
-/// Parses an ONBUILD trigger (as stored in an image's config) into its instruction(s), for
-/// running it when the image is used as a base. `escape` is always `\` in BuildKit.
-pub fn parse_trigger(trigger: &str, file: &Path) -> Result<Vec<Instruction>, DockerfileError> {
+/// Parses an ONBUILD trigger (as stored in an image's config) into its instruction, for running
+/// it when the image is used as a base. BuildKit parses each trigger as a Dockerfile of its own
+/// that must hold exactly one instruction (FROM refused), and reports errors at the FROM of the
+/// stage that uses the image; it also adds the stage a trigger's `COPY --from` names to the
+/// plan, which [`Dockerfile::plan`] cannot know.
+pub fn parse_trigger(trigger: &str, file: &Path) -> Result<Instruction, DockerfileError> {
     let file: Arc<Path> = Arc::from(file);
     let ast = ast::parse(trigger).map_err(|p| p.into_error(&file))?;
-    ast.nodes
-        .iter()
-        .map(|n| instructions::instruction(n, ast.directives.escape, &file))
-        .collect()
+    match ast.nodes.as_slice() {
+        [node] => instructions::instruction(node, ast.directives.escape, &file),
+        _ => Err(DockerfileError::Parse {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: "onbuild trigger should be a single expression".into(),
+        }),
+    }
 }
 
 /// A parsed Dockerfile.
@@ -237,11 +245,18 @@ pub struct Run {
     pub network: Option<NetworkMode>,
     /// `--security`; `None` when not given (BuildKit's `sandbox`).
     pub security: Option<Security>,
-    /// `--device` values as written (BuildKit's CDI devices).
-    pub devices: Vec<String>,
+    /// `--device` (BuildKit's CDI devices).
+    pub devices: Vec<RunDevice>,
     /// Heredoc bodies, raw (see [`Heredoc::body`]); the command is then e.g. `<<EOF` or
     /// `python3 <<EOF`.
     pub heredocs: Vec<Heredoc>,
+}
+
+/// One `RUN --device=name[,required]` (a CDI device name such as `vendor.com/gpu=all`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDevice {
+    pub name: String,
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

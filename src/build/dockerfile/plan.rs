@@ -21,6 +21,8 @@ pub struct StagePlan {
     pub images: BTreeSet<String>,
     /// Each stage's FROM, expanded: a stage index or an image (or `scratch`).
     pub bases: BTreeMap<usize, Base>,
+    /// Each stage's `FROM --platform`, expanded (stages without one are absent).
+    pub platforms: BTreeMap<usize, String>,
 }
 
 /// A stage's dependencies, the images it names, and its uses of stages not yet built at that
@@ -227,53 +229,67 @@ impl Dockerfile {
             deps.insert(i, (d, images, forward));
         }
 
-        // What the target reaches; a cycle is an error.
-        let mut plan = StagePlan::default();
-        let mut state = vec![0u8; self.stages.len()]; // 0 new, 1 on the path, 2 done
-        let mut stack: Vec<(usize, Vec<usize>)> = Vec::new();
-        let start_deps = |i: usize| {
+        // A cycle anywhere is an error (BuildKit checks every stage, built or not).
+        let dep_list = |i: usize| -> Vec<usize> {
             deps.get(&i)
-                .map(|d| d.0.iter().copied().collect::<Vec<_>>())
+                .map(|d| d.0.iter().copied().collect())
                 .unwrap_or_default()
         };
-        stack.push((target, start_deps(target)));
-        if let Some(s) = state.get_mut(target) {
-            *s = 1;
-        }
-        while let Some((node, pending)) = stack.last_mut() {
-            let node = *node;
-            match pending.pop() {
-                Some(dep) => match state.get(dep).copied() {
-                    Some(0) => {
-                        if let Some(s) = state.get_mut(dep) {
-                            *s = 1;
+        let mut state = vec![0u8; self.stages.len()]; // 0 new, 1 on the path, 2 done
+        for root in 0..self.stages.len() {
+            if state.get(root) != Some(&0) {
+                continue;
+            }
+            let mut stack: Vec<(usize, Vec<usize>)> = vec![(root, dep_list(root))];
+            if let Some(s) = state.get_mut(root) {
+                *s = 1;
+            }
+            while let Some((node, pending)) = stack.last_mut() {
+                let node = *node;
+                match pending.pop() {
+                    Some(dep) => match state.get(dep).copied() {
+                        Some(0) => {
+                            if let Some(s) = state.get_mut(dep) {
+                                *s = 1;
+                            }
+                            stack.push((dep, dep_list(dep)));
                         }
-                        stack.push((dep, start_deps(dep)));
+                        Some(1) => {
+                            if let Some(st) = self.stages.get(dep) {
+                                return Err(DockerfileError::invalid(
+                                    &st.location,
+                                    format!(
+                                        "circular dependency detected on stage: {}",
+                                        st.display_name()
+                                    ),
+                                ));
+                            }
+                        }
+                        _ => {}
+                    },
+                    None => {
+                        if let Some(s) = state.get_mut(node) {
+                            *s = 2;
+                        }
+                        stack.pop();
                     }
-                    Some(1) => {
-                        let Some(st) = self.stages.get(dep) else {
-                            continue;
-                        };
-                        return Err(DockerfileError::invalid(
-                            &st.location,
-                            format!(
-                                "circular dependency detected on stage: {}",
-                                st.display_name()
-                            ),
-                        ));
-                    }
-                    _ => {}
-                },
-                None => {
-                    if let Some(s) = state.get_mut(node) {
-                        *s = 2;
-                    }
-                    stack.pop();
                 }
             }
         }
-        for (i, s) in state.iter().enumerate() {
-            if *s != 2 {
+
+        // What the target reaches.
+        let mut plan = StagePlan::default();
+        let mut reached = vec![false; self.stages.len()];
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            match reached.get_mut(i) {
+                Some(r) if !*r => *r = true,
+                _ => continue,
+            }
+            todo.extend(dep_list(i));
+        }
+        for (i, r) in reached.iter().enumerate() {
+            if !*r {
                 continue;
             }
             let Some((d, images, forward)) = deps.get(&i) else {
@@ -287,6 +303,26 @@ impl Dockerfile {
             plan.images.extend(images.iter().cloned());
             if let Some(b) = bases.get(i) {
                 plan.bases.insert(i, b.clone());
+            }
+            if let Some(st) = self.stages.get(i) {
+                if let Some(p) = &st.platform {
+                    let v = x
+                        .word(p, meta_env)
+                        .map_err(|source| DockerfileError::Expand {
+                            file: st.location.file.to_path_buf(),
+                            line: st.location.line,
+                            column: st.location.column,
+                            instruction: "FROM".into(),
+                            source: Box::new(source),
+                        })?;
+                    if v.value.is_empty() {
+                        return Err(DockerfileError::invalid(
+                            &st.location,
+                            format!("empty platform value from expression {p}"),
+                        ));
+                    }
+                    plan.platforms.insert(i, v.value);
+                }
             }
         }
         Ok(plan)

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::limits::{MAX_EXPANSION, MAX_NESTING};
+use super::limits::{MAX_EXPANSION, MAX_EXPANSION_WORK, MAX_NESTING};
 
 /// A variable lookup: `Some(value)` for a set variable (possibly empty), `None` for unset.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -41,6 +41,8 @@ pub enum ExpandFailure {
     TooLong,
     #[error("more than {MAX_NESTING} nested ${{...}} or quotes")]
     TooDeep,
+    #[error("expansion reads more than {MAX_EXPANSION_WORK} bytes of variable values")]
+    TooMuchWork,
 }
 
 /// A word that could not be processed: the word and why.
@@ -97,6 +99,20 @@ impl Expander {
         Ok((out.words, out.used))
     }
 
+    /// A command line as BuildKit shows it in progress output (`processCmdEnv`): set variables
+    /// expanded, unset ones and quotes left as written; the text unchanged if it cannot be
+    /// processed.
+    pub fn display(&self, s: &str, env: Env<'_>) -> String {
+        let lex = Lex {
+            raw_quotes: true,
+            skip_unset_env: true,
+            ..Lex::new(self.escape)
+        };
+        lex.process(s, env)
+            .map(|p| p.result)
+            .unwrap_or_else(|_| s.to_string())
+    }
+
     /// A heredoc body as BuildKit expands `COPY <<EOF` contents: variables and `\` escapes
     /// only, quotes left alone (always with `\`, whatever the Dockerfile's escape character).
     pub fn heredoc(&self, s: &str, env: Env<'_>) -> Result<Expanded, ExpandError> {
@@ -151,6 +167,7 @@ impl Lex {
             used: BTreeSet::new(),
             unset: BTreeSet::new(),
             depth: 0,
+            work: 0,
         };
         let raw = sw.raw_escapes;
         match sw.stop_on(None, raw) {
@@ -177,6 +194,8 @@ struct ShellWord<'a> {
     used: BTreeSet<String>,
     unset: BTreeSet<String>,
     depth: usize,
+    /// Bytes of variable values looked up so far (bounded by MAX_EXPANSION_WORK).
+    work: usize,
 }
 
 #[derive(Default)]
@@ -398,7 +417,7 @@ impl ShellWord<'_> {
             if name.is_empty() {
                 return Ok("$".to_string());
             }
-            return Ok(match self.get_env(&name) {
+            return Ok(match self.get_env(&name)? {
                 Some(v) => v,
                 None if self.lex.skip_unset_env => format!("${name}"),
                 None => String::new(),
@@ -415,7 +434,7 @@ impl ShellWord<'_> {
             return Err(ExpandFailure::MissingBrace);
         };
         match ch {
-            '}' => Ok(match self.get_env(&name) {
+            '}' => Ok(match self.get_env(&name)? {
                 Some(v) => v,
                 None if self.lex.skip_unset_env => format!("${{{name}}}"),
                 None => String::new(),
@@ -442,7 +461,7 @@ impl ShellWord<'_> {
                         });
                     }
                 };
-                let value = self.get_env(&name);
+                let value = self.get_env(&name)?;
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{chs}{word}}}"));
                 }
@@ -517,7 +536,7 @@ impl ShellWord<'_> {
                         })
                     }
                 };
-                let value = self.get_env(&name);
+                let value = self.get_env(&name)?;
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
                 }
@@ -584,13 +603,21 @@ impl ShellWord<'_> {
         out
     }
 
-    fn get_env(&mut self, name: &str) -> Option<String> {
+    fn get_env(&mut self, name: &str) -> Result<Option<String>, ExpandFailure> {
         self.used.insert(name.to_string());
         let v = (self.env)(name);
-        if v.is_none() {
-            self.unset.insert(name.to_string());
+        match &v {
+            None => {
+                self.unset.insert(name.to_string());
+            }
+            Some(v) => {
+                self.work = self.work.saturating_add(v.len());
+                if self.work > MAX_EXPANSION_WORK {
+                    return Err(ExpandFailure::TooMuchWork);
+                }
+            }
         }
-        v
+        Ok(v)
     }
 }
 

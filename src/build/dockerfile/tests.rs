@@ -1,1 +1,0 @@
-//! Table-driven tests for the Dockerfile frontend.
