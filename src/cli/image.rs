@@ -652,10 +652,11 @@ pub fn images(global: &Global, args: ImagesArgs) -> Result<i32> {
     let mut json_rows = Vec::new();
     for name in services {
         let service = &loaded.project.services[&name];
-        if service.image.is_empty() {
+        if service.image.is_empty() && service.build.is_none() {
             continue;
         }
-        let Ok(reference) = Reference::parse(&service.image) else {
+        let image = super::build::image_name(&loaded.project, service);
+        let Ok(reference) = Reference::parse(&image) else {
             continue;
         };
         let Some(img) = store.resolve(&reference.to_string())? else {
