@@ -389,3 +389,151 @@ fn the_classic_example_builds_and_serves() {
     p.ok(&["down"]);
     p.assert_nothing_left();
 }
+
+#[test]
+fn built_images_push_to_a_registry_and_pull_back_the_same() {
+    let test = "built_images_push_to_a_registry_and_pull_back_the_same";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // The test bed's registry with authentication; a repository of this test's own.
+    let registry = var("RCOMPOSE_TESTBED_AUTH_REGISTRY");
+    let reference = format!(
+        "{registry}/rcompose-tests/{}:v1",
+        common::project_name("bt-push")
+    );
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY big /big\nRUN echo built > /built\n",
+            ),
+            // Over the single-request limit: this blob goes in chunks.
+            ("big", &"0123456789abcdef".repeat(1 << 21)),
+        ],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &reference, "-q"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let id = stdout(&o).trim().to_string();
+    // Without credentials the registry refuses, and says so.
+    let denied = state
+        .cmd(&env)
+        .args(["image", "push", &reference])
+        .output()
+        .expect("push");
+    assert!(!denied.status.success(), "{}", out(&denied));
+    let auth_file = var("RCOMPOSE_TESTBED_AUTH_FILE");
+    let pushed = state
+        .cmd(&env)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["image", "push", &reference])
+        .output()
+        .expect("push");
+    assert!(pushed.status.success(), "{}", out(&pushed));
+    // Again: every blob is there already.
+    let again = state
+        .cmd(&env)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["image", "push", &reference])
+        .output()
+        .expect("push");
+    assert!(again.status.success(), "{}", out(&again));
+    assert!(
+        stderr(&again).contains("already exists") || stdout(&again).contains("already exists"),
+        "{}",
+        out(&again)
+    );
+    // A fresh store pulls it back as the same image.
+    let other = State::new();
+    let pulled = other
+        .cmd(&env)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["image", "pull", &reference])
+        .output()
+        .expect("pull");
+    assert!(pulled.status.success(), "{}", out(&pulled));
+    let inspect = other
+        .cmd(&env)
+        .args(["image", "inspect", &reference])
+        .output()
+        .expect("inspect");
+    assert!(
+        stdout(&inspect).contains(&id),
+        "{id} not in {}",
+        out(&inspect)
+    );
+}
+
+#[test]
+fn ssh_mounts_give_the_step_the_agent_socket() {
+    let test = "ssh_mounts_give_the_step_the_agent_socket";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let sock_dir = tempfile::tempdir().expect("temp dir");
+    let sock = sock_dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock\n",
+        )],
+    );
+    let tag = common::project_name("bt-ssh");
+    // Not required by default (as BuildKit): without --ssh the step runs without a socket.
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(!o.status.success(), "{}", out(&o));
+    let spec = format!("default={}", sock.display());
+    let o = build(&state, &env, ctx.path(), &["-t", &tag, "--ssh", &spec]);
+    assert!(o.status.success(), "{}", out(&o));
+    // A key file is not an agent: refused clearly.
+    let key = sock_dir.path().join("id_ed25519");
+    std::fs::write(&key, "not a socket").expect("key");
+    let o = build(
+        &state,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--ssh", &format!("default={}", key.display())],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not an agent socket"), "{}", out(&o));
+}
+
+#[test]
+fn a_service_builds_from_another_services_image() {
+    let test = "a_service_builds_from_another_services_image";
+    let Some(p) = Project::new(
+        test,
+        "bt-chain",
+        "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
+         base: service:base\n    command: [\"cat\", \"/base\", \"/app\"]\n  base:\n    build: ./base\n    \
+         profiles: [tools]\n",
+    ) else {
+        return;
+    };
+    write(
+        &p.dir.path().join("base"),
+        &[("Dockerfile", "FROM busybox\nRUN echo base > /base\n")],
+    );
+    write(
+        &p.dir.path().join("app"),
+        &[("Dockerfile", "FROM base\nRUN echo app > /app\n")],
+    );
+    // `base` is built first (the app's Dockerfile starts FROM its image), then `app` on it.
+    let o = p.ok(&["--profile", "tools", "build"]);
+    let err = stderr(&o);
+    let first_base = err.find("echo base").expect("base built");
+    let first_app = err.find("echo app").expect("app built");
+    assert!(first_base < first_app, "{err}");
+    let run = p.ok(&["run", "--rm", "-T", "app"]);
+    assert_eq!(stdout(&run), "base\napp\n");
+    p.ok(&["down"]);
+}

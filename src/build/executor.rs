@@ -94,6 +94,8 @@ struct Build<'a> {
     x: Expander,
     context: Context,
     named: BTreeMap<String, Context>,
+    /// Named contexts that are images (`docker-image://REF`): FROM and --from use REF.
+    aliases: BTreeMap<String, String>,
     build_args: BTreeMap<String, String>,
     meta: BTreeMap<String, String>,
     cache: Cache,
@@ -119,22 +121,24 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
     }
     let context = Context::open(&req.context, Some(&file))?;
     let mut named = BTreeMap::new();
+    let mut aliases = BTreeMap::new();
     for (name, value) in &req.additional_contexts {
-        if let Some(dir) = value
-            .strip_prefix("docker-image://")
-            .map(|_| None)
-            .unwrap_or(Some(value))
-        {
-            if dir.contains("://") || dir.starts_with("target:") || dir.starts_with("service:") {
-                continue;
-            }
-            let p = if Path::new(dir).is_absolute() {
-                PathBuf::from(dir)
-            } else {
-                req.context.join(dir)
-            };
-            named.insert(name.clone(), Context::open_dir_without_ignore(&p)?);
+        if let Some(reference) = value.strip_prefix("docker-image://") {
+            aliases.insert(name.clone(), reference.to_string());
+            continue;
         }
+        if value.contains("://") || value.starts_with("target:") || value.starts_with("service:") {
+            return Err(BuildError::Unsupported(format!(
+                "additional context {name}={value} (only directories and docker-image://)"
+            )));
+        }
+        let p = if Path::new(value).is_absolute() {
+            PathBuf::from(value)
+        } else {
+            req.context.join(value)
+        };
+        // A named context is a context: its own .dockerignore applies.
+        named.insert(name.clone(), Context::open(&p, None)?);
     }
     let mut build_args = BTreeMap::new();
     for (k, v) in &req.args {
@@ -183,6 +187,7 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         file,
         context,
         named,
+        aliases,
         build_args,
         meta,
         cache: Cache::open(env.store),
@@ -375,6 +380,7 @@ impl Build<'_> {
                 )
             }
             Some(Base::Image(reference)) => {
+                let reference = self.aliases.get(&reference).cloned().unwrap_or(reference);
                 let id = self
                     .env
                     .progress
@@ -928,7 +934,12 @@ impl Build<'_> {
                 ))
             }
             Some(name) => {
-                if let Some(ctx) = self.named.get(name) {
+                let is_stage = self
+                    .df
+                    .stages
+                    .iter()
+                    .any(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()));
+                if let Some(ctx) = self.named.get(name).filter(|_| !is_stage) {
                     let resolved = ctx.resolve_with(sources, excludes, parents)?;
                     let digest = ctx.digest(&resolved)?.to_string();
                     return Ok((
@@ -975,6 +986,7 @@ impl Build<'_> {
             let layers = self.layer_dirs(done.state.image.layers())?;
             return Ok((layers, done.key));
         }
+        let name = self.aliases.get(name).map_or(name, String::as_str);
         let img = {
             let mut images = self
                 .images
@@ -1116,6 +1128,14 @@ impl Build<'_> {
         location: &str,
         ins: &Instruction,
     ) -> Result<(), BuildError> {
+        if r.security == Some(dockerfile::Security::Insecure) {
+            return Err(BuildError::Unsupported(
+                "RUN --security=insecure (needs the security.insecure entitlement)".into(),
+            ));
+        }
+        if !r.devices.is_empty() {
+            return Err(BuildError::Unsupported("RUN --device (CDI devices)".into()));
+        }
         let network = match r.network {
             Some(NetworkMode::None) => Network::None,
             Some(NetworkMode::Host) => {
@@ -1234,7 +1254,28 @@ impl Build<'_> {
                     });
                 }
                 MountKind::Ssh => {
-                    return Err(BuildError::Unsupported("RUN --mount=type=ssh".into()));
+                    let sid = m.id.clone().unwrap_or_else(|| "default".into());
+                    let Some(socket) = self.req.ssh.get(&sid) else {
+                        if m.required {
+                            return Err(BuildError::Invalid(format!(
+                                "ssh agent {sid} not given: use --ssh {sid}=SOCKET (or build.ssh in compose)"
+                            )));
+                        }
+                        continue;
+                    };
+                    let target = m
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}"));
+                    // As BuildKit: the agent's socket for this step only, and SSH_AUTH_SOCK
+                    // naming it.
+                    env.push(format!("SSH_AUTH_SOCK={target}"));
+                    stubs.push(target.clone());
+                    mounts.push(MountRequest::Bind {
+                        source: socket.clone(),
+                        target,
+                        read_only: false,
+                    });
                 }
             }
         }

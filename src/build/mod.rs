@@ -68,6 +68,8 @@ pub struct BuildRequest {
     pub privileged: bool,
     /// `additional_contexts`: name → a directory, `docker-image://REF` or `target:STAGE`.
     pub additional_contexts: IndexMap<String, String>,
+    /// SSH agent sockets RUN steps may mount (`--mount=type=ssh,id=ID`), by id.
+    pub ssh: IndexMap<String, PathBuf>,
     /// What the progress lines call this build (the service name in compose).
     pub name: String,
 }

@@ -86,6 +86,9 @@ pub struct ImageBuildArgs {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
+    /// SSH agent socket to expose to RUN --mount=type=ssh: default or ID=SOCKET
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// Additional build contexts (name=path)
     #[arg(long = "build-context", value_name = "NAME=PATH")]
     pub build_contexts: Vec<String>,
@@ -182,6 +185,28 @@ fn secret_spec(spec: &str) -> Result<(String, SecretSource)> {
     Ok((id, src))
 }
 
+/// An ssh entry: its id and the agent socket (`$SSH_AUTH_SOCK` when none is given). Key
+/// files would need an agent of rcompose's own: refused clearly.
+fn ssh_spec((id, path): (&str, Option<&str>)) -> Result<(String, PathBuf)> {
+    let socket =
+        match path {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(std::env::var("SSH_AUTH_SOCK").with_context(|| {
+                format!("ssh {id}: no socket given and SSH_AUTH_SOCK is not set")
+            })?),
+        };
+    use std::os::unix::fs::FileTypeExt;
+    let md =
+        std::fs::metadata(&socket).with_context(|| format!("ssh {id}: {}", socket.display()))?;
+    if !md.file_type().is_socket() {
+        bail!(
+            "ssh {id}: {} is not an agent socket (key files are not supported yet: load the key into ssh-agent)",
+            socket.display()
+        );
+    }
+    Ok((id.to_string(), socket))
+}
+
 /// `rcompose image build`.
 pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
     let context = args
@@ -227,6 +252,13 @@ pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
             .or_default()
             .push(ip.to_string());
     }
+    for spec in &args.ssh {
+        let (id, socket) = ssh_spec(
+            spec.split_once('=')
+                .map_or((spec.as_str(), None), |(i, p)| (i, Some(p))),
+        )?;
+        req.ssh.insert(id, socket);
+    }
     for c in &args.build_contexts {
         let (name, value) = c
             .split_once('=')
@@ -251,9 +283,6 @@ pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
 
 /// `rcompose build`.
 pub fn build(global: &Global, args: BuildArgs) -> Result<i32> {
-    if args.push {
-        bail!("build --push is not supported yet: pushing images to a registry");
-    }
     let target = super::project::target(global)?;
     let loaded = target.require_loaded()?;
     let project = loaded.project.clone();
@@ -281,7 +310,101 @@ pub fn build(global: &Global, args: BuildArgs) -> Result<i32> {
     };
     let mut project = project;
     build_services(global, &mut project, &loaded.working_dir, &names, &opts)?;
+    if args.push {
+        let built: Vec<String> = names
+            .iter()
+            .filter(|n| project.services.get(*n).is_some_and(|s| s.build.is_some()))
+            .cloned()
+            .collect();
+        push_services(global, &project, &built, args.quiet, false)?;
+    }
     Ok(0)
+}
+
+/// `rcompose push`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PushArgs {
+    /// Services to push (default: every service with an image)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Push what services depend on too
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Push what can be pushed, warning about the rest
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Push without printing progress information
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn push(global: &Global, args: PushArgs) -> Result<i32> {
+    let target = super::project::target(global)?;
+    let loaded = target.require_loaded()?;
+    let mut project = loaded.project.clone();
+    let names = super::pull::selected_services(&project, &args.services, args.include_deps)?;
+    for s in project.services.values_mut() {
+        if s.build.is_some() && s.image.is_empty() {
+            s.image = format!("{}-{}", project.name, s.name);
+        }
+    }
+    push_services(
+        global,
+        &project,
+        &names,
+        args.quiet,
+        args.ignore_push_failures,
+    )?;
+    Ok(0)
+}
+
+/// Pushes the images of `names` (services without an image are skipped, as docker compose).
+fn push_services(
+    global: &Global,
+    project: &Project,
+    names: &[String],
+    quiet: bool,
+    ignore_failures: bool,
+) -> Result<()> {
+    let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
+    let mut failed = 0;
+    for name in names {
+        let Some(service) = project.services.get(name) else {
+            continue;
+        };
+        if service.image.is_empty() {
+            continue;
+        }
+        let result = (|| -> Result<()> {
+            let reference = Reference::parse(&service.image)
+                .with_context(|| format!("invalid image {:?}", service.image))?;
+            let record = store
+                .resolve(&reference.to_string())?
+                .with_context(|| format!("image {} is not present", service.image))?;
+            let mut refs = vec![(record.clone(), reference)];
+            if let Some(build) = &service.build {
+                for t in &build.tags {
+                    refs.push((
+                        record.clone(),
+                        Reference::parse(t).with_context(|| format!("invalid build tag {t:?}"))?,
+                    ));
+                }
+            }
+            super::image::push_images(global, &store, &refs, quiet)
+        })()
+        .with_context(|| format!("service {name}: push failed"));
+        if let Err(e) = result {
+            if !ignore_failures {
+                return Err(e);
+            }
+            failed += 1;
+            super::warn(&format!("{e:#}"));
+        }
+    }
+    if failed > 0 {
+        super::warn(&format!("{failed} service(s) not pushed"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -408,9 +531,55 @@ pub fn build_services(
         }
     }
     let mode = progress_mode(global, None, opts.quiet)?;
-    let reqs: Vec<BuildRequest> = merged.into_iter().map(|(_, r)| r).collect();
-    run_builds(global, reqs, mode)?;
+    // A build that uses another service's image (FROM it, or `service:` in
+    // additional_contexts) waits for that build: builds run in waves.
+    let mut pending = merged;
+    while !pending.is_empty() {
+        let tags_pending: Vec<String> = pending.iter().flat_map(|(_, r)| r.tags.clone()).collect();
+        let (ready, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, r)| {
+            !uses_images(r)
+                .iter()
+                .any(|i| tags_pending.contains(i) && !r.tags.contains(i))
+        });
+        if ready.is_empty() {
+            let names: Vec<String> = later.iter().flat_map(|(n, _)| n.clone()).collect();
+            bail!(
+                "services {} build from each other's images: a cycle",
+                names.join(", ")
+            );
+        }
+        run_builds(global, ready.into_iter().map(|(_, r)| r).collect(), mode)?;
+        pending = later;
+    }
     Ok(())
+}
+
+/// Images a build reads (normalised): its Dockerfile's FROM lines and its docker-image://
+/// contexts. A text scan is enough to order builds; the builder itself parses properly.
+fn uses_images(r: &BuildRequest) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .additional_contexts
+        .values()
+        .filter_map(|v| v.strip_prefix("docker-image://"))
+        .filter_map(|i| Reference::parse(i).ok().map(|r| r.to_string()))
+        .collect();
+    let text = match &r.dockerfile {
+        Some(DockerfileSource::Inline(t)) => Some(t.clone()),
+        Some(DockerfileSource::Path(p)) => std::fs::read_to_string(r.context.join(p)).ok(),
+        None => std::fs::read_to_string(r.context.join("Dockerfile")).ok(),
+    };
+    for line in text.unwrap_or_default().lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        if let Some(image) = words.find(|w| !w.starts_with("--")) {
+            if let Ok(r) = Reference::parse(image) {
+                out.push(r.to_string());
+            }
+        }
+    }
+    out
 }
 
 fn same_build(a: &BuildRequest, b: &BuildRequest) -> bool {
@@ -440,8 +609,10 @@ fn request_for(
             build.context
         );
     }
-    if !build.ssh.is_empty() {
-        bail!("build.ssh is not supported yet");
+    let mut ssh = IndexMap::new();
+    for key in &build.ssh {
+        let (id, socket) = ssh_spec((key.id.as_str(), Some(key.path.as_str())))?;
+        ssh.insert(id, socket);
     }
     let host = Platform::host().to_string();
     for p in build
@@ -511,11 +682,26 @@ fn request_for(
     }
     let mut additional = IndexMap::new();
     for (k, v) in &build.additional_contexts {
-        if v.starts_with("service:") || v.starts_with("target:") || v.starts_with("docker-image://")
-        {
-            bail!("additional context {k}={v} is not supported yet: only directories");
+        if let Some(other) = v.strip_prefix("service:") {
+            // Another service's image (built first when it has a build section).
+            let svc = project
+                .services
+                .get(other)
+                .with_context(|| format!("additional context {k}: no such service: {other}"))?;
+            additional.insert(
+                k.clone(),
+                format!("docker-image://{}", image_name(project, svc)),
+            );
+            continue;
         }
-        additional.insert(k.clone(), v.clone());
+        if v.starts_with("target:") || v.contains("://") && !v.starts_with("docker-image://") {
+            bail!("additional context {k}={v} is not supported yet: directories, docker-image:// and service: are");
+        }
+        if v.starts_with("docker-image://") || Path::new(v).is_absolute() {
+            additional.insert(k.clone(), v.clone());
+        } else {
+            additional.insert(k.clone(), context.join(v).display().to_string());
+        }
     }
     let mut tags = vec![Reference::parse(image)
         .with_context(|| format!("invalid image name {image:?}"))?
@@ -540,6 +726,7 @@ fn request_for(
         ulimits: build.ulimits.clone(),
         privileged: build.privileged,
         additional_contexts: additional,
+        ssh,
         name: service.name.clone(),
     })
 }

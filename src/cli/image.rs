@@ -82,6 +82,14 @@ pub enum ImageCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Push an image to a registry
+    Push {
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// Suppress progress output
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Save images to a tar archive (like `docker save`; to standard output by default)
     Save {
         #[arg(required = true, value_name = "IMAGE")]
@@ -164,6 +172,7 @@ pub fn run(global: &Global, args: ImageArgs) -> Result<i32> {
         ImageCommand::Inspect { images } => inspect(&images),
         ImageCommand::Rm { images, force } => rm(&images, force),
         ImageCommand::Prune { all, force: _ } => prune(all),
+        ImageCommand::Push { image, quiet } => push(global, &image, quiet),
         ImageCommand::Pull { image, quiet } => pull(global, &image, quiet),
         ImageCommand::Import {
             file,
@@ -338,6 +347,45 @@ fn prune(all: bool) -> Result<i32> {
     let freed = store.prune(&[], all)?;
     println!("Total reclaimed space: {}", human_bytes(freed));
     Ok(0)
+}
+
+fn push(global: &Global, image: &str, quiet: bool) -> Result<i32> {
+    let reference =
+        Reference::parse(image).with_context(|| format!("invalid image reference {image:?}"))?;
+    let store = store()?;
+    let record = store
+        .resolve(&reference.to_string())?
+        .with_context(|| format!("no such image: {image}"))?;
+    push_images(global, &store, &[(record, reference)], quiet)?;
+    Ok(0)
+}
+
+/// Pushes each image as its reference (used by `image push`, `push` and `build --push`).
+pub fn push_images(
+    global: &Global,
+    store: &Store,
+    images: &[(ImageRecord, Reference)],
+    quiet: bool,
+) -> Result<()> {
+    let mode = if quiet {
+        crate::image::progress::Mode::Quiet
+    } else {
+        progress_mode(global)
+    };
+    let pusher = crate::image::push::Pusher::new(
+        store.clone(),
+        Registries::load().context("cannot read the registries configuration")?,
+        AuthStore::load().context("cannot read registry credentials")?,
+        Progress::new(mode),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    for (record, reference) in images {
+        runtime.block_on(pusher.push(record, reference))?;
+    }
+    Ok(())
 }
 
 fn pull(global: &Global, image: &str, quiet: bool) -> Result<i32> {

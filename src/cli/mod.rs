@@ -100,6 +100,8 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Manage the build cache: prune
     Builder(build::BuilderArgs),
+    /// Push service images
+    Push(build::PushArgs),
     /// List images used by the created containers
     Images(image::ImagesArgs),
     /// Manage images: ls, inspect, rm, prune, pull, import, load
@@ -259,6 +261,7 @@ impl Command {
             Command::Pull(_) => "pull",
             Command::Build(_) => "build",
             Command::Builder(_) => "builder",
+            Command::Push(_) => "push",
             Command::Images(_) => "images",
             Command::Image(_) => "image",
             Command::Run(_) => "run",
@@ -335,6 +338,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pull(args) => pull::run(&cli.global, args),
         Command::Build(args) => build::build(&cli.global, args),
         Command::Builder(args) => build::builder(args),
+        Command::Push(args) => build::push(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(args) => image::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod digest;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registries;
 pub mod save;
