@@ -537,3 +537,81 @@ fn a_service_builds_from_another_services_image() {
     assert_eq!(stdout(&run), "base\napp\n");
     p.ok(&["down"]);
 }
+
+#[test]
+fn ctrl_c_stops_a_build_and_leaves_the_cache_usable() {
+    use std::io::BufRead;
+    let test = "ctrl_c_stops_a_build_and_leaves_the_cache_usable";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo first > /first\nRUN echo started; sleep 600\n",
+        )],
+    );
+    let tag = common::project_name("bt-int");
+    let mut child = state
+        .cmd(&env)
+        .args(["--progress", "plain", "image", "build", "-t", &tag])
+        .arg(ctx.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("build");
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr_pipe).lines();
+    // The long step is running when it has printed.
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if line.ends_with(" started") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("kill");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    // Nothing of it is left: no step process or cgroup, no scratch directory, no network.
+    let tmp = state.root().join("images/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
+    assert!(!stdout(&tables).contains(&format!("rcompose-build-{}", child.id())));
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 600"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        stdout(&ps).trim().is_empty(),
+        "still running: {}",
+        stdout(&ps)
+    );
+    // The steps that finished are cache hits next time.
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo first > /first\nRUN true\n",
+        )],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(o.status.success(), "{}", out(&o));
+    let (cached, _) = steps(&stderr(&o));
+    assert_eq!(
+        cached,
+        vec!["RUN echo first > /first".to_string()],
+        "{}",
+        out(&o)
+    );
+}

@@ -44,6 +44,8 @@ pub struct Env<'a> {
     pub progress: &'a Progress,
     /// The rcompose binary, which build containers run their helper from.
     pub helper: &'a Path,
+    /// Set on Ctrl-C: no further step starts (the running ones are killed by the caller).
+    pub cancel: &'a std::sync::atomic::AtomicBool,
 }
 
 /// A stage's state as dispatch goes: the image so far and what only the build sees.
@@ -463,6 +465,9 @@ impl Build<'_> {
         state: &mut State,
         parent: Key,
     ) -> Result<Key, BuildError> {
+        if self.env.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BuildError::Interrupted);
+        }
         let started = Instant::now();
         let location = format!(
             "{}:{} (stage {})",
@@ -1340,6 +1345,9 @@ impl Build<'_> {
             n.release(&attached);
         }
         let finished = finished?;
+        if self.env.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BuildError::Interrupted);
+        }
         drop(locks);
         remove_stubs(&dirs.upper, lowers, &stubs);
         let code = finished.status.docker_code();

@@ -9,6 +9,7 @@
 //! lines.
 
 pub mod cache;
+pub mod cleanup;
 pub mod context;
 pub mod dockerfile;
 pub mod executor;

@@ -160,7 +160,11 @@ pub fn run(
     let opts = Options {
         helper: helper.to_path_buf(),
         dir: dir.to_path_buf(),
-        cgroup: format!("rcompose/build/{}", cspec.name),
+        cgroup: format!(
+            "{}/{}",
+            super::cleanup::CGROUP_PARENT,
+            super::cleanup::step_name()
+        ),
         mounts: step.mounts.clone(),
         hosts: Some(hosts_file(step)),
         resolv_conf: match step.network {

@@ -731,6 +731,65 @@ fn request_for(
     })
 }
 
+/// Ctrl-C and SIGTERM during builds: the running steps are killed, no step starts after, the
+/// build unwinds (its scratch directories, mounts and network go) and rcompose exits 130.
+/// Blocked in every thread while builds run, taken by one waiting thread.
+struct Interrupt {
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    waiter: Option<std::thread::JoinHandle<()>>,
+    old: libc::sigset_t,
+}
+
+impl Interrupt {
+    fn install() -> Interrupt {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let set = super::run::sigset(&[libc::SIGINT, libc::SIGTERM]);
+        // SAFETY: sigset_t is plain data; pthread_sigmask only reads `set` and fills `old`.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (c, d) = (cancel.clone(), done.clone());
+        let waiter = std::thread::spawn(move || {
+            let mut sig = 0;
+            // SAFETY: waits for one of the blocked signals.
+            unsafe { libc::sigwait(&set, &mut sig) };
+            if d.load(Ordering::SeqCst) {
+                return;
+            }
+            c.store(true, Ordering::SeqCst);
+            eprintln!("build interrupted: stopping its steps");
+            crate::build::cleanup::kill_own_steps();
+        });
+        Interrupt {
+            cancel,
+            done,
+            waiter: Some(waiter),
+            old,
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.cancel.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = self.waiter.take() {
+            use std::os::unix::thread::JoinHandleExt;
+            // SAFETY: wakes our own waiting thread with a signal it waits for.
+            unsafe { libc::pthread_kill(w.as_pthread_t(), libc::SIGTERM) };
+            let _ = w.join();
+        }
+        // SAFETY: restores this thread's mask as it was.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
 /// Runs builds, at most [`CONCURRENCY`] at once; stops at the first failure.
 fn run_builds(_global: &Global, reqs: Vec<BuildRequest>, mode: Mode) -> Result<Vec<ImageRecord>> {
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
@@ -740,11 +799,14 @@ fn run_builds(_global: &Global, reqs: Vec<BuildRequest>, mode: Mode) -> Result<V
         store: store.clone(),
         quiet: mode == Mode::Quiet,
     };
+    crate::build::cleanup::sweep(&store);
+    let interrupt = Interrupt::install();
     let env = Env {
         store: &store,
         images: &images,
         progress: &progress,
         helper: &helper,
+        cancel: &interrupt.cancel,
     };
     let mut out: BTreeMap<usize, ImageRecord> = BTreeMap::new();
     for chunk in reqs.chunks(CONCURRENCY).enumerate() {
@@ -762,9 +824,14 @@ fn run_builds(_global: &Global, reqs: Vec<BuildRequest>, mode: Mode) -> Result<V
             } else {
                 format!("service {}", req.name)
             };
-            let img = r
-                .map_err(|_| anyhow::anyhow!("{what}: the build panicked"))?
-                .with_context(|| format!("{what}: build failed"))?;
+            let r = r.map_err(|_| anyhow::anyhow!("{what}: the build panicked"))?;
+            if interrupt.interrupted() {
+                drop(r);
+                drop(interrupt);
+                eprintln!("build interrupted");
+                std::process::exit(130);
+            }
+            let img = r.with_context(|| format!("{what}: build failed"))?;
             out.insert(n * CONCURRENCY + i, img);
         }
     }
