@@ -615,3 +615,86 @@ fn ctrl_c_stops_a_build_and_leaves_the_cache_usable() {
         out(&o)
     );
 }
+
+#[test]
+fn add_downloads_urls_checks_checksums_and_never_extracts_them() {
+    let test = "add_downloads_urls_checks_checksums_and_never_extracts_them";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    // A small HTTP server on the host's loopback (downloads are made by rcompose itself).
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body: &'static [u8] = b"\x1f\x8b not really a gzip, never extracted\n";
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    let digest = {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+    };
+    let url = format!("http://127.0.0.1:{port}/dl/tool.tar.gz");
+    let tag = common::project_name("bt-url");
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\nADD --checksum=sha256:{} {url} /opt/\n",
+                "0".repeat(64)
+            ),
+        )],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checksum mismatch"), "{}", out(&o));
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\nADD --checksum={digest} {url} /opt/\n\
+                 RUN stat -c '%a %Y %s' /opt/tool.tar.gz > /stat\n"
+            ),
+        )],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(o.status.success(), "{}", out(&o));
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!("services:\n  app:\n    image: {tag}\n    network_mode: none\n"),
+    )
+    .expect("compose.yaml");
+    let run = state
+        .cmd(&env)
+        .current_dir(dir.path())
+        .args([
+            "-p",
+            &common::project_name("bt-url-run"),
+            "run",
+            "--rm",
+            "-T",
+            "app",
+            "cat",
+            "/stat",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        stdout(&run),
+        format!("600 784111777 {}\n", body.len()),
+        "{}",
+        out(&run)
+    );
+}

@@ -777,21 +777,37 @@ impl Build<'_> {
                 Ok((h.finish(), history, Prepared::Copy(sources)))
             }
             Kind::Add(a) => {
+                let mut local = Vec::new();
+                let mut urls = Vec::new();
                 for s in &a.sources {
-                    if s.starts_with("http://") || s.starts_with("https://") {
-                        return Err(BuildError::Unsupported(format!("ADD from a URL ({s})")));
-                    }
                     if s.starts_with("git@") || s.ends_with(".git") && s.contains("://") {
                         return Err(BuildError::Unsupported(format!("ADD from git ({s})")));
                     }
+                    if s.starts_with("http://") || s.starts_with("https://") {
+                        urls.push(s.clone());
+                    } else {
+                        local.push(s.clone());
+                    }
                 }
-                if a.checksum.is_some() {
+                if a.checksum.is_some() && (urls.len() != 1 || !local.is_empty()) {
                     return Err(BuildError::Invalid(
-                        "checksum requires HTTP(S) or Git sources".into(),
+                        "checksum requires one HTTP(S) source".into(),
                     ));
                 }
-                let (sources, digest, from_key) =
-                    self.copy_sources(None, &a.sources, &a.excludes, false, &a.heredocs, state)?;
+                let (mut sources, mut digest, from_key) =
+                    self.copy_sources(None, &local, &a.excludes, false, &a.heredocs, state)?;
+                if !urls.is_empty() {
+                    let tmp = TempDir::new(self.env.store, "download")?;
+                    let mut names = Vec::new();
+                    for u in &urls {
+                        let f = super::remote::fetch(u, &tmp.0, a.checksum.as_deref())?;
+                        digest.push_str(&format!(" {u}={}", f.digest));
+                        names.push(f.name);
+                    }
+                    let ctx = Context::open_dir_without_ignore(&tmp.0)?;
+                    sources.remote = ctx.resolve(&names, &[])?;
+                    sources._remote_tmp = Some(tmp);
+                }
                 let history = copy_history(
                     "ADD",
                     false,
@@ -917,6 +933,8 @@ impl Build<'_> {
             return Ok((
                 CopySources {
                     sources: all,
+                    remote: Vec::new(),
+                    _remote_tmp: None,
                     stage: None,
                     _tmp: Some(guard),
                 },
@@ -931,6 +949,8 @@ impl Build<'_> {
                 Ok((
                     CopySources {
                         sources: resolved,
+                        remote: Vec::new(),
+                        _remote_tmp: None,
                         stage: None,
                         _tmp: None,
                     },
@@ -950,6 +970,8 @@ impl Build<'_> {
                     return Ok((
                         CopySources {
                             sources: resolved,
+                            remote: Vec::new(),
+                            _remote_tmp: None,
                             stage: None,
                             _tmp: None,
                         },
@@ -961,6 +983,8 @@ impl Build<'_> {
                 Ok((
                     CopySources {
                         sources: Vec::new(),
+                        remote: Vec::new(),
+                        _remote_tmp: None,
                         stage: Some(FromTree {
                             layers,
                             sources: sources.to_vec(),
@@ -1424,13 +1448,22 @@ impl Build<'_> {
         match &sources.stage {
             None => {
                 let srcs = sources.sources;
+                let remote = sources.remote;
                 with_overlays(
                     &[Overlay {
                         layers: lowers,
                         upper: Some((&dirs.upper, &dirs.work)),
                         target: &target.0,
                     }],
-                    |roots| copy_all(roots[0].as_fd(), &srcs, dest, opts, unpack),
+                    |roots| {
+                        if !srcs.is_empty() {
+                            copy_all(roots[0].as_fd(), &srcs, dest, opts, unpack)?;
+                        }
+                        if !remote.is_empty() {
+                            copy_all(roots[0].as_fd(), &remote, dest, opts, false)?;
+                        }
+                        Ok(())
+                    },
                 )
             }
             Some(tree) => {
@@ -1494,6 +1527,9 @@ enum Prepared {
 
 struct CopySources {
     sources: Vec<Source>,
+    /// `ADD https://…` files, downloaded: copied, never extracted.
+    remote: Vec<Source>,
+    _remote_tmp: Option<TempDir>,
     /// `COPY --from` a stage or image: resolved once its tree is mounted.
     stage: Option<FromTree>,
     _tmp: Option<TempDir>,

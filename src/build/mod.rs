@@ -17,6 +17,7 @@ pub mod layer;
 pub mod mount;
 pub mod network;
 pub mod progress;
+pub mod remote;
 pub mod run;
 
 use std::io;
