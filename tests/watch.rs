@@ -354,3 +354,33 @@ fn a_project_without_develop_is_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn rebuild_action_builds_the_image_again_and_recreates() {
+    let compose = format!(
+        r#"
+services:
+  app:
+    build: ./src
+    command: {LOOP}
+    develop:
+      watch:
+        - path: ./src/version
+          action: rebuild
+"#
+    );
+    let Some(p) = project("rebuild", &compose) else {
+        return;
+    };
+    std::fs::write(p.src("Dockerfile"), "FROM busybox\nCOPY version /version\n").unwrap();
+    std::fs::write(p.src("version"), "1\n").unwrap();
+    let w = p.watch();
+    assert_eq!(read(&p.in_container("/version")).as_deref(), Some("1\n"));
+    let t = Instant::now();
+    std::fs::write(p.src("version"), "2\n").unwrap();
+    // A new image, built from the changed context, in a new container.
+    within("the rebuilt container", t, Duration::from_secs(60), || {
+        read(&p.in_container("/version")).as_deref() == Some("2\n")
+    });
+    w.interrupt();
+}
