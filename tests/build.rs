@@ -698,3 +698,68 @@ fn add_downloads_urls_checks_checksums_and_never_extracts_them() {
         out(&run)
     );
 }
+
+#[test]
+fn a_local_cache_export_makes_another_store_hit() {
+    let test = "a_local_cache_export_makes_another_store_hit";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY a /a\nRUN cat /a > /b\nWORKDIR /w\n",
+            ),
+            ("a", "from the first machine\n"),
+        ],
+    );
+    let cache = tempfile::tempdir().expect("cache dir");
+    let to = format!("type=local,dest={}", cache.path().display());
+    let from = format!("type=local,src={}", cache.path().display());
+    let tag = common::project_name("bt-cachedir");
+    let o = build(
+        &state,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--cache-to", &to, "-q"],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let id = stdout(&o).trim().to_string();
+    // Another store (another CI runner): every step is a hit, the image the same.
+    let other = State::new();
+    let o = build(
+        &other,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--cache-from", &from],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let (cached, ran) = steps(&stderr(&o));
+    assert_eq!((cached.len(), ran.len()), (3, 0), "{}", out(&o));
+    let o = build(
+        &other,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--cache-from", &from, "-q"],
+    );
+    assert_eq!(stdout(&o).trim(), id);
+    // Unknown cache types are refused; a registry cache is not used yet and says so.
+    let o = build(
+        &other,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--cache-from", "type=gha"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("gha"), "{}", out(&o));
+    let o = build(
+        &other,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--cache-from", "registry.example/app:cache"],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(stderr(&o).contains("not supported yet"), "{}", out(&o));
+}

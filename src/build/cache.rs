@@ -224,3 +224,136 @@ mod tests {
         assert_eq!(cache.get(&key), None);
     }
 }
+
+/// `cache_to: type=local,dest=DIR` / `cache_from: type=local,src=DIR`: records and the layer
+/// blobs they need, in a directory another machine (a CI runner) can restore.
+pub mod local {
+    use super::*;
+    use crate::image::unpack::{detect_compression, unpack_layer, Limits};
+
+    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BuildError + 'a {
+        move |source| BuildError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Writes the records of `keys` and every layer blob of theirs the store has.
+    pub fn export(cache: &Cache, dir: &Path, keys: &[Key]) -> Result<usize, BuildError> {
+        let records = dir.join("records");
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&records).map_err(io("create", &records))?;
+        fs::create_dir_all(&blobs).map_err(io("create", &blobs))?;
+        let mut n = 0;
+        for key in keys {
+            let Some(record) = cache.get(key) else {
+                continue;
+            };
+            for l in &record.layers {
+                let Some(blob) = l.blob.as_ref().filter(|b| cache.store.has_blob(b)) else {
+                    continue;
+                };
+                let to = blobs.join(blob.hex());
+                if !to.exists() {
+                    let tmp = blobs.join(format!(".{}.tmp", blob.hex()));
+                    fs::copy(cache.store.blob_path(blob), &tmp).map_err(io("copy", &tmp))?;
+                    fs::rename(&tmp, &to).map_err(io("rename", &tmp))?;
+                }
+            }
+            let bytes = serde_json::to_vec(&record)
+                .map_err(|e| BuildError::Step(format!("cannot encode a cache record: {e}")))?;
+            let p = records.join(format!("{}.json", key.0));
+            fs::write(&p, bytes).map_err(io("write", &p))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Reads the records of `dir` into the store's cache; each layer a record needs and the
+    /// store lacks is unpacked from its blob, its diff_id checked. Returns the records taken.
+    pub fn import(cache: &Cache, dir: &Path) -> Result<usize, BuildError> {
+        let records = dir.join("records");
+        let Ok(entries) = fs::read_dir(&records) else {
+            // A cache directory not written yet (the first CI run) is no error, as BuildKit's.
+            return Ok(0);
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let p = e.path();
+            let Some(key) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|s| Key(s.to_string()))
+            else {
+                continue;
+            };
+            if cache.get(&key).is_some() {
+                continue;
+            }
+            let Ok(record) = fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .ok_or(())
+            else {
+                continue;
+            };
+            let mut whole = true;
+            for l in &record.layers {
+                if cache.store.has_layer(&l.diff_id) {
+                    continue;
+                }
+                let Some(blob) = &l.blob else {
+                    whole = false;
+                    break;
+                };
+                let src = dir.join("blobs/sha256").join(blob.hex());
+                if !src.is_file() || import_layer(cache, &src, blob, &l.diff_id).is_err() {
+                    whole = false;
+                    break;
+                }
+            }
+            // A record whose base layers come from an image is whole once that image is
+            // pulled (its FROM does that): kept, `get` decides.
+            let _ = whole;
+            cache.put(&key, &record)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn import_layer(
+        cache: &Cache,
+        src: &Path,
+        blob: &Digest,
+        diff_id: &Digest,
+    ) -> Result<(), BuildError> {
+        let store = &cache.store;
+        let staging = store.layer_staging()?;
+        let result = (|| -> Result<(), BuildError> {
+            let f = fs::File::open(src).map_err(io("open", src))?;
+            let verifying = crate::image::digest::VerifyingReader::new(f, blob.clone(), None);
+            let (compression, reader) = detect_compression(verifying).map_err(io("read", src))?;
+            let unpacked = unpack_layer(reader, compression, &staging, &Limits::default())
+                .map_err(|e| BuildError::Step(format!("cache layer {blob}: {e}")))?;
+            if unpacked.diff_id != diff_id.to_string() {
+                return Err(BuildError::Step(format!(
+                    "cache layer {blob}: its content is {}, the record says {diff_id}",
+                    unpacked.diff_id
+                )));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = crate::image::store::remove_tree(&staging);
+            return Err(e);
+        }
+        store.commit_layer(&staging, diff_id)?;
+        if !store.has_blob(blob) {
+            let bytes = fs::read(src).map_err(io("read", src))?;
+            store.write_blob(blob, &bytes)?;
+        }
+        Ok(())
+    }
+}

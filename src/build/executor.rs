@@ -107,6 +107,8 @@ struct Build<'a> {
     /// Images named by `COPY --from` and mounts, resolved once.
     images: Mutex<BTreeMap<String, ImageRecord>>,
     secrets: BTreeMap<String, Vec<u8>>,
+    /// The keys of this build's filesystem steps (for `cache_to`).
+    keys: Mutex<Vec<Key>>,
     /// The bridge of RUN steps with the default network, made on first use.
     network: Mutex<Option<std::sync::Arc<BuildNetwork>>>,
 }
@@ -201,6 +203,7 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         done: Mutex::new(BTreeMap::new()),
         images: Mutex::new(BTreeMap::new()),
         secrets,
+        keys: Mutex::new(Vec::new()),
         network: Mutex::new(None),
     };
     b.run()
@@ -255,6 +258,13 @@ fn platform_args(p: &Platform) -> BTreeMap<String, String> {
 
 impl Build<'_> {
     fn run(&self) -> Result<ImageRecord, BuildError> {
+        for dir in &self.req.cache_from {
+            let n = super::cache::local::import(&self.cache, dir)?;
+            self.env.progress.note(&format!(
+                "importing cache from {}: {n} steps",
+                dir.display()
+            ));
+        }
         let meta = |k: &str| self.meta.get(k).cloned();
         let plan = self.df.plan(self.req.target.as_deref(), &meta)?;
         let unused: Vec<&String> = self
@@ -334,7 +344,19 @@ impl Build<'_> {
                     .map_err(|e| BuildError::Invalid(format!("invalid tag {t:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(layer::commit(self.env.store, image, &tags)?)
+        let record = layer::commit(self.env.store, image, &tags)?;
+        let keys = self
+            .keys
+            .lock()
+            .map_err(|_| BuildError::Step("build state poisoned".into()))?
+            .clone();
+        for dir in &self.req.cache_to {
+            let n = super::cache::local::export(&self.cache, dir, &keys)?;
+            self.env
+                .progress
+                .note(&format!("exporting cache to {}: {n} steps", dir.display()));
+        }
+        Ok(record)
     }
 
     fn network(&self) -> Result<std::sync::Arc<BuildNetwork>, BuildError> {
@@ -512,6 +534,9 @@ impl Build<'_> {
                 if let Ok(restored) = serde_json::from_value::<State>(record.config) {
                     *state = restored;
                     progress.cached(id);
+                    if let Ok(mut keys) = self.keys.lock() {
+                        keys.push(key.clone());
+                    }
                     return Ok(key);
                 }
             }
@@ -530,6 +555,9 @@ impl Build<'_> {
                     })?,
                 };
                 self.cache.put(&key, &record)?;
+                if let Ok(mut keys) = self.keys.lock() {
+                    keys.push(key.clone());
+                }
                 progress.done(id, started.elapsed());
                 Ok(key)
             }

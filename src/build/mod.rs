@@ -72,6 +72,10 @@ pub struct BuildRequest {
     pub additional_contexts: IndexMap<String, String>,
     /// SSH agent sockets RUN steps may mount (`--mount=type=ssh,id=ID`), by id.
     pub ssh: IndexMap<String, PathBuf>,
+    /// `cache_from` / `--cache-from type=local,src=DIR`: step records to import first.
+    pub cache_from: Vec<PathBuf>,
+    /// `cache_to` / `--cache-to type=local,dest=DIR`: this build's step records, exported.
+    pub cache_to: Vec<PathBuf>,
     /// What the progress lines call this build (the service name in compose).
     pub name: String,
 }

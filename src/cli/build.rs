@@ -86,6 +86,12 @@ pub struct ImageBuildArgs {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
+    /// Cache to import: type=local,src=DIR
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Cache to export: type=local,dest=DIR
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// SSH agent socket to expose to RUN --mount=type=ssh: default or ID=SOCKET
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
@@ -251,6 +257,17 @@ pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
             .entry(host.to_string())
             .or_default()
             .push(ip.to_string());
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    for entry in &args.cache_from {
+        if let Some(d) = cache_spec("(image build)", "--cache-from", entry, "src", &cwd)? {
+            req.cache_from.push(d);
+        }
+    }
+    for entry in &args.cache_to {
+        if let Some(d) = cache_spec("(image build)", "--cache-to", entry, "dest", &cwd)? {
+            req.cache_to.push(d);
+        }
     }
     for spec in &args.ssh {
         let (id, socket) = ssh_spec(
@@ -594,6 +611,42 @@ fn same_build(a: &BuildRequest, b: &BuildRequest) -> bool {
         && a.secrets.keys().eq(b.secrets.keys())
 }
 
+/// A `cache_from`/`cache_to` entry: `type=local,src|dest=DIR` is a directory; a registry
+/// cache (`type=registry,ref=…` or a bare image reference) is not supported yet and is left out
+/// with a warning (the build still works, from the local cache); any other type is an error.
+fn cache_spec(
+    service: &str,
+    what: &str,
+    entry: &str,
+    dir_key: &str,
+    base: &Path,
+) -> Result<Option<PathBuf>> {
+    let mut kind = None;
+    let mut dir = None;
+    for part in entry.split(',') {
+        match part.split_once('=') {
+            Some(("type", t)) => kind = Some(t.to_string()),
+            Some((k, v)) if k == dir_key => dir = Some(v.to_string()),
+            Some(_) => {}
+            None => kind = Some("registry".into()),
+        }
+    }
+    match kind.as_deref() {
+        Some("local") => {
+            let d = dir.with_context(|| format!("service {service}: {what} {entry:?}: no {dir_key}="))?;
+            let p = Path::new(&d);
+            Ok(Some(if p.is_absolute() { p.to_path_buf() } else { base.join(p) }))
+        }
+        Some("registry") | None => {
+            super::warn(&format!(
+                "service {service}: {what} {entry:?}: registry caches are not supported yet; ignored (the local build cache is used)"
+            ));
+            Ok(None)
+        }
+        Some(other) => bail!("service {service}: {what} type {other} is not supported (local is; registry is not yet)"),
+    }
+}
+
 /// The build request of a compose service.
 fn request_for(
     project: &Project,
@@ -626,15 +679,24 @@ fn request_for(
             );
         }
     }
-    for (what, list) in [
-        ("cache_from", &build.cache_from),
-        ("cache_to", &build.cache_to),
-    ] {
-        for entry in list {
-            super::warn(&format!(
-                "service {}: build.{what} {entry:?} is not supported yet and is ignored (the local build cache is used)",
-                service.name
-            ));
+    let context_dir = {
+        let c = Path::new(&build.context);
+        if c.is_absolute() {
+            c.to_path_buf()
+        } else {
+            working_dir.join(c)
+        }
+    };
+    let mut cache_from = Vec::new();
+    for entry in &build.cache_from {
+        if let Some(dir) = cache_spec(&service.name, "cache_from", entry, "src", &context_dir)? {
+            cache_from.push(dir);
+        }
+    }
+    let mut cache_to = Vec::new();
+    for entry in &build.cache_to {
+        if let Some(dir) = cache_spec(&service.name, "cache_to", entry, "dest", &context_dir)? {
+            cache_to.push(dir);
         }
     }
     let context = Path::new(&build.context);
@@ -727,6 +789,8 @@ fn request_for(
         privileged: build.privileged,
         additional_contexts: additional,
         ssh,
+        cache_from,
+        cache_to,
         name: service.name.clone(),
     })
 }
