@@ -22,7 +22,7 @@ pub struct ImageArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
     /// Build an image from a Dockerfile (like `docker build`)
-    Build(super::build::ImageBuildArgs),
+    Build(Box<super::build::ImageBuildArgs>),
     /// List images
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -167,7 +167,7 @@ fn short_id(img: &ImageRecord) -> String {
 
 pub fn run(global: &Global, args: ImageArgs) -> Result<i32> {
     match args.command {
-        ImageCommand::Build(a) => super::build::image_build(global, a),
+        ImageCommand::Build(a) => super::build::image_build(global, *a),
         ImageCommand::Ls(a) => ls(a),
         ImageCommand::Inspect { images } => inspect(&images),
         ImageCommand::Rm { images, force } => rm(&images, force),
