@@ -124,6 +124,16 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         ));
     }
     let context = Context::open(&req.context, Some(&file))?;
+    // The stat cache of this context from earlier builds: unchanged files are not read again.
+    let stat_cache = super::cache::dir_of(env.store)
+        .join("stat")
+        .join(format!(
+            "{}.json",
+            Digest::of(req.context.as_os_str().as_encoded_bytes()).hex()
+        ));
+    if let Err(e) = context.load_stat_cache(&stat_cache) {
+        tracing::warn!("{e}");
+    }
     let mut named = BTreeMap::new();
     let mut aliases = BTreeMap::new();
     for (name, value) in &req.additional_contexts {
@@ -206,7 +216,19 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         keys: Mutex::new(Vec::new()),
         network: Mutex::new(None),
     };
-    b.run()
+    let result = b.run();
+    if result.is_ok() {
+        let saved = stat_cache
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .map_err(|e| e.to_string())
+            .and_then(|_| b.context.save_stat_cache(&stat_cache).map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            tracing::warn!("cannot save the build context's stat cache: {e}");
+        }
+    }
+    result
 }
 
 fn read_dockerfile(req: &BuildRequest) -> Result<(String, PathBuf), BuildError> {
