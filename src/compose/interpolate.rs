@@ -619,8 +619,9 @@ mod tests {
         interpolate_str(s, &|k| e.get(k).cloned())
     }
 
-    /// Found by fuzzing: `${A:-${A:-…}}` 5,000 deep (and operator templates chained on one line)
-    /// overflowed the stack, one recursion per level. Past MAX_NESTING it is an error.
+    /// Found probing nesting limits for the fuzz targets (libFuzzer's 64 KiB inputs reach it):
+    /// `${A:-${A:-…}}` 5,000 deep, or operator templates chained on one line, overflowed the
+    /// stack, one recursion per level. Past MAX_NESTING it is an error.
     #[test]
     fn nesting_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
         let nested = |n: usize| format!("{}x{}", "${U:-".repeat(n), "}".repeat(n));
@@ -1135,8 +1136,8 @@ mod variables_tests {
         assert_eq!(vars[5].default.as_deref(), Some("${B}"));
     }
 
-    /// Found by fuzzing: every nesting level was a recursion, and deep nesting overflowed the
-    /// stack. Deeper templates are left out.
+    /// Found probing nesting limits for the fuzz targets: every nesting level was a recursion,
+    /// and deep nesting overflowed the stack. Deeper templates are left out.
     #[test]
     fn deep_nesting_is_bounded() {
         let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
