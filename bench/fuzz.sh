@@ -85,7 +85,7 @@ failed=0
         result=ok
         if [[ $rc != 0 ]]; then
             failed=1
-            result="FAILED (exit $rc): $(grep -m1 -E 'ERROR: libFuzzer|panicked at|SUMMARY|Test unit written' "$l" | tr '|' '/' || true)"
+            result="FAILED (exit $rc): $(grep -m1 -E 'ERROR: libFuzzer|panicked at|ParseDictionaryFile|Test unit written' "$l" | tr '|' '/' || true)"
         fi
         echo "| $t | $(stat number_of_executed_units) | $(stat average_exec_per_sec) | ${cov:-?} | ${ft:-?} | ${corp:-?} | $(stat peak_rss_mb) | $result |"
     done
