@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::compose::loader::{self, Loaded, Options};
 
+pub mod build;
 pub mod config;
 pub mod cp;
 pub mod events;
@@ -95,6 +96,12 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Pull service images
     Pull(pull::PullArgs),
+    /// Build or rebuild services
+    Build(build::BuildArgs),
+    /// Manage the build cache: prune
+    Builder(build::BuilderArgs),
+    /// Push service images
+    Push(build::PushArgs),
     /// List images used by the created containers
     Images(image::ImagesArgs),
     /// Manage images: ls, inspect, rm, prune, pull, import, load
@@ -252,6 +259,9 @@ impl Command {
         match self {
             Command::Config(_) => "config",
             Command::Pull(_) => "pull",
+            Command::Build(_) => "build",
+            Command::Builder(_) => "builder",
+            Command::Push(_) => "push",
             Command::Images(_) => "images",
             Command::Image(_) => "image",
             Command::Run(_) => "run",
@@ -326,6 +336,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Pull(args) => pull::run(&cli.global, args),
+        Command::Build(args) => build::build(&cli.global, args),
+        Command::Builder(args) => build::builder(args),
+        Command::Push(args) => build::push(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(args) => image::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
@@ -367,4 +380,14 @@ pub fn print_error(e: &anyhow::Error) {
         }
     }
     eprintln!("{} {msg}", console::style("error:").red().bold());
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand (clashing flags are found here, not by a user).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

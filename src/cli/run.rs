@@ -72,6 +72,9 @@ pub struct RunArgs {
     /// Pull without printing progress information
     #[arg(long)]
     pub quiet_pull: bool,
+    /// Build the image before starting the container
+    #[arg(long)]
+    pub build: bool,
     /// Remove containers for services not defined in the Compose file
     #[arg(long)]
     pub remove_orphans: bool,
@@ -94,7 +97,27 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     }
     let opts = global.load_options()?;
     let loaded = super::load(global, &opts)?;
-    let project = &loaded.project;
+    let mut owned = loaded.project.clone();
+    if !owned.services.contains_key(&args.service) {
+        bail!("no such service: {}", args.service);
+    }
+    let wanted = if args.no_deps {
+        vec![args.service.clone()]
+    } else {
+        ServiceGraph::of_project(&owned).with_dependencies(std::slice::from_ref(&args.service))
+    };
+    let build_opts = super::build::Options {
+        force: args.build,
+        ..super::build::Options::default()
+    };
+    super::build::build_services(
+        global,
+        &mut owned,
+        &loaded.working_dir,
+        &wanted,
+        &build_opts,
+    )?;
+    let project = &owned;
     let Some(base) = project.services.get(&args.service) else {
         bail!("no such service: {}", args.service);
     };
@@ -122,6 +145,9 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     for s in &mut needed {
         if let Some(policy) = &args.pull {
             s.pull_policy = policy.clone();
+        }
+        if s.build.is_some() {
+            continue;
         }
         super::pull::ensure_image(&pull_global, &store, s)?;
     }

@@ -78,7 +78,7 @@ pub struct UpArgs {
     /// Don't build an image, even if it's policy
     #[arg(long)]
     pub no_build: bool,
-    /// Build images before starting containers (not supported: rcompose does not build images)
+    /// Build images before starting containers
     #[arg(long)]
     pub build: bool,
     /// Watch source code and update services (develop.watch) while attached
@@ -130,8 +130,8 @@ pub fn create(global: &Global, mut args: UpArgs) -> Result<i32> {
 }
 
 fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
-    if args.build {
-        bail!("building images is not supported yet: --build cannot be honoured");
+    if args.build && args.no_build {
+        bail!("--build and --no-build are incompatible");
     }
     if args.no_recreate && args.force_recreate {
         bail!("--force-recreate and --no-recreate are incompatible");
@@ -191,7 +191,24 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
     if args.quiet_pull {
         quiet_global.progress = super::Progress::Quiet;
     }
+    // Builds first: a service built FROM another's image finds it, and every build service
+    // gets its image name before the pulls and the engine look it up.
+    let build_opts = super::build::Options {
+        force: args.build,
+        no_build: args.no_build,
+        ..super::build::Options::default()
+    };
+    super::build::build_services(
+        global,
+        &mut project,
+        &loaded.working_dir,
+        &selected,
+        &build_opts,
+    )?;
     for name in &selected {
+        if project.services[name].build.is_some() {
+            continue;
+        }
         super::pull::ensure_image(&quiet_global, &store, &project.services[name])?;
     }
 

@@ -247,16 +247,45 @@ impl Backend for CliBackend {
     }
 
     fn rebuild(&mut self, services: &[String]) -> Result<(), WatchError> {
-        // No image building: the image is pulled again, then the containers recreated from it.
+        // Services with a build section are built again (the step cache keeps it to what
+        // changed); others have their image pulled again. Then the containers are recreated.
         let store = Store::open(crate::paths::images()).map_err(backend_err)?;
         let mut global = self.global.clone();
         if self.quiet {
             global.progress = super::Progress::Quiet;
         }
+        let built: Vec<String> = services
+            .iter()
+            .filter(|s| {
+                self.project
+                    .services
+                    .get(*s)
+                    .is_some_and(|svc| svc.build.is_some())
+            })
+            .cloned()
+            .collect();
+        if !built.is_empty() {
+            let opts = super::build::Options {
+                force: true,
+                quiet: self.quiet,
+                ..Default::default()
+            };
+            super::build::build_services(
+                &global,
+                &mut self.project,
+                &self.working_dir,
+                &built,
+                &opts,
+            )
+            .map_err(backend_err)?;
+        }
         for name in services {
             let Some(service) = self.project.services.get(name) else {
                 continue;
             };
+            if service.build.is_some() {
+                continue;
+            }
             let mut service = service.clone();
             service.pull_policy = "always".into();
             super::pull::ensure_image(&global, &store, &service).map_err(backend_err)?;

@@ -58,6 +58,31 @@ pub struct RuntimeConfig {
     pub stop_signal: String,
     #[serde(default, deserialize_with = "null_default")]
     pub labels: IndexMap<String, String>,
+    /// Dockerfile `ONBUILD` triggers, run by builds that use this image as their base.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub on_build: Vec<String>,
+    /// Dockerfile `SHELL`: the shell form's command prefix.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub shell: Vec<String>,
+    /// Windows-only in docker; kept so that a base image's value survives a build.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub args_escaped: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// Docker's HEALTHCHECK; durations in nanoseconds.

@@ -24,7 +24,7 @@ use super::digest::{Digest, VerifyingReader};
 use super::progress::{self, Progress};
 use super::reference::{Platform, Reference};
 use super::registries::{Endpoint, Registries, RegistriesError};
-use super::store::{remove_tree, ImageRecord, LayerRecord, Store, StoreError};
+use super::store::{remove_tree, BlobWriter, ImageRecord, LayerRecord, Store, StoreError};
 use super::unpack::{self, Compression, Limits};
 
 /// Layers downloaded at once per image.
@@ -638,8 +638,23 @@ impl LayerJob {
         let progress = self.progress;
         let result = tokio::task::spawn_blocking(move || {
             let staging = self.store.layer_staging().map_err(|e| ctx.store(e))?;
+            // The compressed blob is kept too: `image save` and pushes hand out exactly the
+            // layer that was pulled (a layer re-tarred from its files would get a new diff_id).
+            let sink = if self.store.has_blob(&self.desc.digest) {
+                None
+            } else {
+                Some(
+                    self.store
+                        .blob_writer(self.desc.digest.clone(), Some(self.desc.size))
+                        .map_err(|e| ctx.store(e))?,
+                )
+            };
+            let mut tee = Tee {
+                inner: bridge,
+                sink,
+            };
             let outcome = unpack_verified(
-                bridge,
+                &mut tee,
                 &self.desc,
                 &self.diff_id,
                 compression,
@@ -650,6 +665,9 @@ impl LayerJob {
             );
             match outcome {
                 Ok(n) => {
+                    if let Some(blob) = tee.sink.take() {
+                        blob.commit().map_err(|e| ctx.store(e))?;
+                    }
                     self.store
                         .commit_layer(&staging, &self.diff_id)
                         .map_err(|e| ctx.store(e))?;
@@ -669,6 +687,22 @@ impl LayerJob {
             Ok(r) => r,
             Err(join) => Err(self.ctx.registry(format!("layer task failed: {join}"))),
         }
+    }
+}
+
+/// Copies what is read into a blob writer (which checks digest and size on commit).
+struct Tee<R> {
+    inner: R,
+    sink: Option<BlobWriter>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(w) = &mut self.sink {
+            std::io::Write::write_all(w, &buf[..n])?;
+        }
+        Ok(n)
     }
 }
 

@@ -348,7 +348,7 @@ pub fn validate_digest(digest: &str) -> Result<(), String> {
 }
 
 /// An OCI platform (`os/architecture[/variant]`) with Go's GOOS/GOARCH names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,

@@ -21,7 +21,7 @@ mod config;
 mod follow;
 mod format;
 mod reader;
-mod timefmt;
+pub(crate) mod timefmt;
 mod writer;
 
 use std::path::{Path, PathBuf};

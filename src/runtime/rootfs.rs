@@ -427,41 +427,62 @@ fn depth(target: &str) -> usize {
 /// mount is made from there (docker's overlay2 does the same with shorter link names); still
 /// over it is an error.
 fn overlay(spec: &ContainerSpec, layout: &Layout) -> Result<MountOp, RootfsError> {
-    if spec.rootfs_layers.is_empty() {
+    overlay_op(
+        &spec.rootfs_layers,
+        Some((&layout.upper, &layout.work)),
+        &layout.merged,
+    )
+}
+
+/// The overlay of `layers` (bottom first) on `target`, writable into `upper` (with its work
+/// directory) or read-only without (then at least two layers are needed, as overlayfs wants).
+pub fn overlay_op(
+    layers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<MountOp, RootfsError> {
+    if layers.is_empty() {
         return Err(RootfsError::NoLayers);
     }
-    for p in spec
-        .rootfs_layers
+    for p in layers
         .iter()
-        .chain([&layout.upper, &layout.work])
+        .map(PathBuf::as_path)
+        .chain(upper.into_iter().flat_map(|(u, w)| [u, w]))
     {
         if p.as_os_str()
             .as_bytes()
             .iter()
             .any(|b| matches!(b, b',' | b':' | b'\\'))
         {
-            return Err(RootfsError::UnsafeLayerPath(p.clone()));
+            return Err(RootfsError::UnsafeLayerPath(p.to_path_buf()));
         }
     }
     let data = |lower: Vec<&Path>| {
         let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-        format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            layout.upper.display(),
-            layout.work.display()
-        )
+        match upper {
+            Some((u, w)) => format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.join(":"),
+                u.display(),
+                w.display()
+            ),
+            None => format!("lowerdir={}", lower.join(":")),
+        }
     };
-    let top_first: Vec<&Path> = spec
-        .rootfs_layers
+    // A layer listed twice (images repeat the empty layer; two WORKDIRs of one directory make
+    // the same layer) is refused by overlayfs (ELOOP): its upper occurrence alone gives the
+    // same tree.
+    let mut seen = std::collections::HashSet::new();
+    let top_first: Vec<&Path> = layers
         .iter()
         .rev()
         .map(PathBuf::as_path)
+        .filter(|p| seen.insert(*p))
         .collect();
     let full = data(top_first.clone());
     if full.len() <= MAX_MOUNT_DATA {
         return Ok(MountOp::Overlay {
-            target: layout.merged.clone(),
+            target: target.to_path_buf(),
             data: full,
             cwd: None,
         });
@@ -481,7 +502,7 @@ fn overlay(spec: &ContainerSpec, layout: &Layout) -> Result<MountOp, RootfsError
         });
     }
     Ok(MountOp::Overlay {
-        target: layout.merged.clone(),
+        target: target.to_path_buf(),
         data: short,
         cwd: Some(parent),
     })

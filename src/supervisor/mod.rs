@@ -2096,7 +2096,7 @@ fn random_id() -> String {
 }
 
 /// The networks of the other rcompose projects (subnets to avoid, shared networks to keep).
-fn other_networks(project: &str) -> Vec<NetworkState> {
+pub(crate) fn other_networks(project: &str) -> Vec<NetworkState> {
     state::projects()
         .into_iter()
         .filter(|p| p != project)
@@ -2108,7 +2108,7 @@ fn other_networks(project: &str) -> Vec<NetworkState> {
 /// A host-wide lock around network planning and bridge creation (held until dropped). It lives
 /// outside `RCOMPOSE_RUN`: installations with different state directories share the host's
 /// address space.
-fn host_network_lock() -> Result<std::fs::File, String> {
+pub(crate) fn host_network_lock() -> Result<std::fs::File, String> {
     use std::os::fd::AsRawFd;
     let dir = if std::path::Path::new("/run/lock").is_dir() {
         std::path::PathBuf::from("/run/lock")

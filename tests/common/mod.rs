@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod dockerd;
 mod project;
 
 use std::path::{Path, PathBuf};

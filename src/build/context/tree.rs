@@ -1,0 +1,550 @@
+//! Reading a [`Tree`] as the builder sees it: ignored paths absent, links resolved inside it.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, readlinkat, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
+
+use super::pattern::{fnmatch, MatchInfo, PatternMatcher};
+use super::{ContextError, Entry, FileKind, Tree, MAX_DEPTH, MAX_ENTRIES, MAX_LINK_HOPS};
+
+/// Resolution that never follows a link and never leaves the directory it starts from: the
+/// paths given to it were resolved by us already, so a link found there now is a swap.
+pub(crate) fn beneath() -> ResolveFlag {
+    ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+pub(crate) fn os(p: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(p))
+}
+
+pub(crate) fn shown(p: &[u8]) -> String {
+    if p.is_empty() {
+        ".".into()
+    } else {
+        String::from_utf8_lossy(p).into_owned()
+    }
+}
+
+/// Opens a link-free path relative to `root` (`""` is `root` itself).
+pub(crate) fn open_beneath(root: BorrowedFd, path: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
+    let p: &[u8] = if path.is_empty() { b"." } else { path };
+    openat2(
+        root,
+        os(p),
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(beneath()),
+    )
+}
+
+pub(crate) fn entry_from(
+    rel: Vec<u8>,
+    tree_rel: Vec<u8>,
+    st: &FileStat,
+    link: Option<Vec<u8>>,
+) -> Entry {
+    Entry {
+        rel,
+        tree_rel,
+        kind: FileKind::of(st.st_mode),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u64,
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        atime: (st.st_atime, st.st_atime_nsec),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        nlink: st.st_nlink,
+        rdev: st.st_rdev,
+        link,
+    }
+}
+
+fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
+    v.extend_from_slice(a);
+    v.push(b'/');
+    v.extend_from_slice(b);
+    v
+}
+
+fn is_dir(st: &FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// Sorted names in a directory (without `.` and `..`).
+fn read_names(dir: OwnedFd, shown_path: &[u8]) -> Result<Vec<Vec<u8>>, ContextError> {
+    let mut d = Dir::from_fd(dir).map_err(super::errno_err("read directory", os(shown_path)))?;
+    let mut names = Vec::new();
+    for ent in d.iter() {
+        let ent = ent.map_err(super::errno_err("read directory", os(shown_path)))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+pub(crate) struct View<'a> {
+    t: &'a Tree,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(t: &'a Tree) -> View<'a> {
+        View { t }
+    }
+
+    /// lstat of a link-free path; `None` when it does not exist.
+    fn lstat(&self, path: &[u8]) -> Result<Option<FileStat>, ContextError> {
+        if path.is_empty() {
+            return fstat(&self.t.fd)
+                .map(Some)
+                .map_err(super::errno_err("stat", &self.t.dir));
+        }
+        match open_beneath(self.t.fd.as_fd(), path, OFlag::O_PATH) {
+            Ok(fd) => fstat(&fd)
+                .map(Some)
+                .map_err(super::errno_err("stat", os(path))),
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::EXDEV) => Err(ContextError::Copy(format!(
+                "{} changed while it was read (a link appeared on its path)",
+                shown(path)
+            ))),
+            Err(e) => Err(super::errno_err("stat", os(path))(e)),
+        }
+    }
+
+    fn ignored(&self, path: &[u8]) -> bool {
+        !path.is_empty()
+            && !self.t.ignore.is_empty()
+            && self.t.ignore.matches_or_parent_matches(path)
+    }
+
+    /// Would the path exist in the context the builder was sent? An ignored directory does
+    /// when an exception re-includes something under it.
+    fn visible(&self, path: &[u8], st: &FileStat) -> Result<bool, ContextError> {
+        if !self.ignored(path) {
+            return Ok(true);
+        }
+        if !is_dir(st) || !self.t.ignore.exceptions_may_reach(path) {
+            return Ok(false);
+        }
+        let mut budget = MAX_ENTRIES;
+        self.has_visible_below(path, 0, &mut budget)
+    }
+
+    fn has_visible_below(
+        &self,
+        dir: &[u8],
+        depth: usize,
+        budget: &mut usize,
+    ) -> Result<bool, ContextError> {
+        if depth >= MAX_DEPTH {
+            return Ok(false);
+        }
+        let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(super::errno_err("open directory", os(dir)))?;
+        for name in read_names(fd, dir)? {
+            *budget = budget.checked_sub(1).ok_or(ContextError::TooMany {
+                what: "files in the build context",
+                limit: MAX_ENTRIES,
+            })?;
+            let p = join(dir, &name);
+            if !self.ignored(&p) {
+                return Ok(true);
+            }
+            if let Some(st) = self.lstat(&p)? {
+                if is_dir(&st)
+                    && self.t.ignore.exceptions_may_reach(&p)
+                    && self.has_visible_below(&p, depth + 1, budget)?
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Resolves `comps` (cleaned, relative to the root) following links inside the tree, as
+    /// BuildKit's `fs.RootPath` (an absolute target starts again at the root, `..` stops at it);
+    /// the last component's link is followed when `follow_last`. `None` when a component does
+    /// not exist (or is ignored).
+    pub(crate) fn resolve(
+        &self,
+        comps: &[Vec<u8>],
+        follow_last: bool,
+    ) -> Result<Option<Vec<Vec<u8>>>, ContextError> {
+        let mut pending: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
+        let mut resolved: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            if resolved.len() >= MAX_DEPTH || pending.len() > 16 * MAX_DEPTH {
+                return Err(ContextError::TooDeep {
+                    path: shown(&comps.join(&b'/')),
+                    limit: MAX_DEPTH,
+                });
+            }
+            let candidate = join(&resolved.join(&b'/'), &c);
+            let Some(st) = self.lstat(&candidate)? else {
+                return Ok(None);
+            };
+            if !self.visible(&candidate, &st)? {
+                return Ok(None);
+            }
+            let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+            if is_link && (follow_last || !pending.is_empty()) {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(ContextError::LinkLoop {
+                        path: shown(&comps.join(&b'/')),
+                        limit: MAX_LINK_HOPS,
+                    });
+                }
+                let parent = resolved.join(&b'/');
+                let dir = open_beneath(
+                    self.t.fd.as_fd(),
+                    &parent,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                )
+                .map_err(super::errno_err("open directory", os(&parent)))?;
+                let target = readlinkat(&dir, os(&c))
+                    .map_err(super::errno_err("read link", os(&candidate)))?;
+                let target = target.as_bytes();
+                if target.first() == Some(&b'/') {
+                    resolved.clear();
+                }
+                for t in target.split(|&b| b == b'/').rev() {
+                    pending.push_front(t.to_vec());
+                }
+                continue;
+            }
+            resolved.push(c);
+        }
+        Ok(Some(resolved))
+    }
+
+    /// The entries of the source at `resolved` (link-free): itself, then, for a directory,
+    /// everything under it that is neither ignored nor excluded, by name, parents first.
+    pub(crate) fn walk(
+        &self,
+        resolved: &[Vec<u8>],
+        exclude: &PatternMatcher,
+        budget: &mut usize,
+    ) -> Result<Vec<Entry>, ContextError> {
+        let path = resolved.join(&b'/');
+        let Some(st) = self.lstat(&path)? else {
+            return Err(ContextError::NotFound {
+                path: shown(&path),
+                ignored_by: None,
+            });
+        };
+        let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            Some(self.read_link(&path)?)
+        } else {
+            None
+        };
+        let mut out = vec![entry_from(Vec::new(), path.clone(), &st, link)];
+        take(budget)?;
+        if is_dir(&st) {
+            // What the ignore file says of the source's parents, as a walk from the top knows.
+            let mut ign = MatchInfo::default();
+            if !self.t.ignore.is_empty() {
+                for i in 1..=resolved.len() {
+                    ign = self
+                        .t
+                        .ignore
+                        .matches_using_parent_results(&resolved[..i].join(&b'/'), &ign)
+                        .1;
+                }
+            }
+            let fd = open_beneath(
+                self.t.fd.as_fd(),
+                &path,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            )
+            .map_err(super::errno_err("open directory", os(&path)))?;
+            let mut w = Walk {
+                ignore: &self.t.ignore,
+                exclude,
+                out: &mut out,
+                budget,
+            };
+            w.dir(fd, &path, b"", &ign, &MatchInfo::default(), 1)?;
+        }
+        Ok(out)
+    }
+
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>, ContextError> {
+        let (parent, name) = match path.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        let dir = open_beneath(
+            self.t.fd.as_fd(),
+            parent,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+        )
+        .map_err(super::errno_err("open directory", os(parent)))?;
+        Ok(readlinkat(&dir, os(name))
+            .map_err(super::errno_err("read link", os(path)))?
+            .as_bytes()
+            .to_vec())
+    }
+
+    /// Paths under `base` (link-free) that match the wildcard components `wild`, as BuildKit's
+    /// `resolveWildcards`: the path relative to `base` is matched whole with `filepath.Match`,
+    /// a matching directory is not searched further, links are not followed while searching.
+    pub(crate) fn glob(
+        &self,
+        base: &[Vec<u8>],
+        wild: &[Vec<u8>],
+        budget: &mut usize,
+    ) -> Result<Vec<Vec<Vec<u8>>>, ContextError> {
+        let pattern = wild.join(&b'/');
+        super::pattern::validate(&pattern).map_err(|source| ContextError::Pattern {
+            what: "source",
+            pattern: shown(&pattern),
+            source,
+        })?;
+        let base_path = base.join(&b'/');
+        let mut out = Vec::new();
+        match self.lstat(&base_path)? {
+            Some(st) if is_dir(&st) => {}
+            _ => return Ok(out),
+        }
+        self.glob_dir(
+            &base_path,
+            base,
+            &[],
+            &pattern,
+            wild.len(),
+            budget,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// Paths under `base` (link-free) matched by `include` (patternmatcher semantics, paths
+    /// relative to `base`), as BuildKit's include patterns: a matched directory is taken whole,
+    /// links are not followed.
+    pub(crate) fn glob_include(
+        &self,
+        base: &[Vec<u8>],
+        include: &PatternMatcher,
+        budget: &mut usize,
+    ) -> Result<Vec<Vec<Vec<u8>>>, ContextError> {
+        let base_path = base.join(&b'/');
+        let mut out = Vec::new();
+        match self.lstat(&base_path)? {
+            Some(st) if is_dir(&st) => {}
+            _ => return Ok(out),
+        }
+        self.include_dir(
+            &base_path,
+            base,
+            &[],
+            include,
+            &MatchInfo::default(),
+            budget,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn include_dir(
+        &self,
+        dir: &[u8],
+        base: &[Vec<u8>],
+        rel: &[Vec<u8>],
+        include: &PatternMatcher,
+        info: &MatchInfo,
+        budget: &mut usize,
+        out: &mut Vec<Vec<Vec<u8>>>,
+    ) -> Result<(), ContextError> {
+        if rel.len() >= MAX_DEPTH {
+            return Err(ContextError::TooDeep {
+                path: shown(dir),
+                limit: MAX_DEPTH,
+            });
+        }
+        let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(super::errno_err("open directory", os(dir)))?;
+        for name in read_names(fd, dir)? {
+            take(budget)?;
+            let p = join(dir, &name);
+            let Some(st) = self.lstat(&p)? else { continue };
+            if !self.visible(&p, &st)? {
+                continue;
+            }
+            let mut r = rel.to_vec();
+            r.push(name);
+            let (m, child_info) = include.matches_using_parent_results(&r.join(&b'/'), info);
+            if m {
+                let mut full = base.to_vec();
+                full.extend(r);
+                out.push(full);
+            } else if is_dir(&st) {
+                self.include_dir(&p, base, &r, include, &child_info, budget, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn glob_dir(
+        &self,
+        dir: &[u8],
+        base: &[Vec<u8>],
+        rel: &[Vec<u8>],
+        pattern: &[u8],
+        max_depth: usize,
+        budget: &mut usize,
+        out: &mut Vec<Vec<Vec<u8>>>,
+    ) -> Result<(), ContextError> {
+        let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(super::errno_err("open directory", os(dir)))?;
+        for name in read_names(fd, dir)? {
+            take(budget)?;
+            let p = join(dir, &name);
+            let Some(st) = self.lstat(&p)? else { continue };
+            if !self.visible(&p, &st)? {
+                continue;
+            }
+            let mut r = rel.to_vec();
+            r.push(name);
+            let rel_path = r.join(&b'/');
+            if fnmatch(pattern, &rel_path).unwrap_or(false) {
+                let mut full = base.to_vec();
+                full.extend(r);
+                out.push(full);
+                continue;
+            }
+            if is_dir(&st) && r.len() < max_depth {
+                self.glob_dir(&p, base, &r, pattern, max_depth, budget, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn take(budget: &mut usize) -> Result<(), ContextError> {
+    *budget = budget.checked_sub(1).ok_or(ContextError::TooMany {
+        what: "files in the sources of one COPY",
+        limit: MAX_ENTRIES,
+    })?;
+    Ok(())
+}
+
+struct Walk<'w> {
+    ignore: &'w PatternMatcher,
+    exclude: &'w PatternMatcher,
+    out: &'w mut Vec<Entry>,
+    budget: &'w mut usize,
+}
+
+impl Walk<'_> {
+    /// Adds what is under `dir`; true when anything was.
+    fn dir(
+        &mut self,
+        fd: OwnedFd,
+        tree_path: &[u8],
+        src_path: &[u8],
+        ign: &MatchInfo,
+        exc: &MatchInfo,
+        depth: usize,
+    ) -> Result<bool, ContextError> {
+        if depth > MAX_DEPTH {
+            return Err(ContextError::TooDeep {
+                path: shown(tree_path),
+                limit: MAX_DEPTH,
+            });
+        }
+        let dup =
+            nix::unistd::dup(&fd).map_err(super::errno_err("read directory", os(tree_path)))?;
+        let mut any = false;
+        for name in read_names(dup, tree_path)? {
+            let t = join(tree_path, &name);
+            let s = join(src_path, &name);
+            let st = match fstatat(&fd, os(&name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Removed since it was listed.
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(super::errno_err("stat", os(&t))(e)),
+            };
+            let (ignored, ign2) = if self.ignore.is_empty() {
+                (false, MatchInfo::default())
+            } else {
+                self.ignore.matches_using_parent_results(&t, ign)
+            };
+            let (excluded, exc2) = if self.exclude.is_empty() {
+                (false, MatchInfo::default())
+            } else {
+                self.exclude.matches_using_parent_results(&s, exc)
+            };
+            let out = ignored || excluded;
+            if is_dir(&st) {
+                // An excluded directory is searched only when an exception may re-include
+                // something under it, and kept only when one did.
+                let may_reinclude = (!ignored || self.ignore.exceptions_may_reach(&t))
+                    && (!excluded || self.exclude.exceptions_may_reach(&s));
+                if out && !may_reinclude {
+                    continue;
+                }
+                take(self.budget)?;
+                let at = self.out.len();
+                self.out.push(entry_from(s.clone(), t.clone(), &st, None));
+                let child = openat(
+                    &fd,
+                    os(&name),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(super::errno_err("open directory", os(&t)))?;
+                let inner = self.dir(child, &t, &s, &ign2, &exc2, depth + 1)?;
+                if out && !inner {
+                    self.out.truncate(at);
+                } else {
+                    any = true;
+                }
+            } else if !out {
+                take(self.budget)?;
+                let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                    Some(
+                        readlinkat(&fd, os(&name))
+                            .map_err(super::errno_err("read link", os(&t)))?
+                            .as_bytes()
+                            .to_vec(),
+                    )
+                } else {
+                    None
+                };
+                self.out.push(entry_from(s, t, &st, link));
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+}

@@ -1,0 +1,175 @@
+//! The network of RUN steps (BuildKit's default): a bridge of rcompose's own for the duration
+//! of one build, with masquerade to the outside, made by the same code as a project's default
+//! network (so the same coexistence with Docker's firewall). Each step gets a network
+//! namespace of its own, joined to the bridge before its command runs. Removed when the build
+//! ends; a build killed before that leaves a bridge named after its process, which the next
+//! build removes.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
+use std::sync::Mutex;
+
+use indexmap::IndexMap;
+
+use super::BuildError;
+use crate::compose::model::{NetworkConfig, Project, ServiceConfig};
+use crate::network::netlink::Netlink;
+use crate::network::project::{self as project_net, Interface, NetworkState};
+use crate::network::resolv::ResolvConf;
+
+/// Docker's fallback resolvers when the host's are only reachable on its loopback.
+const FALLBACK_DNS: [Ipv4Addr; 2] = [Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(8, 8, 4, 4)];
+
+pub struct BuildNetwork {
+    rt: tokio::runtime::Runtime,
+    nl: Netlink,
+    project: Project,
+    networks: Vec<NetworkState>,
+    in_use: Mutex<Vec<Ipv4Addr>>,
+    counter: std::sync::atomic::AtomicU32,
+    pub resolv_conf: String,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> BuildError {
+    BuildError::Step(format!("build network: {what}: {e}"))
+}
+
+/// The projects name of build networks: `rcompose-build-<pid>`.
+fn project_name(pid: u32) -> String {
+    format!("rcompose-build-{pid}")
+}
+
+impl BuildNetwork {
+    pub fn create() -> Result<BuildNetwork, BuildError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| err("cannot start the async runtime", e))?;
+        let nl = {
+            let _enter = rt.enter();
+            Netlink::connect().map_err(|e| err("cannot open netlink", e))?
+        };
+        let name = project_name(std::process::id());
+        let mut service = ServiceConfig {
+            name: "build".into(),
+            ..ServiceConfig::default()
+        };
+        service.networks.insert("default".into(), None);
+        let mut networks = IndexMap::new();
+        networks.insert(
+            "default".to_string(),
+            NetworkConfig {
+                name: format!("{name}_default"),
+                ..NetworkConfig::default()
+            },
+        );
+        let mut services = IndexMap::new();
+        services.insert("build".to_string(), service);
+        let project = Project {
+            name: name.clone(),
+            services,
+            networks,
+            ..Project::default()
+        };
+        let _lock = crate::supervisor::host_network_lock().map_err(|e| err("lock", e))?;
+        rt.block_on(remove_stale(&nl));
+        let others = crate::supervisor::other_networks(&name);
+        let planned = rt
+            .block_on(project_net::plan_networks(
+                &project,
+                &["build"],
+                &[],
+                &others,
+            ))
+            .map_err(|e| err("cannot plan", e))?;
+        rt.block_on(project_net::setup(&nl, &name, &planned, &[]))
+            .map_err(|e| err("cannot create", e))?;
+        let host = ResolvConf::read(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default();
+        let mut conf = host.clone();
+        conf.nameservers.retain(|ip| !ip.is_loopback());
+        if conf.nameservers.is_empty() {
+            conf.nameservers = FALLBACK_DNS.iter().map(|ip| IpAddr::V4(*ip)).collect();
+        }
+        Ok(BuildNetwork {
+            rt,
+            nl,
+            project,
+            networks: planned,
+            in_use: Mutex::new(Vec::new()),
+            counter: std::sync::atomic::AtomicU32::new(0),
+            resolv_conf: conf.render(),
+        })
+    }
+
+    /// Joins the process `pid` (a step's first process, its namespaces made) to the bridge.
+    /// The address stays taken until [`BuildNetwork::release`].
+    pub fn attach(&self, pid: i32) -> Result<Vec<Interface>, BuildError> {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = crate::runtime::spec::container_id(&self.project.name, "build", n + 1);
+        let service = &self.project.services["build"];
+        let interfaces = {
+            let mut in_use = self
+                .in_use
+                .lock()
+                .map_err(|_| err("addresses", "lock poisoned"))?;
+            let ifs =
+                project_net::plan_interfaces(&self.project, service, &id, &self.networks, &in_use)
+                    .map_err(|e| err("cannot plan the step's interface", e))?;
+            in_use.extend(ifs.iter().map(|i| i.address));
+            ifs
+        };
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| err("cannot open the step's network namespace", e))?;
+        let attached = self.rt.block_on(project_net::attach(
+            &self.nl,
+            netns.as_fd(),
+            &interfaces,
+            &self.networks,
+        ));
+        if let Err(e) = attached {
+            self.release(&interfaces);
+            return Err(err("cannot attach the step", e));
+        }
+        Ok(interfaces)
+    }
+
+    pub fn release(&self, interfaces: &[Interface]) {
+        let _ = self.rt.block_on(project_net::detach(&self.nl, interfaces));
+        if let Ok(mut in_use) = self.in_use.lock() {
+            in_use.retain(|a| !interfaces.iter().any(|i| i.address == *a));
+        }
+    }
+}
+
+impl Drop for BuildNetwork {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(project_net::teardown(
+            &self.nl,
+            &self.project.name,
+            &self.networks,
+            &[],
+            &[],
+        ));
+    }
+}
+
+/// Build networks of builds whose process is gone (killed before their teardown): their
+/// firewall rules (found by project name) and their bridge.
+async fn remove_stale(nl: &Netlink) {
+    for project in crate::network::firewall::projects().unwrap_or_default() {
+        let Some(pid) = project
+            .strip_prefix("rcompose-build-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let bridge = crate::network::names::bridge_name(&format!("{project}_default"));
+        let _ = nl.delete_link(&bridge).await;
+        let _ = crate::network::firewall::remove(&project);
+    }
+}

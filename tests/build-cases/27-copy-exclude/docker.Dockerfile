@@ -1,0 +1,3 @@
+FROM busybox
+COPY dir/a.txt /dst/
+COPY dir/sub /dst/sub/

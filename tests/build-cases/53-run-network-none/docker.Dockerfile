@@ -1,0 +1,3 @@
+FROM busybox
+RUN echo lo > /net
+RUN true

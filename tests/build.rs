@@ -1,0 +1,539 @@
+//! Image builds with real steps (root, the test bed): `image build`, the step cache by content,
+//! failures that say where and why, the build network, compose's `build:` with `up`, `build`
+//! and `--build`, and the classic build + redis example. Parity with `docker build` is
+//! tests/build_parity.rs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Output;
+
+use common::{out, skip, stderr, stdout, testbed_env, Project, State};
+
+/// A private state, the test bed's environment, and a context directory.
+type Setup = (State, Vec<(String, String)>, tempfile::TempDir);
+
+/// [`Setup`], or `None` after saying why the test cannot run.
+fn setup(test: &str) -> Option<Setup> {
+    if !nix::unistd::geteuid().is_root() {
+        skip(test, "needs root to run build steps");
+        return None;
+    }
+    let Some(env) = testbed_env() else {
+        skip(
+            test,
+            "the image test bed is not served (scripts/test serves it)",
+        );
+        return None;
+    };
+    Some((State::new(), env, tempfile::tempdir().expect("temp dir")))
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, content) in files {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(p, content).expect("write");
+    }
+}
+
+fn build(state: &State, env: &[(String, String)], ctx: &Path, args: &[&str]) -> Output {
+    state
+        .cmd(env)
+        .args(["--progress", "plain", "image", "build"])
+        .args(args)
+        .arg(ctx)
+        .output()
+        .expect("run rcompose")
+}
+
+/// The instructions a build's progress marked CACHED, and the ones it ran.
+fn steps(progress: &str) -> (Vec<String>, Vec<String>) {
+    let mut names = std::collections::BTreeMap::new();
+    let mut cached = Vec::new();
+    let mut ran = Vec::new();
+    for line in progress.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, text)) = rest.split_once(' ') else {
+            continue;
+        };
+        if let Some(step) = text.strip_prefix('[') {
+            if let Some((_, instruction)) = step.split_once("] ") {
+                names.insert(n.to_string(), instruction.to_string());
+            }
+        } else if text == "CACHED" {
+            cached.extend(names.get(n).cloned());
+        } else if text.starts_with("DONE") {
+            ran.extend(names.get(n).cloned().filter(|i| !i.starts_with("FROM")));
+        }
+    }
+    (cached, ran)
+}
+
+#[test]
+fn builds_run_and_are_cached_by_content() {
+    let test = "builds_run_and_are_cached_by_content";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS build\nARG NAME=world\nWORKDIR /src\nCOPY a.txt .\n\
+                 RUN echo \"hello $NAME\" > out && cat a.txt >> out\nCOPY b.txt .\n\
+                 RUN cat b.txt >> out\n\
+                 FROM busybox\nCOPY --from=build /src/out /out\nCMD [\"cat\", \"/out\"]\n",
+            ),
+            ("a.txt", "A\n"),
+            ("b.txt", "B\n"),
+        ],
+    );
+    let tag = format!("{}:latest", common::project_name("bt-cache"));
+    let first = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(first.status.success(), "{}", out(&first));
+    let (cached, ran) = steps(&stderr(&first));
+    assert!(cached.is_empty(), "{}", out(&first));
+    assert_eq!(ran.len(), 6, "{ran:?}\n{}", out(&first));
+
+    // The image runs, with the build's result.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!("services:\n  app:\n    image: {tag}\n"),
+    )
+    .expect("compose.yaml");
+    let project = common::project_name("bt-cache-run");
+    let run = state
+        .cmd(&env)
+        .current_dir(dir.path())
+        .args(["-p", &project, "run", "--rm", "-T", "app"])
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&run), "hello world\nA\nB\n", "{}", out(&run));
+    let down = state
+        .cmd(&env)
+        .current_dir(dir.path())
+        .args(["-p", &project, "down"])
+        .output()
+        .expect("down");
+    assert!(down.status.success(), "{}", out(&down));
+
+    let id = |o: &Output| stdout(o).trim().to_string();
+    let again = build(&state, &env, ctx.path(), &["-t", &tag, "-q"]);
+    assert!(again.status.success(), "{}", out(&again));
+    let id1 = id(&again);
+    assert!(id1.starts_with("sha256:"), "{}", out(&again));
+
+    // Nothing changed but an mtime: every step is a cache hit, the image is the same.
+    let f = std::fs::File::options()
+        .append(true)
+        .open(ctx.path().join("a.txt"))
+        .expect("open");
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .expect("touch");
+    let touched = build(&state, &env, ctx.path(), &["-t", &tag]);
+    let (cached, ran) = steps(&stderr(&touched));
+    assert_eq!((cached.len(), ran.len()), (6, 0), "{}", out(&touched));
+    let same = build(&state, &env, ctx.path(), &["-t", &tag, "-q"]);
+    assert_eq!(id(&same), id1);
+
+    // One changed file: the steps before the COPY that reads it are hits, the rest run.
+    write(ctx.path(), &[("b.txt", "B2\n")]);
+    let changed = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(changed.status.success(), "{}", out(&changed));
+    let (cached, ran) = steps(&stderr(&changed));
+    assert_eq!(
+        cached,
+        vec![
+            "WORKDIR /src".to_string(),
+            "COPY a.txt .".into(),
+            "RUN echo \"hello $NAME\" > out && cat a.txt >> out".into()
+        ],
+        "{}",
+        out(&changed)
+    );
+    assert_eq!(ran.len(), 3, "{}", out(&changed));
+    let new = build(&state, &env, ctx.path(), &["-t", &tag, "-q"]);
+    assert_ne!(id(&new), id1);
+
+    // --no-cache runs everything again.
+    let cold = build(&state, &env, ctx.path(), &["-t", &tag, "--no-cache"]);
+    let (cached, _) = steps(&stderr(&cold));
+    assert!(cached.is_empty(), "{}", out(&cold));
+}
+
+#[test]
+fn bad_builds_say_where_and_why_and_tag_nothing() {
+    let test = "bad_builds_say_where_and_why_and_tag_nothing";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let tag = common::project_name("bt-bad");
+    // A failing step: its stage, line, command, exit code and last output lines.
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox AS first\nRUN true\nRUN echo one; echo oops >&2; exit 3\n",
+        )],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{}", out(&o));
+    for want in [
+        "Dockerfile:3",
+        "stage first",
+        "RUN echo one; echo oops >&2; exit 3",
+        "exit code 3",
+        "oops",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let ls = state.cmd(&env).args(["image", "ls"]).output().expect("ls");
+    assert!(!stdout(&ls).contains(&tag), "{}", out(&ls));
+
+    // A syntax error names file, line and column.
+    write(ctx.path(), &[("Dockerfile", "FROM busybox\nRUNN true\n")]);
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("Dockerfile:2:1"), "{err}");
+    assert!(err.contains("RUNN"), "{err}");
+
+    // A missing COPY source, and one .dockerignore excluded: named relative to the context.
+    write(
+        ctx.path(),
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY secret.key /\n"),
+            ("secret.key", "k"),
+            (".dockerignore", "*.key\n"),
+        ],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("secret.key") && err.contains(".dockerignore"),
+        "{err}"
+    );
+
+    // An unknown base image, and an unknown target.
+    write(
+        ctx.path(),
+        &[("Dockerfile", "FROM no-such-image-here\nRUN true\n")],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no-such-image-here"), "{}", out(&o));
+    write(ctx.path(), &[("Dockerfile", "FROM busybox AS base\n")]);
+    let o = build(&state, &env, ctx.path(), &["-t", &tag, "--target", "bsae"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bsae"), "{}", out(&o));
+    // Nothing of the failed builds is left in the store's scratch space.
+    let tmp = state.root().join("images/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+}
+
+#[test]
+fn run_steps_reach_out_over_their_own_network_and_leave_nothing() {
+    let test = "run_steps_reach_out_over_their_own_network_and_leave_nothing";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    // A server on the host, reached through the build bridge's gateway (and its masquerade).
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nfrom host");
+        }
+    });
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 RUN wget -q -O /fetched http://$(ip route | awk '/default/{{print $3}}'):{port}/\n\
+                 RUN --network=none ip -o link | wc -l > /links\n"
+            ),
+        )],
+    );
+    let tag = common::project_name("bt-net");
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(o.status.success(), "{}", out(&o));
+    server.join().expect("server");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!("services:\n  app:\n    image: {tag}\n    network_mode: none\n"),
+    )
+    .expect("compose.yaml");
+    let project = common::project_name("bt-net-run");
+    let run = state
+        .cmd(&env)
+        .current_dir(dir.path())
+        .args([
+            "-p", &project, "run", "--rm", "-T", "app", "cat", "/fetched", "/links",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&run), "from host1\n", "{}", out(&run));
+    // The build's bridge and firewall rules went with it.
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
+    assert!(
+        !stdout(&tables).contains("rcompose-build"),
+        "{}",
+        stdout(&tables)
+    );
+}
+
+#[test]
+fn compose_builds_what_is_missing_and_rebuilds_on_request() {
+    let test = "compose_builds_what_is_missing_and_rebuilds_on_request";
+    let Some(p) = Project::new(
+        test,
+        "bt-compose",
+        "services:\n  web:\n    build:\n      context: ./app\n      args:\n        WHO: compose\n    \
+         command: [\"sleep\", \"3600\"]\n    init: true\n",
+    ) else {
+        return;
+    };
+    write(
+        &p.dir.path().join("app"),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG WHO\nCOPY msg /msg\nRUN echo \"built by $WHO\" >> /msg\n",
+            ),
+            ("msg", "one\n"),
+        ],
+    );
+    // No image yet and --no-build: a clear error, nothing made.
+    let o = p.rc(&["up", "-d", "--no-build"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--no-build"), "{}", out(&o));
+    // up builds the missing image (named <project>-web) and runs it.
+    p.ok(&["up", "-d"]);
+    let msg = p.ok(&["exec", "-T", "web", "cat", "/msg"]);
+    assert_eq!(stdout(&msg), "one\nbuilt by compose\n");
+    let images = p.ok(&["images"]);
+    assert!(
+        stdout(&images).contains(&format!("{}-web", p.name)),
+        "{}",
+        out(&images)
+    );
+    // A changed context does not rebuild by itself; --build does, and recreates the service.
+    write(&p.dir.path().join("app"), &[("msg", "two\n")]);
+    p.ok(&["up", "-d"]);
+    assert_eq!(
+        stdout(&p.ok(&["exec", "-T", "web", "cat", "/msg"])),
+        "one\nbuilt by compose\n"
+    );
+    p.ok(&["up", "-d", "--build"]);
+    assert_eq!(
+        stdout(&p.ok(&["exec", "-T", "web", "cat", "/msg"])),
+        "two\nbuilt by compose\n"
+    );
+    // `build` with a --build-arg override, then run uses it.
+    p.ok(&["build", "--build-arg", "WHO=cli"]);
+    let run = p.ok(&["run", "--rm", "-T", "web", "cat", "/msg"]);
+    assert_eq!(stdout(&run), "two\nbuilt by cli\n");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn the_classic_example_builds_and_serves() {
+    let test = "the_classic_example_builds_and_serves";
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose-examples/build-web-redis");
+    let compose = std::fs::read_to_string(example.join("compose.yaml")).expect("example");
+    let Some(p) = Project::new(test, "bt-classic", &compose) else {
+        return;
+    };
+    for f in ["Dockerfile", "app.py"] {
+        std::fs::copy(example.join(f), p.dir.path().join(f)).expect("copy");
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let up = p
+        .cmd(&["up", "--build", "-d", "--wait"])
+        .env("WEB_PORT", port.to_string())
+        .output()
+        .expect("up");
+    assert!(up.status.success(), "{}", out(&up));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    assert!(reply.contains("I have been seen 1 times"), "{reply}");
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}
+
+#[test]
+fn built_images_push_to_a_registry_and_pull_back_the_same() {
+    let test = "built_images_push_to_a_registry_and_pull_back_the_same";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // The test bed's registry with authentication; a repository of this test's own.
+    let registry = var("RCOMPOSE_TESTBED_AUTH_REGISTRY");
+    let reference = format!(
+        "{registry}/rcompose-tests/{}:v1",
+        common::project_name("bt-push")
+    );
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY big /big\nRUN echo built > /built\n",
+            ),
+            // Over the single-request limit: this blob goes in chunks.
+            ("big", &"0123456789abcdef".repeat(1 << 21)),
+        ],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &reference, "-q"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let id = stdout(&o).trim().to_string();
+    // Without credentials the registry refuses, and says so.
+    let denied = state
+        .cmd(&env)
+        .args(["image", "push", &reference])
+        .output()
+        .expect("push");
+    assert!(!denied.status.success(), "{}", out(&denied));
+    let auth_file = var("RCOMPOSE_TESTBED_AUTH_FILE");
+    let pushed = state
+        .cmd(&env)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["image", "push", &reference])
+        .output()
+        .expect("push");
+    assert!(pushed.status.success(), "{}", out(&pushed));
+    // Again: every blob is there already.
+    let again = state
+        .cmd(&env)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["image", "push", &reference])
+        .output()
+        .expect("push");
+    assert!(again.status.success(), "{}", out(&again));
+    assert!(
+        stderr(&again).contains("already exists") || stdout(&again).contains("already exists"),
+        "{}",
+        out(&again)
+    );
+    // A fresh store pulls it back as the same image.
+    let other = State::new();
+    let pulled = other
+        .cmd(&env)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["image", "pull", &reference])
+        .output()
+        .expect("pull");
+    assert!(pulled.status.success(), "{}", out(&pulled));
+    let inspect = other
+        .cmd(&env)
+        .args(["image", "inspect", &reference])
+        .output()
+        .expect("inspect");
+    assert!(
+        stdout(&inspect).contains(&id),
+        "{id} not in {}",
+        out(&inspect)
+    );
+}
+
+#[test]
+fn ssh_mounts_give_the_step_the_agent_socket() {
+    let test = "ssh_mounts_give_the_step_the_agent_socket";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let sock_dir = tempfile::tempdir().expect("temp dir");
+    let sock = sock_dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock\n",
+        )],
+    );
+    let tag = common::project_name("bt-ssh");
+    // Not required by default (as BuildKit): without --ssh the step runs without a socket.
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(!o.status.success(), "{}", out(&o));
+    let spec = format!("default={}", sock.display());
+    let o = build(&state, &env, ctx.path(), &["-t", &tag, "--ssh", &spec]);
+    assert!(o.status.success(), "{}", out(&o));
+    // A key file is not an agent: refused clearly.
+    let key = sock_dir.path().join("id_ed25519");
+    std::fs::write(&key, "not a socket").expect("key");
+    let o = build(
+        &state,
+        &env,
+        ctx.path(),
+        &["-t", &tag, "--ssh", &format!("default={}", key.display())],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not an agent socket"), "{}", out(&o));
+}
+
+#[test]
+fn a_service_builds_from_another_services_image() {
+    let test = "a_service_builds_from_another_services_image";
+    let Some(p) = Project::new(
+        test,
+        "bt-chain",
+        "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
+         base: service:base\n    command: [\"cat\", \"/base\", \"/app\"]\n  base:\n    build: ./base\n    \
+         profiles: [tools]\n",
+    ) else {
+        return;
+    };
+    write(
+        &p.dir.path().join("base"),
+        &[("Dockerfile", "FROM busybox\nRUN echo base > /base\n")],
+    );
+    write(
+        &p.dir.path().join("app"),
+        &[("Dockerfile", "FROM base\nRUN echo app > /app\n")],
+    );
+    // `base` is built first (the app's Dockerfile starts FROM its image), then `app` on it.
+    let o = p.ok(&["--profile", "tools", "build"]);
+    let err = stderr(&o);
+    let first_base = err.find("echo base").expect("base built");
+    let first_app = err.find("echo app").expect("app built");
+    assert!(first_base < first_app, "{err}");
+    let run = p.ok(&["run", "--rm", "-T", "app"]);
+    assert_eq!(stdout(&run), "base\napp\n");
+    p.ok(&["down"]);
+}
