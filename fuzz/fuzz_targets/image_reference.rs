@@ -16,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
         let printed = r.to_string();
         match Reference::parse(&printed) {
             Ok(again) => assert_eq!(
-                (&again.registry, &again.repository, again.tag_or_latest(), &again.digest),
+                (
+                    &again.registry,
+                    &again.repository,
+                    again.tag_or_latest(),
+                    &again.digest
+                ),
                 (&r.registry, &r.repository, r.tag_or_latest(), &r.digest),
                 "{text:?} printed as {printed:?}"
             ),
