@@ -47,6 +47,13 @@ pub enum InterpolateError {
         path: TreePath,
         source: Box<InterpolateError>,
     },
+    /// Templates nested (or chained on one line) deeper than [`MAX_NESTING`]: each level is a
+    /// recursion, and the stack is not the place to learn the limit.
+    #[error(
+        "template nested deeper than {MAX_NESTING} levels: {}",
+        go_quote(template)
+    )]
+    TooDeep { template: String },
     /// An interpolated value at a typed path that does not convert to that type.
     #[error(
         "error while interpolating {}: failed to cast to expected type: {reason}",
@@ -123,6 +130,11 @@ pub fn unset_warning(name: &str) -> String {
     )
 }
 
+/// How deep templates may nest: `${A:-${B:-…}}` levels, plus operator templates followed by
+/// more text on their line (`${A:-x}${B:-y}…`, evaluated one inside the other as compose-go
+/// does). compose-go has no limit (Go stacks grow); real files use a handful.
+pub const MAX_NESTING: usize = 128;
+
 /// Substitute every template in `t`. `on_unset` is called for each plain reference (`$V`, `${V}`)
 /// to a variable that `lookup` does not know, every time it occurs.
 pub fn substitute(
@@ -130,6 +142,20 @@ pub fn substitute(
     lookup: &dyn Fn(&str) -> Option<String>,
     on_unset: &mut dyn FnMut(&str),
 ) -> Result<String, InterpolateError> {
+    substitute_at(t, lookup, on_unset, 0)
+}
+
+fn substitute_at(
+    t: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    on_unset: &mut dyn FnMut(&str),
+    depth: usize,
+) -> Result<String, InterpolateError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolateError::TooDeep {
+            template: t.to_string(),
+        });
+    }
     let b = t.as_bytes();
     let mut out = String::with_capacity(t.len());
     // Like compose-go, keep scanning after an error (so later warnings still fire) and report
@@ -155,7 +181,7 @@ pub fn substitute(
             }
             Some(b'{') => match braced_match_end(t, d) {
                 Some(end) => {
-                    match replace_braced(&t[d..end], lookup, on_unset) {
+                    match replace_braced(&t[d..end], lookup, on_unset, depth) {
                         Ok(v) => out.push_str(&v),
                         Err(e) => {
                             first_err.get_or_insert(e);
@@ -248,6 +274,7 @@ fn replace_braced(
     s: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     on_unset: &mut dyn FnMut(&str),
+    depth: usize,
 ) -> Result<String, InterpolateError> {
     let (sub, rest) = match first_brace_closing(s) {
         Some(c) => (&s[..=c], &s[c + 1..]),
@@ -272,7 +299,7 @@ fn replace_braced(
         },
         Some(&op) => {
             // The argument is interpolated even when it ends up unused, as compose-go does.
-            let arg = substitute(&after[1..], lookup, on_unset)?;
+            let arg = substitute_at(&after[1..], lookup, on_unset, depth + 1)?;
             let current = lookup(name);
             let present = current.as_deref().is_some_and(|v| !colon || !v.is_empty());
             match op {
@@ -291,7 +318,7 @@ fn replace_braced(
         }
     };
     if !rest.is_empty() {
-        value.push_str(&substitute(rest, lookup, on_unset)?);
+        value.push_str(&substitute_at(rest, lookup, on_unset, depth + 1)?);
     }
     Ok(value)
 }
@@ -590,6 +617,34 @@ mod tests {
     fn run(s: &str) -> Result<Interpolated, InterpolateError> {
         let e = env(&[("A", "a"), ("E", ""), ("N", "8080"), ("T", "yes")]);
         interpolate_str(s, &|k| e.get(k).cloned())
+    }
+
+    /// Found probing nesting limits for the fuzz targets (libFuzzer's 64 KiB inputs reach it):
+    /// `${A:-${A:-…}}` 5,000 deep, or operator templates chained on one line, overflowed the
+    /// stack, one recursion per level. Past MAX_NESTING it is an error.
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        let nested = |n: usize| format!("{}x{}", "${U:-".repeat(n), "}".repeat(n));
+        assert_eq!(val(&nested(MAX_NESTING)), "x");
+        for n in [MAX_NESTING + 2, 20_000] {
+            let err = run(&nested(n)).unwrap_err();
+            assert!(
+                matches!(err, InterpolateError::TooDeep { .. }),
+                "{n} levels: {err}"
+            );
+            assert!(err
+                .to_string()
+                .starts_with("template nested deeper than 128 levels"));
+        }
+        // Templates with an operator followed by more on their line recurse too.
+        let chained = |n: usize| "${U:-x}".repeat(n);
+        assert_eq!(val(&chained(100)), "x".repeat(100));
+        assert!(matches!(
+            run(&chained(20_000)).unwrap_err(),
+            InterpolateError::TooDeep { .. }
+        ));
+        // Plain templates do not nest, however many there are.
+        assert_eq!(val(&"${A}".repeat(20_000)), "a".repeat(20_000));
     }
 
     fn val(s: &str) -> String {
@@ -967,11 +1022,15 @@ pub struct Variable {
 /// interpolation reports them.
 pub fn variables(text: &str) -> Vec<Variable> {
     let mut out: Vec<Variable> = Vec::new();
-    scan_variables(text, &mut out);
+    scan_variables(text, &mut out, 0);
     out
 }
 
-fn scan_variables(text: &str, out: &mut Vec<Variable>) {
+fn scan_variables(text: &str, out: &mut Vec<Variable>, level: usize) {
+    // Deeper templates are left out, as interpolation refuses them.
+    if level > MAX_NESTING {
+        return;
+    }
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -1013,12 +1072,12 @@ fn scan_variables(text: &str, out: &mut Vec<Variable>) {
                     let arg = |op: &str| rest.strip_prefix(op).map(str::to_string);
                     if let Some(a) = arg(":?").or_else(|| arg("?")) {
                         v.required = true;
-                        scan_variables(&a, out);
+                        scan_variables(&a, out, level + 1);
                     } else if let Some(a) = arg(":-").or_else(|| arg("-")) {
-                        scan_variables(&a, out);
+                        scan_variables(&a, out, level + 1);
                         v.default = Some(a);
                     } else if let Some(a) = arg(":+").or_else(|| arg("+")) {
-                        scan_variables(&a, out);
+                        scan_variables(&a, out, level + 1);
                         v.alternate = Some(a);
                     }
                     add_variable(out, v);
@@ -1075,5 +1134,15 @@ mod variables_tests {
         assert_eq!(vars[1].default.as_deref(), Some("latest"));
         assert_eq!(vars[3].alternate.as_deref(), Some("alt"));
         assert_eq!(vars[5].default.as_deref(), Some("${B}"));
+    }
+
+    /// Found probing nesting limits for the fuzz targets: every nesting level was a recursion,
+    /// and deep nesting overflowed the stack. Deeper templates are left out.
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
+        let vars = variables(&deep);
+        assert_eq!(vars.len(), 1);
+        assert_eq!(vars[0].name, "A");
     }
 }

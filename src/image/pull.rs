@@ -30,6 +30,47 @@ use super::unpack::{self, Compression, Limits};
 /// Layers downloaded at once per image.
 const PARALLEL_LAYERS: usize = 4;
 
+/// The largest image config read into memory (real ones are a few KiB; a registry that sends
+/// more is refused instead of filling memory).
+pub const MAX_CONFIG: u64 = 8 << 20;
+
+/// An in-memory sink that refuses to grow past `max` bytes.
+struct BoundedSink {
+    buf: Vec<u8>,
+    max: u64,
+}
+
+impl tokio::io::AsyncWrite for BoundedSink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if (self.buf.len() + data.len()) as u64 > self.max {
+            let max = self.max;
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "larger than {max} bytes"
+            ))));
+        }
+        self.buf.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error("{image}: not found in {registry}: {detail}")]
@@ -261,11 +302,25 @@ impl Puller {
                 .read_blob(&manifest.config.digest)
                 .map_err(|e| ctx.store(e))?
         } else {
-            let mut buf = Vec::new();
+            if manifest.config.size > MAX_CONFIG {
+                return Err(ctx.registry(format!(
+                    "image config of {} bytes, more than the {MAX_CONFIG} accepted",
+                    manifest.config.size
+                )));
+            }
+            let mut sink = BoundedSink {
+                buf: Vec::new(),
+                max: MAX_CONFIG,
+            };
             client
-                .pull_blob(&oref, manifest.config.digest.to_string().as_str(), &mut buf)
+                .pull_blob(
+                    &oref,
+                    manifest.config.digest.to_string().as_str(),
+                    &mut sink,
+                )
                 .await
                 .map_err(|e| ctx.classify(e))?;
+            let buf = sink.buf;
             self.store
                 .write_blob(&manifest.config.digest, &buf)
                 .map_err(|e| ctx.verify(e.to_string()))?;
@@ -740,6 +795,19 @@ impl<R: Read> Read for Counting<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn config_sink_refuses_past_its_limit() {
+        use tokio::io::AsyncWriteExt;
+        let mut sink = BoundedSink {
+            buf: Vec::new(),
+            max: 10,
+        };
+        sink.write_all(b"0123456789").await.unwrap();
+        let err = sink.write_all(b"x").await.unwrap_err();
+        assert_eq!(err.to_string(), "larger than 10 bytes");
+        assert_eq!(sink.buf, b"0123456789");
+    }
 
     #[test]
     fn local_failures_end_the_search_over_registries() {

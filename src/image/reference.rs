@@ -494,10 +494,12 @@ impl Platform {
             }
             .normalized()
         };
+        // Levels past the last one that exists (amd64 v4, arm v8) add nothing below it: the
+        // loops start there, so `v4294967295` is not four billion platforms.
         match me.architecture.as_str() {
             "amd64" => {
                 if let Some(level) = version(&me.variant) {
-                    for l in (1..level).rev() {
+                    for l in (1..level.min(5)).rev() {
                         out.push(with("amd64", Some(format!("v{l}"))));
                     }
                 }
@@ -505,7 +507,7 @@ impl Platform {
             }
             "arm" => {
                 if let Some(level) = version(&me.variant) {
-                    for l in (5..level).rev() {
+                    for l in (5..level.min(9)).rev() {
                         out.push(with("arm", Some(format!("v{l}"))));
                     }
                 }
@@ -909,5 +911,38 @@ mod tests {
             Platform::new("linux", "arm", Some("v7")),
         ];
         assert_eq!(arm64.select(&only_arm), Some(1));
+    }
+
+    /// Found by the image_reference fuzz target: `platform: linux/arm/v02129693963` made one
+    /// platform per level below it (out of memory); levels past the last real one add the
+    /// real ones below it only.
+    #[test]
+    fn huge_variant_levels_are_bounded() {
+        let variants = |spec: &str| -> Vec<Option<String>> {
+            Platform::parse(spec)
+                .unwrap()
+                .compatible()
+                .into_iter()
+                .map(|p| p.variant)
+                .collect()
+        };
+        let v = |s: &str| Some(s.to_string());
+        assert_eq!(
+            variants("linux/arm/v02129693963"),
+            [v("v02129693963"), v("v8"), v("v7"), v("v6"), v("v5")]
+        );
+        assert_eq!(
+            variants("linux/arm/v9"),
+            [v("v9"), v("v8"), v("v7"), v("v6"), v("v5")]
+        );
+        assert_eq!(
+            variants("linux/arm/v8"),
+            [v("v8"), v("v7"), v("v6"), v("v5")]
+        );
+        assert_eq!(
+            variants("linux/amd64/v4294967295"),
+            [v("v4294967295"), v("v4"), v("v3"), v("v2"), None, None]
+        );
+        assert_eq!(variants("linux/amd64/v3"), [v("v3"), v("v2"), None, None]);
     }
 }

@@ -804,6 +804,15 @@ fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8]) -> nix::Result<()> {
     unlinkat(parent, name, UnlinkatFlags::RemoveDir)
 }
 
+/// An owner id field of only NULs and spaces is 0, as Go's archive/tar (docker's reader) takes
+/// it; the tar crate refuses it, and some layer writers leave uid/gid empty.
+fn owner_field(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    if raw.iter().all(|&b| b == 0 || b == b' ') {
+        return Ok(0);
+    }
+    parsed
+}
+
 fn is_dir(mode: libc::mode_t) -> bool {
     mode & libc::S_IFMT == libc::S_IFDIR
 }
@@ -814,8 +823,8 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, EntryErr> {
     let parse = |e| EntryErr::Io("parse header", e);
     let mode = header.mode().map_err(parse)? & 0o7777;
     // The parser already applied PAX uid/gid records to the header.
-    let uid = header.uid().map_err(parse)?;
-    let gid = header.gid().map_err(parse)?;
+    let uid = owner_field(&header.as_old().uid, header.uid()).map_err(parse)?;
+    let gid = owner_field(&header.as_old().gid, header.gid()).map_err(parse)?;
     let uid = u32::try_from(uid).map_err(|_| Rejection::BadOwner(uid))?;
     let gid = u32::try_from(gid).map_err(|_| Rejection::BadOwner(gid))?;
     let secs = i64::try_from(header.mtime().map_err(parse)?).unwrap_or(i64::MAX);
@@ -1221,6 +1230,35 @@ mod tests {
 
     fn unpack_plain(tar: &[u8], dest: &Path) -> Result<Unpacked, UnpackError> {
         unpack_layer(tar, Compression::None, dest, &Limits::default())
+    }
+
+    #[test]
+    fn empty_owner_fields_read_as_root() {
+        let ok = |n: u64| -> io::Result<u64> { Ok(n) };
+        let bad = || -> io::Result<u64> { Err(io::Error::other("not a number")) };
+        assert_eq!(owner_field(&[0; 8], bad()).unwrap(), 0);
+        assert_eq!(owner_field(b"        ", bad()).unwrap(), 0);
+        assert_eq!(owner_field(b"  \0\0\0\0\0\0", bad()).unwrap(), 0);
+        assert_eq!(owner_field(b"0001750\0", ok(1000)).unwrap(), 1000);
+        assert!(owner_field(b"12x\0\0\0\0\0", bad()).is_err());
+
+        require_root!();
+        let sb = Sandbox::new();
+        let mut h = Header::new_gnu();
+        h.as_old_mut().name[..1].copy_from_slice(b"f");
+        h.set_entry_type(EntryType::Regular);
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(MTIME);
+        h.as_old_mut().uid = [0; 8];
+        h.as_old_mut().gid = *b"        ";
+        h.set_cksum();
+        let mut out = tar::Builder::new(Vec::new());
+        out.append(&h, &b"x"[..]).unwrap();
+        let bytes = out.into_inner().unwrap();
+        unpack_plain(&bytes, &sb.dest).unwrap();
+        let md = std::fs::symlink_metadata(sb.dest.join("f")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (0, 0));
     }
 
     #[test]

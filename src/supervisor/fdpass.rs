@@ -12,6 +12,11 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 /// More than any message here carries (3 streams).
 const MAX_FDS: usize = 8;
 
+/// The longest request line the supervisor reads. A request carries a whole project and the
+/// contents of its file configs and secrets, far below this; a longer line is refused instead
+/// of growing without bound.
+pub const MAX_REQUEST: usize = 256 << 20;
+
 /// Sends all of `bytes`, with `fds` attached to the first chunk.
 fn send_blocking_or_async(
     fd: RawFd,
@@ -87,6 +92,14 @@ pub async fn send_async(
 pub async fn read_request(
     stream: &tokio::net::UnixStream,
 ) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    read_request_within(stream, MAX_REQUEST).await
+}
+
+/// [`read_request`] with a line of at most `max` bytes.
+async fn read_request_within(
+    stream: &tokio::net::UnixStream,
+    max: usize,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     let raw = stream.as_raw_fd();
     let mut line = Vec::new();
     let mut fds = Vec::new();
@@ -101,10 +114,18 @@ pub async fn read_request(
         if n == 0 {
             return Ok(None);
         }
+        // Only the new bytes are searched: rescanning the whole line is quadratic.
+        let start = line.len();
         line.extend_from_slice(&buf[..n]);
-        if let Some(end) = line.iter().position(|&b| b == b'\n') {
-            line.truncate(end);
+        if let Some(end) = line[start..].iter().position(|&b| b == b'\n') {
+            line.truncate(start + end);
             return Ok(Some((line, fds)));
+        }
+        if line.len() > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("request line longer than {max} bytes"),
+            ));
         }
     }
 }
@@ -185,6 +206,40 @@ mod tests {
         let mut got = String::new();
         r.read_to_string(&mut got).unwrap();
         assert_eq!(got, "hi");
+    }
+
+    #[tokio::test]
+    async fn request_line_is_bounded() {
+        let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        // No newline in sight: refused once past the limit, not read for ever.
+        let writer = std::thread::spawn(move || {
+            let _ = (&client).write_all(&[b'x'; 300 << 10]);
+            client
+        });
+        let err = read_request_within(&server, 100 << 10).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            err.to_string().contains("longer than 102400 bytes"),
+            "{err}"
+        );
+        drop(server);
+        drop(writer.join().unwrap());
+
+        // A line split over many reads, its newline in the last one, is found whole.
+        let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        let mut line = vec![b'y'; 200 << 10];
+        line.push(b'\n');
+        let writer = std::thread::spawn(move || (&client).write_all(&line).map(|()| client));
+        let (got, _) = read_request_within(&server, 1 << 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 200 << 10);
+        drop(writer.join().unwrap());
     }
 
     #[tokio::test]

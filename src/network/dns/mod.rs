@@ -450,6 +450,23 @@ impl Handler {
     }
 }
 
+/// The wire answer to `query` from `src`, as the TCP listener gives it, for the fuzz targets
+/// (`fuzz/`): a container controls these bytes. Forwarding uses the table's upstreams.
+#[doc(hidden)]
+pub async fn answer_for_fuzzing(
+    table: &DnsTable,
+    query: &[u8],
+    src: SocketAddr,
+) -> Option<Vec<u8>> {
+    let options = DnsOptions::default();
+    let handler = Handler {
+        table: table.clone(),
+        forward: options.forward,
+        forwarding: Arc::new(Semaphore::new(options.forwarding)),
+    };
+    handler.answer_tcp(query, src).await
+}
+
 /// A number nobody outside can predict: SipHash keyed from the OS's randomness (a fresh key per
 /// call) over the current instant.
 pub(crate) fn random_u64() -> u64 {
