@@ -692,3 +692,16 @@ services:
     f.ok(&["down", "-t", "0"]);
     f.down_leaves_nothing();
 }
+
+#[test]
+fn run_enables_the_profile_of_the_service_it_names() {
+    let Some(f) = fixture(
+        "profile_run",
+        "services:\n  app:\n    image: busybox\n  job:\n    image: busybox\n    profiles: [tools]\n",
+    ) else {
+        return;
+    };
+    let o = f.run(&["job", "echo", "from the job"]);
+    assert_eq!(stdout(&o), "from the job\n", "{}", out(&o));
+    f.down_leaves_nothing();
+}

@@ -96,7 +96,20 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
         crate::names::check_container(name).context("invalid --name")?;
     }
     let opts = global.load_options()?;
-    let loaded = super::load(global, &opts)?;
+    let mut loaded = super::load(global, &opts)?;
+    // As docker compose: naming a service on `run` enables its profiles.
+    if !loaded.project.services.contains_key(&args.service)
+        && loaded.disabled_services.contains(&args.service)
+    {
+        let mut every = opts.clone();
+        every.profiles = vec!["*".into()];
+        let all = crate::compose::loader::load(&every)?;
+        if let Some(s) = all.project.services.get(&args.service) {
+            let mut enabled = opts.clone();
+            enabled.profiles.extend(s.profiles.iter().cloned());
+            loaded = super::load(global, &enabled)?;
+        }
+    }
     let mut owned = loaded.project.clone();
     if !owned.services.contains_key(&args.service) {
         bail!("no such service: {}", args.service);
