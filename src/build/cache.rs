@@ -247,11 +247,16 @@ pub mod local {
         fs::create_dir_all(&blobs).map_err(io("create", &blobs))?;
         let mut n = 0;
         for key in keys {
-            let Some(record) = cache.get(key) else {
+            let Some(mut record) = cache.get(key) else {
                 continue;
             };
-            for l in &record.layers {
-                let Some(blob) = l.blob.as_ref().filter(|b| cache.store.has_blob(b)) else {
+            for l in &mut record.layers {
+                // Blobs deferred by the build are made now; layers of pulled images without
+                // one are left to their image (pulled again on the other side).
+                if crate::build::layer::layer_blob(&cache.store, l).is_err() {
+                    continue;
+                }
+                let Some(blob) = l.blob.as_ref() else {
                     continue;
                 };
                 let to = blobs.join(blob.hex());

@@ -125,12 +125,10 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
     }
     let context = Context::open(&req.context, Some(&file))?;
     // The stat cache of this context from earlier builds: unchanged files are not read again.
-    let stat_cache = super::cache::dir_of(env.store)
-        .join("stat")
-        .join(format!(
-            "{}.json",
-            Digest::of(req.context.as_os_str().as_encoded_bytes()).hex()
-        ));
+    let stat_cache = super::cache::dir_of(env.store).join("stat").join(format!(
+        "{}.json",
+        Digest::of(req.context.as_os_str().as_encoded_bytes()).hex()
+    ));
     if let Err(e) = context.load_stat_cache(&stat_cache) {
         tracing::warn!("{e}");
     }
@@ -207,6 +205,7 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         cache: Cache::open(env.store),
         layer_opts: LayerOptions {
             source_date_epoch: epoch,
+            defer_blob: true,
             ..LayerOptions::default()
         },
         platform,
@@ -223,7 +222,11 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
             .map(std::fs::create_dir_all)
             .transpose()
             .map_err(|e| e.to_string())
-            .and_then(|_| b.context.save_stat_cache(&stat_cache).map_err(|e| e.to_string()));
+            .and_then(|_| {
+                b.context
+                    .save_stat_cache(&stat_cache)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = saved {
             tracing::warn!("cannot save the build context's stat cache: {e}");
         }

@@ -64,6 +64,10 @@ impl Pusher {
     /// Pushes `image` as `target`; returns the manifest's digest.
     pub async fn push(&self, image: &ImageRecord, target: &Reference) -> Result<Digest, PushError> {
         let name = target.familiar();
+        // A built image's blobs and manifest are made on its first push.
+        let materialized = crate::build::layer::materialize(&self.store, image)
+            .map_err(|e| PushError::local(&name, e))?;
+        let image = &materialized;
         let manifest_digest = image.manifest.clone().ok_or_else(|| {
             PushError::local(
                 &name,

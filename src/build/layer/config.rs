@@ -151,7 +151,7 @@ impl ImageBuilder {
             self.size += l.tar_size;
             self.layers.push(LayerRecord {
                 diff_id: l.diff_id,
-                blob: Some(l.blob),
+                blob: l.blob,
                 media_type: l.media_type,
                 size: l.size,
             });

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use crate::image::digest::Digest;
-use crate::image::store::{remove_tree, Store, StoreError};
+use crate::image::store::{remove_tree, ImageRecord, Store, StoreError};
 pub use crate::image::unpack::Compression;
 
 use self::tar::{Header, TarWriter};
@@ -68,6 +68,11 @@ pub struct LayerOptions {
     /// times are it.
     pub source_date_epoch: Option<i64>,
     pub compression: Compression,
+    /// Leave the compressed blob (and so the manifest) to the first push or save: a build
+    /// then only hashes each layer's tar, as docker's image store keeps BuildKit's layers
+    /// uncompressed until a push. Not with `source_date_epoch` (its clamped times are in the
+    /// tar only, so the tar could not be written again the same).
+    pub defer_blob: bool,
 }
 
 impl Default for LayerOptions {
@@ -75,6 +80,7 @@ impl Default for LayerOptions {
         LayerOptions {
             source_date_epoch: None,
             compression: Compression::Gzip,
+            defer_blob: false,
         }
     }
 }
@@ -121,8 +127,9 @@ pub fn scratch(store: &Store) -> Result<StepDirs, LayerError> {
 pub struct CapturedLayer {
     /// sha256 of the uncompressed tar; names `layers/sha256/<diff_id>`.
     pub diff_id: Digest,
-    /// sha256 of the compressed blob in `blobs/`.
-    pub blob: Digest,
+    /// sha256 of the compressed blob in `blobs/`; `None` while deferred (see
+    /// [`LayerOptions::defer_blob`] and [`materialize`]).
+    pub blob: Option<Digest>,
     /// Compressed bytes.
     pub size: u64,
     pub media_type: String,
@@ -163,6 +170,18 @@ pub fn capture_always(
     dirs: StepDirs,
     opts: &LayerOptions,
 ) -> Result<CapturedLayer, LayerError> {
+    if opts.defer_blob && opts.source_date_epoch.is_none() {
+        let (_, tar) = write_tar(&dirs.upper, Hashing::new(std::io::sink()), opts)?.finish();
+        let diff_id = Digest::from_sha256(&tar.hash);
+        store.commit_layer(&dirs.upper, &diff_id)?;
+        return Ok(CapturedLayer {
+            diff_id,
+            blob: None,
+            size: 0,
+            media_type: layer_media_type(opts.compression).to_string(),
+            tar_size: tar.count,
+        });
+    }
     let tmp = store.temp_path("blob");
     let result = write_blob(&dirs.upper, &tmp, opts);
     let (tar, blob) = match result {
@@ -178,7 +197,7 @@ pub fn capture_always(
     store.commit_layer(&dirs.upper, &diff_id)?;
     Ok(CapturedLayer {
         diff_id,
-        blob: blob_digest,
+        blob: Some(blob_digest),
         size: blob.count,
         media_type: layer_media_type(opts.compression).to_string(),
         tar_size: tar.count,
@@ -186,6 +205,67 @@ pub fn capture_always(
 }
 
 /// Move a finished blob file into `blobs/` (a copy already there wins: same digest, same bytes).
+/// Gives every layer of `image` that has none its compressed blob (written again from the
+/// unpacked layer, which must give the recorded diff_id), then the manifest; records and
+/// returns the image. What a push needs of an image built with deferred blobs.
+pub fn materialize(store: &Store, image: &ImageRecord) -> Result<ImageRecord, LayerError> {
+    if image.manifest.is_some()
+        && image
+            .layers
+            .iter()
+            .all(|l| l.blob.as_ref().is_some_and(|b| store.has_blob(b)))
+    {
+        return Ok(image.clone());
+    }
+    let mut rec = image.clone();
+    for l in &mut rec.layers {
+        layer_blob(store, l)?;
+    }
+    let config = store.read_blob(&rec.id)?;
+    let manifest = manifest_json(&rec.id, config.len() as u64, &rec.layers)
+        .ok_or_else(|| LayerError::Config(format!("image {}: a layer has no blob", rec.id)))?;
+    let d = Digest::of(&manifest);
+    store.write_blob(&d, &manifest)?;
+    rec.manifest = Some(d);
+    store.put_image(&rec)?;
+    Ok(rec)
+}
+
+/// The compressed blob of one layer, written again from its unpacked directory when the store
+/// lacks it (the tar must give the recorded diff_id); `l` then names it.
+pub fn layer_blob(
+    store: &Store,
+    l: &mut crate::image::store::LayerRecord,
+) -> Result<(), LayerError> {
+    if l.blob.as_ref().is_some_and(|b| store.has_blob(b)) {
+        return Ok(());
+    }
+    let opts = LayerOptions::default();
+    let dir = store.layer_dir(&l.diff_id);
+    let tmp = store.temp_path("blob");
+    let (tar, blob) = match write_blob(&dir, &tmp, &opts) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let diff_id = Digest::from_sha256(&tar.hash);
+    if diff_id != l.diff_id {
+        let _ = fs::remove_file(&tmp);
+        return Err(LayerError::Config(format!(
+            "layer {} written again gives {diff_id}: its blob cannot be made",
+            l.diff_id
+        )));
+    }
+    let digest = Digest::from_sha256(&blob.hash);
+    publish_blob(store, &tmp, &digest)?;
+    l.blob = Some(digest);
+    l.size = blob.count;
+    l.media_type = layer_media_type(opts.compression).to_string();
+    Ok(())
+}
+
 fn publish_blob(store: &Store, tmp: &Path, digest: &Digest) -> Result<(), LayerError> {
     let dest = store.blob_path(digest);
     if dest.is_file() {

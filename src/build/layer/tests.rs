@@ -321,6 +321,7 @@ fn capture_writes_blob_and_commits_the_upper_dir() {
         let opts = LayerOptions {
             source_date_epoch: Some(1_700_000_000),
             compression,
+            ..LayerOptions::default()
         };
         let dirs = scratch(&s).unwrap();
         fs::create_dir(dirs.upper.join("app")).unwrap();
@@ -331,7 +332,7 @@ fn capture_writes_blob_and_commits_the_upper_dir() {
             fs::read(s.layer_dir(&layer.diff_id).join("app/main.py")).unwrap(),
             b"print(1)\n"
         );
-        let blob = s.read_blob(&layer.blob).unwrap();
+        let blob = s.read_blob(layer.blob.as_ref().unwrap()).unwrap();
         assert_eq!(blob.len() as u64, layer.size);
         assert_eq!(layer.media_type, layer_media_type(compression));
         // The blob decompresses to the tar named by the diff_id.
@@ -397,7 +398,7 @@ fn capture_of_a_real_overlay_upper_dir() {
     // The blob unpacks to what the store now holds as the layer.
     let out = d.path().join("unpacked");
     fs::create_dir(&out).unwrap();
-    let blob = s.read_blob(&layer.blob).unwrap();
+    let blob = s.read_blob(layer.blob.as_ref().unwrap()).unwrap();
     let un = unpack_layer(&blob[..], Compression::Gzip, &out, &Limits::default()).unwrap();
     assert_eq!(un.diff_id, layer.diff_id.to_string());
     assert_eq!(listing(&layer_dir), listing(&out));
@@ -640,7 +641,7 @@ fn commit_records_tags_and_reads_back() {
     assert_eq!(s.read_blob(&rec.id).unwrap(), config_bytes);
     assert_eq!(rec.layers.len(), 2);
     assert_eq!(rec.layers[0], base.layers[0]);
-    assert_eq!(rec.layers[1].blob.as_ref(), Some(&layer.blob));
+    assert_eq!(rec.layers[1].blob.as_ref(), layer.blob.as_ref());
     assert_eq!(rec.size, 100 + layer.tar_size);
     assert_eq!(rec.created.as_deref(), Some("2023-11-14T22:13:20Z"));
     assert_eq!(s.image(&rec.id).unwrap().unwrap(), rec);
@@ -659,7 +660,7 @@ fn commit_records_tags_and_reads_back() {
     let parsed: crate::image::config::Manifest = serde_json::from_slice(&m).unwrap();
     assert_eq!(parsed.config.digest, rec.id);
     assert_eq!(parsed.config.size, config_bytes.len() as u64);
-    assert_eq!(parsed.layers[1].digest, layer.blob);
+    assert_eq!(Some(&parsed.layers[1].digest), layer.blob.as_ref());
     // Committing the same build again gives the same image.
     assert_eq!(commit(&s, b, &[]).unwrap().id, rec.id);
 }
@@ -710,4 +711,32 @@ fn a_very_deep_tree_is_walked_without_recursion() {
     let result = write_tar(d.path(), io::sink(), &LayerOptions::default());
     let err = result.unwrap_err().to_string();
     assert!(err.contains("d/d/d"), "{err}");
+}
+
+#[test]
+fn a_deferred_blob_is_made_later_with_the_same_diff_id() {
+    let (_d, s) = store();
+    let opts = LayerOptions {
+        defer_blob: true,
+        ..LayerOptions::default()
+    };
+    let dirs = scratch(&s).unwrap();
+    fs::create_dir(dirs.upper.join("app")).unwrap();
+    fs::write(dirs.upper.join("app/f"), b"deferred").unwrap();
+    let layer = capture(&s, dirs, &opts).unwrap().unwrap();
+    assert!(layer.blob.is_none());
+    assert!(s.has_layer(&layer.diff_id));
+    let mut rec = crate::image::store::LayerRecord {
+        diff_id: layer.diff_id.clone(),
+        blob: None,
+        media_type: String::new(),
+        size: 0,
+    };
+    layer_blob(&s, &mut rec).unwrap();
+    let blob = rec.blob.clone().unwrap();
+    let bytes = s.read_blob(&blob).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut tar).unwrap();
+    assert_eq!(Digest::of(&tar), layer.diff_id);
+    assert_eq!(rec.size, bytes.len() as u64);
 }
