@@ -304,24 +304,22 @@ pub mod local {
             else {
                 continue;
             };
-            let mut whole = true;
+            // A layer the store lacks comes from the directory's blob; one that cannot (a base
+            // image's layer, made whole by that image's pull) is left to `get` to judge.
             for l in &record.layers {
                 if cache.store.has_layer(&l.diff_id) {
                     continue;
                 }
                 let Some(blob) = &l.blob else {
-                    whole = false;
-                    break;
+                    continue;
                 };
                 let src = dir.join("blobs/sha256").join(blob.hex());
-                if !src.is_file() || import_layer(cache, &src, blob, &l.diff_id).is_err() {
-                    whole = false;
-                    break;
+                if src.is_file() {
+                    if let Err(e) = import_layer(cache, &src, blob, &l.diff_id) {
+                        tracing::warn!("cache import: {e}");
+                    }
                 }
             }
-            // A record whose base layers come from an image is whole once that image is
-            // pulled (its FROM does that): kept, `get` decides.
-            let _ = whole;
             cache.put(&key, &record)?;
             n += 1;
         }

@@ -570,9 +570,6 @@ impl Build<'_> {
         match result {
             Ok(layer) => {
                 state.image.add_layer(layer, &history);
-                if let Kind::Workdir(_) = expanded.kind {
-                    // Set by `metadata` before the directory was made.
-                }
                 let record = Record {
                     layers: state.image.layers().to_vec(),
                     config: serde_json::to_value(&*state).map_err(|e| {
