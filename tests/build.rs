@@ -225,6 +225,25 @@ fn bad_builds_say_where_and_why_and_tag_nothing() {
         "{err}"
     );
 
+    // A heredoc whose name is a path: refused, nothing written outside the build's scratch.
+    let outside = ctx.path().join("escaped");
+    let name = format!("../../../../../../..{}", outside.display());
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nCOPY <<{name} /x\nhi\n{name}\n"),
+        )],
+    );
+    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(stderr(&o).contains("not a file name"), "{}", out(&o));
+    assert!(
+        !outside.exists(),
+        "the heredoc was written to {}",
+        outside.display()
+    );
+
     // An unknown base image, and an unknown target.
     write(
         ctx.path(),

@@ -961,6 +961,14 @@ impl Build<'_> {
                 } else {
                     d.body()
                 };
+                // The delimiter names a file of the scratch directory: one component, or a
+                // hostile Dockerfile could write anywhere on the host (`<<../../x`).
+                if !crate::paths::is_component(&d.name) {
+                    return Err(BuildError::Invalid(format!(
+                        "heredoc name {:?} is not a file name",
+                        d.name
+                    )));
+                }
                 let p = dir.join(&d.name);
                 fs::write(&p, &body).map_err(|source| BuildError::Io {
                     what: "write",
@@ -1362,7 +1370,13 @@ impl Build<'_> {
         if let [only] = r.heredocs.as_slice() {
             if let CommandLine::Shell(cmd) = &r.command {
                 if is_bare_heredoc(cmd) && only.body().starts_with("#!") {
-                    let file = scratch.0.join(format!("heredoc-{}", only.name));
+                    if !crate::paths::is_component(&only.name) {
+                        return Err(BuildError::Invalid(format!(
+                            "heredoc name {:?} is not a file name",
+                            only.name
+                        )));
+                    }
+                    let file = scratch.0.join("heredoc-script");
                     write_private(&file, only.body().as_bytes(), 0o755, None, None)?;
                     mounts.push(MountRequest::Bind {
                         source: file,
