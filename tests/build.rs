@@ -782,3 +782,50 @@ fn a_local_cache_export_makes_another_store_hit() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(stderr(&o).contains("not supported yet"), "{}", out(&o));
 }
+
+#[test]
+fn compose_build_keys_reach_the_build() {
+    let test = "compose_build_keys_reach_the_build";
+    let Some(p) = Project::new(
+        test,
+        "bt-keys",
+        "secrets:\n  tok:\n    file: ./tok.txt\n\
+         services:\n  app:\n    image: keys-app:one\n    build:\n      context: ./ctx\n      \
+         dockerfile_inline: |\n        FROM busybox AS unused\n        RUN exit 1\n        \
+         FROM busybox AS wanted\n        COPY --from=extra e.txt /e.txt\n        \
+         RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /toklen\n        \
+         RUN grep -c gateway.test /etc/hosts > /hosts; ulimit -n > /nofile; \
+         grep CapEff /proc/self/status | cut -f2 > /capeff; ip -o link | wc -l > /links; \
+         df -k /dev/shm | tail -1 | awk '{print $2}' > /shm\n      \
+         target: wanted\n      labels:\n        org.example.kind: test\n      tags: [\"keys-app:two\"]\n      \
+         extra_hosts: [\"gateway.test=10.1.2.3\"]\n      network: none\n      shm_size: 8m\n      \
+         ulimits:\n        nofile: {soft: 1234, hard: 1234}\n      privileged: true\n      \
+         secrets: [tok]\n      additional_contexts:\n        extra: ./more\n    \
+         command: [\"sh\", \"-c\", \"cat /e.txt /toklen /hosts /nofile /capeff /links /shm\"]\n",
+    ) else {
+        return;
+    };
+    write(
+        p.dir.path(),
+        &[
+            ("tok.txt", "s3cret"),
+            ("more/e.txt", "extra\n"),
+            ("ctx/.keep", ""),
+        ],
+    );
+    p.ok(&["build"]);
+    let run = p.ok(&["run", "--rm", "-T", "app"]);
+    // The other context, the secret (6 bytes), extra_hosts, ulimits, privileged's full
+    // capability set, network none (loopback only), shm_size; the stage that fails is skipped.
+    let lines: Vec<String> = stdout(&run).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 7, "{}", out(&run));
+    assert_eq!(&lines[..4], ["extra", "6", "1", "1234"], "{}", out(&run));
+    let caps = u64::from_str_radix(&lines[4], 16).expect("CapEff");
+    assert!(caps & (1 << 21) != 0, "no CAP_SYS_ADMIN: {:x}", caps);
+    assert_eq!(&lines[5..], ["1", "8192"], "{}", out(&run));
+    let inspect = p.ok(&["image", "inspect", "keys-app:two"]);
+    let text = stdout(&inspect);
+    assert!(text.contains("\"org.example.kind\": \"test\""), "{text}");
+    assert!(text.contains("keys-app:one"), "{text}");
+    p.ok(&["down"]);
+}
