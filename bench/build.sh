@@ -72,22 +72,7 @@ docker_up_netns() {
     BENCH_DOCKER_DIR="$work/fs/docker"
     local d="$BENCH_DOCKER_DIR"
     mkdir -p "$d/containerd" "$d/data" "$d/exec"
-    cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/containerd/root"
-state = "$d/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$d/containerd.sock"
-[ttrpc]
-  address = "$d/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/containerd/opt"
-EOF
+    bench_containerd_config "$d"
     ip netns add "$netns"
     ip netns exec "$netns" ip link set lo up
     local ns=(nsenter "--net=/run/netns/$netns" --)

@@ -61,17 +61,10 @@ bench_rcompose_build() {
     export RCOMPOSE
 }
 
-# Starts a private dockerd (and its containerd) and exports DOCKER_HOST and DOCKER (the Debian
-# docker CLI, matching the daemon's version). BENCH_DOCKER_DIR: where its state goes (default: a
-# new directory under /var/tmp; socket paths must stay short). BENCH_DOCKER_STORAGE_DRIVER
-# overrides dockerd's choice of storage driver.
-bench_docker_up() {
-    bench_apt_install docker.io containerd
-    BENCH_DOCKER_DIR="${BENCH_DOCKER_DIR:-$(mktemp -d /var/tmp/rcb-docker.XXXXXX)}"
-    local d="$BENCH_DOCKER_DIR"
-    mkdir -p "$d/containerd" "$d/data" "$d/exec"
-    # Our own containerd: with no --containerd, dockerd would adopt a system containerd on
-    # /run/containerd/containerd.sock if one runs, and share its state with another dockerd.
+# A private containerd's configuration in DIR (its own root, state and sockets): with no
+# --containerd, dockerd would adopt a system containerd and share its state.
+bench_containerd_config() {
+    local d=$1
     cat >"$d/containerd.toml" <<EOF
 version = 2
 root = "$d/containerd/root"
@@ -88,6 +81,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$d/containerd/opt"
 EOF
+}
+
+# Starts a private dockerd (and its containerd) and exports DOCKER_HOST and DOCKER (the Debian
+# docker CLI, matching the daemon's version). BENCH_DOCKER_DIR: where its state goes (default: a
+# new directory under /var/tmp; socket paths must stay short). BENCH_DOCKER_STORAGE_DRIVER
+# overrides dockerd's choice of storage driver.
+bench_docker_up() {
+    bench_apt_install docker.io containerd
+    BENCH_DOCKER_DIR="${BENCH_DOCKER_DIR:-$(mktemp -d /var/tmp/rcb-docker.XXXXXX)}"
+    local d="$BENCH_DOCKER_DIR"
+    mkdir -p "$d/containerd" "$d/data" "$d/exec"
+    # Our own containerd: with no --containerd, dockerd would adopt a system containerd on
+    # /run/containerd/containerd.sock if one runs, and share its state with another dockerd.
+    bench_containerd_config "$d"
     cat >"$d/daemon.json" <<EOF
 {
   "registry-mirrors": ["http://127.0.0.1:$BENCH_TESTBED_PORT"],
