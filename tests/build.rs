@@ -51,6 +51,19 @@ fn build(state: &State, env: &[(String, String)], ctx: &Path, args: &[&str]) -> 
         .expect("run rcompose")
 }
 
+/// Whether the nftables table of the build network of build process `pid` still exists.
+/// Only that one: other tests' builds run beside it with their own.
+fn build_table_left(pid: u32) -> bool {
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
+    let own = format!("rcompose-rcompose-build-{pid}");
+    stdout(&tables)
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(own.as_str()))
+}
+
 /// The instructions a build's progress marked CACHED, and the ones it ran.
 fn steps(progress: &str) -> (Vec<String>, Vec<String>) {
     let mut names = std::collections::BTreeMap::new();
@@ -292,7 +305,17 @@ fn run_steps_reach_out_over_their_own_network_and_leave_nothing() {
         )],
     );
     let tag = common::project_name("bt-net");
-    let o = build(&state, &env, ctx.path(), &["-t", &tag]);
+    // Spawned rather than run so its pid names its network: other tests build beside it.
+    let child = state
+        .cmd(&env)
+        .args(["--progress", "plain", "image", "build", "-t", &tag])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rcompose");
+    let pid = child.id();
+    let o = child.wait_with_output().expect("wait for rcompose");
     assert!(o.status.success(), "{}", out(&o));
     server.join().expect("server");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -312,14 +335,9 @@ fn run_steps_reach_out_over_their_own_network_and_leave_nothing() {
         .expect("run");
     assert_eq!(stdout(&run), "from host1\n", "{}", out(&run));
     // The build's bridge and firewall rules went with it.
-    let tables = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .expect("nft");
     assert!(
-        !stdout(&tables).contains("rcompose-build"),
-        "{}",
-        stdout(&tables)
+        !build_table_left(pid),
+        "the firewall table of build {pid} is left"
     );
 }
 
@@ -602,11 +620,7 @@ fn ctrl_c_stops_a_build_and_leaves_the_cache_usable() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
-    let tables = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .expect("nft");
-    assert!(!stdout(&tables).contains(&format!("rcompose-build-{}", child.id())));
+    assert!(!build_table_left(child.id()), "the firewall table is left");
     // (Read from /proc: procps is not on every machine.)
     let still: Vec<String> = std::fs::read_dir("/proc")
         .expect("/proc")
