@@ -57,6 +57,12 @@ pub struct UpArgs {
     /// Don't start linked services
     #[arg(long)]
     pub no_deps: bool,
+    /// Recreate dependent containers. Incompatible with --no-recreate
+    #[arg(long)]
+    pub always_recreate_deps: bool,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
     /// Remove containers for services not defined in the Compose file
     #[arg(long)]
     pub remove_orphans: bool,
@@ -135,6 +141,9 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
     }
     if args.no_recreate && args.force_recreate {
         bail!("--force-recreate and --no-recreate are incompatible");
+    }
+    if args.no_recreate && args.always_recreate_deps {
+        bail!("--always-recreate-deps and --no-recreate are incompatible");
     }
     if args.detach
         && (args.abort_on_container_exit
@@ -223,6 +232,8 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
         no_start: args.no_start,
         scale,
         timeout: args.timeout,
+        always_recreate_deps: args.always_recreate_deps,
+        renew_anon_volumes: args.renew_anon_volumes,
     };
     let request = Request::Up {
         project: Box::new(project.clone()),

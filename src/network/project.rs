@@ -269,6 +269,10 @@ pub struct NetworkState {
     pub internal: bool,
     pub external: bool,
     pub mtu: Option<u32>,
+    /// Per top-level key hashes of the network's compose configuration when it was created
+    /// (`plan::observed::field_hashes`): `up` recreates a network whose configuration changed.
+    #[serde(default)]
+    pub config_fields: std::collections::BTreeMap<String, String>,
 }
 
 impl NetworkState {
@@ -567,6 +571,7 @@ struct Wanted<'a> {
     ipam: &'a IpamConfig,
     internal: bool,
     mtu: Option<u32>,
+    config_fields: std::collections::BTreeMap<String, String>,
 }
 
 fn is_ipv6_pool(p: &crate::compose::model::IpamPool) -> bool {
@@ -645,7 +650,15 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
         ipam: &config.ipam,
         internal: config.internal,
         mtu,
+        config_fields: network_fields(config),
     })
+}
+
+/// Per-key hashes of a network's compose configuration, to tell later what changed.
+pub fn network_fields(config: &NetworkConfig) -> std::collections::BTreeMap<String, String> {
+    serde_json::to_value(config)
+        .map(|v| crate::plan::observed::field_hashes(&v))
+        .unwrap_or_default()
 }
 
 fn external_state(host: &HostView, key: &str, name: &str) -> Result<NetworkState> {
@@ -688,6 +701,7 @@ fn external_state(host: &HostView, key: &str, name: &str) -> Result<NetworkState
         internal: false,
         external: true,
         mtu: link.mtu,
+        config_fields: Default::default(),
     })
 }
 
@@ -703,6 +717,7 @@ fn state_from(w: &Wanted<'_>, subnet: &Subnet) -> NetworkState {
         internal: w.internal,
         external: false,
         mtu: w.mtu,
+        config_fields: w.config_fields.clone(),
     }
 }
 

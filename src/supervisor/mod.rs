@@ -1753,6 +1753,15 @@ pub fn config_hash(service: &ServiceConfig, image: &ImageRecord) -> String {
     hex::encode(h.finalize())
 }
 
+/// Per top-level key hashes of the configuration `config_hash` covers: a recreation says which
+/// keys changed.
+pub fn service_fields(service: &ServiceConfig) -> BTreeMap<String, String> {
+    service
+        .hash_value()
+        .map(|v| crate::plan::observed::field_hashes(&v))
+        .unwrap_or_default()
+}
+
 /// Waits until a dependency's container meets a `depends_on` condition.
 async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(), String> {
     use crate::compose::model::{CONDITION_COMPLETED_SUCCESSFULLY, CONDITION_HEALTHY};
@@ -2034,6 +2043,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         image: service.image.clone(),
         image_id: image.id.to_string(),
         config_hash: hash.to_string(),
+        config_fields: service_fields(service),
         command: spec.args.clone(),
         status: Status::Created,
         pid: None,

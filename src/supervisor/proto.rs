@@ -26,6 +26,12 @@ pub struct UpOptions {
     /// Services of the file that profiles disabled: their containers are not orphans.
     #[serde(default)]
     pub disabled_services: Vec<String>,
+    /// Recreate dependent containers with their dependencies (`--always-recreate-deps`).
+    #[serde(default)]
+    pub always_recreate_deps: bool,
+    /// Recreated containers get new anonymous volumes instead of the old ones' (`-V`).
+    #[serde(default)]
+    pub renew_anon_volumes: bool,
 }
 
 /// Which containers a command acts on.

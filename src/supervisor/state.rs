@@ -148,6 +148,10 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// Hash of the service's configuration: `up` recreates the container when it changes.
     pub config_hash: String,
+    /// Per top-level key hashes of that configuration (`plan::observed::field_hashes`): a
+    /// recreation names the keys that changed.
+    #[serde(default)]
+    pub config_fields: std::collections::BTreeMap<String, String>,
     pub command: Vec<String>,
     pub status: Status,
     #[serde(default)]

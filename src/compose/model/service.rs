@@ -508,6 +508,14 @@ impl ServiceConfig {
     /// way, so the value equals docker's only for simple services.
     pub fn docker_hash(&self) -> Result<String, super::ModelError> {
         use sha2::Digest;
+        let value = self.hash_value()?;
+        let text = super::Project::go_json(&value, false)?;
+        Ok(hex::encode(sha2::Sha256::digest(text.as_bytes())))
+    }
+
+    /// The service as `docker_hash` hashes it: its JSON form without the keys docker compose
+    /// leaves out, keys sorted.
+    pub fn hash_value(&self) -> Result<serde_json::Value, super::ModelError> {
         let mut value =
             serde_json::to_value(self).map_err(|e| super::ModelError::Render(e.to_string()))?;
         if let Some(map) = value.as_object_mut() {
@@ -534,8 +542,7 @@ impl ServiceConfig {
             }
         }
         sort_keys(&mut value);
-        let text = super::Project::go_json(&value, false)?;
-        Ok(hex::encode(sha2::Sha256::digest(text.as_bytes())))
+        Ok(value)
     }
 
     /// Names of the services this one depends on (`depends_on` keys), in declaration order.

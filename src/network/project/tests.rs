@@ -62,6 +62,7 @@ fn state(key: &str, name: &str, subnet: &str) -> NetworkState {
         internal: false,
         external: false,
         mtu: None,
+        config_fields: Default::default(),
     }
 }
 
