@@ -393,7 +393,7 @@ pub struct HostLink {
     pub addresses: Vec<(Ipv4Addr, u8)>,
 }
 
-fn network_name(project: &Project, key: &str, config: &NetworkConfig) -> String {
+pub fn network_name(project: &Project, key: &str, config: &NetworkConfig) -> String {
     if !config.name.is_empty() {
         config.name.clone()
     } else if config.external {
@@ -418,7 +418,7 @@ fn shares_namespace(mode: &str) -> bool {
 }
 
 /// The network keys `services` join, in the project's order of networks.
-fn used_networks<'p>(
+pub fn used_networks<'p>(
     project: &'p Project,
     services: &[&str],
 ) -> Result<Vec<(&'p str, &'p NetworkConfig)>> {

@@ -11,6 +11,7 @@ use crate::supervisor::state::{ContainerRecord, ProjectState, Status};
 /// One existing container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedContainer {
+    pub id: String,
     pub name: String,
     pub service: String,
     pub number: u32,
@@ -24,13 +25,19 @@ pub struct ObservedContainer {
     pub status: Status,
     /// Its own stop grace period (`stop_grace_period`).
     pub stop_grace: Duration,
-    /// Services it depends on with `restart: true`, as recorded when it was created.
+    /// Services it depends on, as recorded when it was created (`down` stops dependents
+    /// first).
+    pub depends_on: Vec<String>,
+    /// Those of them with `restart: true`.
     pub restart_with: Vec<String>,
+    /// The compose keys of the networks it is attached to.
+    pub networks: Vec<String>,
 }
 
 impl ObservedContainer {
     pub fn from_record(r: &ContainerRecord) -> ObservedContainer {
         ObservedContainer {
+            id: r.id.clone(),
             name: r.name.clone(),
             service: r.service.clone(),
             number: r.number,
@@ -40,6 +47,18 @@ impl ObservedContainer {
             config_fields: r.config_fields.clone(),
             status: r.status,
             stop_grace: r.runtime.stop_grace,
+            depends_on: r
+                .runtime
+                .depends_on
+                .iter()
+                .map(|d| d.service.clone())
+                .collect(),
+            networks: r
+                .network
+                .interfaces
+                .iter()
+                .map(|i| i.network.clone())
+                .collect(),
             restart_with: r
                 .runtime
                 .depends_on

@@ -159,8 +159,8 @@ pub enum Cause {
     ConfigChanged(Vec<String>),
     /// The service's image is another image now.
     ImageChanged,
-    /// `--force-recreate`.
-    ForceRecreate,
+    /// A flag forces it: `--force-recreate`, `--always-recreate-deps`, `--renew-anon-volumes`.
+    Forced(&'static str),
     /// A dependency was recreated and this service asked to follow (`restart: true`), or
     /// `--always-recreate-deps`.
     DependencyRecreated(String),
@@ -188,7 +188,7 @@ impl fmt::Display for Cause {
             Cause::Missing => write!(f, "missing"),
             Cause::ConfigChanged(fields) => write!(f, "config changed: {}", fields.join(", ")),
             Cause::ImageChanged => write!(f, "image changed"),
-            Cause::ForceRecreate => write!(f, "--force-recreate"),
+            Cause::Forced(flag) => write!(f, "{flag}"),
             Cause::DependencyRecreated(dep) => write!(f, "dependency {dep} recreated"),
             Cause::Replaced => write!(f, "replaced"),
             Cause::Scale { from, to } => write!(f, "scale {from} → {to}"),

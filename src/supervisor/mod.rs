@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::runtime::rootfs::MountRequest;
-use sha2::{Digest as _, Sha256};
 use std::os::fd::OwnedFd;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
@@ -1743,23 +1742,9 @@ pub fn container_name(project: &Project, service: &ServiceConfig, number: u32) -
     format!("{}-{}-{number}", project.name, service.name)
 }
 
-/// What decides whether a container must be recreated: docker compose's service hash (which
-/// leaves out `build`, `pull_policy`, `depends_on`, `profiles` and the replica count) and the
-/// image.
+/// What decides whether a container must be recreated (see `plan::reconcile::config_hash`).
 pub fn config_hash(service: &ServiceConfig, image: &ImageRecord) -> String {
-    let mut h = Sha256::new();
-    h.update(service.docker_hash().unwrap_or_default().as_bytes());
-    h.update(image.id.to_string().as_bytes());
-    hex::encode(h.finalize())
-}
-
-/// Per top-level key hashes of the configuration `config_hash` covers: a recreation says which
-/// keys changed.
-pub fn service_fields(service: &ServiceConfig) -> BTreeMap<String, String> {
-    service
-        .hash_value()
-        .map(|v| crate::plan::observed::field_hashes(&v))
-        .unwrap_or_default()
+    crate::plan::reconcile::config_hash(service, &image.id.to_string())
 }
 
 /// Waits until a dependency's container meets a `depends_on` condition.
@@ -2043,7 +2028,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         image: service.image.clone(),
         image_id: image.id.to_string(),
         config_hash: hash.to_string(),
-        config_fields: service_fields(service),
+        config_fields: crate::plan::reconcile::service_fields(service),
         command: spec.args.clone(),
         status: Status::Created,
         pid: None,
