@@ -2,6 +2,7 @@
 //! `$RCOMPOSE_ROOT/volumes/<name>/_data`, filled from the image on first use as docker does),
 //! anonymous volumes and tmpfs.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -45,8 +46,11 @@ pub enum VolumeError {
 #[derive(Debug, Default)]
 pub struct Mounts {
     pub requests: Vec<MountRequest>,
-    /// Anonymous volumes' directories: they belong to the container.
+    /// Anonymous volumes' directories created for the container: they belong to it.
     pub anonymous: Vec<PathBuf>,
+    /// Anonymous volumes' directories taken over from the container it replaces: they belong
+    /// to it too, but a failed creation must leave them to the old one.
+    pub inherited: Vec<PathBuf>,
     /// Named volumes created now (not before): the project owns them until `down -v`.
     pub created: Vec<String>,
 }
@@ -80,14 +84,17 @@ pub fn volume_name(project: &Project, key: &str) -> String {
 
 /// Prepares the mounts of `service`'s volumes. `layers` are the image's unpacked layers, lowest
 /// first: a new named or anonymous volume gets the image's content at its target, as with
-/// docker. On error, what this call created is removed again.
+/// docker. `inherit`: anonymous volumes of the container being replaced, by target: an
+/// anonymous volume at one of those targets is that directory again (docker compose's
+/// recreation keeps their data). On error, what this call created is removed again.
 pub fn mounts_of(
     project: &Project,
     service: &ServiceConfig,
     layers: &[PathBuf],
+    inherit: &BTreeMap<String, PathBuf>,
 ) -> Result<Mounts, VolumeError> {
     let mut m = Mounts::default();
-    match fill(project, service, layers, &mut m) {
+    match fill(project, service, layers, inherit, &mut m) {
         Ok(()) => Ok(m),
         Err(e) => {
             for dir in &m.anonymous {
@@ -105,6 +112,7 @@ fn fill(
     project: &Project,
     service: &ServiceConfig,
     layers: &[PathBuf],
+    inherit: &BTreeMap<String, PathBuf>,
     m: &mut Mounts,
 ) -> Result<(), VolumeError> {
     // 0755 whatever the caller's umask (docker's): a volume's directory is the container's
@@ -147,6 +155,22 @@ fn fill(
             }
             "volume" => {
                 let anonymous = v.source.is_empty();
+                if anonymous {
+                    // Only a directory of the store (the record could be edited): else new.
+                    let kept = inherit.get(&target).filter(|d| {
+                        d.parent() == Some(crate::paths::volumes().as_path())
+                            && d.join("_data").is_dir()
+                    });
+                    if let Some(dir) = kept {
+                        m.inherited.push(dir.clone());
+                        m.requests.push(MountRequest::Bind {
+                            source: dir.join("_data"),
+                            target,
+                            read_only: v.read_only,
+                        });
+                        continue;
+                    }
+                }
                 let name = if anonymous {
                     random_hex(64)
                 } else {

@@ -42,7 +42,8 @@ pub enum Op {
         name: String,
         timeout: Option<Duration>,
     },
-    /// Remove a (stopped) container; with `volumes`, its anonymous volumes too.
+    /// Remove a (stopped) container; with `volumes`, its anonymous volumes too (not those
+    /// another container uses: a replacement keeps the ones it took over).
     RemoveContainer { name: String, volumes: bool },
     /// Give a container its final name (the replacement of a recreated container).
     RenameContainer { from: String, to: String },

@@ -100,13 +100,12 @@ pub fn orphan_warning(names: &[String]) -> String {
     )
 }
 
-/// The plan of `up` (and `create`, `up --no-start`, `scale`, watch's rebuild).
-pub fn up(
+/// The services an `up` acts on: those named (all when none is) with their dependencies
+/// (unless `no_deps`). Unknown services and dependency cycles are errors.
+pub fn selected_services(
     project: &Project,
-    images: &BTreeMap<String, ImageChoice>,
-    observed: &Observed,
     opts: &UpOptions,
-) -> Result<Plan, ReconcileError> {
+) -> Result<Vec<String>, ReconcileError> {
     let graph = ServiceGraph::of_project(project);
     graph.check_acyclic()?;
     for s in opts
@@ -118,13 +117,24 @@ pub fn up(
             return Err(ReconcileError::NoSuchService(s.clone()));
         }
     }
-    let selected: Vec<String> = if opts.services.is_empty() {
+    Ok(if opts.services.is_empty() {
         project.services.keys().cloned().collect()
     } else if opts.no_deps {
         opts.services.clone()
     } else {
         graph.with_dependencies(&opts.services)
-    };
+    })
+}
+
+/// The plan of `up` (and `create`, `up --no-start`, `scale`, watch's rebuild).
+pub fn up(
+    project: &Project,
+    images: &BTreeMap<String, ImageChoice>,
+    observed: &Observed,
+    opts: &UpOptions,
+) -> Result<Plan, ReconcileError> {
+    let graph = ServiceGraph::of_project(project);
+    let selected = selected_services(project, opts)?;
     let order: Vec<String> = graph
         .start_levels()?
         .into_iter()
@@ -477,6 +487,8 @@ pub fn up(
                         let mut after_remove = vec![create];
                         after_remove.extend(stop);
                         let removed = plan.push(
+                            // (Anonymous volumes the replacement did not take over go
+                            // with it either way: nothing else could use them.)
                             Op::RemoveContainer {
                                 name: c.name.clone(),
                                 volumes: opts.renew_anon_volumes,

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod fdpass;
 pub mod health;
+mod host;
 pub mod proto;
 pub mod restart;
 pub mod server;
@@ -39,7 +40,10 @@ use crate::network::dns::{DnsOptions, DnsService, DnsTable};
 use crate::network::netlink::Netlink;
 use crate::network::project::{self as project_net, NetworkState, PortsInUse};
 use crate::network::resolv::ResolvConf;
-use crate::plan::graph::ServiceGraph;
+use crate::plan::executor::{self, ExecError, ExecOptions};
+use crate::plan::observed::Observed;
+use crate::plan::ops::Plan;
+use crate::plan::reconcile;
 use crate::runtime::container::{Container, Options};
 use crate::runtime::spec::{self, HostLimits};
 
@@ -206,9 +210,9 @@ impl Shared {
         h
     }
 
-    fn forget(&self, name: &str) {
+    fn forget(&self, id: &str) {
         if let Ok(mut c) = self.containers.lock() {
-            c.retain(|h| h.record.borrow().name != name);
+            c.retain(|h| h.record.borrow().id != id);
         }
     }
 
@@ -687,10 +691,22 @@ impl Engine {
     async fn remove_one(&self, h: &Arc<Handle>, volumes: bool, out: &Out) -> Result<(), String> {
         let r = h.snapshot();
         progress(out, "Container", &r.name, "Removing", false);
-        match h.remove(volumes).await {
+        match h.remove(false).await {
             Ok(()) => {
                 self.shared.network_release(&r.name).await;
-                self.shared.forget(&r.name);
+                self.shared.forget(&r.id);
+                if volumes {
+                    // Not those another container uses: a replacement took them over.
+                    let others: Vec<String> = self
+                        .shared
+                        .handles()
+                        .iter()
+                        .flat_map(|h| h.record.borrow().anonymous_volumes.clone())
+                        .collect();
+                    for v in r.anonymous_volumes.iter().filter(|v| !others.contains(v)) {
+                        let _ = crate::volume::remove_dir(std::path::Path::new(v));
+                    }
+                }
                 self.shared.dirty.notify_one();
                 progress(out, "Container", &r.name, "Removed", true);
                 Ok(())
@@ -942,12 +958,15 @@ impl Engine {
 
     /// A new container's interfaces, ports and DNS names; its ports are published now (an error
     /// names a taken port before the container exists).
+    /// `name`: the container's name for DNS (its final one); `replacing`: the container it
+    /// replaces, whose host ports it takes over (the old one keeps them until it is removed).
     async fn plan_container_net(
         &self,
         project: &Project,
         service: &ServiceConfig,
         id: &str,
         name: &str,
+        replacing: Option<&ContainerRecord>,
     ) -> Result<(state::ContainerNet, String, String), String> {
         let networks = self.shared.networks();
         let mut ctx = self.shared.net.lock().await;
@@ -979,7 +998,12 @@ impl Engine {
             PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?
         };
         let existing = self.all_ports(&ctx);
-        ports_in_use.add(&existing);
+        let taken: Vec<project_net::PortBinding> = existing
+            .iter()
+            .filter(|p| !replacing.is_some_and(|r| r.network.ports.contains(p)))
+            .cloned()
+            .collect();
+        ports_in_use.add(&taken);
         let ports =
             project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)
                 .map_err(|e| e.to_string())?;
@@ -1026,7 +1050,8 @@ impl Engine {
         ))
     }
 
-    /// `up`: converge the project on the model.
+    /// `up`: converge the project on the model: what exists now, the plan that makes it what
+    /// the file says (`plan::reconcile::up`), run through this engine (`host::EngineHost`).
     async fn up(
         &self,
         project: Arc<Project>,
@@ -1035,26 +1060,10 @@ impl Engine {
         out: &Out,
     ) -> Result<(), String> {
         files.record(&self.shared);
-        let graph = ServiceGraph::of_project(&project);
-        graph.check_acyclic().map_err(|e| e.to_string())?;
-        for s in &opts.services {
-            if !project.services.contains_key(s) {
-                return Err(format!("no such service: {s}"));
-            }
-        }
-        let selected: Vec<String> = if opts.services.is_empty() {
-            project.services.keys().cloned().collect()
-        } else if opts.no_deps {
-            opts.services.clone()
-        } else {
-            graph.with_dependencies(&opts.services)
-        };
-
-        self.orphans(&project, opts.remove_orphans, &opts.disabled_services, out)
-            .await?;
-
+        let selected = reconcile::selected_services(&project, &opts).map_err(|e| e.to_string())?;
         let store = Store::open(crate::paths::images()).map_err(|e| e.to_string())?;
         let mut images = HashMap::new();
+        let mut choices = BTreeMap::new();
         for name in &selected {
             let svc = &project.services[name];
             let reference = crate::image::reference::Reference::parse(&svc.image)
@@ -1063,6 +1072,13 @@ impl Engine {
                 .resolve(&reference.to_string())
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("service {name}: image {} is not present", svc.image))?;
+            choices.insert(
+                name.clone(),
+                reconcile::ImageChoice {
+                    id: Some(img.id.to_string()),
+                    fetch: None,
+                },
+            );
             images.insert(name.clone(), Arc::new(img));
         }
         // A taken port is an error before anything of this `up` exists.
@@ -1075,166 +1091,141 @@ impl Engine {
             project_net::check_fixed_ports(&project.name, &services, &self.all_ports(&ctx))
                 .map_err(|e| e.to_string())?;
         }
-        self.ensure_networks(&project, &selected, out).await?;
-        let host = Arc::new(HostLimits::current());
-        let scales: HashMap<String, u32> = opts.scale.iter().cloned().collect();
-
+        let observed = self.observed();
+        let plan =
+            reconcile::up(&project, &choices, &observed, &opts).map_err(|e| e.to_string())?;
+        for w in &plan.warnings {
+            let _ = out.send(Reply::Warning(w.clone()));
+        }
+        // Containers the plan leaves as they are still say so, as docker compose's do.
+        if !opts.no_start {
+            for c in observed.containers.iter().filter(|c| {
+                !c.oneoff
+                    && c.is_active()
+                    && selected.contains(&c.service)
+                    && !plan.steps.iter().any(|s| s.op.object() == c.name)
+            }) {
+                progress(out, "Container", &c.name, "Running", true);
+            }
+        }
         let ctx = UpCtx {
-            recreated: Default::default(),
             project: project.clone(),
             working_dir: files.working_dir,
             contents: files.contents,
             store,
             images,
-            host,
-            opts: opts.clone(),
-            scales,
+            host: Arc::new(HostLimits::current()),
         };
-        let results = walk(
-            selected.clone(),
-            |s| {
-                project
-                    .services
-                    .get(s)
-                    .map(|svc| svc.dependencies().map(String::from).collect())
-                    .unwrap_or_default()
-            },
-            |svc, failed| self.up_service(&ctx, svc, failed, out),
-        )
-        .await;
-        first_error(results)
+        self.execute(&plan, Some(&ctx), out).await
     }
 
-    async fn up_service(
-        &self,
-        ctx: &UpCtx,
-        name: String,
-        failed: Vec<String>,
-        out: &Out,
-    ) -> Result<(), String> {
-        let service = &ctx.project.services[&name];
-        self.wait_dependencies(service, &failed, ctx.opts.no_deps, ctx.opts.no_start, out)
-            .await?;
+    /// Runs a plan through this engine; after a failure, what the run created is undone.
+    async fn execute(&self, plan: &Plan, ctx: Option<&UpCtx>, out: &Out) -> Result<(), String> {
+        let host = host::EngineHost::new(self, ctx, out);
+        match executor::execute(plan, &host, &ExecOptions::default()).await {
+            Ok(report) => {
+                for w in report.warnings {
+                    let _ = out.send(Reply::Warning(w));
+                }
+                Ok(())
+            }
+            // The host's message says what failed on what; undo failures follow it.
+            Err(ExecError::Step {
+                source,
+                undo_errors,
+                ..
+            }) => {
+                let mut message = source.to_string();
+                for e in undo_errors {
+                    message.push_str(&format!("; {e}"));
+                }
+                Err(message)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
 
-        let image = ctx.images[&name].clone();
-        let hash = config_hash(service, &image);
-        let want = ctx
-            .scales
-            .get(&name)
-            .copied()
-            .or_else(|| service.scale.map(|s| s.max(0) as u32))
-            .or_else(|| {
-                service
-                    .deploy
-                    .as_ref()
-                    .and_then(|d| d.replicas)
-                    .map(|r| r.max(0) as u32)
-            })
-            .unwrap_or(1);
-        let mut existing: Vec<Arc<Handle>> = self
-            .shared
-            .handles()
+    /// What exists of the project, for `reconcile`.
+    fn observed(&self) -> Observed {
+        let shared: Vec<String> = other_networks(&self.shared.project)
             .into_iter()
-            .filter(|h| {
-                let r = h.record.borrow();
-                r.service == name && !r.oneoff
-            })
+            .map(|n| n.name)
             .collect();
-        existing.sort_by_key(|h| h.record.borrow().number);
+        Observed::from_state(&self.shared.snapshot(), &shared)
+    }
 
-        // Scale down: the highest numbers go.
-        let extra: Vec<_> = existing
-            .iter()
-            .filter(|h| h.record.borrow().number > want)
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
-            self.stop_handles(&extra, None, out).await;
-            for h in &extra {
-                self.remove_one(h, true, out).await?;
-            }
-        }
-        let dependency_recreated = ctx.recreated.lock().is_ok_and(|recreated| {
-            service
-                .depends_on
-                .iter()
-                .any(|(dep, c)| c.restart && recreated.contains(dep))
-        });
-        let mut targets = Vec::new();
-        for number in 1..=want {
-            let current = existing
-                .iter()
-                .find(|h| h.record.borrow().number == number)
-                .cloned();
-            let h = match current {
-                Some(h) => {
-                    let r = h.snapshot();
-                    let changed = r.config_hash != hash;
-                    if !ctx.opts.no_recreate && (ctx.opts.force_recreate || changed) {
-                        progress(out, "Container", &r.name, "Recreate", false);
-                        let t = ctx
-                            .opts
-                            .timeout
-                            .map(Duration::from_secs)
-                            .or(Some(r.runtime.stop_grace));
-                        h.stop(t).await;
-                        self.remove_one(&h, true, &sink()).await?;
-                        let h = self.create(ctx, service, &image, number, &hash).await?;
-                        progress(out, "Container", &r.name, "Recreated", true);
-                        if let Ok(mut recreated) = ctx.recreated.lock() {
-                            recreated.insert(name.clone());
-                        }
-                        h
-                    } else {
-                        if dependency_recreated && !ctx.opts.no_start && r.status.is_active() {
-                            // Stopped here, started with the others below.
-                            progress(out, "Container", &r.name, "Restarting", false);
-                            h.stop(Some(r.runtime.stop_grace)).await;
-                        }
-                        h
-                    }
-                }
-                None => {
-                    let name = container_name(&ctx.project, service, number);
-                    progress(out, "Container", &name, "Creating", false);
-                    match self.create(ctx, service, &image, number, &hash).await {
-                        Ok(h) => {
-                            progress(out, "Container", &name, "Created", true);
-                            h
-                        }
-                        Err(e) => {
-                            progress_error(out, "Container", &name, "Error");
-                            return Err(e);
-                        }
-                    }
-                }
-            };
-            targets.push(h);
-        }
-        if ctx.opts.no_start {
+    /// Removes one network of the project (its bridge, DNS server and firewall rules), the
+    /// others staying as they are.
+    async fn remove_network(&self, key: &str, out: &Out) -> Result<(), String> {
+        let networks = self.shared.networks();
+        let Some(net) = networks.iter().find(|n| n.key == key).cloned() else {
             return Ok(());
+        };
+        let rest: Vec<NetworkState> = networks.into_iter().filter(|n| n.key != key).collect();
+        let mut ctx = self.shared.net.lock().await;
+        if ctx.serving.iter().any(|k| k == key) {
+            if let Some(dns) = ctx.dns.as_mut() {
+                let _ = dns.remove_network(key).await;
+            }
+            ctx.serving.retain(|k| k != key);
         }
-        let starts = targets.into_iter().map(|h| async move {
-            let r = h.snapshot();
-            if r.status.is_active() {
-                progress(out, "Container", &r.name, "Running", true);
-                return Ok(());
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+        }
+        if !net.external {
+            progress(out, "Network", &net.name, "Removing", false);
+        }
+        let others = other_networks(&self.shared.project);
+        let ports = self.all_ports(&ctx);
+        let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+        let r = async {
+            // Teardown drops the project's firewall table with the bridge: the table is
+            // written again for the networks that stay.
+            project_net::teardown(
+                nl,
+                &self.shared.project,
+                std::slice::from_ref(&net),
+                &[],
+                &others,
+            )
+            .await?;
+            if !rest.is_empty() {
+                project_net::setup(nl, &self.shared.project, &rest, &ports).await?;
             }
-            progress(out, "Container", &r.name, "Starting", false);
-            match h.start().await {
-                Ok(()) => {
-                    progress(out, "Container", &r.name, "Started", true);
-                    Ok(())
-                }
-                Err(e) => {
-                    progress_error(out, "Container", &r.name, "Error");
-                    Err(e)
-                }
-            }
-        });
-        let results = futures_util::future::join_all(starts).await;
-        results.into_iter().collect::<Result<Vec<()>, String>>()?;
+            Ok::<(), project_net::ProjectError>(())
+        }
+        .await
+        .map_err(|e| e.to_string());
+        if let Err(e) = r {
+            progress_error(out, "Network", &net.name, "Error");
+            return Err(e);
+        }
+        if let Ok(mut m) = self.shared.meta.lock() {
+            m.networks.retain(|n| n.key != key);
+        }
+        self.shared.dirty.notify_one();
+        if !net.external {
+            progress(out, "Network", &net.name, "Removed", true);
+        }
         Ok(())
+    }
+
+    /// Removes a named volume of the project (`down -v`).
+    fn remove_volume(&self, name: &str, out: &Out) -> Result<(), String> {
+        progress(out, "Volume", name, "Removing", false);
+        match crate::volume::remove(name) {
+            Ok(()) => {
+                if let Ok(mut m) = self.shared.meta.lock() {
+                    m.volumes.retain(|v| v != name);
+                }
+                progress(out, "Volume", name, "Removed", true);
+                Ok(())
+            }
+            Err(e) => {
+                progress_error(out, "Volume", name, "Error");
+                Err(format!("cannot remove volume {name}: {e}"))
+            }
+        }
     }
 
     /// Waits for the conditions of `service`'s dependencies (`failed`: those that failed to
@@ -1497,7 +1488,7 @@ impl Engine {
             return Err(format!("container name {name} is already in use"));
         }
         let (mut net, resolv, hosts) = self
-            .plan_container_net(project, service, &id, &name)
+            .plan_container_net(project, service, &id, &name, None)
             .await?;
         if !opts.use_aliases {
             // Without --use-aliases a one-off container answers to its own names only.
@@ -1537,6 +1528,7 @@ impl Engine {
                 helper: &helper,
                 peers,
                 inherited,
+                inherit_anonymous: BTreeMap::new(),
                 id,
                 name,
                 oneoff: true,
@@ -1578,7 +1570,10 @@ impl Engine {
         }
     }
 
-    /// Creates container `number` of `service` and its task.
+    /// Creates container `number` of `service` under `name` and its task. A replacement
+    /// (`replaces`) has a temporary name until the old one is gone, takes over its host ports
+    /// and, unless `renew`, its anonymous volumes.
+    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         ctx: &UpCtx,
@@ -1586,6 +1581,9 @@ impl Engine {
         image: &Arc<ImageRecord>,
         number: u32,
         hash: &str,
+        name: String,
+        replaces: Option<&ContainerRecord>,
+        renew: bool,
     ) -> Result<Arc<Handle>, String> {
         let project = ctx.project.clone();
         let service = service.clone();
@@ -1598,10 +1596,14 @@ impl Engine {
         let helper = self.shared.helper.clone();
         let peers = self.namespace_peers(&service);
         let inherited = self.volumes_from(&service)?;
+        let inherit = match replaces {
+            Some(old) if !renew => anonymous_by_target(old),
+            _ => BTreeMap::new(),
+        };
         let id = random_id();
-        let name = container_name(&project, &service, number);
+        let final_name = container_name(&project, &service, number);
         let (net, resolv, hosts) = self
-            .plan_container_net(&project, &service, &id, &name)
+            .plan_container_net(&project, &service, &id, &final_name, replaces)
             .await?;
         let ports = net.ports.clone();
         let reserved_id = id.clone();
@@ -1619,6 +1621,7 @@ impl Engine {
                 helper: &helper,
                 peers,
                 inherited,
+                inherit_anonymous: inherit,
                 id,
                 name,
                 oneoff: false,
@@ -1698,17 +1701,12 @@ impl Engine {
 }
 
 struct UpCtx {
-    /// Services whose containers this `up` recreated: dependents with `restart: true` on
-    /// them restart.
-    recreated: std::sync::Mutex<std::collections::HashSet<String>>,
     project: Arc<Project>,
     working_dir: PathBuf,
     contents: Arc<BTreeMap<String, String>>,
     store: Store,
     images: HashMap<String, Arc<ImageRecord>>,
     host: Arc<HostLimits>,
-    opts: UpOptions,
-    scales: HashMap<String, u32>,
 }
 
 /// Where a project's files are, as the client loaded them.
@@ -1900,6 +1898,8 @@ struct NewContainer<'a> {
     peers: Vec<(String, i32)>,
     /// Mounts from `volumes_from`.
     inherited: Vec<MountRequest>,
+    /// Anonymous volumes of the container this one replaces, by target.
+    inherit_anonymous: BTreeMap<String, PathBuf>,
     id: String,
     name: String,
     oneoff: bool,
@@ -1926,6 +1926,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         helper,
         peers,
         inherited,
+        inherit_anonymous: inherit,
         id,
         name,
         oneoff,
@@ -1954,7 +1955,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
     let check =
         Check::resolve(service, image.config.healthcheck.as_ref()).map_err(|e| e.to_string())?;
     let mut mounts =
-        crate::volume::mounts_of(project, service, &layers).map_err(|e| e.to_string())?;
+        crate::volume::mounts_of(project, service, &layers, &inherit).map_err(|e| e.to_string())?;
     mounts.requests.extend(inherited);
     // What other containers' volumes_from take: binds and volumes (not configs, secrets, tmpfs).
     let mount_records: Vec<state::MountRecord> = mounts
@@ -2054,6 +2055,7 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         anonymous_volumes: mounts
             .anonymous
             .iter()
+            .chain(&mounts.inherited)
             .map(|p| p.to_string_lossy().into_owned())
             .collect(),
         mounts: mount_records,
@@ -2079,6 +2081,21 @@ fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
         },
     };
     Ok((setup_for(container, record), mounts.created))
+}
+
+/// A container's anonymous volumes by their target (from its mounts: `<dir>/_data`).
+fn anonymous_by_target(r: &ContainerRecord) -> BTreeMap<String, PathBuf> {
+    r.anonymous_volumes
+        .iter()
+        .filter_map(|dir| {
+            let dir = PathBuf::from(dir);
+            let data = dir.join("_data");
+            r.mounts
+                .iter()
+                .find(|m| m.source == data)
+                .map(|m| (m.target.clone(), dir))
+        })
+        .collect()
 }
 
 fn random_id() -> String {

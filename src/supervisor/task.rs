@@ -39,6 +39,11 @@ pub enum Cmd {
         volumes: bool,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Give it another name (a replacement takes its old container's name).
+    Rename {
+        name: String,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The engine's side of a container task.
@@ -87,6 +92,10 @@ impl Handle {
         self.ask(|reply| Cmd::Remove { volumes, reply })
             .await
             .unwrap_or(Ok(()))
+    }
+
+    pub async fn rename(&self, name: String) {
+        self.ask(|reply| Cmd::Rename { name, reply }).await;
     }
 
     pub fn name(&self) -> String {
@@ -226,6 +235,11 @@ impl Task {
                             let _ = reply.send(self.remove(volumes).await);
                             return;
                         }
+                        Cmd::Rename { name, reply } => {
+                            self.update("rename", |r| r.name = name);
+                            let _ = reply.send(());
+                            Phase::Idle
+                        }
                     }
                 }
                 Phase::Running(running) => {
@@ -265,6 +279,11 @@ impl Task {
                             Some(Cmd::Remove { volumes, reply }) => {
                                 let _ = reply.send(self.remove(volumes).await);
                                 return;
+                            }
+                            Some(Cmd::Rename { name, reply }) => {
+                                self.update("rename", |r| r.name = name);
+                                let _ = reply.send(());
+                                Phase::Backoff(at)
                             }
                             Some(Cmd::Kill { reply, .. }) | Some(Cmd::Pause(reply)) | Some(Cmd::Unpause(reply)) => {
                                 let name = self.record.borrow().name.clone();
@@ -326,6 +345,11 @@ impl Task {
                 self.exited(running, status, true).await;
                 let _ = reply.send(self.remove(volumes).await);
                 Phase::Idle
+            }
+            Cmd::Rename { name, reply } => {
+                self.update("rename", |r| r.name = name);
+                let _ = reply.send(());
+                Phase::Running(running)
             }
         }
     }

@@ -1,0 +1,294 @@
+//! The supervisor's [`Host`]: the operations of a plan done on this machine through the
+//! engine (container tasks, the project's networks and firewall, volumes), with docker
+//! compose's progress lines.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+
+use super::task::Handle;
+use super::{progress, progress_error, sink, wait_condition, Engine, Out, UpCtx};
+use crate::plan::host::{Host, HostError};
+use crate::plan::ops::{Cause, Op, Step};
+
+/// Runs plans of one command of one project.
+pub(super) struct EngineHost<'a> {
+    engine: &'a Engine,
+    /// What `up` resolved (project, images, options); `None` for plans that create nothing.
+    ctx: Option<&'a UpCtx>,
+    out: &'a Out,
+    warnings: Mutex<Vec<String>>,
+    /// Network changes one at a time: each plans addresses against the others' results.
+    network_op: tokio::sync::Mutex<()>,
+    /// `down` removes every network (and the firewall table) in one go, at its first
+    /// network step.
+    networks_removed: std::sync::atomic::AtomicBool,
+}
+
+fn failed(message: impl Into<String>) -> HostError {
+    HostError::Failed(message.into())
+}
+
+impl<'a> EngineHost<'a> {
+    pub(super) fn new(engine: &'a Engine, ctx: Option<&'a UpCtx>, out: &'a Out) -> Self {
+        EngineHost {
+            engine,
+            ctx,
+            out,
+            warnings: Mutex::new(Vec::new()),
+            network_op: tokio::sync::Mutex::new(()),
+            networks_removed: Default::default(),
+        }
+    }
+
+    fn handle(&self, name: &str) -> Result<Arc<Handle>, HostError> {
+        self.engine
+            .shared
+            .handles()
+            .into_iter()
+            .find(|h| h.record.borrow().name == name)
+            .ok_or_else(|| HostError::NotFound {
+                kind: "container",
+                name: name.to_string(),
+            })
+    }
+
+    fn ctx(&self) -> Result<&'a UpCtx, HostError> {
+        self.ctx
+            .ok_or_else(|| failed("this command does not create anything"))
+    }
+
+    fn warn(&self, message: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message);
+    }
+
+    async fn apply_op(&self, step: &Step) -> Result<(), HostError> {
+        let out = self.out;
+        match &step.op {
+            Op::PullImage { image, .. } | Op::BuildImage { image, .. } => Err(failed(format!(
+                "image {image}: images are pulled and built before the engine runs"
+            ))),
+            Op::CreateNetwork { key, .. } => {
+                let ctx = self.ctx()?;
+                let _one = self.network_op.lock().await;
+                let services: Vec<String> = ctx
+                    .project
+                    .services
+                    .values()
+                    .filter(|s| s.network_mode.is_empty() && s.networks.contains_key(key))
+                    .map(|s| s.name.clone())
+                    .collect();
+                self.engine
+                    .ensure_networks(&ctx.project, &services, out)
+                    .await
+                    .map_err(failed)
+            }
+            Op::RemoveNetwork { key, .. } => {
+                let _one = self.network_op.lock().await;
+                if self.ctx.is_some() {
+                    // `up`: this network only, to be created again.
+                    self.engine.remove_network(key, out).await.map_err(failed)
+                } else if !self
+                    .networks_removed
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    self.engine.remove_networks(&[], out).await.map_err(failed)
+                } else {
+                    Ok(())
+                }
+            }
+            Op::CreateVolume { name, .. } => Err(failed(format!(
+                "volume {name}: volumes are made with their first container"
+            ))),
+            Op::RemoveVolume { name } => self.engine.remove_volume(name, out).map_err(failed),
+            Op::CreateContainer {
+                service,
+                number,
+                name,
+                replaces,
+                renew_anon_volumes,
+            } => {
+                let ctx = self.ctx()?;
+                let config = ctx
+                    .project
+                    .services
+                    .get(service)
+                    .ok_or_else(|| failed(format!("no such service: {service}")))?;
+                let image = ctx
+                    .images
+                    .get(service)
+                    .ok_or_else(|| failed(format!("service {service}: no image resolved")))?;
+                let hash = super::config_hash(config, image);
+                let old = match replaces {
+                    Some(old) => Some(self.handle(old)?.snapshot()),
+                    None => None,
+                };
+                let shown = replaces.as_deref().unwrap_or(name);
+                let (doing, done) = if old.is_some() {
+                    ("Recreate", None)
+                } else {
+                    ("Creating", Some("Created"))
+                };
+                progress(out, "Container", shown, doing, false);
+                match self
+                    .engine
+                    .create(
+                        ctx,
+                        config,
+                        image,
+                        *number,
+                        &hash,
+                        name.clone(),
+                        old.as_ref(),
+                        *renew_anon_volumes,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        if let Some(done) = done {
+                            progress(out, "Container", shown, done, true);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        progress_error(out, "Container", shown, "Error");
+                        Err(failed(e))
+                    }
+                }
+            }
+            Op::StartContainer { name } => {
+                let h = self.handle(name)?;
+                let r = h.snapshot();
+                if r.status.is_active() {
+                    progress(out, "Container", name, "Running", true);
+                    return Ok(());
+                }
+                progress(out, "Container", name, "Starting", false);
+                match h.start().await {
+                    Ok(()) => {
+                        progress(out, "Container", name, "Started", true);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        progress_error(out, "Container", name, "Error");
+                        Err(failed(e))
+                    }
+                }
+            }
+            Op::StopContainer { name, timeout } => {
+                let h = self.handle(name)?;
+                let r = h.snapshot();
+                if !r.status.is_active() {
+                    return Ok(());
+                }
+                let grace = timeout.or(Some(r.runtime.stop_grace));
+                match &step.cause {
+                    Cause::Replaced => h.stop(grace).await,
+                    Cause::DependencyRecreated(_) => {
+                        progress(out, "Container", name, "Restarting", false);
+                        h.stop(grace).await;
+                    }
+                    _ => {
+                        progress(out, "Container", name, "Stopping", false);
+                        h.stop(grace).await;
+                        progress(out, "Container", name, "Stopped", true);
+                    }
+                }
+                Ok(())
+            }
+            Op::RemoveContainer { name, volumes } => {
+                let h = self.handle(name)?;
+                let quiet = sink();
+                let shown = if step.cause == Cause::Replaced {
+                    &quiet
+                } else {
+                    out
+                };
+                let had_ports = !h.snapshot().network.ports.is_empty();
+                // A replaced container's anonymous volumes that its replacement did not take
+                // over go too (`remove_one` keeps those another container uses).
+                let volumes = *volumes || step.cause == Cause::Replaced;
+                self.engine
+                    .remove_one(&h, volumes, shown)
+                    .await
+                    .map_err(failed)?;
+                if had_ports {
+                    // Its DNAT rules went first in the table: the replacement's serve now.
+                    self.engine.republish().await.map_err(failed)?;
+                }
+                Ok(())
+            }
+            Op::RenameContainer { from, to } => {
+                let h = self.handle(from)?;
+                h.rename(to.clone()).await;
+                self.engine.shared.dirty.notify_one();
+                progress(out, "Container", to, "Recreated", true);
+                Ok(())
+            }
+            Op::WaitContainer {
+                name,
+                condition,
+                required,
+            } => {
+                let h = self.handle(name)?;
+                match wait_condition(&h, condition, out).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if *required => Err(failed(e)),
+                    Err(e) => {
+                        self.warn(e);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn undo_op(&self, step: &Step) -> Result<(), HostError> {
+        match &step.op {
+            Op::CreateContainer { name, .. } => {
+                let h = self.handle(name)?;
+                let r = h.snapshot();
+                if r.status.is_active() {
+                    h.stop(Some(Duration::ZERO)).await;
+                }
+                // Its own anonymous volumes go; those it took over from the container it was
+                // to replace stay with that one (`remove_one` keeps volumes others use).
+                self.engine
+                    .remove_one(&h, true, &sink())
+                    .await
+                    .map_err(failed)?;
+                if !r.network.ports.is_empty() {
+                    self.engine.republish().await.map_err(failed)?;
+                }
+                Ok(())
+            }
+            Op::CreateNetwork { key, .. } => {
+                let _one = self.network_op.lock().await;
+                self.engine
+                    .remove_network(key, &sink())
+                    .await
+                    .map_err(failed)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Host for EngineHost<'_> {
+    fn apply<'s>(&'s self, step: &'s Step) -> BoxFuture<'s, Result<(), HostError>> {
+        self.apply_op(step).boxed()
+    }
+
+    fn undo<'s>(&'s self, step: &'s Step) -> BoxFuture<'s, Result<(), HostError>> {
+        self.undo_op(step).boxed()
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
