@@ -395,6 +395,144 @@ networks:
     p.assert_nothing_left();
 }
 
+/// A network whose configuration changed in this project but which another project's
+/// containers use too (there `external: true`) cannot be recreated under them: `up` fails with
+/// an error naming the network, and the other project's container and the network stay as
+/// they were. (Checked on v2.40.3, both projects naming the network: exit 1, `error while removing network: network <name> id ... has
+/// active endpoints`, the network keeps its subnet and the other project's container runs;
+/// docker compose has stopped this project's own container by then, which this test leaves
+/// open: the issue asks the engine to validate before it acts.)
+///
+/// Ignored until projects can share a network at all (issue 15): today the other project's
+/// `up` fails first, each supervisor serving DNS on the shared gateway's port 53.
+#[test]
+#[ignore = "two projects cannot share a network yet (issue 15: DNS on the shared gateway)"]
+fn a_changed_network_shared_with_another_project_is_an_error() {
+    let pid = std::process::id();
+    let network = format!("engshared-{pid:x}");
+    let compose = |prefix: &str| {
+        format!(
+            r#"
+services:
+  app:
+    image: busybox
+    init: true
+    command: sleep infinity
+    networks: [shared]
+networks:
+  shared:
+    name: {network}
+    ipam:
+      config:
+        - subnet: {prefix}.0/24
+"#
+        )
+    };
+    let (old, new) = (
+        format!("10.215.{}", pid % 250),
+        format!("10.216.{}", pid % 250),
+    );
+    let Some(a) = project(
+        "a_changed_network_shared_with_another_project_is_an_error",
+        "sharea",
+        &compose(&old),
+    ) else {
+        return;
+    };
+    let _host = shared();
+    // The other project: its own directory and name, the same rcompose state (projects share
+    // a network only within one `RCOMPOSE_RUN`).
+    let b_dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        b_dir.path().join("compose.yaml"),
+        format!(
+            r#"
+services:
+  app:
+    image: busybox
+    init: true
+    command: sleep infinity
+    networks: [shared]
+networks:
+  shared:
+    name: {network}
+    external: true
+"#
+        ),
+    )
+    .expect("write b");
+    let b_name = common::project_name("engshareb");
+    let b = |args: &[&str]| {
+        a.state
+            .cmd(&a.env)
+            .current_dir(b_dir.path())
+            .args(["-p", &b_name])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run rcompose")
+    };
+    struct Down<F: Fn(&[&str]) -> std::process::Output>(F);
+    impl<F: Fn(&[&str]) -> std::process::Output> Drop for Down<F> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-t", "0"]);
+        }
+    }
+    let b = Down(b);
+    a.ok(&["up", "-d"]);
+    let o = (b.0)(&["up", "-d"]);
+    assert!(
+        o.status.success(),
+        "the other project's up failed:\n{}",
+        out(&o)
+    );
+    let b_state = || {
+        let p = a
+            .state
+            .run()
+            .join("projects")
+            .join(&b_name)
+            .join("state.json");
+        let s: serde_json::Value = std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let c = Project::container(&s, &format!("{b_name}-app-1")).clone();
+        (
+            c["id"].clone(),
+            c["status"].clone(),
+            c["network"]["interfaces"][0]["address"].clone(),
+        )
+    };
+    let before = b_state();
+    assert_eq!(before.1, "running", "{before:?}");
+
+    write(&a, &compose(&new));
+    let o = a.rc(&["up", "-d"]);
+    assert!(
+        !o.status.success(),
+        "up recreated (or ignored) a network another project uses:\n{}",
+        out(&o)
+    );
+    assert!(
+        stderr(&o).contains(&network),
+        "the error does not name the network {network}:\n{}",
+        out(&o)
+    );
+    assert_eq!(
+        b_state(),
+        before,
+        "the other project's container was touched"
+    );
+    let addr = before.2.as_str().unwrap_or_default().to_string();
+    assert!(addr.starts_with(&format!("{old}.")), "{addr}");
+
+    let o = (b.0)(&["down", "-t", "0"]);
+    assert!(o.status.success(), "{}", out(&o));
+    a.ok(&["down", "-t", "0"]);
+    a.assert_nothing_left();
+}
+
 /// docker compose's global `--dry-run` (before or after the command) prints what would be done
 /// and changes nothing: here every part of the host rcompose could touch is the same before and
 /// after — links, firewall rules, mounts, cgroups, processes and every file of the state.
