@@ -4,12 +4,15 @@
 
 pub mod dockerd;
 mod project;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 #[allow(unused_imports)] // not every test binary runs projects
 pub use project::{out, pipe_lines, Project};
+#[allow(unused_imports)] // not every test binary compares host snapshots
+pub use snapshot::{host_snapshot, HostSnapshot};
 
 /// `../shared/conformance` beside the repository, or `$RCOMPOSE_CONFORMANCE`.
 pub fn conformance_dir() -> Option<PathBuf> {
