@@ -32,6 +32,25 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
             bail!("invalid --rmi {r:?}: expected local or all");
         }
     }
+    if global.dry_run {
+        let services = target.loaded.as_ref().map(|l| {
+            l.project
+                .services
+                .keys()
+                .cloned()
+                .chain(l.disabled_services.iter().cloned())
+                .collect()
+        });
+        return super::dryrun::down(
+            &target.name,
+            &crate::plan::reconcile::DownOptions {
+                services,
+                remove_orphans: args.remove_orphans,
+                volumes: args.volumes,
+                timeout: args.timeout.map(std::time::Duration::from_secs),
+            },
+        );
+    }
     let st = project::state(&target.name)?;
     let known = state::ProjectLock::is_held(&target.name)
         || state::project_dir(&target.name).join("state.json").exists();
@@ -339,6 +358,9 @@ fn known(target: &Target) -> bool {
 pub fn start(global: &Global, args: ServicesArgs) -> Result<i32> {
     let target = project::target(global)?;
     let sel = selection(&args.services, &target)?;
+    if global.dry_run {
+        return super::dryrun::lifecycle("start", &target.name, &args.services, None, false, false);
+    }
     if !known(&target) {
         bail!("no containers to start");
     }
@@ -349,6 +371,16 @@ pub fn start(global: &Global, args: ServicesArgs) -> Result<i32> {
 pub fn stop(global: &Global, args: StopArgs) -> Result<i32> {
     let target = project::target(global)?;
     let selection = selection(&args.services, &target)?;
+    if global.dry_run {
+        return super::dryrun::lifecycle(
+            "stop",
+            &target.name,
+            &args.services,
+            args.timeout,
+            false,
+            false,
+        );
+    }
     send_if_running(
         &target.name,
         &Request::Stop {
@@ -362,6 +394,16 @@ pub fn stop(global: &Global, args: StopArgs) -> Result<i32> {
 pub fn restart(global: &Global, args: StopArgs) -> Result<i32> {
     let target = project::target(global)?;
     let selection = selection(&args.services, &target)?;
+    if global.dry_run {
+        return super::dryrun::lifecycle(
+            "restart",
+            &target.name,
+            &args.services,
+            args.timeout,
+            false,
+            false,
+        );
+    }
     if !known(&target) {
         return Ok(0);
     }
@@ -400,6 +442,16 @@ pub fn pause(global: &Global, args: ServicesArgs, on: bool) -> Result<i32> {
 pub fn rm(global: &Global, args: RmArgs) -> Result<i32> {
     let target = project::target(global)?;
     let selection = selection(&args.services, &target)?;
+    if global.dry_run {
+        return super::dryrun::lifecycle(
+            "rm",
+            &target.name,
+            &args.services,
+            None,
+            args.stop,
+            args.volumes,
+        );
+    }
     if !known(&target) {
         eprintln!("No stopped containers");
         return Ok(0);

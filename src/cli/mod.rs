@@ -10,6 +10,7 @@ use crate::compose::loader::{self, Loaded, Options};
 pub mod build;
 pub mod config;
 pub mod cp;
+pub mod dryrun;
 pub mod events;
 pub mod exec;
 pub mod image;
@@ -72,6 +73,9 @@ pub struct Global {
     /// Control when to print ANSI control characters
     #[arg(long, global = true, env = "COMPOSE_ANSI", value_enum, default_value_t = Ansi::Auto)]
     pub ansi: Ansi,
+    /// Execute command in dry run mode: print what it would do, and why, changing nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -324,7 +328,10 @@ pub fn run(cli: Cli) -> Result<i32> {
     if !reads_files_only && !root {
         anyhow::bail!("{}", needs_root(cli.command.name()));
     }
-    if !reads_files_only && root {
+    if cli.global.dry_run {
+        dryrun::check(cli.command.name())?;
+    }
+    if !reads_files_only && root && !cli.global.dry_run {
         crate::paths::make_private().with_context(|| {
             format!(
                 "cannot make {} and {} private",

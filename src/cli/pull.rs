@@ -38,12 +38,12 @@ pub struct PullArgs {
 
 /// What a pull policy asks for, given whether the image is present and when it was pulled.
 #[derive(Debug, PartialEq, Eq)]
-enum Decision {
+pub(crate) enum Decision {
     Pull,
     Skip(&'static str),
 }
 
-fn decide(policy: &str, present: Option<Duration>, buildable: bool) -> Result<Decision> {
+pub(crate) fn decide(policy: &str, present: Option<Duration>, buildable: bool) -> Result<Decision> {
     let max_age = |age: Duration| match present {
         Some(elapsed) if elapsed < age => Decision::Skip("image is recent enough"),
         _ => Decision::Pull,

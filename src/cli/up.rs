@@ -195,6 +195,22 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
             s.pull_policy = p.clone();
         }
     }
+    let options = UpOptions {
+        services: args.services.clone(),
+        no_deps: args.no_deps,
+        force_recreate: args.force_recreate,
+        no_recreate: args.no_recreate,
+        remove_orphans: args.remove_orphans,
+        disabled_services: loaded.disabled_services.clone(),
+        no_start: args.no_start,
+        scale,
+        timeout: args.timeout,
+        always_recreate_deps: args.always_recreate_deps,
+        renew_anon_volumes: args.renew_anon_volumes,
+    };
+    if global.dry_run {
+        return super::dryrun::up(&project, &options, args.build, args.no_build);
+    }
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
     let mut quiet_global = global.clone();
     if args.quiet_pull {
@@ -222,19 +238,6 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
     }
 
     let name = project.name.clone();
-    let options = UpOptions {
-        services: args.services.clone(),
-        no_deps: args.no_deps,
-        force_recreate: args.force_recreate,
-        no_recreate: args.no_recreate,
-        remove_orphans: args.remove_orphans,
-        disabled_services: loaded.disabled_services.clone(),
-        no_start: args.no_start,
-        scale,
-        timeout: args.timeout,
-        always_recreate_deps: args.always_recreate_deps,
-        renew_anon_volumes: args.renew_anon_volumes,
-    };
     let request = Request::Up {
         project: Box::new(project.clone()),
         working_dir: loaded.working_dir.clone(),

@@ -97,6 +97,11 @@ pub struct Store {
 
 impl Store {
     /// Open (creating it if needed) the store at `root`.
+    /// The store at `root` as it is, for reading only (`--dry-run`): nothing is created.
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let store = Store { root: root.into() };
         for dir in ["blobs/sha256", "layers/sha256", "images", "tmp"] {

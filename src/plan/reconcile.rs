@@ -693,5 +693,71 @@ pub fn stop(selected: &[&ObservedContainer], timeout: Option<Duration>) -> Plan 
     plan
 }
 
+/// The plan of `start`: the selected containers that do not run, each after the containers of
+/// the services it depends on.
+pub fn start(selected: &[&ObservedContainer]) -> Plan {
+    let mut plan = Plan::default();
+    let services: BTreeMap<&str, Vec<&str>> = {
+        let mut by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for c in selected {
+            by.entry(c.service.as_str())
+                .or_default()
+                .extend(c.depends_on.iter().map(String::as_str));
+        }
+        by
+    };
+    let graph = ServiceGraph::new(services.iter().map(|(s, d)| (*s, d.iter().copied())));
+    let levels = graph
+        .start_levels()
+        .unwrap_or_else(|_| vec![services.keys().map(|s| s.to_string()).collect()]);
+    let mut by_service: HashMap<String, Vec<StepId>> = HashMap::new();
+    for service in levels.into_iter().flatten() {
+        let after: Vec<StepId> = graph
+            .dependencies(&service)
+            .iter()
+            .flat_map(|d| by_service.get(d).cloned().unwrap_or_default())
+            .collect();
+        for c in selected
+            .iter()
+            .filter(|c| c.service == service && !c.is_active())
+        {
+            let id = plan.push(
+                Op::StartContainer {
+                    name: c.name.clone(),
+                },
+                Cause::NotRunning,
+                after.clone(),
+            );
+            by_service.entry(service.clone()).or_default().push(id);
+        }
+    }
+    plan
+}
+
+/// The plan of `rm`: the selected containers that do not run (with `stop`, stopped first),
+/// with their anonymous volumes when `volumes`.
+pub fn remove(selected: &[&ObservedContainer], stop: bool, volumes: bool) -> Plan {
+    let mut plan = Plan::default();
+    let stops = if stop {
+        stop_steps(&mut plan, selected, None, &Cause::Requested)
+    } else {
+        HashMap::new()
+    };
+    for c in selected {
+        if c.is_active() && !stops.contains_key(&c.name) {
+            continue;
+        }
+        plan.push(
+            Op::RemoveContainer {
+                name: c.name.clone(),
+                volumes,
+            },
+            Cause::Requested,
+            stops.get(&c.name).copied().into_iter().collect(),
+        );
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests;

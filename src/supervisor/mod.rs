@@ -92,6 +92,9 @@ struct NetCtx {
     /// start in parallel, and a container's record only exists once it is created, so without
     /// this two of them could be given the same address or host port.
     reserved: HashMap<String, Reservation>,
+    /// Containers (by id) whose host ports their replacement took over: their rules go from
+    /// the firewall table while they wait to be removed.
+    superseded: std::collections::HashSet<String>,
 }
 
 #[derive(Default)]
@@ -695,6 +698,7 @@ impl Engine {
             Ok(()) => {
                 self.shared.network_release(&r.name).await;
                 self.shared.forget(&r.id);
+                self.shared.net.lock().await.superseded.remove(&r.id);
                 if volumes {
                     // Not those another container uses: a replacement took them over.
                     let others: Vec<String> = self
@@ -940,6 +944,7 @@ impl Engine {
             .shared
             .handles()
             .iter()
+            .filter(|h| !ctx.superseded.contains(&h.record.borrow().id))
             .flat_map(|h| h.record.borrow().network.ports.clone())
             .collect();
         for port in ctx.reserved.values().flat_map(|r| &r.ports) {
@@ -997,13 +1002,11 @@ impl Engine {
         } else {
             PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?
         };
+        if let Some(old) = replacing {
+            ctx.superseded.insert(old.id.clone());
+        }
         let existing = self.all_ports(&ctx);
-        let taken: Vec<project_net::PortBinding> = existing
-            .iter()
-            .filter(|p| !replacing.is_some_and(|r| r.network.ports.contains(p)))
-            .cloned()
-            .collect();
-        ports_in_use.add(&taken);
+        ports_in_use.add(&existing);
         let ports =
             project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)
                 .map_err(|e| e.to_string())?;
@@ -1602,9 +1605,16 @@ impl Engine {
         };
         let id = random_id();
         let final_name = container_name(&project, &service, number);
-        let (net, resolv, hosts) = self
+        let planned = self
             .plan_container_net(&project, &service, &id, &final_name, replaces)
-            .await?;
+            .await;
+        let (net, resolv, hosts) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.unsupersede(replaces).await;
+                return Err(e);
+            }
+        };
         let ports = net.ports.clone();
         let reserved_id = id.clone();
         let made = tokio::task::spawn_blocking(move || {
@@ -1637,8 +1647,10 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 self.release_reservation(&reserved_id).await;
-                if !ports.is_empty() {
-                    // Unpublish what was published for it.
+                let superseded = self.unsupersede(replaces).await;
+                if !ports.is_empty() || superseded {
+                    // Unpublish what was published for it (and give the old one its ports
+                    // back).
                     let _ = self.republish().await;
                 }
                 return Err(e);
@@ -1649,6 +1661,15 @@ impl Engine {
         self.release_reservation(&reserved_id).await;
         self.shared.dirty.notify_one();
         Ok(h)
+    }
+
+    /// A replacement that failed gives the container it was to replace its host ports back
+    /// (republished by the caller); whether it had taken them.
+    async fn unsupersede(&self, replaces: Option<&ContainerRecord>) -> bool {
+        match replaces {
+            Some(old) => self.shared.net.lock().await.superseded.remove(&old.id),
+            None => false,
+        }
     }
 
     /// Rewrites the firewall table with the ports of the containers that exist.

@@ -682,3 +682,14 @@ fn plans_are_well_formed() {
         }
     }
 }
+
+#[test]
+fn start_goes_dependencies_first_and_rm_takes_stopped_ones() {
+    let p = project(RESTART_DEP);
+    let mut o = after_up(&p, &images(&p, 1), Status::Exited);
+    o.containers[1].status = Status::Running;
+    let all: Vec<&ObservedContainer> = o.containers.iter().collect();
+    check("start", &start(&all).to_string());
+    check("rm", &remove(&all, false, true).to_string());
+    check("rm_stop", &remove(&all, true, false).to_string());
+}
