@@ -226,12 +226,11 @@ services:
         "{}",
         out(&o)
     );
-    // app was never created.
+    // app was created beside init (docker compose creates every container first) but never
+    // started.
     let s = p.state_json();
-    assert!(
-        Project::container(&s, &format!("{}-app-1", p.name)).is_null(),
-        "{s:#}"
-    );
+    let app = Project::container(&s, &format!("{}-app-1", p.name));
+    assert_eq!(app["status"], "created", "{s:#}");
     p.ok(&["down"]);
     p.assert_nothing_left();
 }
@@ -267,10 +266,12 @@ services:
     let o = p.ok(&["up", "-d"]);
     let err = stderr(&o);
     let healthy = err.find("db-1  Healthy").expect("db became healthy");
-    let api_created = err.find("api-1  Created").expect("api created");
+    // Created beside db (docker compose creates every container first), started once db is
+    // healthy.
+    let api_started = err.find("api-1  Starting").expect("api started");
     assert!(
-        healthy < api_created,
-        "api was created before db was healthy:\n{err}"
+        healthy < api_started,
+        "api was started before db was healthy:\n{err}"
     );
     let s = p.state_json();
     let ips: Vec<String> = (1..=2)

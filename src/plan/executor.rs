@@ -98,7 +98,9 @@ fn validate(plan: &Plan) -> Result<(), ExecError> {
 /// Runs `plan` through `host`: each step once every step in its `after` succeeded, ready steps
 /// concurrently (started lowest id first). On the first failure nothing new starts, running
 /// steps finish, and with `opts.rollback` the applied steps that created something are undone
-/// in reverse order of completion (see [`rollback_set`] for the ones that stay).
+/// in reverse order of completion (see [`rollback_set`] for the ones that stay) — unless what
+/// failed is a container at run time (its start, or a condition awaited on it): those stay,
+/// as docker compose leaves them, for their logs.
 pub async fn execute<H: Host + ?Sized>(
     plan: &Plan,
     host: &H,
@@ -159,7 +161,14 @@ pub async fn execute<H: Host + ?Sized>(
 
     let mut undone = Vec::new();
     let mut undo_errors = Vec::new();
-    if opts.rollback {
+    // A container that was made and started, and then failed at run time (its command, its
+    // healthcheck, a condition), stays with what was made beside it, as docker compose leaves
+    // it: its logs say why. What failed to be made is undone.
+    let ran = matches!(
+        steps[step].op,
+        Op::StartContainer { .. } | Op::WaitContainer { .. }
+    );
+    if opts.rollback && !ran {
         for id in rollback_set(plan, &done) {
             match host.undo(&steps[id]).await {
                 Ok(()) => undone.push(id),
@@ -461,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn rollback_undoes_what_was_created_in_reverse_completion_order() {
         let host = RecordingHost::new();
-        host.fail("start container b", "exec format error");
+        host.fail("create container c", "no space left on device");
         let p = plan(&[
             (net("n"), &[]),
             (vol("v"), &[]),
@@ -469,6 +478,7 @@ mod tests {
             (start("a"), &[2]),
             (create("b"), &[1]),
             (start("b"), &[4]),
+            (create("c"), &[4]),
         ]);
         // The volume completes after container a: completion order is not id order.
         let v = host.hold("create volume v");
@@ -484,8 +494,8 @@ mod tests {
                 undo_errors,
                 ..
             } => {
-                assert_eq!(step, 5);
-                // Completed: 0, 2, 3, then 1 (released), 4.
+                assert_eq!(step, 6);
+                // Completed: 0, 2, 3, then 1 (released), 4 (and 5 beside 6).
                 // Starts are not undone (undoing a create stops the container first).
                 assert_eq!(undone, vec![4, 1, 2, 0]);
                 assert!(undo_errors.is_empty());
@@ -535,9 +545,13 @@ mod tests {
 
     #[tokio::test]
     async fn rollback_keeps_a_replacement_once_the_old_container_is_gone() {
-        // Renamed into place, then the start fails: the replacement stays, worker-1 goes.
+        // Renamed into place, then the start fails: a failure at run time undoes nothing
+        // (docker compose's containers stay for their logs).
         let (p, host) = recreation("start container web-1");
-        assert_eq!(undone_of(run(&p, &host).await.unwrap_err()), vec![4]);
+        assert_eq!(
+            undone_of(run(&p, &host).await.unwrap_err()),
+            Vec::<StepId>::new()
+        );
 
         // The old one removed, the rename fails: the replacement is all there is, it stays.
         let (p, host) = recreation("rename container tmp_web-1 to web-1");
@@ -549,6 +563,35 @@ mod tests {
         assert!(host.log().contains(
             &"undo create container tmp_web-1 (replacing web-1, its anonymous volumes)".to_string()
         ));
+    }
+
+    #[tokio::test]
+    async fn a_failure_at_run_time_keeps_what_was_made() {
+        for failing in ["start container a", "wait for container a: service_healthy"] {
+            let host = RecordingHost::new();
+            host.fail(failing, "unhealthy");
+            let p = plan(&[
+                (net("n"), &[]),
+                (create("a"), &[0]),
+                (start("a"), &[1]),
+                (
+                    Op::WaitContainer {
+                        name: "a".into(),
+                        condition: "service_healthy".into(),
+                        required: true,
+                    },
+                    &[2],
+                ),
+                (create("b"), &[0]),
+                (start("b"), &[3, 4]),
+            ]);
+            let err = run(&p, &host).await.unwrap_err();
+            assert!(undone_of(err).is_empty(), "{failing}");
+            assert!(
+                host.log().iter().all(|l| l.starts_with("apply ")),
+                "{failing}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -585,18 +628,18 @@ mod tests {
     #[tokio::test]
     async fn undo_errors_are_reported_and_every_undo_is_tried() {
         let host = RecordingHost::new();
-        host.fail("start container a", "boom")
+        host.fail("create container b", "boom")
             .fail_undo("create container a", "device or resource busy");
         let p = plan(&[
             (net("n"), &[]),
             (vol("v"), &[]),
             (create("a"), &[0, 1]),
-            (start("a"), &[2]),
+            (create("b"), &[2]),
         ]);
         let err = run(&p, &host).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot start container a: boom; rollback incomplete: cannot undo create container \
+            "cannot create container b: boom; rollback incomplete: cannot undo create container \
              a: device or resource busy"
         );
         match err {

@@ -23,8 +23,9 @@ pub(super) struct EngineHost<'a> {
     /// Network changes one at a time: each plans addresses against the others' results.
     network_op: tokio::sync::Mutex<()>,
     /// `down` removes every network (and the firewall table) in one go, at its first
-    /// network step.
+    /// network step, with these host ends of the containers' interfaces.
     networks_removed: std::sync::atomic::AtomicBool,
+    interfaces: Vec<crate::network::project::Interface>,
 }
 
 fn failed(message: impl Into<String>) -> HostError {
@@ -40,7 +41,13 @@ impl<'a> EngineHost<'a> {
             warnings: Mutex::new(Vec::new()),
             network_op: tokio::sync::Mutex::new(()),
             networks_removed: Default::default(),
+            interfaces: Vec::new(),
         }
+    }
+
+    /// The containers' interfaces `down`'s network teardown removes.
+    pub(super) fn set_interfaces(&mut self, interfaces: Vec<crate::network::project::Interface>) {
+        self.interfaces = interfaces;
     }
 
     fn handle(&self, name: &str) -> Result<Arc<Handle>, HostError> {
@@ -97,7 +104,10 @@ impl<'a> EngineHost<'a> {
                     .networks_removed
                     .swap(true, std::sync::atomic::Ordering::SeqCst)
                 {
-                    self.engine.remove_networks(&[], out).await.map_err(failed)
+                    self.engine
+                        .remove_networks(&self.interfaces, out)
+                        .await
+                        .map_err(failed)
                 } else {
                     Ok(())
                 }

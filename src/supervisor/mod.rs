@@ -42,7 +42,7 @@ use crate::network::project::{self as project_net, NetworkState, PortsInUse};
 use crate::network::resolv::ResolvConf;
 use crate::plan::executor::{self, ExecError, ExecOptions};
 use crate::plan::observed::Observed;
-use crate::plan::ops::Plan;
+use crate::plan::ops::{Op, Plan};
 use crate::plan::reconcile;
 use crate::runtime::container::{Container, Options};
 use crate::runtime::spec::{self, HostLimits};
@@ -536,38 +536,20 @@ impl Engine {
         deps
     }
 
+    /// What exists, and the names of the selected containers in it.
+    fn observed_selection(&self, sel: &Selection) -> (Observed, Vec<String>) {
+        let names: Vec<String> = self.select(sel).iter().map(|h| h.name()).collect();
+        (self.observed(), names)
+    }
+
     async fn start(&self, sel: &Selection, out: &Out) -> Result<(), String> {
-        let handles = self.select(sel);
-        let deps = Self::service_graph(&handles);
-        let services: Vec<String> = deps.keys().cloned().collect();
-        let results = walk(
-            services,
-            |s| deps.get(s).cloned().unwrap_or_default(),
-            |svc, _failed| {
-                let handles: Vec<_> = handles
-                    .iter()
-                    .filter(|h| h.record.borrow().service == svc)
-                    .cloned()
-                    .collect();
-                async move {
-                    for h in handles {
-                        let r = h.snapshot();
-                        if r.status.is_active() {
-                            continue;
-                        }
-                        progress(out, "Container", &r.name, "Starting", false);
-                        if let Err(e) = h.start().await {
-                            progress_error(out, "Container", &r.name, "Error");
-                            return Err(e);
-                        }
-                        progress(out, "Container", &r.name, "Started", true);
-                    }
-                    Ok(())
-                }
-            },
-        )
-        .await;
-        first_error(results)
+        let (observed, names) = self.observed_selection(sel);
+        let selected: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect();
+        self.execute(&reconcile::start(&selected), None, out).await
     }
 
     async fn stop(
@@ -576,9 +558,14 @@ impl Engine {
         timeout: Option<Duration>,
         out: &Out,
     ) -> Result<(), String> {
-        let handles = self.select(sel);
-        self.stop_handles(&handles, timeout, out).await;
-        Ok(())
+        let (observed, names) = self.observed_selection(sel);
+        let selected: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect();
+        self.execute(&reconcile::stop(&selected, timeout), None, out)
+            .await
     }
 
     /// Stops containers in reverse dependency order (dependents first), in parallel otherwise.
@@ -674,21 +661,14 @@ impl Engine {
         volumes: bool,
         out: &Out,
     ) -> Result<(), String> {
-        let handles = self.select(sel);
-        if stop {
-            self.stop_handles(&handles, None, out).await;
-        }
-        let mut errors = Vec::new();
-        for h in handles {
-            let r = h.snapshot();
-            if r.status.is_active() {
-                continue;
-            }
-            if let Err(e) = self.remove_one(&h, volumes, out).await {
-                errors.push(e);
-            }
-        }
-        join_errors(errors)
+        let (observed, names) = self.observed_selection(sel);
+        let selected: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect();
+        self.execute(&reconcile::remove(&selected, stop, volumes), None, out)
+            .await
     }
 
     async fn remove_one(&self, h: &Arc<Handle>, volumes: bool, out: &Out) -> Result<(), String> {
@@ -733,57 +713,42 @@ impl Engine {
         services: Option<Vec<String>>,
         out: &Out,
     ) -> Result<(), String> {
-        let all = self.shared.handles();
-        let (handles, orphans): (Vec<_>, Vec<_>) = match &services {
-            Some(s) if !remove_orphans => all
-                .into_iter()
-                .partition(|h| s.contains(&h.record.borrow().service)),
-            _ => (all, Vec::new()),
-        };
-        if !orphans.is_empty() {
-            let names: Vec<String> = orphans.iter().map(|h| h.name()).collect();
-            let _ = out.send(Reply::Warning(format!(
-                "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
-                names.join(", ")
-            )));
+        let plan = reconcile::down(
+            &self.observed(),
+            &reconcile::DownOptions {
+                services,
+                remove_orphans,
+                volumes,
+                timeout,
+            },
+        );
+        for w in &plan.warnings {
+            let _ = out.send(Reply::Warning(w.clone()));
         }
-        self.stop_handles(&handles, timeout, out).await;
-        let interfaces: Vec<project_net::Interface> = handles
+        // Their veths go with the networks (a container's own go with its namespace).
+        let interfaces: Vec<project_net::Interface> = self
+            .shared
+            .handles()
             .iter()
             .flat_map(|h| h.record.borrow().network.interfaces.clone())
             .collect();
+        let mut host = host::EngineHost::new(self, None, out);
+        host.set_interfaces(interfaces);
         let mut errors = Vec::new();
-        for h in &handles {
-            if let Err(e) = self.remove_one(h, true, out).await {
-                errors.push(e);
-            }
+        if let Err(e) = self.run_plan(&plan, &host, out).await {
+            errors.push(e);
         }
-        if errors.is_empty() && self.shared.handles().is_empty() {
-            if let Err(e) = self.remove_networks(&interfaces, out).await {
+        // A project whose networks were never recorded (a first `up` that failed early) may
+        // still have a firewall table: the networks' teardown removes it.
+        if errors.is_empty()
+            && self.shared.handles().is_empty()
+            && !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s.op, Op::RemoveNetwork { .. }))
+        {
+            if let Err(e) = self.remove_networks(&[], out).await {
                 errors.push(e);
-            }
-        }
-        if volumes {
-            let names = self
-                .shared
-                .meta
-                .lock()
-                .map(|m| m.volumes.clone())
-                .unwrap_or_default();
-            for name in names {
-                progress(out, "Volume", &name, "Removing", false);
-                match crate::volume::remove(&name) {
-                    Ok(()) => {
-                        if let Ok(mut m) = self.shared.meta.lock() {
-                            m.volumes.retain(|v| *v != name);
-                        }
-                        progress(out, "Volume", &name, "Removed", true);
-                    }
-                    Err(e) => {
-                        progress_error(out, "Volume", &name, "Error");
-                        errors.push(format!("cannot remove volume {name}: {e}"));
-                    }
-                }
             }
         }
         if errors.is_empty() && self.shared.handles().is_empty() {
@@ -1106,10 +1071,23 @@ impl Engine {
                 !c.oneoff
                     && c.is_active()
                     && selected.contains(&c.service)
-                    && !plan.steps.iter().any(|s| s.op.object() == c.name)
+                    && !plan.steps.iter().any(|s| {
+                        s.op.object() == c.name && !matches!(s.op, Op::WaitContainer { .. })
+                    })
             }) {
                 progress(out, "Container", &c.name, "Running", true);
             }
+        }
+        // Networks that stay: Docker's restart may have flushed the host rules they need.
+        let networks = self.shared.networks();
+        if !networks.is_empty()
+            && !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s.op, Op::CreateNetwork { .. }))
+        {
+            project_net::recheck_host_firewall(&project.name, &networks)
+                .map_err(|e| e.to_string())?;
         }
         let ctx = UpCtx {
             project: project.clone(),
@@ -1125,7 +1103,17 @@ impl Engine {
     /// Runs a plan through this engine; after a failure, what the run created is undone.
     async fn execute(&self, plan: &Plan, ctx: Option<&UpCtx>, out: &Out) -> Result<(), String> {
         let host = host::EngineHost::new(self, ctx, out);
-        match executor::execute(plan, &host, &ExecOptions::default()).await {
+        self.run_plan(plan, &host, out).await
+    }
+
+    /// Runs a plan through `host`; the first failure's message (with undo failures).
+    async fn run_plan(
+        &self,
+        plan: &Plan,
+        host: &host::EngineHost<'_>,
+        out: &Out,
+    ) -> Result<(), String> {
+        match executor::execute(plan, host, &ExecOptions::default()).await {
             Ok(report) => {
                 for w in report.warnings {
                     let _ = out.send(Reply::Warning(w));
@@ -1867,16 +1855,6 @@ where
         });
     }
     futures_util::future::join_all(futs).await
-}
-
-fn first_error(results: Vec<(String, Result<(), String>)>) -> Result<(), String> {
-    // A dependency's own error is more telling than "dependency failed" of its dependents.
-    let mut errors: Vec<String> = results.into_iter().filter_map(|(_, r)| r.err()).collect();
-    errors.sort_by_key(|e| e.starts_with("dependency failed to start: service"));
-    match errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
 }
 
 fn join_errors(errors: Vec<String>) -> Result<(), String> {
