@@ -11,7 +11,7 @@ use crate::image::store::Store;
 use crate::plan::graph::ServiceGraph;
 use crate::supervisor::client;
 use crate::supervisor::proto::{Reply, Request, Selection, UpOptions};
-use crate::supervisor::state::{Health, Status};
+use crate::supervisor::ready::{judge, Condition, Readiness, Seen};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct UpArgs {
@@ -277,34 +277,6 @@ fn up(global: &Global, args: UpArgs, is_create: bool) -> Result<i32> {
     attached(&name, &selected, &args, stream, signals)
 }
 
-/// What `--wait` knows of a container: status, exit code, health, whether it has a check.
-type Seen = (Status, Option<i32>, Option<Health>, bool);
-
-/// Where a container `--wait` waits on stands.
-enum Readiness {
-    /// With the word docker compose prints for it.
-    Ready(&'static str),
-    /// Why the wait fails: `exited (N)`, `is unhealthy`.
-    Failed(String),
-    Pending,
-}
-
-fn readiness((status, code, health, has_check): &Seen) -> Readiness {
-    match status {
-        Status::Exited | Status::Dead if *code == Some(0) => Readiness::Ready("Exited"),
-        Status::Exited | Status::Dead => {
-            Readiness::Failed(format!("exited ({})", code.unwrap_or(-1)))
-        }
-        Status::Running if !has_check => Readiness::Ready("Healthy"),
-        Status::Running => match health {
-            Some(Health::Healthy) => Readiness::Ready("Healthy"),
-            Some(Health::Unhealthy) => Readiness::Failed("is unhealthy".into()),
-            _ => Readiness::Pending,
-        },
-        _ => Readiness::Pending,
-    }
-}
-
 /// `--wait`: until every container of the services runs (healthy when it has a healthcheck)
 /// or, for a one-shot, exited 0.
 fn wait_ready(
@@ -318,17 +290,7 @@ fn wait_ready(
         .containers
         .iter()
         .filter(|c| !c.oneoff && services.contains(&c.service))
-        .map(|c| {
-            (
-                c.name.clone(),
-                (
-                    c.status,
-                    c.exit_code,
-                    c.health,
-                    c.runtime.healthcheck.is_some(),
-                ),
-            )
-        })
+        .map(|c| (c.name.clone(), Seen::of(c)))
         .collect();
     // As docker compose: every container it waits on says `Waiting`, then `Healthy` once it
     // runs and (with a healthcheck) is healthy; the first failure ends the wait.
@@ -353,7 +315,7 @@ fn wait_ready(
             if ready.contains(name) {
                 continue;
             }
-            match readiness(seen) {
+            match judge(Condition::Up, seen) {
                 Readiness::Ready(status) => {
                     line(name, status, true, false);
                     ready.insert(name.clone());
@@ -387,9 +349,9 @@ fn wait_ready(
         match rx.recv_timeout(left) {
             Ok(Reply::Event(ev)) => {
                 if let Some(entry) = current.get_mut(&ev.container) {
-                    entry.0 = ev.status;
-                    entry.1 = ev.exit_code;
-                    entry.2 = ev.health;
+                    entry.status = ev.status;
+                    entry.exit_code = ev.exit_code;
+                    entry.health = ev.health;
                 }
                 if let Some(v) = verdict(&current) {
                     return v.map(|()| 0).map_err(|e| anyhow::anyhow!(e));

@@ -40,6 +40,8 @@ pub enum ReconcileError {
     NetworkInUse { name: String, fields: String },
     #[error("{0}")]
     Network(String),
+    #[error("dependency failed to start: service {0} did not start")]
+    DependencyMissing(String),
 }
 
 /// Why an image is fetched before containers are made from it.
@@ -691,6 +693,43 @@ pub fn stop(selected: &[&ObservedContainer], timeout: Option<Duration>) -> Plan 
     let mut plan = Plan::default();
     stop_steps(&mut plan, selected, timeout, &Cause::Requested);
     plan
+}
+
+/// The plan of waiting for `service`'s dependencies (a one-off `run`): each dependency's
+/// containers meet its condition. A required dependency without containers is an error, an
+/// optional one a warning.
+pub fn dependency_waits(
+    service: &ServiceConfig,
+    observed: &Observed,
+) -> Result<Plan, ReconcileError> {
+    let mut plan = Plan::default();
+    for (dep, cond) in &service.depends_on {
+        let containers = observed.replicas(dep);
+        if containers.is_empty() {
+            if cond.required {
+                return Err(ReconcileError::DependencyMissing(dep.clone()));
+            }
+            plan.warnings.push(format!(
+                "optional dependency {dep} of service {} is not running",
+                service.name
+            ));
+            continue;
+        }
+        for c in containers {
+            plan.push(
+                Op::WaitContainer {
+                    name: c.name.clone(),
+                    condition: cond.condition.clone(),
+                    required: cond.required,
+                },
+                Cause::Dependency {
+                    dependent: service.name.clone(),
+                },
+                vec![],
+            );
+        }
+    }
+    Ok(plan)
 }
 
 /// The plan of `start`: the selected containers that do not run, each after the containers of

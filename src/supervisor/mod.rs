@@ -13,6 +13,7 @@ pub mod fdpass;
 pub mod health;
 mod host;
 pub mod proto;
+pub mod ready;
 pub mod restart;
 pub mod server;
 pub mod state;
@@ -31,7 +32,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use self::health::Check;
 use self::proto::{Event, Progress, Reply, Selection, UpOptions};
 use self::restart::Policy;
-use self::state::{ContainerRecord, Health, ProjectLock, ProjectState, Status};
+use self::state::{ContainerRecord, ProjectLock, ProjectState, Status};
 use self::task::{Handle, Setup};
 use crate::compose::model::{Project, ServiceConfig};
 use crate::image::store::{ImageRecord, Store};
@@ -1219,53 +1220,6 @@ impl Engine {
         }
     }
 
-    /// Waits for the conditions of `service`'s dependencies (`failed`: those that failed to
-    /// start; with `no_deps` missing ones are not an error; with `no_start` nothing is awaited).
-    async fn wait_dependencies(
-        &self,
-        service: &ServiceConfig,
-        failed: &[String],
-        no_deps: bool,
-        no_start: bool,
-        out: &Out,
-    ) -> Result<(), String> {
-        for (dep, cond) in &service.depends_on {
-            let dep_handles: Vec<_> = self
-                .shared
-                .handles()
-                .into_iter()
-                .filter(|h| {
-                    let r = h.record.borrow();
-                    r.service == *dep && !r.oneoff
-                })
-                .collect();
-            if failed.contains(dep) || (dep_handles.is_empty() && !no_deps) {
-                if cond.required {
-                    return Err(format!(
-                        "dependency failed to start: service {dep} did not start"
-                    ));
-                }
-                let _ = out.send(Reply::Warning(format!(
-                    "optional dependency {dep} of service {} is not running",
-                    service.name
-                )));
-                continue;
-            }
-            if no_start {
-                continue;
-            }
-            for h in dep_handles {
-                if let Err(e) = wait_condition(&h, &cond.condition, out).await {
-                    if cond.required {
-                        return Err(e);
-                    }
-                    let _ = out.send(Reply::Warning(e));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// `run`: a one-off container of a service, after its dependencies (unless `no_deps`);
     /// its streams are the client's (`io`). Replies `Started` (and `Pty`), then `Exited`
     /// unless detached.
@@ -1344,8 +1298,12 @@ impl Engine {
             }
             // `--no-deps`: the dependencies are neither started nor awaited, as docker compose.
             if !opts.no_deps {
-                self.wait_dependencies(&service, &[], false, false, out)
-                    .await?;
+                let waits = reconcile::dependency_waits(&service, &self.observed())
+                    .map_err(|e| e.to_string())?;
+                for w in &waits.warnings {
+                    let _ = out.send(Reply::Warning(w.clone()));
+                }
+                self.execute(&waits, None, out).await?;
             }
             self.ensure_networks(&project, std::slice::from_ref(&service.name), out)
                 .await?;
@@ -1756,56 +1714,40 @@ pub fn config_hash(service: &ServiceConfig, image: &ImageRecord) -> String {
 
 /// Waits until a dependency's container meets a `depends_on` condition.
 async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(), String> {
-    use crate::compose::model::{CONDITION_COMPLETED_SUCCESSFULLY, CONDITION_HEALTHY};
+    use ready::{judge, Condition, Readiness, Seen};
+    let condition = Condition::of_depends_on(condition);
+    if condition == Condition::Started {
+        // Its start came first in the plan (or it ran already).
+        return Ok(());
+    }
     let mut rx = h.record.clone();
     let name = h.name();
-    match condition {
-        CONDITION_HEALTHY => {
-            if rx.borrow().runtime.healthcheck.is_none() {
-                return Err(format!("container {name} has no healthcheck configured"));
-            }
-            progress(out, "Container", &name, "Waiting", false);
-            let r = rx
-                .wait_for(|r| {
-                    r.health == Some(Health::Healthy)
-                        || r.health == Some(Health::Unhealthy)
-                        || matches!(r.status, Status::Exited | Status::Dead)
-                })
-                .await
-                .map(|r| r.clone())
-                .map_err(|_| format!("container {name} is gone"))?;
-            if r.health == Some(Health::Healthy) {
-                progress(out, "Container", &name, "Healthy", true);
-                Ok(())
-            } else {
-                progress_error(out, "Container", &name, "Error");
-                Err(format!(
-                    "dependency failed to start: container {name} is unhealthy"
-                ))
-            }
+    if condition == Condition::Healthy && rx.borrow().runtime.healthcheck.is_none() {
+        return Err(format!("container {name} has no healthcheck configured"));
+    }
+    progress(out, "Container", &name, "Waiting", false);
+    let r = rx
+        .wait_for(|r| judge(condition, &Seen::of(r)) != Readiness::Pending)
+        .await
+        .map(|r| r.clone())
+        .map_err(|_| format!("container {name} is gone"))?;
+    match judge(condition, &Seen::of(&r)) {
+        Readiness::Ready(word) => {
+            progress(out, "Container", &name, word, true);
+            Ok(())
         }
-        CONDITION_COMPLETED_SUCCESSFULLY => {
-            progress(out, "Container", &name, "Waiting", false);
-            let r = rx
-                .wait_for(|r| {
-                    matches!(r.status, Status::Exited | Status::Dead) && r.exit_code.is_some()
-                })
-                .await
-                .map(|r| r.clone())
-                .map_err(|_| format!("container {name} is gone"))?;
-            let code = r.exit_code.unwrap_or(-1);
-            if code == 0 {
-                progress(out, "Container", &name, "Exited", true);
-                Ok(())
+        _ => {
+            progress_error(out, "Container", &name, "Error");
+            Err(if condition == Condition::CompletedSuccessfully {
+                format!(
+                    "service {:?} didn't complete successfully: exit {}",
+                    r.service,
+                    r.exit_code.unwrap_or(-1)
+                )
             } else {
-                progress_error(out, "Container", &name, "Error");
-                Err(format!(
-                    "service {:?} didn't complete successfully: exit {code}",
-                    r.service
-                ))
-            }
+                format!("dependency failed to start: container {name} is unhealthy")
+            })
         }
-        _ => Ok(()),
     }
 }
 

@@ -693,3 +693,32 @@ fn start_goes_dependencies_first_and_rm_takes_stopped_ones() {
     check("rm", &remove(&all, false, true).to_string());
     check("rm_stop", &remove(&all, true, false).to_string());
 }
+
+#[test]
+fn a_one_off_run_waits_for_its_dependencies() {
+    let p = project(
+        "
+services:
+  app:
+    image: app
+    depends_on:
+      db: {condition: service_healthy}
+      cache: {condition: service_started, required: false}
+  db:
+    image: db
+    scale: 2
+  cache:
+    image: cache
+",
+    );
+    let mut o = after_up(&p, &images(&p, 1), Status::Running);
+    o.containers.retain(|c| c.service != "cache");
+    let plan = dependency_waits(&p.services["app"], &o).expect("plan");
+    check("run_dependency_waits", &plan.to_string());
+    o.containers.retain(|c| c.service != "db");
+    let e = dependency_waits(&p.services["app"], &o).expect_err("db missing");
+    assert_eq!(
+        e.to_string(),
+        "dependency failed to start: service db did not start"
+    );
+}
