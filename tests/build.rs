@@ -787,14 +787,75 @@ fn a_local_cache_export_makes_another_store_hit() {
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("gha"), "{}", out(&o));
-    let o = build(
-        &other,
-        &env,
+}
+
+#[test]
+fn a_registry_cache_makes_another_store_hit() {
+    let test = "a_registry_cache_makes_another_store_hit";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // The test bed's registry with authentication; a repository of this test's own.
+    let registry = var("RCOMPOSE_TESTBED_AUTH_REGISTRY");
+    let auth_file = var("RCOMPOSE_TESTBED_AUTH_FILE");
+    let cache = format!(
+        "{registry}/rcompose-tests/{}:cache",
+        common::project_name("bt-regcache")
+    );
+    write(
         ctx.path(),
-        &["-t", &tag, "--cache-from", "registry.example/app:cache"],
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY a /a\nRUN cat /a > /b\nWORKDIR /w\n",
+            ),
+            ("a", "from the first runner\n"),
+        ],
+    );
+    let tag = common::project_name("bt-regcache");
+    let with_auth = |st: &State, args: &[&str]| {
+        st.cmd(&env)
+            .env("REGISTRY_AUTH_FILE", &auth_file)
+            .args(["--progress", "plain", "image", "build"])
+            .args(args)
+            .arg(ctx.path())
+            .output()
+            .expect("run rcompose")
+    };
+    // A cache not pushed yet (the first CI run) is no error.
+    let from = format!("type=registry,ref={cache}");
+    let to = format!("type=registry,ref={cache}");
+    let o = with_auth(
+        &state,
+        &["-t", &tag, "--cache-from", &from, "--cache-to", &to, "-q"],
     );
     assert!(o.status.success(), "{}", out(&o));
-    assert!(stderr(&o).contains("not supported yet"), "{}", out(&o));
+    let id = stdout(&o).trim().to_string();
+    // Another store (another CI runner): every step is a hit from the registry, the image the
+    // same; the cache as a bare reference works too.
+    let other = State::new();
+    let o = with_auth(&other, &["-t", &tag, "--cache-from", &cache]);
+    assert!(o.status.success(), "{}", out(&o));
+    let (cached, ran) = steps(&stderr(&o));
+    assert_eq!((cached.len(), ran.len()), (3, 0), "{}", out(&o));
+    let o = with_auth(&other, &["-t", &tag, "-q"]);
+    assert_eq!(stdout(&o).trim(), id);
+    // Something that is not an rcompose cache is refused with a warning, and the build runs.
+    let third = State::new();
+    let image = format!("{}/busybox:latest", var("RCOMPOSE_TESTBED_REGISTRY"));
+    let o = with_auth(&third, &["-t", &tag, "--cache-from", &image]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        stderr(&o).contains("cannot import the build cache"),
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]

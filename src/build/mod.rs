@@ -76,6 +76,11 @@ pub struct BuildRequest {
     pub cache_from: Vec<PathBuf>,
     /// `cache_to` / `--cache-to type=local,dest=DIR`: this build's step records, exported.
     pub cache_to: Vec<PathBuf>,
+    /// `cache_from: type=registry,ref=REF` (or a bare reference): a cache pushed by
+    /// `cache_to: type=registry`, fetched into a directory of `cache_from` first.
+    pub registry_cache_from: Vec<crate::image::reference::Reference>,
+    /// `cache_to: type=registry,ref=REF`: this build's step records, pushed there.
+    pub registry_cache_to: Vec<crate::image::reference::Reference>,
     /// What the progress lines call this build (the service name in compose).
     pub name: String,
 }

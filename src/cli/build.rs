@@ -260,13 +260,15 @@ pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     for entry in &args.cache_from {
-        if let Some(d) = cache_spec("(image build)", "--cache-from", entry, "src", &cwd)? {
-            req.cache_from.push(d);
+        match cache_spec("(image build)", "--cache-from", entry, "src", &cwd)? {
+            CacheSpec::Local(d) => req.cache_from.push(d),
+            CacheSpec::Registry(r) => req.registry_cache_from.push(r),
         }
     }
     for entry in &args.cache_to {
-        if let Some(d) = cache_spec("(image build)", "--cache-to", entry, "dest", &cwd)? {
-            req.cache_to.push(d);
+        match cache_spec("(image build)", "--cache-to", entry, "dest", &cwd)? {
+            CacheSpec::Local(d) => req.cache_to.push(d),
+            CacheSpec::Registry(r) => req.registry_cache_to.push(r),
         }
     }
     for spec in &args.ssh {
@@ -611,39 +613,58 @@ fn same_build(a: &BuildRequest, b: &BuildRequest) -> bool {
         && a.secrets.keys().eq(b.secrets.keys())
 }
 
-/// A `cache_from`/`cache_to` entry: `type=local,src|dest=DIR` is a directory; a registry
-/// cache (`type=registry,ref=…` or a bare image reference) is not supported yet and is left out
-/// with a warning (the build still works, from the local cache); any other type is an error.
+/// Where a build cache is kept.
+enum CacheSpec {
+    Local(PathBuf),
+    Registry(Reference),
+}
+
+/// A `cache_from`/`cache_to` entry: `type=local,src|dest=DIR` is a directory;
+/// `type=registry,ref=REF` (or a bare image reference) an artifact in a registry (rcompose's
+/// own format: see `image::push::cache`); any other type is an error.
 fn cache_spec(
     service: &str,
     what: &str,
     entry: &str,
     dir_key: &str,
     base: &Path,
-) -> Result<Option<PathBuf>> {
+) -> Result<CacheSpec> {
     let mut kind = None;
     let mut dir = None;
+    let mut reference = None;
     for part in entry.split(',') {
         match part.split_once('=') {
             Some(("type", t)) => kind = Some(t.to_string()),
+            Some(("ref", r)) => reference = Some(r.to_string()),
             Some((k, v)) if k == dir_key => dir = Some(v.to_string()),
             Some(_) => {}
-            None => kind = Some("registry".into()),
+            None => {
+                kind = Some("registry".into());
+                reference = Some(part.to_string());
+            }
         }
     }
     match kind.as_deref() {
         Some("local") => {
-            let d = dir.with_context(|| format!("service {service}: {what} {entry:?}: no {dir_key}="))?;
+            let d =
+                dir.with_context(|| format!("service {service}: {what} {entry:?}: no {dir_key}="))?;
             let p = Path::new(&d);
-            Ok(Some(if p.is_absolute() { p.to_path_buf() } else { base.join(p) }))
+            Ok(CacheSpec::Local(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }))
         }
         Some("registry") | None => {
-            super::warn(&format!(
-                "service {service}: {what} {entry:?}: registry caches are not supported yet; ignored (the local build cache is used)"
-            ));
-            Ok(None)
+            let r = reference
+                .with_context(|| format!("service {service}: {what} {entry:?}: no ref="))?;
+            let r = Reference::parse(&r)
+                .with_context(|| format!("service {service}: {what} {entry:?}: invalid ref"))?;
+            Ok(CacheSpec::Registry(r))
         }
-        Some(other) => bail!("service {service}: {what} type {other} is not supported (local is; registry is not yet)"),
+        Some(other) => bail!(
+            "service {service}: {what} type {other} is not supported (local and registry are)"
+        ),
     }
 }
 
@@ -687,16 +708,18 @@ fn request_for(
             working_dir.join(c)
         }
     };
-    let mut cache_from = Vec::new();
+    let (mut cache_from, mut registry_cache_from) = (Vec::new(), Vec::new());
     for entry in &build.cache_from {
-        if let Some(dir) = cache_spec(&service.name, "cache_from", entry, "src", &context_dir)? {
-            cache_from.push(dir);
+        match cache_spec(&service.name, "cache_from", entry, "src", &context_dir)? {
+            CacheSpec::Local(d) => cache_from.push(d),
+            CacheSpec::Registry(r) => registry_cache_from.push(r),
         }
     }
-    let mut cache_to = Vec::new();
+    let (mut cache_to, mut registry_cache_to) = (Vec::new(), Vec::new());
     for entry in &build.cache_to {
-        if let Some(dir) = cache_spec(&service.name, "cache_to", entry, "dest", &context_dir)? {
-            cache_to.push(dir);
+        match cache_spec(&service.name, "cache_to", entry, "dest", &context_dir)? {
+            CacheSpec::Local(d) => cache_to.push(d),
+            CacheSpec::Registry(r) => registry_cache_to.push(r),
         }
     }
     let context = Path::new(&build.context);
@@ -791,6 +814,8 @@ fn request_for(
         ssh,
         cache_from,
         cache_to,
+        registry_cache_from,
+        registry_cache_to,
         name: service.name.clone(),
     })
 }
@@ -855,10 +880,16 @@ impl Drop for Interrupt {
 }
 
 /// Runs builds, at most [`CONCURRENCY`] at once; stops at the first failure.
-fn run_builds(_global: &Global, reqs: Vec<BuildRequest>, mode: Mode) -> Result<Vec<ImageRecord>> {
+fn run_builds(
+    _global: &Global,
+    mut reqs: Vec<BuildRequest>,
+    mode: Mode,
+) -> Result<Vec<ImageRecord>> {
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
     let helper = super::run::helper_path()?;
     let progress = Progress::new(mode);
+    // Registry caches go through directories, as local ones: fetched first, pushed after.
+    let registry = RegistryCaches::prepare(&store, &mut reqs, &progress)?;
     let images = StoreImages {
         store: store.clone(),
         quiet: mode == Mode::Quiet,
@@ -899,5 +930,107 @@ fn run_builds(_global: &Global, reqs: Vec<BuildRequest>, mode: Mode) -> Result<V
             out.insert(n * CONCURRENCY + i, img);
         }
     }
+    registry.publish(&progress)?;
     Ok(out.into_values().collect())
+}
+
+/// The registry caches of a run of builds and their scratch directories (removed on drop;
+/// named `cache-<pid>-<n>-<nanos>` so the next build's sweep removes those of a killed one).
+struct RegistryCaches {
+    runtime: Option<tokio::runtime::Runtime>,
+    registries: Option<crate::image::registries::Registries>,
+    auth: Option<crate::image::auth::AuthStore>,
+    pushes: Vec<(Reference, PathBuf)>,
+    scratch: Vec<PathBuf>,
+}
+
+impl RegistryCaches {
+    fn prepare(store: &Store, reqs: &mut [BuildRequest], progress: &Progress) -> Result<Self> {
+        let mut me = RegistryCaches {
+            runtime: None,
+            registries: None,
+            auth: None,
+            pushes: Vec::new(),
+            scratch: Vec::new(),
+        };
+        if reqs
+            .iter()
+            .all(|r| r.registry_cache_from.is_empty() && r.registry_cache_to.is_empty())
+        {
+            return Ok(me);
+        }
+        me.runtime = Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?,
+        );
+        me.registries = Some(
+            crate::image::registries::Registries::load()
+                .context("cannot read the registries configuration")?,
+        );
+        me.auth = Some(
+            crate::image::auth::AuthStore::load().context("cannot read registry credentials")?,
+        );
+        for req in reqs.iter_mut() {
+            for r in req.registry_cache_from.clone() {
+                let dir = me.scratch_dir(store);
+                let (Some(rt), Some(regs), Some(auth)) = (&me.runtime, &me.registries, &me.auth)
+                else {
+                    continue;
+                };
+                // As BuildKit: a cache that cannot be read is a warning, the build goes on.
+                match rt.block_on(crate::image::push::cache::pull_dir(regs, auth, &r, &dir)) {
+                    Ok(n) => {
+                        progress.note(&format!("importing cache manifest from {r}: {n} steps"));
+                        req.cache_from.push(dir);
+                    }
+                    Err(e) => super::warn(&format!("cannot import the build cache {r}: {e}")),
+                }
+            }
+            for r in req.registry_cache_to.clone() {
+                let dir = me.scratch_dir(store);
+                req.cache_to.push(dir.clone());
+                me.pushes.push((r, dir));
+            }
+        }
+        Ok(me)
+    }
+
+    fn scratch_dir(&mut self, store: &Store) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir = store.root().join("tmp").join(format!(
+            "cache-{}-{}-{nanos}",
+            std::process::id(),
+            self.scratch.len()
+        ));
+        self.scratch.push(dir.clone());
+        dir
+    }
+
+    /// Pushes what the builds exported for each `cache_to: type=registry`.
+    fn publish(&self, progress: &Progress) -> Result<()> {
+        let (Some(rt), Some(regs), Some(auth)) = (&self.runtime, &self.registries, &self.auth)
+        else {
+            return Ok(());
+        };
+        for (r, dir) in &self.pushes {
+            let n = rt
+                .block_on(crate::image::push::cache::push_dir(regs, auth, dir, r))
+                .with_context(|| format!("cannot export the build cache to {r}"))?;
+            progress.note(&format!("exporting cache manifest to {r}: {n} steps"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RegistryCaches {
+    fn drop(&mut self) {
+        for d in &self.scratch {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
