@@ -904,3 +904,119 @@ fn compose_build_keys_reach_the_build() {
     assert!(text.contains("keys-app:one"), "{text}");
     p.ok(&["down"]);
 }
+
+/// A git server on loopback (`git daemon`) serving `root`'s repositories; killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(root: &Path) -> GitDaemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", root.display()),
+                "--export-all",
+                "--informative-errors",
+            ])
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        // Ready when it accepts connections (bounded).
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return GitDaemon { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("git daemon did not listen on {port}");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "git {args:?}: {}", out(&o));
+}
+
+#[test]
+fn git_contexts_and_add_from_git() {
+    let test = "git_contexts_and_add_from_git";
+    let repos = tempfile::tempdir().expect("repos");
+    let repo = repos.path().join("app");
+    let daemon = GitDaemon::start(repos.path());
+    let url = format!("git://127.0.0.1:{}/app", daemon.port);
+    write(
+        &repo,
+        &[
+            (
+                "sub/Dockerfile",
+                &format!("FROM busybox\nCOPY hello /hello\nADD {url}#v1:lib /lib\n"),
+            ),
+            ("sub/hello", "from the repository\n"),
+            ("lib/x", "first\n"),
+        ],
+    );
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    git(&repo, &["tag", "v1"]);
+    // A later commit on main: the tag still names the first.
+    std::fs::write(repo.join("lib/x"), "second\n").expect("edit");
+    git(&repo, &["commit", "-q", "-am", "two"]);
+    let Some(p) = Project::new(
+        test,
+        "bt-git",
+        &format!(
+            "services:\n  app:\n    image: bt-git-app\n    build:\n      context: {url}#main:sub\n"
+        ),
+    ) else {
+        return;
+    };
+    let o = p.ok(&["build"]);
+    assert!(stderr(&o).contains("fetched"), "{}", out(&o));
+    let run = p.ok(&["run", "--rm", "-T", "app", "cat", "/hello", "/lib/x"]);
+    assert_eq!(stdout(&run), "from the repository\nfirst\n");
+    // Nothing of the checkouts is left.
+    let tmp = p.state.root().join("images/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+    // A subdirectory that leaves the repository, and a local path as a git transport, are
+    // refused.
+    let bad = Project::new(
+        test,
+        "bt-git-bad",
+        &format!("services:\n  app:\n    image: bt-git-bad\n    build:\n      context: {url}#main:../..\n"),
+    )
+    .expect("project");
+    let o = bad.rc(&["build"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("subdirectory"), "{}", out(&o));
+    p.ok(&["down"]);
+}

@@ -829,15 +829,23 @@ impl Build<'_> {
             Kind::Add(a) => {
                 let mut local = Vec::new();
                 let mut urls = Vec::new();
+                let mut repos = Vec::new();
                 for s in &a.sources {
-                    if s.starts_with("git@") || s.ends_with(".git") && s.contains("://") {
-                        return Err(BuildError::Unsupported(format!("ADD from git ({s})")));
+                    if let Some(g) = super::git::parse(s) {
+                        repos.push(g);
+                        continue;
                     }
                     if s.starts_with("http://") || s.starts_with("https://") {
                         urls.push(s.clone());
                     } else {
                         local.push(s.clone());
                     }
+                }
+                if !repos.is_empty() && (repos.len() != 1 || !urls.is_empty() || !local.is_empty())
+                {
+                    return Err(BuildError::Invalid(
+                        "ADD from git takes one repository and no other source".into(),
+                    ));
                 }
                 if a.checksum.is_some() && (urls.len() != 1 || !local.is_empty()) {
                     return Err(BuildError::Invalid(
@@ -856,6 +864,16 @@ impl Build<'_> {
                     }
                     let ctx = Context::open_dir_without_ignore(&tmp.0)?;
                     sources.remote = ctx.resolve(&names, &[])?;
+                    sources._remote_tmp = Some(tmp);
+                }
+                if let Some(g) = repos.first() {
+                    // The repository's tree (without .git) goes into the destination, as
+                    // BuildKit's ADD of a git URL; the step is keyed by the commit.
+                    let tmp = TempDir::new(self.env.store, "git")?;
+                    let fetched = super::git::fetch(g, &tmp.0.join("repo"))?;
+                    digest.push_str(&format!(" {}={}", g.remote, fetched.commit));
+                    let ctx = Context::open_dir_without_ignore(&fetched.dir)?;
+                    sources.remote = ctx.resolve(&[".".to_string()], &[])?;
                     sources._remote_tmp = Some(tmp);
                 }
                 let history = copy_history(

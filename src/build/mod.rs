@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod context;
 pub mod dockerfile;
 pub mod executor;
+pub mod git;
 pub mod layer;
 pub mod mount;
 pub mod network;
@@ -50,6 +51,8 @@ pub enum SecretSource {
 pub struct BuildRequest {
     /// The context directory (absolute).
     pub context: PathBuf,
+    /// A git repository to fetch as the context first (`context` is then set to its checkout).
+    pub git_context: Option<git::GitRef>,
     /// `None`: `Dockerfile` in the context.
     pub dockerfile: Option<DockerfileSource>,
     /// Build args; `None` values take the variable from the environment, as docker does.

@@ -215,15 +215,20 @@ fn ssh_spec((id, path): (&str, Option<&str>)) -> Result<(String, PathBuf)> {
 
 /// `rcompose image build`.
 pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
-    let context = args
-        .context
-        .canonicalize()
-        .with_context(|| format!("build context {}", args.context.display()))?;
-    if !context.is_dir() {
+    let git_context = crate::build::git::parse(&args.context.to_string_lossy());
+    let context = if git_context.is_some() {
+        PathBuf::new()
+    } else {
+        args.context
+            .canonicalize()
+            .with_context(|| format!("build context {}", args.context.display()))?
+    };
+    if git_context.is_none() && !context.is_dir() {
         bail!("build context {} is not a directory", context.display());
     }
     let mut req = BuildRequest {
         context: context.clone(),
+        git_context,
         dockerfile: args.file.as_ref().map(|f| {
             // `-f` is relative to the current directory, as docker's.
             DockerfileSource::Path(
@@ -603,6 +608,7 @@ fn uses_images(r: &BuildRequest) -> Vec<String> {
 
 fn same_build(a: &BuildRequest, b: &BuildRequest) -> bool {
     a.context == b.context
+        && a.git_context == b.git_context
         && a.dockerfile == b.dockerfile
         && a.args == b.args
         && a.target == b.target
@@ -677,9 +683,11 @@ fn request_for(
     image: &str,
     opts: &Options,
 ) -> Result<BuildRequest> {
-    if build.context.contains("://") || build.context.starts_with("git@") {
+    let git_context = crate::build::git::parse(&build.context);
+    if git_context.is_none() && (build.context.contains("://") || build.context.starts_with("git@"))
+    {
         bail!(
-            "build context {:?} is not supported yet: only a local directory can be a context",
+            "build context {:?} is not supported: a local directory or a git repository can be a context",
             build.context
         );
     }
@@ -723,12 +731,15 @@ fn request_for(
         }
     }
     let context = Path::new(&build.context);
-    let context = if context.is_absolute() {
+    let context = if git_context.is_some() {
+        // Fetched when the builds run (`run_builds`).
+        PathBuf::new()
+    } else if context.is_absolute() {
         context.to_path_buf()
     } else {
         working_dir.join(context)
     };
-    if !context.is_dir() {
+    if git_context.is_none() && !context.is_dir() {
         bail!("build context {} is not a directory", context.display());
     }
     let dockerfile = if !build.dockerfile_inline.is_empty() {
@@ -784,6 +795,8 @@ fn request_for(
         }
         if v.starts_with("docker-image://") || Path::new(v).is_absolute() {
             additional.insert(k.clone(), v.clone());
+        } else if git_context.is_some() {
+            bail!("additional context {k}={v}: a relative directory beside a git context is not supported");
         } else {
             additional.insert(k.clone(), context.join(v).display().to_string());
         }
@@ -797,6 +810,7 @@ fn request_for(
     }
     Ok(BuildRequest {
         context,
+        git_context,
         dockerfile,
         args,
         target: (!build.target.is_empty()).then(|| build.target.clone()),
@@ -934,8 +948,9 @@ fn run_builds(
     Ok(out.into_values().collect())
 }
 
-/// The registry caches of a run of builds and their scratch directories (removed on drop;
-/// named `cache-<pid>-<n>-<nanos>` so the next build's sweep removes those of a killed one).
+/// What a run of builds fetches and pushes around them — git contexts, registry caches — and
+/// their scratch directories (removed on drop; named `<kind>-<pid>-<n>-<nanos>` so the next
+/// build's sweep removes those of a killed one).
 struct RegistryCaches {
     runtime: Option<tokio::runtime::Runtime>,
     registries: Option<crate::image::registries::Registries>,
@@ -953,6 +968,23 @@ impl RegistryCaches {
             pushes: Vec::new(),
             scratch: Vec::new(),
         };
+        for req in reqs.iter_mut() {
+            let Some(g) = req.git_context.clone() else {
+                continue;
+            };
+            let dir = me.scratch_dir(store, "git");
+            let fetched = crate::build::git::fetch(&g, &dir)?;
+            progress.note(&format!(
+                "fetched {}{} at {}",
+                g.remote,
+                g.reference
+                    .as_deref()
+                    .map(|r| format!("#{r}"))
+                    .unwrap_or_default(),
+                fetched.commit
+            ));
+            req.context = fetched.dir;
+        }
         if reqs
             .iter()
             .all(|r| r.registry_cache_from.is_empty() && r.registry_cache_to.is_empty())
@@ -974,7 +1006,7 @@ impl RegistryCaches {
         );
         for req in reqs.iter_mut() {
             for r in req.registry_cache_from.clone() {
-                let dir = me.scratch_dir(store);
+                let dir = me.scratch_dir(store, "cache");
                 let (Some(rt), Some(regs), Some(auth)) = (&me.runtime, &me.registries, &me.auth)
                 else {
                     continue;
@@ -989,7 +1021,7 @@ impl RegistryCaches {
                 }
             }
             for r in req.registry_cache_to.clone() {
-                let dir = me.scratch_dir(store);
+                let dir = me.scratch_dir(store, "cache");
                 req.cache_to.push(dir.clone());
                 me.pushes.push((r, dir));
             }
@@ -997,13 +1029,13 @@ impl RegistryCaches {
         Ok(me)
     }
 
-    fn scratch_dir(&mut self, store: &Store) -> PathBuf {
+    fn scratch_dir(&mut self, store: &Store, kind: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         let dir = store.root().join("tmp").join(format!(
-            "cache-{}-{}-{nanos}",
+            "{kind}-{}-{}-{nanos}",
             std::process::id(),
             self.scratch.len()
         ));
