@@ -57,6 +57,12 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
     let mut docs = Vec::new();
     // A quoted `"<<"` key is an ordinary key in YAML (and for docker compose); serde_yaml
     // forgets the quotes and would merge it. Such keys are renamed for the parse and back after.
+    if let Some(at) = flow_too_deep(content) {
+        return Err(YamlError::Syntax {
+            message: "recursion limit exceeded".into(),
+            location: Some(at),
+        });
+    }
     let hidden = hide_quoted_merge_keys(content)?;
     let parsed = hidden.as_deref().unwrap_or(content);
     for de in serde_yaml::Deserializer::from_str(parsed) {
@@ -93,6 +99,86 @@ pub fn parse_documents(content: &str) -> Result<Vec<Value>, YamlError> {
         }
     }
     Ok(docs)
+}
+
+/// serde_yaml refuses anything nested deeper than this many collections.
+const MAX_DEPTH: usize = 128;
+
+/// Where flow collections (`[`, `{`) nest deeper than serde_yaml takes, if they do. libyaml's
+/// scanner (under serde_yaml) is quadratic in the depth of flow collections — `[[[…]]]` 30,000
+/// deep took seconds to be refused — so this linear scan refuses them first, with serde_yaml's
+/// message. It counts only brackets that open or sit inside a flow collection (not those in
+/// quoted scalars, comments, block scalars or inside a plain scalar), so it refuses nothing
+/// serde_yaml would take: flow depth is part of the total depth serde_yaml bounds.
+fn flow_too_deep(content: &str) -> Option<Location> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    // Inside a block scalar (`|`, `>`) opened by a line of this indentation.
+    let mut block_scalar: Option<usize> = None;
+    for (n, line) in content.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(opener) = block_scalar {
+            if line.trim().is_empty() || indent > opener {
+                continue;
+            }
+            block_scalar = None;
+        }
+        // The last character that is not a space, outside quotes and comments.
+        let mut prev: Option<char> = None;
+        let mut chars = line.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if let Some(q) = quote {
+                match c {
+                    '\\' if q == '"' => {
+                        chars.next();
+                    }
+                    '\'' if q == '\'' && chars.peek().map(|(_, c)| *c) == Some('\'') => {
+                        chars.next();
+                    }
+                    _ if c == q => {
+                        quote = None;
+                        prev = Some(c);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '#' if i == 0 || line[..i].ends_with([' ', '\t']) => break,
+                '"' | '\''
+                    if prev.is_none_or(|p| matches!(p, ':' | '-' | '?' | ',' | '[' | '{')) =>
+                {
+                    quote = Some(c);
+                }
+                '[' | '{' if depth > 0 || prev.is_none_or(|p| matches!(p, ':' | '-' | '?')) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(Location {
+                            line: n + 1,
+                            column: line[..i].chars().count() + 1,
+                        });
+                    }
+                }
+                ']' | '}' if depth > 0 => depth -= 1,
+                ' ' | '\t' => continue,
+                _ => {}
+            }
+            prev = Some(c);
+        }
+        if depth == 0 && quote.is_none() {
+            let content = line.split(" #").next().unwrap_or(line).trim_end();
+            let indicator =
+                content.trim_end_matches(|c: char| c == '+' || c == '-' || c.is_ascii_digit());
+            if indicator.ends_with(" |")
+                || indicator.ends_with(" >")
+                || indicator == "|"
+                || indicator == ">"
+            {
+                block_scalar = Some(indent);
+            }
+        }
+    }
+    None
 }
 
 /// Resolve `<<` merge keys at every depth, the way go-yaml v3 (docker compose's parser) does:
@@ -691,6 +777,36 @@ fn skip_started<T: Iterator<Item = char>>(parser: &mut Parser<T>, ev: &Event) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_flow_collections_are_refused_at_once_and_nothing_else_is() {
+        let deep = |n: usize| format!("x: {}{}\n", "[".repeat(n), "]".repeat(n));
+        // 30,000 deep: refused by the scan (libyaml took seconds), where it passes 128.
+        let e = parse_documents(&deep(30_000)).unwrap_err();
+        assert_eq!(e.to_string(), "recursion limit exceeded");
+        assert_eq!(
+            e.location(),
+            Some(Location {
+                line: 1,
+                column: 4 + 128
+            })
+        );
+        let mixed = format!("x: {}1{}\n", "{a: [".repeat(100), "]}".repeat(100));
+        assert!(flow_too_deep(&mixed).is_some());
+        // What the scan must not count.
+        for fine in [
+            deep(100),
+            format!("x: '{}'\n", "[".repeat(500)),
+            format!("x: \"{}\\\" {}\"\n", "[".repeat(300), "{".repeat(300)),
+            format!("x: a{}\n", "[".repeat(500)),
+            format!("x: |\n  {}\n  {}\ny: 1\n", "[".repeat(300), "{".repeat(300)),
+            format!("x: >-\n  {}\n", "[".repeat(300)),
+            format!("x: 1 # {}\n", "[".repeat(300)),
+            format!("x: [it's, {}]\n", "'[".repeat(1)),
+        ] {
+            assert_eq!(flow_too_deep(&fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn parses_documents_and_applies_merge_keys() {
