@@ -8,8 +8,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
+use super::engine::{Engine, UpCtx};
+use super::ready;
 use super::task::Handle;
-use super::{progress, progress_error, sink, wait_condition, Engine, Out, UpCtx};
+use super::{progress, progress_error, sink, Out};
 use crate::plan::host::{Host, HostError};
 use crate::plan::ops::{Cause, Op, Step};
 
@@ -300,5 +302,44 @@ impl Host for EngineHost<'_> {
 
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Waits until a dependency's container meets a `depends_on` condition.
+async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(), String> {
+    use ready::{judge, Condition, Readiness, Seen};
+    let condition = Condition::of_depends_on(condition);
+    if condition == Condition::Started {
+        // Its start came first in the plan (or it ran already).
+        return Ok(());
+    }
+    let mut rx = h.record.clone();
+    let name = h.name();
+    if condition == Condition::Healthy && rx.borrow().runtime.healthcheck.is_none() {
+        return Err(format!("container {name} has no healthcheck configured"));
+    }
+    progress(out, "Container", &name, "Waiting", false);
+    let r = rx
+        .wait_for(|r| judge(condition, &Seen::of(r)) != Readiness::Pending)
+        .await
+        .map(|r| r.clone())
+        .map_err(|_| format!("container {name} is gone"))?;
+    match judge(condition, &Seen::of(&r)) {
+        Readiness::Ready(word) => {
+            progress(out, "Container", &name, word, true);
+            Ok(())
+        }
+        _ => {
+            progress_error(out, "Container", &name, "Error");
+            Err(if condition == Condition::CompletedSuccessfully {
+                format!(
+                    "service {:?} didn't complete successfully: exit {}",
+                    r.service,
+                    r.exit_code.unwrap_or(-1)
+                )
+            } else {
+                format!("dependency failed to start: container {name} is unhealthy")
+            })
+        }
     }
 }
