@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::engine::{Engine, ProjectFiles, UpCtx};
+use super::error::{join_errors, EngineError};
 use super::proto::{Reply, Selection, UpOptions};
 use super::state::{self, ContainerRecord, Status};
 use super::task::Handle;
@@ -30,20 +31,28 @@ impl Engine {
         files: ProjectFiles,
         opts: UpOptions,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         files.record(&self.shared);
-        let selected = reconcile::selected_services(&project, &opts).map_err(|e| e.to_string())?;
-        let store = Store::open(crate::paths::images()).map_err(|e| e.to_string())?;
+        let selected = reconcile::selected_services(&project, &opts)?;
+        let store = Store::open(crate::paths::images())?;
         let mut images = HashMap::new();
         let mut choices = BTreeMap::new();
         for name in &selected {
             let svc = &project.services[name];
-            let reference = crate::image::reference::Reference::parse(&svc.image)
-                .map_err(|e| format!("service {name}: invalid image {:?}: {e}", svc.image))?;
-            let img = store
-                .resolve(&reference.to_string())
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("service {name}: image {} is not present", svc.image))?;
+            let reference =
+                crate::image::reference::Reference::parse(&svc.image).map_err(|error| {
+                    EngineError::InvalidImage {
+                        service: name.clone(),
+                        image: svc.image.clone(),
+                        error,
+                    }
+                })?;
+            let img = store.resolve(&reference.to_string())?.ok_or_else(|| {
+                EngineError::ImageMissing {
+                    service: name.clone(),
+                    image: svc.image.clone(),
+                }
+            })?;
             choices.insert(
                 name.clone(),
                 reconcile::ImageChoice {
@@ -60,12 +69,10 @@ impl Engine {
                 .iter()
                 .filter_map(|n| project.services.get(n))
                 .collect();
-            project_net::check_fixed_ports(&project.name, &services, &self.all_ports(&ctx))
-                .map_err(|e| e.to_string())?;
+            project_net::check_fixed_ports(&project.name, &services, &self.all_ports(&ctx))?;
         }
         let observed = self.observed();
-        let plan =
-            reconcile::up(&project, &choices, &observed, &opts).map_err(|e| e.to_string())?;
+        let plan = reconcile::up(&project, &choices, &observed, &opts)?;
         for w in &plan.warnings {
             let _ = out.send(Reply::Warning(w.clone()));
         }
@@ -90,8 +97,7 @@ impl Engine {
                 .iter()
                 .any(|s| matches!(s.op, Op::CreateNetwork { .. }))
         {
-            project_net::recheck_host_firewall(&project.name, &networks)
-                .map_err(|e| e.to_string())?;
+            project_net::recheck_host_firewall(&project.name, &networks)?;
         }
         let ctx = UpCtx {
             project: project.clone(),
@@ -104,7 +110,7 @@ impl Engine {
         self.execute(&plan, Some(&ctx), out).await
     }
 
-    pub(super) async fn start(&self, sel: &Selection, out: &Out) -> Result<(), String> {
+    pub(super) async fn start(&self, sel: &Selection, out: &Out) -> Result<(), EngineError> {
         let (observed, names) = self.observed_selection(sel);
         let selected: Vec<_> = observed
             .containers
@@ -119,7 +125,7 @@ impl Engine {
         sel: &Selection,
         timeout: Option<Duration>,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let (observed, names) = self.observed_selection(sel);
         let selected: Vec<_> = observed
             .containers
@@ -130,7 +136,12 @@ impl Engine {
             .await
     }
 
-    pub(super) async fn kill(&self, sel: &Selection, signal: i32, out: &Out) -> Result<(), String> {
+    pub(super) async fn kill(
+        &self,
+        sel: &Selection,
+        signal: i32,
+        out: &Out,
+    ) -> Result<(), EngineError> {
         let mut errors = Vec::new();
         for h in self.select(sel) {
             let r = h.snapshot();
@@ -142,14 +153,22 @@ impl Engine {
                 Ok(()) => progress(out, "Container", &r.name, "Killed", true),
                 Err(e) => {
                     progress_error(out, "Container", &r.name, "Error");
-                    errors.push(format!("cannot kill container {}: {e}", r.name));
+                    errors.push(EngineError::Kill {
+                        name: r.name.clone(),
+                        message: e,
+                    });
                 }
             }
         }
         join_errors(errors)
     }
 
-    pub(super) async fn pause(&self, sel: &Selection, on: bool, out: &Out) -> Result<(), String> {
+    pub(super) async fn pause(
+        &self,
+        sel: &Selection,
+        on: bool,
+        out: &Out,
+    ) -> Result<(), EngineError> {
         let (doing, done) = if on {
             ("Pausing", "Paused")
         } else {
@@ -171,7 +190,10 @@ impl Engine {
                 Ok(()) => progress(out, "Container", &r.name, done, true),
                 Err(e) => {
                     progress_error(out, "Container", &r.name, "Error");
-                    errors.push(format!("container {}: {e}", r.name));
+                    errors.push(EngineError::Container {
+                        name: r.name.clone(),
+                        message: e,
+                    });
                 }
             }
         }
@@ -184,7 +206,7 @@ impl Engine {
         stop: bool,
         volumes: bool,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let (observed, names) = self.observed_selection(sel);
         let selected: Vec<_> = observed
             .containers
@@ -205,7 +227,7 @@ impl Engine {
         remove_orphans: bool,
         services: Option<Vec<String>>,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let plan = reconcile::down(
             &self.observed(),
             &reconcile::DownOptions {
@@ -264,7 +286,7 @@ impl Engine {
                 // The whole directory goes now (socket and lock file too: the lock stays ours
                 // until this process exits), so `down` returning means nothing is left.
                 state::remove_project_dir(&self.shared.project)
-                    .map_err(|e| format!("cannot remove the project's state: {e}"))?;
+                    .map_err(EngineError::RemoveState)?;
                 return Ok(());
             }
         }
@@ -363,7 +385,7 @@ impl Engine {
                         progress(out, "Container", &r.name, "Stopped", true);
                     });
                     futures_util::future::join_all(stops).await;
-                    Ok(())
+                    Ok::<(), std::convert::Infallible>(())
                 }
             },
         )
@@ -375,7 +397,7 @@ impl Engine {
         h: &Arc<Handle>,
         volumes: bool,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let r = h.snapshot();
         progress(out, "Container", &r.name, "Removing", false);
         match h.remove(false).await {
@@ -401,13 +423,16 @@ impl Engine {
             }
             Err(e) => {
                 progress_error(out, "Container", &r.name, "Error");
-                Err(format!("cannot remove container {}: {e}", r.name))
+                Err(EngineError::Remove {
+                    name: r.name.clone(),
+                    message: e,
+                })
             }
         }
     }
 
     /// Removes a named volume of the project (`down -v`).
-    pub(super) fn remove_volume(&self, name: &str, out: &Out) -> Result<(), String> {
+    pub(super) fn remove_volume(&self, name: &str, out: &Out) -> Result<(), EngineError> {
         progress(out, "Volume", name, "Removing", false);
         match crate::volume::remove(name) {
             Ok(()) => {
@@ -419,7 +444,10 @@ impl Engine {
             }
             Err(e) => {
                 progress_error(out, "Volume", name, "Error");
-                Err(format!("cannot remove volume {name}: {e}"))
+                Err(EngineError::Volume {
+                    name: name.to_string(),
+                    error: e,
+                })
             }
         }
     }
@@ -432,7 +460,7 @@ impl Engine {
         remove: bool,
         disabled: &[String],
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let orphans: Vec<Arc<Handle>> = self
             .shared
             .handles()
@@ -465,15 +493,15 @@ impl Engine {
 
 /// Runs `f` for every node once all of its `prereqs` (among `nodes`) finished, as many at a
 /// time as the graph allows. `f` learns which prerequisites failed.
-pub(super) async fn walk<'a, P, F, Fut>(
+pub(super) async fn walk<'a, P, F, Fut, E>(
     nodes: Vec<String>,
     prereqs: P,
     f: F,
-) -> Vec<(String, Result<(), String>)>
+) -> Vec<(String, Result<(), E>)>
 where
     P: Fn(&str) -> Vec<String>,
     F: Fn(String, Vec<String>) -> Fut,
-    Fut: Future<Output = Result<(), String>> + 'a,
+    Fut: Future<Output = Result<(), E>> + 'a,
 {
     let mut txs = HashMap::new();
     let mut rxs = HashMap::new();
@@ -509,12 +537,4 @@ where
         });
     }
     futures_util::future::join_all(futs).await
-}
-
-pub(super) fn join_errors(errors: Vec<String>) -> Result<(), String> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
 }

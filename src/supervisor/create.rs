@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::engine::{Engine, UpCtx};
+use super::error::EngineError;
 use super::health::Check;
 use super::restart::Policy;
 use super::state::{self, ContainerRecord, Status};
@@ -33,7 +34,7 @@ impl Engine {
         name: String,
         replaces: Option<&ContainerRecord>,
         renew: bool,
-    ) -> Result<Arc<Handle>, String> {
+    ) -> Result<Arc<Handle>, EngineError> {
         let project = ctx.project.clone();
         let service = service.clone();
         let image = image.clone();
@@ -87,8 +88,7 @@ impl Engine {
                 hosts,
             })
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (setup, created_volumes) = match made {
             Ok(m) => m,
             Err(e) => {
@@ -114,7 +114,7 @@ impl Engine {
     pub(super) fn volumes_from(
         &self,
         service: &ServiceConfig,
-    ) -> Result<Vec<MountRequest>, String> {
+    ) -> Result<Vec<MountRequest>, EngineError> {
         let mut out = Vec::new();
         for entry in &service.volumes_from {
             let (source, mode) = match entry.rsplit_once(':') {
@@ -133,10 +133,11 @@ impl Engine {
                     .min_by_key(|h| h.record.borrow().number),
             };
             let Some(h) = found else {
-                return Err(format!(
-                    "service {}: volumes_from {source}: no such container in project {}",
-                    service.name, self.shared.project
-                ));
+                return Err(EngineError::VolumesFrom {
+                    service: service.name.clone(),
+                    from: source.to_string(),
+                    project: self.shared.project.clone(),
+                });
             };
             for m in &h.record.borrow().mounts {
                 out.push(MountRequest::Bind {
@@ -230,7 +231,7 @@ pub(super) struct NewContainer<'a> {
 
 /// Creates a container (blocking: files, cgroup, seccomp program). Returns its task setup and
 /// the named volumes created for it.
-pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), String> {
+pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), EngineError> {
     let NewContainer {
         project,
         service,
@@ -258,8 +259,7 @@ pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), 
         .iter()
         .map(|l| store.layer_dir(&l.diff_id))
         .collect();
-    let mut spec = spec::build(project, service, number, &image.config, &layers, host)
-        .map_err(|e| e.to_string())?;
+    let mut spec = spec::build(project, service, number, &image.config, &layers, host)?;
     // A fresh ID per container (a recreated one gets a new one, as with docker); the default
     // hostname and `$HOSTNAME` follow it.
     spec.set_id(id);
@@ -268,12 +268,10 @@ pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), 
         spec.labels
             .insert("com.docker.compose.oneoff".into(), "True".into());
     }
-    let policy = Policy::of(service).map_err(|e| e.to_string())?;
-    let log = LogConfig::from_service(service).map_err(|e| e.to_string())?;
-    let check =
-        Check::resolve(service, image.config.healthcheck.as_ref()).map_err(|e| e.to_string())?;
-    let mut mounts =
-        crate::volume::mounts_of(project, service, &layers, &inherit).map_err(|e| e.to_string())?;
+    let policy = Policy::of(service)?;
+    let log = LogConfig::from_service(service)?;
+    let check = Check::resolve(service, image.config.healthcheck.as_ref())?;
+    let mut mounts = crate::volume::mounts_of(project, service, &layers, &inherit)?;
     mounts.requests.extend(inherited);
     // What other containers' volumes_from take: binds and volumes (not configs, secrets, tmpfs).
     let mount_records: Vec<state::MountRecord> = mounts
@@ -312,7 +310,7 @@ pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), 
         Ok(files) => mounts.requests.extend(files),
         Err(e) => {
             cleanup();
-            return Err(e.to_string());
+            return Err(e.into());
         }
     }
     let options = Options {
@@ -330,13 +328,13 @@ pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), 
         Ok(c) => c,
         Err(e) => {
             cleanup();
-            return Err(e.to_string());
+            return Err(e.into());
         }
     };
     if let Err(e) = container.save() {
         let _ = container.destroy();
         cleanup();
-        return Err(e.to_string());
+        return Err(e.into());
     }
     let record = ContainerRecord {
         id: spec.id.clone(),

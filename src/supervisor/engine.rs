@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, Notify};
 
 use super::create::setup_for;
+use super::error::EngineError;
 use super::net::other_networks;
 use super::proto::{self, Reply, Selection};
 use super::shared::{Meta, Shared};
@@ -17,7 +18,7 @@ use super::task;
 use super::{host, sink, Out};
 use crate::compose::model::Project;
 use crate::image::store::{ImageRecord, Store};
-use crate::plan::executor::{self, ExecError, ExecOptions};
+use crate::plan::executor::{self, ExecOptions};
 use crate::plan::observed::Observed;
 use crate::plan::ops::Plan;
 use crate::runtime::container::Container;
@@ -36,9 +37,8 @@ impl Engine {
     /// supervisor that died are killed (their output and exit status went with it); with
     /// `restart_adopted`, those whose policy says so start again, as docker does when its
     /// daemon restarts.
-    pub fn open(project: &str, lock: ProjectLock) -> Result<Engine, String> {
-        let helper = std::fs::read_link("/proc/self/exe")
-            .map_err(|e| format!("cannot find the rcompose binary: {e}"))?;
+    pub fn open(project: &str, lock: ProjectLock) -> Result<Engine, EngineError> {
+        let helper = std::fs::read_link("/proc/self/exe").map_err(EngineError::Binary)?;
         let (events, _) = broadcast::channel(1024);
         let (logs, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
@@ -53,7 +53,7 @@ impl Engine {
             gone: Default::default(),
             save_lock: Mutex::new(()),
         });
-        let state = ProjectState::load(project).map_err(|e| e.to_string())?;
+        let state = ProjectState::load(project)?;
         if let Some(state) = state {
             if let Ok(mut m) = shared.meta.lock() {
                 m.working_dir = state.working_dir.clone();
@@ -116,7 +116,7 @@ impl Engine {
     }
 
     /// Runs one request, sending its output to `out`. The error is also what `Done` carries.
-    pub async fn handle(&self, req: proto::Request, out: &Out) -> Result<(), String> {
+    pub async fn handle(&self, req: proto::Request, out: &Out) -> Result<(), EngineError> {
         use proto::Request as R;
         let _op = self.op.lock().await;
         let r = match req {
@@ -209,7 +209,7 @@ impl Engine {
         plan: &Plan,
         ctx: Option<&UpCtx>,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let host = host::EngineHost::new(self, ctx, out);
         self.run_plan(plan, &host, out).await
     }
@@ -220,7 +220,7 @@ impl Engine {
         plan: &Plan,
         host: &host::EngineHost<'_>,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         match executor::execute(plan, host, &ExecOptions::default()).await {
             Ok(report) => {
                 for w in report.warnings {
@@ -229,18 +229,7 @@ impl Engine {
                 Ok(())
             }
             // The host's message says what failed on what; undo failures follow it.
-            Err(ExecError::Step {
-                source,
-                undo_errors,
-                ..
-            }) => {
-                let mut message = source.to_string();
-                for e in undo_errors {
-                    message.push_str(&format!("; {e}"));
-                }
-                Err(message)
-            }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
 use super::engine::{Engine, UpCtx};
+use super::error::EngineError;
 use super::ready;
 use super::task::Handle;
 use super::{progress, progress_error, sink, Out};
@@ -30,8 +31,9 @@ pub(super) struct EngineHost<'a> {
     interfaces: Vec<crate::network::project::Interface>,
 }
 
-fn failed(message: impl Into<String>) -> HostError {
-    HostError::Failed(message.into())
+/// The host's messages are the engine's (`EngineError`'s text, or a task's).
+fn failed(message: impl std::fmt::Display) -> HostError {
+    HostError::Failed(message.to_string())
 }
 
 impl<'a> EngineHost<'a> {
@@ -252,7 +254,7 @@ impl<'a> EngineHost<'a> {
                     Ok(()) => Ok(()),
                     Err(e) if *required => Err(failed(e)),
                     Err(e) => {
-                        self.warn(e);
+                        self.warn(e.to_string());
                         Ok(())
                     }
                 }
@@ -306,7 +308,7 @@ impl Host for EngineHost<'_> {
 }
 
 /// Waits until a dependency's container meets a `depends_on` condition.
-async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(), String> {
+async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(), EngineError> {
     use ready::{judge, Condition, Readiness, Seen};
     let condition = Condition::of_depends_on(condition);
     if condition == Condition::Started {
@@ -316,14 +318,14 @@ async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(
     let mut rx = h.record.clone();
     let name = h.name();
     if condition == Condition::Healthy && rx.borrow().runtime.healthcheck.is_none() {
-        return Err(format!("container {name} has no healthcheck configured"));
+        return Err(EngineError::NoHealthcheck(name));
     }
     progress(out, "Container", &name, "Waiting", false);
     let r = rx
         .wait_for(|r| judge(condition, &Seen::of(r)) != Readiness::Pending)
         .await
         .map(|r| r.clone())
-        .map_err(|_| format!("container {name} is gone"))?;
+        .map_err(|_| EngineError::Gone(name.clone()))?;
     match judge(condition, &Seen::of(&r)) {
         Readiness::Ready(word) => {
             progress(out, "Container", &name, word, true);
@@ -332,13 +334,12 @@ async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(
         _ => {
             progress_error(out, "Container", &name, "Error");
             Err(if condition == Condition::CompletedSuccessfully {
-                format!(
-                    "service {:?} didn't complete successfully: exit {}",
-                    r.service,
-                    r.exit_code.unwrap_or(-1)
-                )
+                EngineError::NotCompleted {
+                    service: r.service.clone(),
+                    code: r.exit_code.unwrap_or(-1),
+                }
             } else {
-                format!("dependency failed to start: container {name} is unhealthy")
+                EngineError::Unhealthy(name)
             })
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! Where things are: `engine` (taking over a project, the request dispatch, running plans),
 //! `commands` (up, start, stop, kill, pause, rm, down), `run` (one-off containers), `create`
-//! (making a container), `net` (the project's networks, ports and DNS), `shared` (what the
+//! (making a container), `error` (what the engine fails with), `net` (the project's networks, ports and DNS), `shared` (what the
 //! engine and the container tasks share), `host` (the plan host), `task` (one container's
 //! task), `ready` (readiness), `health`, `restart`, `state`, and the control socket
 //! (`server`, `client`, `proto`, `fdpass`).
@@ -19,6 +19,7 @@ pub mod client;
 mod commands;
 mod create;
 mod engine;
+mod error;
 pub mod fdpass;
 pub mod health;
 mod host;
@@ -39,6 +40,7 @@ use crate::logs::Stream;
 
 pub use self::create::{config_hash, container_name};
 pub use self::engine::Engine;
+pub use self::error::EngineError;
 pub(crate) use self::net::{host_network_lock, other_networks};
 pub use self::shared::Shared;
 

@@ -2,6 +2,7 @@
 //! container's addresses, ports and DNS names, and plugging a started container in.
 
 use super::engine::Engine;
+use super::error::EngineError;
 use super::shared::{NetCtx, Reservation, Shared};
 use super::state::{self, ContainerRecord, ProjectState};
 use super::{progress, progress_error, Out};
@@ -13,9 +14,9 @@ use crate::network::resolv::ResolvConf;
 
 impl Shared {
     /// The netlink connection and a DNS server on every network's gateway, made on first use.
-    pub(super) async fn ensure_net(&self, ctx: &mut NetCtx) -> Result<(), String> {
+    pub(super) async fn ensure_net(&self, ctx: &mut NetCtx) -> Result<(), EngineError> {
         if ctx.nl.is_none() {
-            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
         }
         if ctx.dns.is_none() {
             let table = DnsTable::new();
@@ -32,9 +33,13 @@ impl Shared {
             }
             let addr = std::net::SocketAddr::from((net.gateway, crate::network::dns::DNS_PORT));
             if let Some(dns) = ctx.dns.as_mut() {
-                dns.add_network(&net.key, addr).await.map_err(|e| {
-                    format!("network {}: cannot serve DNS on {addr}: {e}", net.name)
-                })?;
+                dns.add_network(&net.key, addr)
+                    .await
+                    .map_err(|error| EngineError::Dns {
+                        network: net.name.clone(),
+                        addr,
+                        error,
+                    })?;
             }
             ctx.serving.push(net.key.clone());
         }
@@ -47,24 +52,27 @@ impl Shared {
         &self,
         record: &ContainerRecord,
         pid: i32,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         if record.network.interfaces.is_empty() {
             return Ok(());
         }
         let mut ctx = self.net.lock().await;
         self.ensure_net(&mut ctx).await?;
         let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
-            format!(
-                "container {}: cannot open its network namespace: {e}",
-                record.name
-            )
+            EngineError::Container {
+                name: record.name.clone(),
+                message: format!("cannot open its network namespace: {e}"),
+            }
         })?;
         let networks = self.networks();
         if let Some(nl) = &ctx.nl {
             use std::os::fd::AsFd;
             project_net::attach(nl, netns.as_fd(), &record.network.interfaces, &networks)
                 .await
-                .map_err(|e| format!("container {}: {e}", record.name))?;
+                .map_err(|e| EngineError::Container {
+                    name: record.name.clone(),
+                    message: e.to_string(),
+                })?;
         }
         if let Some(dns) = &ctx.dns {
             dns.table().upsert(&record.name, record.network.dns.clone());
@@ -89,7 +97,7 @@ impl Engine {
         project: &Project,
         services: &[String],
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let wanted: Vec<&str> = services
             .iter()
             .filter(|s| {
@@ -105,9 +113,7 @@ impl Engine {
         }
         let previous = self.shared.networks();
         let others = other_networks(&project.name);
-        let planned = project_net::plan_networks(project, &wanted, &previous, &others)
-            .await
-            .map_err(|e| e.to_string())?;
+        let planned = project_net::plan_networks(project, &wanted, &previous, &others).await?;
         let new: Vec<NetworkState> = planned
             .iter()
             .filter(|n| !previous.iter().any(|p| p.key == n.key))
@@ -115,24 +121,20 @@ impl Engine {
             .collect();
         if new.is_empty() {
             return project_net::recheck_host_firewall(&project.name, &previous)
-                .map_err(|e| e.to_string());
+                .map_err(EngineError::from);
         }
         for n in new.iter().filter(|n| !n.external) {
             progress(out, "Network", &n.name, "Creating", false);
         }
         let mut ctx = self.shared.net.lock().await;
         if ctx.nl.is_none() {
-            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
         }
         // Planning and creating a bridge is one step for the whole host: two projects planning
         // at once would pick the same free subnet.
-        let _host_lock = tokio::task::spawn_blocking(host_network_lock)
-            .await
-            .map_err(|e| e.to_string())??;
+        let _host_lock = tokio::task::spawn_blocking(host_network_lock).await??;
         // Re-planned under the lock: the host's routes may have changed meanwhile.
-        let planned = project_net::plan_networks(project, &wanted, &previous, &others)
-            .await
-            .map_err(|e| e.to_string())?;
+        let planned = project_net::plan_networks(project, &wanted, &previous, &others).await?;
         let new: Vec<NetworkState> = planned
             .iter()
             .filter(|n| !previous.iter().any(|p| p.key == n.key))
@@ -141,12 +143,12 @@ impl Engine {
         let mut all = previous.clone();
         all.extend(new.iter().cloned());
         let ports = self.all_ports(&ctx);
-        let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+        let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
         if let Err(e) = project_net::setup(nl, &project.name, &all, &ports).await {
             for n in new.iter().filter(|n| !n.external) {
                 progress_error(out, "Network", &n.name, "Error");
             }
-            return Err(e.to_string());
+            return Err(e.into());
         }
         if let Ok(mut m) = self.shared.meta.lock() {
             m.networks = all;
@@ -161,7 +163,7 @@ impl Engine {
 
     /// Removes one network of the project (its bridge, DNS server and firewall rules), the
     /// others staying as they are.
-    pub(super) async fn remove_network(&self, key: &str, out: &Out) -> Result<(), String> {
+    pub(super) async fn remove_network(&self, key: &str, out: &Out) -> Result<(), EngineError> {
         let networks = self.shared.networks();
         let Some(net) = networks.iter().find(|n| n.key == key).cloned() else {
             return Ok(());
@@ -175,14 +177,14 @@ impl Engine {
             ctx.serving.retain(|k| k != key);
         }
         if ctx.nl.is_none() {
-            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
         }
         if !net.external {
             progress(out, "Network", &net.name, "Removing", false);
         }
         let others = other_networks(&self.shared.project);
         let ports = self.all_ports(&ctx);
-        let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+        let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
         let r = async {
             // Teardown drops the project's firewall table with the bridge: the table is
             // written again for the networks that stay.
@@ -200,7 +202,7 @@ impl Engine {
             Ok::<(), project_net::ProjectError>(())
         }
         .await
-        .map_err(|e| e.to_string());
+        .map_err(EngineError::from);
         if let Err(e) = r {
             progress_error(out, "Network", &net.name, "Error");
             return Err(e);
@@ -221,7 +223,7 @@ impl Engine {
         &self,
         interfaces: &[project_net::Interface],
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let networks = self.shared.networks();
         let mut ctx = self.shared.net.lock().await;
         if let Some(mut dns) = ctx.dns.take() {
@@ -236,16 +238,16 @@ impl Engine {
             return Ok(());
         }
         if ctx.nl.is_none() {
-            ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
         }
         let others = other_networks(&self.shared.project);
         for n in networks.iter().filter(|n| !n.external) {
             progress(out, "Network", &n.name, "Removing", false);
         }
-        let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+        let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
         let r = project_net::teardown(nl, &self.shared.project, &networks, interfaces, &others)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(EngineError::from);
         for n in networks.iter().filter(|n| !n.external) {
             if r.is_ok() {
                 progress(out, "Network", &n.name, "Removed", true);
@@ -272,7 +274,7 @@ impl Engine {
         id: &str,
         name: &str,
         replacing: Option<&ContainerRecord>,
-    ) -> Result<(state::ContainerNet, String, String), String> {
+    ) -> Result<(state::ContainerNet, String, String), EngineError> {
         let networks = self.shared.networks();
         let mut ctx = self.shared.net.lock().await;
         let mut in_use: Vec<std::net::Ipv4Addr> = self
@@ -294,13 +296,12 @@ impl Engine {
                 .values()
                 .flat_map(|r| r.addresses.iter().copied()),
         );
-        let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)
-            .map_err(|e| e.to_string())?;
+        let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)?;
         // Other projects' ports come from an nft listing (milliseconds): only when needed.
         let mut ports_in_use = if service.ports.is_empty() {
             PortsInUse::new()
         } else {
-            PortsInUse::of_other_projects(&project.name).map_err(|e| e.to_string())?
+            PortsInUse::of_other_projects(&project.name)?
         };
         if let Some(old) = replacing {
             ctx.superseded.insert(old.id.clone());
@@ -308,18 +309,20 @@ impl Engine {
         let existing = self.all_ports(&ctx);
         ports_in_use.add(&existing);
         let ports =
-            project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)
-                .map_err(|e| e.to_string())?;
+            project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)?;
         if !ports.is_empty() {
             if ctx.nl.is_none() {
-                ctx.nl = Some(Netlink::connect().map_err(|e| format!("cannot open netlink: {e}"))?);
+                ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
             }
             let mut all = existing;
             all.extend(ports.iter().cloned());
-            let nl = ctx.nl.as_ref().ok_or("no netlink connection")?;
+            let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
             project_net::setup(nl, &project.name, &networks, &all)
                 .await
-                .map_err(|e| format!("service {}: {e}", service.name))?;
+                .map_err(|error| EngineError::Ports {
+                    service: service.name.clone(),
+                    error: Box::new(error),
+                })?;
         }
         let host = ResolvConf::read(std::path::Path::new(
             crate::network::resolv::HOST_RESOLV_CONF,
@@ -331,10 +334,8 @@ impl Engine {
             service.hostname.clone()
         };
         let (resolv, hosts) =
-            project_net::container_files(service, &hostname, &interfaces, &networks, &host)
-                .map_err(|e| e.to_string())?;
-        let dns = project_net::dns_entries(service, name, &interfaces, &host)
-            .map_err(|e| e.to_string())?;
+            project_net::container_files(service, &hostname, &interfaces, &networks, &host)?;
+        let dns = project_net::dns_entries(service, name, &interfaces, &host)?;
         ctx.reserved.insert(
             id.to_string(),
             Reservation {
@@ -387,7 +388,7 @@ impl Engine {
     }
 
     /// Rewrites the firewall table with the ports of the containers that exist.
-    pub(super) async fn republish(&self) -> Result<(), String> {
+    pub(super) async fn republish(&self) -> Result<(), EngineError> {
         let networks = self.shared.networks();
         let ctx = self.shared.net.lock().await;
         let Some(nl) = ctx.nl.as_ref() else {
@@ -395,7 +396,7 @@ impl Engine {
         };
         project_net::setup(nl, &self.shared.project, &networks, &self.all_ports(&ctx))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(EngineError::from)
     }
 }
 
@@ -412,7 +413,7 @@ pub(crate) fn other_networks(project: &str) -> Vec<NetworkState> {
 /// A host-wide lock around network planning and bridge creation (held until dropped). It lives
 /// outside `RCOMPOSE_RUN`: installations with different state directories share the host's
 /// address space.
-pub(crate) fn host_network_lock() -> Result<std::fs::File, String> {
+pub(crate) fn host_network_lock() -> Result<std::fs::File, EngineError> {
     use std::os::fd::AsRawFd;
     let dir = if std::path::Path::new("/run/lock").is_dir() {
         std::path::PathBuf::from("/run/lock")
@@ -425,14 +426,18 @@ pub(crate) fn host_network_lock() -> Result<std::fs::File, String> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|error| EngineError::HostLock {
+            what: "open",
+            path: path.clone(),
+            error,
+        })?;
     // SAFETY: flock on an fd we own; blocks until the other holder is done.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(format!(
-            "cannot lock {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(EngineError::HostLock {
+            what: "lock",
+            path,
+            error: std::io::Error::last_os_error(),
+        });
     }
     Ok(f)
 }

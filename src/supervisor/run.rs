@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::create::{create_container, random_id, NewContainer};
 use super::engine::{Engine, ProjectFiles};
+use super::error::EngineError;
 use super::proto::{self, Reply, UpOptions};
 use super::restart::Policy;
 use super::task::{self, Handle};
@@ -25,7 +26,7 @@ impl Engine {
         req: proto::Request,
         fds: Vec<OwnedFd>,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let proto::Request::Run {
             project,
             working_dir,
@@ -34,7 +35,7 @@ impl Engine {
             contents,
         } = req
         else {
-            return Err("not a run request".into());
+            return Err(EngineError::NotRun);
         };
         let expected = if options.stdio {
             2 + usize::from(options.stdin)
@@ -42,10 +43,10 @@ impl Engine {
             0
         };
         if fds.len() != expected {
-            return Err(format!(
-                "run: expected {expected} streams from the client, got {}",
-                fds.len()
-            ));
+            return Err(EngineError::Streams {
+                expected,
+                got: fds.len(),
+            });
         }
         let mut fds = fds.into_iter();
         let io = task::OneOffIo {
@@ -78,11 +79,11 @@ impl Engine {
         opts: proto::RunOptions,
         io: task::OneOffIo,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let mut service = opts.service.as_ref().clone();
         service.name = opts.service_name.clone();
         if !project.services.contains_key(&service.name) {
-            return Err(format!("no such service: {}", service.name));
+            return Err(EngineError::NoSuchService(service.name.clone()));
         }
         // Under the project's operation lock until the container runs; not while it runs.
         let (h, pty) = {
@@ -108,8 +109,7 @@ impl Engine {
             }
             // `--no-deps`: the dependencies are neither started nor awaited, as docker compose.
             if !opts.no_deps {
-                let waits = reconcile::dependency_waits(&service, &self.observed())
-                    .map_err(|e| e.to_string())?;
+                let waits = reconcile::dependency_waits(&service, &self.observed())?;
                 for w in &waits.warnings {
                     let _ = out.send(Reply::Warning(w.clone()));
                 }
@@ -130,7 +130,7 @@ impl Engine {
                 if opts.rm {
                     let _ = self.remove_one(&h, true, &sink()).await;
                 }
-                return Err(e);
+                return Err(EngineError::Task(e));
             }
             (h, pty)
         };
@@ -158,7 +158,7 @@ impl Engine {
             .wait_for(|r| !r.status.is_active())
             .await
             .map(|r| r.exit_code.unwrap_or(0))
-            .map_err(|_| format!("container {name} went away"))?;
+            .map_err(|_| EngineError::WentAway(name.clone()))?;
         let _ = out.send(Reply::Exited { code: exited });
         if opts.rm {
             let _op = self.op.lock().await;
@@ -176,34 +176,34 @@ impl Engine {
         files: &ProjectFiles,
         opts: &proto::RunOptions,
         mut io: task::OneOffIo,
-    ) -> Result<(Arc<Handle>, Option<oneshot::Receiver<OwnedFd>>), String> {
-        let store = Store::open(crate::paths::images()).map_err(|e| e.to_string())?;
-        let reference = crate::image::reference::Reference::parse(&service.image).map_err(|e| {
-            format!(
-                "service {}: invalid image {:?}: {e}",
-                service.name, service.image
-            )
-        })?;
-        let image = store
-            .resolve(&reference.to_string())
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!(
-                    "service {}: image {} is not present",
-                    service.name, service.image
-                )
+    ) -> Result<(Arc<Handle>, Option<oneshot::Receiver<OwnedFd>>), EngineError> {
+        let store = Store::open(crate::paths::images())?;
+        let reference =
+            crate::image::reference::Reference::parse(&service.image).map_err(|error| {
+                EngineError::InvalidImage {
+                    service: service.name.clone(),
+                    image: service.image.clone(),
+                    error,
+                }
             })?;
+        let image =
+            store
+                .resolve(&reference.to_string())?
+                .ok_or_else(|| EngineError::ImageMissing {
+                    service: service.name.clone(),
+                    image: service.image.clone(),
+                })?;
         let id = random_id();
         let name = match &opts.name {
             // It becomes the cgroup `rcompose/<project>/<name>`: one plain component.
             Some(n) => {
-                crate::names::check_container(n).map_err(|e| e.to_string())?;
+                crate::names::check_container(n)?;
                 crate::names::container_name(n).to_string()
             }
             None => format!("{}-{}-run-{}", project.name, service.name, &id[..12]),
         };
         if self.shared.handles().iter().any(|h| h.name() == name) {
-            return Err(format!("container name {name} is already in use"));
+            return Err(EngineError::NameInUse(name));
         }
         let (mut net, resolv, hosts) = self
             .plan_container_net(project, service, &id, &name, None)
@@ -256,8 +256,7 @@ impl Engine {
                 hosts,
             })
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (mut setup, created_volumes) = match made {
             Ok(m) => m,
             Err(e) => {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{broadcast, Notify};
 
+use super::error::EngineError;
 use super::proto::Event;
 use super::state::ProjectState;
 use super::task::Handle;
@@ -115,7 +116,7 @@ impl Shared {
     }
 
     /// Writes the state, unless `down` removed the project.
-    pub fn save(&self) -> Result<(), String> {
+    pub fn save(&self) -> Result<(), EngineError> {
         let _order = self
             .save_lock
             .lock()
@@ -123,7 +124,7 @@ impl Shared {
         if self.is_gone() {
             return Ok(());
         }
-        self.snapshot().save().map_err(|e| e.to_string())
+        Ok(self.snapshot().save()?)
     }
 
     /// Whether `down` removed the project.
