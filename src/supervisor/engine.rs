@@ -234,6 +234,8 @@ impl Engine {
     }
 }
 
+/// What `up` resolved before its plan runs (the model, its images, the host's limits): what
+/// the plan host creates containers from.
 pub(super) struct UpCtx {
     pub(super) project: Arc<Project>,
     pub(super) working_dir: PathBuf,

@@ -8,12 +8,15 @@
 //! (`up -d`); both serve the control socket (`server`), which the other commands use
 //! (`client`).
 //!
-//! Where things are: `engine` (taking over a project, the request dispatch, running plans),
-//! `commands` (up, start, stop, kill, pause, rm, down), `run` (one-off containers), `create`
-//! (making a container), `error` (what the engine fails with), `net` (the project's networks, ports and DNS), `shared` (what the
-//! engine and the container tasks share), `host` (the plan host), `task` (one container's
-//! task), `ready` (readiness), `health`, `restart`, `state`, and the control socket
-//! (`server`, `client`, `proto`, `fdpass`).
+//! Where things are:
+//! - `engine`: taking over a project, the request dispatch, running plans;
+//! - `commands`: up, start, stop, kill, pause, rm, down; `run`: one-off containers;
+//! - `create`: making a container; `net`: the project's networks, ports and DNS;
+//! - `shared`: what the engine and the container tasks share; `error`: what the engine fails
+//!   with;
+//! - `host`: the plan host; `task`: one container's task; `ready`: readiness; `health`,
+//!   `restart`, `state`;
+//! - the control socket: `server`, `client`, `proto`, `fdpass`.
 
 pub mod client;
 mod commands;
