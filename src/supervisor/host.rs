@@ -8,8 +8,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
+use super::engine::{Engine, UpCtx};
+use super::error::EngineError;
+use super::ready;
 use super::task::Handle;
-use super::{progress, progress_error, sink, wait_condition, Engine, Out, UpCtx};
+use super::{progress, progress_error, sink, Out};
 use crate::plan::host::{Host, HostError};
 use crate::plan::ops::{Cause, Op, Step};
 
@@ -28,8 +31,9 @@ pub(super) struct EngineHost<'a> {
     interfaces: Vec<crate::network::project::Interface>,
 }
 
-fn failed(message: impl Into<String>) -> HostError {
-    HostError::Failed(message.into())
+/// The host's messages are the engine's (`EngineError`'s text, or a task's).
+fn failed(message: impl std::fmt::Display) -> HostError {
+    HostError::Failed(message.to_string())
 }
 
 impl<'a> EngineHost<'a> {
@@ -250,7 +254,7 @@ impl<'a> EngineHost<'a> {
                     Ok(()) => Ok(()),
                     Err(e) if *required => Err(failed(e)),
                     Err(e) => {
-                        self.warn(e);
+                        self.warn(e.to_string());
                         Ok(())
                     }
                 }
@@ -300,5 +304,43 @@ impl Host for EngineHost<'_> {
 
     fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Waits until a dependency's container meets a `depends_on` condition.
+async fn wait_condition(h: &Arc<Handle>, condition: &str, out: &Out) -> Result<(), EngineError> {
+    use ready::{judge, Condition, Readiness, Seen};
+    let condition = Condition::of_depends_on(condition);
+    if condition == Condition::Started {
+        // Its start came first in the plan (or it ran already).
+        return Ok(());
+    }
+    let mut rx = h.record.clone();
+    let name = h.name();
+    if condition == Condition::Healthy && rx.borrow().runtime.healthcheck.is_none() {
+        return Err(EngineError::NoHealthcheck(name));
+    }
+    progress(out, "Container", &name, "Waiting", false);
+    let r = rx
+        .wait_for(|r| judge(condition, &Seen::of(r)) != Readiness::Pending)
+        .await
+        .map(|r| r.clone())
+        .map_err(|_| EngineError::Gone(name.clone()))?;
+    match judge(condition, &Seen::of(&r)) {
+        Readiness::Ready(word) => {
+            progress(out, "Container", &name, word, true);
+            Ok(())
+        }
+        _ => {
+            progress_error(out, "Container", &name, "Error");
+            Err(if condition == Condition::CompletedSuccessfully {
+                EngineError::NotCompleted {
+                    service: r.service.clone(),
+                    code: r.exit_code.unwrap_or(-1),
+                }
+            } else {
+                EngineError::Unhealthy(name)
+            })
+        }
     }
 }

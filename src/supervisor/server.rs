@@ -83,7 +83,7 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
         Ok(e) => Arc::new(e),
         Err(e) => {
             println!("error: {e}");
-            return Err(e);
+            return Err(e.to_string());
         }
     };
     let path = state::socket_path(project);
@@ -225,8 +225,9 @@ async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
     } else {
         engine.handle(req, &tx).await
     };
+    // The protocol boundary: the client gets the engine's message.
     let _ = tx.send(Reply::Done {
-        error: result.err(),
+        error: result.err().map(|e| e.to_string()),
     });
     drop(tx);
     let _ = writer.await;

@@ -594,7 +594,7 @@ impl Task {
             // SAFETY: killing and reaping our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = tokio::task::spawn_blocking(move || crate::runtime::container::wait(pid)).await;
-            return Err((1, e));
+            return Err((1, e.to_string()));
         }
 
         let c = container.clone();

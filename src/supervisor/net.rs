@@ -1,0 +1,443 @@
+//! The project's networking: its bridges and firewall table (create, recheck, remove), a new
+//! container's addresses, ports and DNS names, and plugging a started container in.
+
+use super::engine::Engine;
+use super::error::EngineError;
+use super::shared::{NetCtx, Reservation, Shared};
+use super::state::{self, ContainerRecord, ProjectState};
+use super::{progress, progress_error, Out};
+use crate::compose::model::{Project, ServiceConfig};
+use crate::network::dns::{DnsOptions, DnsService, DnsTable};
+use crate::network::netlink::Netlink;
+use crate::network::project::{self as project_net, NetworkState, PortsInUse};
+use crate::network::resolv::ResolvConf;
+
+impl Shared {
+    /// The netlink connection and a DNS server on every network's gateway, made on first use.
+    pub(super) async fn ensure_net(&self, ctx: &mut NetCtx) -> Result<(), EngineError> {
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
+        }
+        if ctx.dns.is_none() {
+            let table = DnsTable::new();
+            let host = ResolvConf::read(std::path::Path::new(
+                crate::network::resolv::HOST_RESOLV_CONF,
+            ))
+            .unwrap_or_default();
+            table.set_default_upstreams(host.upstreams());
+            ctx.dns = Some(DnsService::new(table, DnsOptions::default()));
+        }
+        for net in self.networks() {
+            if ctx.serving.contains(&net.key) {
+                continue;
+            }
+            let addr = std::net::SocketAddr::from((net.gateway, crate::network::dns::DNS_PORT));
+            if let Some(dns) = ctx.dns.as_mut() {
+                dns.add_network(&net.key, addr)
+                    .await
+                    .map_err(|error| EngineError::Dns {
+                        network: net.name.clone(),
+                        addr,
+                        error,
+                    })?;
+            }
+            ctx.serving.push(net.key.clone());
+        }
+        Ok(())
+    }
+
+    /// Plugs a container's new network namespace in before its command runs, and makes its
+    /// names resolvable.
+    pub(super) async fn network_attach(
+        &self,
+        record: &ContainerRecord,
+        pid: i32,
+    ) -> Result<(), EngineError> {
+        if record.network.interfaces.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = self.net.lock().await;
+        self.ensure_net(&mut ctx).await?;
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
+            EngineError::Container {
+                name: record.name.clone(),
+                message: format!("cannot open its network namespace: {e}"),
+            }
+        })?;
+        let networks = self.networks();
+        if let Some(nl) = &ctx.nl {
+            use std::os::fd::AsFd;
+            project_net::attach(nl, netns.as_fd(), &record.network.interfaces, &networks)
+                .await
+                .map_err(|e| EngineError::Container {
+                    name: record.name.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        if let Some(dns) = &ctx.dns {
+            dns.table().upsert(&record.name, record.network.dns.clone());
+        }
+        Ok(())
+    }
+
+    /// A stopped container answers no more names (its address stays reserved).
+    pub(super) async fn network_release(&self, name: &str) {
+        let ctx = self.net.lock().await;
+        if let Some(dns) = &ctx.dns {
+            dns.table().remove(name);
+        }
+    }
+}
+
+impl Engine {
+    /// Plans the networks the services need (keeping the recorded ones), creates what is
+    /// missing and serves DNS on them.
+    pub(super) async fn ensure_networks(
+        &self,
+        project: &Project,
+        services: &[String],
+        out: &Out,
+    ) -> Result<(), EngineError> {
+        let wanted: Vec<&str> = services
+            .iter()
+            .filter(|s| {
+                project
+                    .services
+                    .get(*s)
+                    .is_some_and(|svc| svc.network_mode.is_empty())
+            })
+            .map(String::as_str)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let previous = self.shared.networks();
+        let others = other_networks(&project.name);
+        let planned = project_net::plan_networks(project, &wanted, &previous, &others).await?;
+        let new: Vec<NetworkState> = planned
+            .iter()
+            .filter(|n| !previous.iter().any(|p| p.key == n.key))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return project_net::recheck_host_firewall(&project.name, &previous)
+                .map_err(EngineError::from);
+        }
+        for n in new.iter().filter(|n| !n.external) {
+            progress(out, "Network", &n.name, "Creating", false);
+        }
+        let mut ctx = self.shared.net.lock().await;
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
+        }
+        // Planning and creating a bridge is one step for the whole host: two projects planning
+        // at once would pick the same free subnet.
+        let _host_lock = tokio::task::spawn_blocking(host_network_lock).await??;
+        // Re-planned under the lock: the host's routes may have changed meanwhile.
+        let planned = project_net::plan_networks(project, &wanted, &previous, &others).await?;
+        let new: Vec<NetworkState> = planned
+            .iter()
+            .filter(|n| !previous.iter().any(|p| p.key == n.key))
+            .cloned()
+            .collect();
+        let mut all = previous.clone();
+        all.extend(new.iter().cloned());
+        let ports = self.all_ports(&ctx);
+        let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
+        if let Err(e) = project_net::setup(nl, &project.name, &all, &ports).await {
+            for n in new.iter().filter(|n| !n.external) {
+                progress_error(out, "Network", &n.name, "Error");
+            }
+            return Err(e.into());
+        }
+        if let Ok(mut m) = self.shared.meta.lock() {
+            m.networks = all;
+        }
+        self.shared.dirty.notify_one();
+        self.shared.ensure_net(&mut ctx).await?;
+        for n in new.iter().filter(|n| !n.external) {
+            progress(out, "Network", &n.name, "Created", true);
+        }
+        Ok(())
+    }
+
+    /// Removes one network of the project (its bridge, DNS server and firewall rules), the
+    /// others staying as they are.
+    pub(super) async fn remove_network(&self, key: &str, out: &Out) -> Result<(), EngineError> {
+        let networks = self.shared.networks();
+        let Some(net) = networks.iter().find(|n| n.key == key).cloned() else {
+            return Ok(());
+        };
+        let rest: Vec<NetworkState> = networks.into_iter().filter(|n| n.key != key).collect();
+        let mut ctx = self.shared.net.lock().await;
+        if ctx.serving.iter().any(|k| k == key) {
+            if let Some(dns) = ctx.dns.as_mut() {
+                let _ = dns.remove_network(key).await;
+            }
+            ctx.serving.retain(|k| k != key);
+        }
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
+        }
+        if !net.external {
+            progress(out, "Network", &net.name, "Removing", false);
+        }
+        let others = other_networks(&self.shared.project);
+        let ports = self.all_ports(&ctx);
+        let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
+        let r = async {
+            // Teardown drops the project's firewall table with the bridge: the table is
+            // written again for the networks that stay.
+            project_net::teardown(
+                nl,
+                &self.shared.project,
+                std::slice::from_ref(&net),
+                &[],
+                &others,
+            )
+            .await?;
+            if !rest.is_empty() {
+                project_net::setup(nl, &self.shared.project, &rest, &ports).await?;
+            }
+            Ok::<(), project_net::ProjectError>(())
+        }
+        .await
+        .map_err(EngineError::from);
+        if let Err(e) = r {
+            progress_error(out, "Network", &net.name, "Error");
+            return Err(e);
+        }
+        if let Ok(mut m) = self.shared.meta.lock() {
+            m.networks.retain(|n| n.key != key);
+        }
+        self.shared.dirty.notify_one();
+        if !net.external {
+            progress(out, "Network", &net.name, "Removed", true);
+        }
+        Ok(())
+    }
+
+    /// Removes the project's bridges (not external or shared ones), leftover veths and its
+    /// firewall table, and stops its DNS servers.
+    pub(super) async fn remove_networks(
+        &self,
+        interfaces: &[project_net::Interface],
+        out: &Out,
+    ) -> Result<(), EngineError> {
+        let networks = self.shared.networks();
+        let mut ctx = self.shared.net.lock().await;
+        if let Some(mut dns) = ctx.dns.take() {
+            for key in std::mem::take(&mut ctx.serving) {
+                let _ = dns.remove_network(&key).await;
+            }
+        }
+        let has_table = crate::network::firewall::projects()
+            .map(|p| p.contains(&self.shared.project))
+            .unwrap_or(true);
+        if networks.is_empty() && interfaces.is_empty() && !has_table {
+            return Ok(());
+        }
+        if ctx.nl.is_none() {
+            ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
+        }
+        let others = other_networks(&self.shared.project);
+        for n in networks.iter().filter(|n| !n.external) {
+            progress(out, "Network", &n.name, "Removing", false);
+        }
+        let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
+        let r = project_net::teardown(nl, &self.shared.project, &networks, interfaces, &others)
+            .await
+            .map_err(EngineError::from);
+        for n in networks.iter().filter(|n| !n.external) {
+            if r.is_ok() {
+                progress(out, "Network", &n.name, "Removed", true);
+            } else {
+                progress_error(out, "Network", &n.name, "Error");
+            }
+        }
+        if r.is_ok() {
+            if let Ok(mut m) = self.shared.meta.lock() {
+                m.networks.clear();
+            }
+        }
+        r
+    }
+
+    /// A new container's interfaces, ports and DNS names; its ports are published now (an error
+    /// names a taken port before the container exists).
+    /// `name`: the container's name for DNS (its final one); `replacing`: the container it
+    /// replaces, whose host ports it takes over (the old one keeps them until it is removed).
+    pub(super) async fn plan_container_net(
+        &self,
+        project: &Project,
+        service: &ServiceConfig,
+        id: &str,
+        name: &str,
+        replacing: Option<&ContainerRecord>,
+    ) -> Result<(state::ContainerNet, String, String), EngineError> {
+        let networks = self.shared.networks();
+        let mut ctx = self.shared.net.lock().await;
+        let mut in_use: Vec<std::net::Ipv4Addr> = self
+            .shared
+            .handles()
+            .iter()
+            .flat_map(|h| {
+                h.record
+                    .borrow()
+                    .network
+                    .interfaces
+                    .iter()
+                    .map(|i| i.address)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        in_use.extend(
+            ctx.reserved
+                .values()
+                .flat_map(|r| r.addresses.iter().copied()),
+        );
+        let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)?;
+        // Other projects' ports come from an nft listing (milliseconds): only when needed.
+        let mut ports_in_use = if service.ports.is_empty() {
+            PortsInUse::new()
+        } else {
+            PortsInUse::of_other_projects(&project.name)?
+        };
+        if let Some(old) = replacing {
+            ctx.superseded.insert(old.id.clone());
+        }
+        let existing = self.all_ports(&ctx);
+        ports_in_use.add(&existing);
+        let ports =
+            project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)?;
+        if !ports.is_empty() {
+            if ctx.nl.is_none() {
+                ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
+            }
+            let mut all = existing;
+            all.extend(ports.iter().cloned());
+            let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
+            project_net::setup(nl, &project.name, &networks, &all)
+                .await
+                .map_err(|error| EngineError::Ports {
+                    service: service.name.clone(),
+                    error: Box::new(error),
+                })?;
+        }
+        let host = ResolvConf::read(std::path::Path::new(
+            crate::network::resolv::HOST_RESOLV_CONF,
+        ))
+        .unwrap_or_default();
+        let hostname = if service.hostname.is_empty() {
+            id[..12].to_string()
+        } else {
+            service.hostname.clone()
+        };
+        let (resolv, hosts) =
+            project_net::container_files(service, &hostname, &interfaces, &networks, &host)?;
+        let dns = project_net::dns_entries(service, name, &interfaces, &host)?;
+        ctx.reserved.insert(
+            id.to_string(),
+            Reservation {
+                addresses: interfaces.iter().map(|i| i.address).collect(),
+                ports: ports.clone(),
+            },
+        );
+        Ok((
+            state::ContainerNet {
+                interfaces,
+                ports,
+                dns,
+            },
+            resolv,
+            hosts,
+        ))
+    }
+
+    /// Every port the project's containers publish, with those reserved for containers being
+    /// created.
+    pub(super) fn all_ports(&self, ctx: &NetCtx) -> Vec<project_net::PortBinding> {
+        let mut ports: Vec<project_net::PortBinding> = self
+            .shared
+            .handles()
+            .iter()
+            .filter(|h| !ctx.superseded.contains(&h.record.borrow().id))
+            .flat_map(|h| h.record.borrow().network.ports.clone())
+            .collect();
+        for port in ctx.reserved.values().flat_map(|r| &r.ports) {
+            if !ports.contains(port) {
+                ports.push(*port);
+            }
+        }
+        ports
+    }
+
+    /// A created (or failed) container's addresses and ports now live in its record (or
+    /// nowhere).
+    pub(super) async fn release_reservation(&self, id: &str) {
+        self.shared.net.lock().await.reserved.remove(id);
+    }
+
+    /// A replacement that failed gives the container it was to replace its host ports back
+    /// (republished by the caller); whether it had taken them.
+    pub(super) async fn unsupersede(&self, replaces: Option<&ContainerRecord>) -> bool {
+        match replaces {
+            Some(old) => self.shared.net.lock().await.superseded.remove(&old.id),
+            None => false,
+        }
+    }
+
+    /// Rewrites the firewall table with the ports of the containers that exist.
+    pub(super) async fn republish(&self) -> Result<(), EngineError> {
+        let networks = self.shared.networks();
+        let ctx = self.shared.net.lock().await;
+        let Some(nl) = ctx.nl.as_ref() else {
+            return Ok(());
+        };
+        project_net::setup(nl, &self.shared.project, &networks, &self.all_ports(&ctx))
+            .await
+            .map_err(EngineError::from)
+    }
+}
+
+/// The networks of the other rcompose projects (subnets to avoid, shared networks to keep).
+pub(crate) fn other_networks(project: &str) -> Vec<NetworkState> {
+    state::projects()
+        .into_iter()
+        .filter(|p| p != project)
+        .filter_map(|p| ProjectState::load(&p).ok().flatten())
+        .flat_map(|s| s.networks)
+        .collect()
+}
+
+/// A host-wide lock around network planning and bridge creation (held until dropped). It lives
+/// outside `RCOMPOSE_RUN`: installations with different state directories share the host's
+/// address space.
+pub(crate) fn host_network_lock() -> Result<std::fs::File, EngineError> {
+    use std::os::fd::AsRawFd;
+    let dir = if std::path::Path::new("/run/lock").is_dir() {
+        std::path::PathBuf::from("/run/lock")
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join("rcompose-network.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| EngineError::HostLock {
+            what: "open",
+            path: path.clone(),
+            error,
+        })?;
+    // SAFETY: flock on an fd we own; blocks until the other holder is done.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(EngineError::HostLock {
+            what: "lock",
+            path,
+            error: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(f)
+}
