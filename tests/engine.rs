@@ -749,3 +749,32 @@ services:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// A replacement keeps the cgroup it was created in (under its temporary name, apart from the
+/// container it replaced): `stats` and `top` still find it after the rename.
+#[test]
+fn a_recreated_container_keeps_its_stats_and_top() {
+    let _host = shared();
+    let compose = "services:\n  app:\n    image: busybox\n    command: sleep 600\n    init: true\n    environment: {V: '1'}\n";
+    let Some(p) = project(
+        "a_recreated_container_keeps_its_stats_and_top",
+        "cgrec",
+        compose,
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let before = id(&p, "app");
+    write(&p, &compose.replace("V: '1'", "V: '2'"));
+    p.ok(&["up", "-d"]);
+    assert_ne!(id(&p, "app"), before, "not recreated");
+    let top = stdout(&p.ok(&["top"]));
+    assert!(top.contains("sleep 600"), "{top}");
+    let stats = stdout(&p.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}"]));
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with(&format!("{}-app-1 ", p.name)))
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_ne!(line.split_whitespace().nth(1), Some("0"), "{stats}");
+    p.ok(&["down"]);
+}

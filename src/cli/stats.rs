@@ -104,7 +104,7 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<i32> {
 }
 
 fn sample(hierarchy: &Hierarchy, project: &str, c: &ContainerRecord) -> Option<Sample> {
-    let path = format!("rcompose/{project}/{}", c.name);
+    let path = c.cgroup_path(project);
     let cgroup = Cgroup::open(hierarchy, &path).ok()?;
     let stats = cgroup.stats().ok()?;
     let net = c.pid.and_then(net_bytes).unwrap_or((0, 0));

@@ -53,7 +53,7 @@ pub fn run(global: &Global, args: TopArgs) -> Result<i32> {
     let clock = Clock::read()?;
     let mut rows = vec![TITLES.iter().map(|t| t.to_string()).collect::<Vec<_>>()];
     for c in running {
-        let path = format!("rcompose/{}/{}", target.name, c.name);
+        let path = c.cgroup_path(&target.name);
         // A container that stopped meanwhile has no cgroup left: it has no processes.
         let Ok(cgroup) = Cgroup::open(&hierarchy, &path) else {
             continue;

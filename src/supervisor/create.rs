@@ -313,10 +313,13 @@ pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), 
             return Err(e.into());
         }
     }
+    // Named after the container's name at creation: a replacement's temporary name keeps
+    // its cgroup apart from the container it replaces, which still runs in its own.
+    let cgroup_path = format!("rcompose/{}/{}", project.name, spec.name);
     let options = Options {
         helper: helper.to_path_buf(),
         dir: dir.clone(),
-        cgroup: format!("rcompose/{}/{}", project.name, spec.name),
+        cgroup: cgroup_path.clone(),
         mounts: mounts.requests,
         hosts: Some(hosts),
         resolv_conf: Some(resolv),
@@ -368,6 +371,7 @@ pub(super) fn create_container(n: NewContainer) -> Result<(Setup, Vec<String>), 
             })
             .collect(),
         network: net,
+        cgroup: cgroup_path.clone(),
         anonymous_volumes: mounts
             .anonymous
             .iter()

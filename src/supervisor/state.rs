@@ -180,11 +180,27 @@ pub struct ContainerRecord {
     /// Anonymous volumes (directories) that go with the container.
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    /// Its cgroup, relative to the hierarchy's root: `rcompose/<project>/<name>` with the name
+    /// it was created under (a replacement keeps its temporary one). Empty in older records:
+    /// see [`ContainerRecord::cgroup_path`].
+    #[serde(default)]
+    pub cgroup: String,
     /// Its bind mounts and volumes, for `volumes_from` of other containers.
     #[serde(default)]
     pub mounts: Vec<MountRecord>,
     /// How the supervisor runs it (kept so a new supervisor can take over).
     pub runtime: RuntimeSettings,
+}
+
+impl ContainerRecord {
+    /// Where its cgroup is, for `stats` and `top`.
+    pub fn cgroup_path(&self, project: &str) -> String {
+        if self.cgroup.is_empty() {
+            format!("rcompose/{project}/{}", self.name)
+        } else {
+            self.cgroup.clone()
+        }
+    }
 }
 
 /// A container's place on the project's networks.
