@@ -18,6 +18,7 @@ use std::str::FromStr;
 use super::host_firewall::{self, HostFirewallError};
 use super::ipam::Ipv4Net;
 use super::names::BRIDGE_PREFIX;
+use super::nftables::{self, NftablesError};
 
 /// Prefix of every table rcompose creates.
 pub const TABLE_PREFIX: &str = "rcompose-";
@@ -78,6 +79,8 @@ pub enum FirewallError {
     NftSpawn(#[source] io::Error),
     #[error("{NFT} failed to {action}: {stderr}")]
     Nft { action: String, stderr: String },
+    #[error(transparent)]
+    Netlink(#[from] NftablesError),
     #[error("cannot parse the output of {NFT} -j")]
     NftOutput(#[source] serde_json::Error),
     #[error(transparent)]
@@ -455,32 +458,19 @@ pub fn remove(project: &str) -> Result<bool> {
     let table = table_name(project)?;
     // Found by their comment, whether or not the table is still there (a crash in between).
     let host = host_firewall::remove(project);
-    let existed = projects()?.iter().any(|p| p == project);
-    if existed {
-        nft(
-            &["-f", "-"],
-            Some(&format!("add table ip {table}\ndelete table ip {table}\n")),
-            &format!("remove the rules of project {project}"),
-        )?;
-    }
+    // Over netlink: no nft process, and no listing first (a missing table is ENOENT).
+    let existed = nftables::delete_table(nftables::FAMILY_IP, &table)?;
     host?;
     Ok(existed)
 }
 
 /// The projects that have rules (to find the leftovers of a crashed run), sorted.
 pub fn projects() -> Result<Vec<String>> {
-    let out = nft(&["-j", "list", "tables", "ip"], None, "list tables")?;
-    let mut names = BTreeSet::new();
-    for item in nft_items(&out)? {
-        if let Some(name) = item
-            .get("table")
-            .and_then(|t| t.get("name"))
-            .and_then(|n| n.as_str())
-            .and_then(|n| n.strip_prefix(TABLE_PREFIX))
-        {
-            names.insert(name.to_string());
-        }
-    }
+    let names: BTreeSet<String> = nftables::list_tables(nftables::FAMILY_IP)?
+        .iter()
+        .filter_map(|n| n.strip_prefix(TABLE_PREFIX))
+        .map(str::to_string)
+        .collect();
     Ok(names.into_iter().collect())
 }
 
@@ -584,6 +574,10 @@ fn addrs_overlap(a: Option<Ipv4Addr>, b: Option<Ipv4Addr>) -> bool {
 /// twice in `ports`, not published by another project than `project`, and bindable on its
 /// host_ip (a DNAT rule would silently shadow a host service listening there).
 pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
+    if ports.is_empty() {
+        // Nothing to check: no need to list what other projects publish (an nft process).
+        return Ok(());
+    }
     let addr_text =
         |ip: Option<Ipv4Addr>| ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
     for (i, p) in ports.iter().enumerate() {
