@@ -261,6 +261,26 @@ pub fn table_name(project: &str) -> Result<String> {
 /// feeds to `nft -f -`.
 pub fn render(project: &str, rules: &ProjectRules) -> Result<String> {
     let table = table_name(project)?;
+    // Declaring then deleting makes the delete succeed whether or not the table existed; the
+    // whole file is one transaction, so nothing ever sees the table missing.
+    let mut s = format!("add table ip {table}\ndelete table ip {table}\n");
+    s.push_str(&render_table(project, rules)?);
+    Ok(s)
+}
+
+/// The nft script that creates project `project`'s table with `rules`, failing when it exists
+/// (`create` is exclusive). Pure. Unlike [`render`] it deletes nothing, and a transaction that
+/// deletes makes the kernel wait for an RCU grace period (10 to 20 ms on the benchmark machine).
+pub fn render_create(project: &str, rules: &ProjectRules) -> Result<String> {
+    let table = table_name(project)?;
+    let mut s = format!("create table ip {table}\n");
+    s.push_str(&render_table(project, rules)?);
+    Ok(s)
+}
+
+/// The table itself: `table ip rcompose-<project> { ... }`.
+fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
+    let table = table_name(project)?;
     for port in &rules.ports {
         port.validate()?;
     }
@@ -278,10 +298,6 @@ pub fn render(project: &str, rules: &ProjectRules) -> Result<String> {
     }
     let any_bridge = format!("\"{BRIDGE_PREFIX}*\"");
     let mut s = String::new();
-    // Declaring then deleting makes the delete succeed whether or not the table existed; the
-    // whole file is one transaction, so nothing ever sees the table missing.
-    let _ = writeln!(s, "add table ip {table}");
-    let _ = writeln!(s, "delete table ip {table}");
     let _ = writeln!(s, "table ip {table} {{");
 
     let _ = writeln!(s, "  chain forward {{");
@@ -433,12 +449,18 @@ pub fn apply(project: &str, rules: &ProjectRules) -> Result<()> {
         remove(project)?;
         return Ok(());
     }
-    let script = render(project, rules)?;
-    nft(
-        &["-f", "-"],
-        Some(&script),
-        &format!("apply the rules of project {project}"),
-    )?;
+    let action = format!("apply the rules of project {project}");
+    // A project's first `up` creates its table; only when it exists (or cannot be listed) is
+    // it replaced. A table made by someone else in between makes the create fail: then it is
+    // replaced after all.
+    let table = table_name(project)?;
+    let exists =
+        nftables::list_tables(nftables::FAMILY_IP).map_or(true, |tables| tables.contains(&table));
+    let created =
+        !exists && nft(&["-f", "-"], Some(&render_create(project, rules)?), &action).is_ok();
+    if !created {
+        nft(&["-f", "-"], Some(&render(project, rules)?), &action)?;
+    }
     // A host firewall dropping forwarded traffic (Docker's) would drop what the table accepts.
     let bridges: Vec<host_firewall::Bridge> = rules
         .networks

@@ -1469,7 +1469,7 @@ pub async fn teardown(
         if net.external || shared {
             continue;
         }
-        if let Err(e) = nl.delete_link(&net.bridge).await {
+        if let Err(e) = nl.delete_link_announced(&net.bridge).await {
             errors.push(ProjectError::from(e));
         }
     }
