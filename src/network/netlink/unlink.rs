@@ -201,11 +201,16 @@ pub async fn delete_announced(index: u32, name: &str) -> io::Result<bool> {
     let listener = socket(RTMGRP_LINK, true).and_then(register).ok();
     let (done, mut answer) = tokio::sync::oneshot::channel();
     // Spawned from this thread: in the same network namespace.
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("link-delete".into())
         .spawn(move || {
             let _ = done.send(delete_blocking(index));
-        })?;
+        });
+    if spawned.is_err() {
+        // No thread to be had: delete here and wait for the whole of it (rare; blocks this
+        // worker for the deletion's time, as any blocking call would).
+        return answered(Ok(delete_blocking(index)));
+    }
     let Some(listener) = listener else {
         return answered(answer.await);
     };
