@@ -347,21 +347,10 @@ fn has_filter_table(backend: Backend) -> Result<bool> {
         Backend::Legacy => Ok(std::fs::read_to_string(LEGACY_TABLES)
             .map(|t| t.lines().any(|l| l.trim() == "filter"))
             .unwrap_or(false)),
-        // nft lists without creating; a host without nft has no nft tables either.
-        Backend::Nft => match Command::new("nft")
-            .args(["list", "table", "ip", "filter"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(status) => Ok(status.success()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(HostFirewallError::Spawn {
-                binary: "nft",
-                source,
-            }),
-        },
+        // Listed over netlink, which creates nothing (and costs no nft process); a kernel
+        // without nf_tables has no such table either, as `nft list` failing said before.
+        Backend::Nft => Ok(super::nftables::list_tables(super::nftables::FAMILY_IP)
+            .is_ok_and(|tables| tables.iter().any(|t| t == "filter"))),
     }
 }
 
@@ -373,6 +362,25 @@ pub fn read(backend: Backend) -> Result<Option<FilterTable>> {
     let args = ["-w", "-t", "filter", "-S"].map(String::from);
     let save = iptables(backend, &args, "list the filter table")?;
     Ok(Some(parse_filter(&save)))
+}
+
+/// The `filter` table of each backend of [`Backend::ALL`], in that order, read at the same time:
+/// each read runs an iptables process (milliseconds). The second is read by a thread spawned
+/// from this one, so in the same network namespace.
+fn read_all() -> [Result<Option<FilterTable>>; 2] {
+    let [first, second] = Backend::ALL;
+    std::thread::scope(|s| {
+        let other = std::thread::Builder::new().spawn_scoped(s, || read(second));
+        let first = read(first);
+        let second = match other {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            // No thread to be had: one after the other.
+            Err(_) => read(second),
+        };
+        [first, second]
+    })
 }
 
 /// Whether bridged traffic passes iptables here (br_netfilter loaded, and on).
@@ -395,8 +403,8 @@ fn run(backend: Backend, project: &str, ops: &[Op]) -> Result<()> {
 /// backend whose `filter` table drops forwarded traffic (and removes them from the others).
 /// Called on each `up`, so rules Docker flushed when it restarted come back then.
 pub fn sync(project: &str, bridges: &[Bridge]) -> Result<()> {
-    for backend in Backend::ALL {
-        let Some(table) = read(backend)? else {
+    for (backend, table) in Backend::ALL.into_iter().zip(read_all()) {
+        let Some(table) = table? else {
             continue;
         };
         let ops = plan(project, bridges, &table);
@@ -420,8 +428,8 @@ pub fn sync(project: &str, bridges: &[Bridge]) -> Result<()> {
 pub fn remove(project: &str) -> Result<bool> {
     let mut removed = false;
     let mut first_error = None;
-    for backend in Backend::ALL {
-        let result = read(backend).and_then(|table| {
+    for (backend, table) in Backend::ALL.into_iter().zip(read_all()) {
+        let result = table.and_then(|table| {
             let ops = table.map(|t| plan_remove(project, &t)).unwrap_or_default();
             removed |= !ops.is_empty();
             run(backend, project, &ops)

@@ -9,5 +9,6 @@ pub mod host_firewall;
 pub mod ipam;
 pub mod names;
 pub mod netlink;
+pub mod nftables;
 pub mod project;
 pub mod resolv;

@@ -1447,6 +1447,17 @@ pub async fn teardown(
     interfaces: &[Interface],
     others: &[NetworkState],
 ) -> Result<()> {
+    // The firewall goes on a thread of its own while the links go here: deleting a bridge and
+    // deleting a table each wait for the kernel (RCU grace periods, ~10 ms each), not for each
+    // other. The thread is spawned from this one, so it is in the same network namespace.
+    let (done, firewall_removed) = tokio::sync::oneshot::channel();
+    let name = project.to_string();
+    // A thread that cannot start drops `done`: then the firewall goes after the links.
+    let _ = std::thread::Builder::new()
+        .name("fw-teardown".into())
+        .spawn(move || {
+            let _ = done.send(firewall::remove(&name));
+        });
     let mut errors = Vec::new();
     for iface in interfaces {
         if let Err(e) = nl.detach(&iface.host_veth).await {
@@ -1458,11 +1469,16 @@ pub async fn teardown(
         if net.external || shared {
             continue;
         }
-        if let Err(e) = nl.delete_link(&net.bridge).await {
+        if let Err(e) = nl.delete_link_announced(&net.bridge).await {
             errors.push(ProjectError::from(e));
         }
     }
-    if let Err(e) = firewall::remove(project) {
+    let removed = match firewall_removed.await {
+        Ok(r) => r,
+        // No thread, or it ended without an answer: removing is idempotent, do it here.
+        Err(_) => firewall::remove(project),
+    };
+    if let Err(e) = removed {
         errors.push(ProjectError::from(e));
     }
     if errors.is_empty() {

@@ -92,6 +92,16 @@ fn rendered_table_has_isolation_nat_and_ports() {
     // Both NAT hooks carry the port rules.
     assert_eq!(s.matches("dnat to 10.1.0.2:80 ").count(), 2, "{s}");
     assert!(s.trim_end().ends_with('}'));
+    // A first set-up creates the same table, exclusively and without deleting anything.
+    let created = render_create("demo", &rules).unwrap();
+    let table = s
+        .strip_prefix("add table ip rcompose-demo\ndelete table ip rcompose-demo\n")
+        .unwrap();
+    assert_eq!(
+        created,
+        format!("create table ip rcompose-demo\n{table}"),
+        "{created}"
+    );
 }
 
 #[test]

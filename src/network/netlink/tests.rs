@@ -115,6 +115,41 @@ fn bridge_is_created_reused_and_deleted() {
     });
 }
 
+/// A bridge deleted on the kernel's announcement is gone, with a port on it too, and its name
+/// can be taken again at once.
+#[test]
+fn bridge_deleted_on_announcement_is_gone() {
+    if !require_root("bridge_deleted_on_announcement_is_gone") {
+        return;
+    }
+    let host = NetNs::new();
+    let container = NetNs::new();
+    host.block_on(|| async {
+        let nl = Netlink::connect().unwrap();
+        let cfg = bridge("rc-00000000001a", [10, 79, 0, 1], "10.79.0.0/24");
+        let first = nl.ensure_bridge(&cfg).await.unwrap();
+        let ip = Ipv4Addr::new(10, 79, 0, 2);
+        nl.attach(&attachment(
+            &container,
+            "rc-00000000001a",
+            "rv00000000001a1",
+            ip,
+            "10.79.0.0/24",
+            Some(Ipv4Addr::new(10, 79, 0, 1)),
+        ))
+        .await
+        .unwrap();
+        assert!(nl.delete_link_announced("rc-00000000001a").await.unwrap());
+        assert_eq!(nl.link_index("rc-00000000001a").await.unwrap(), None);
+        assert!(!nl.delete_link_announced("rc-00000000001a").await.unwrap());
+        // The name is free: a new bridge takes it (another index), and goes the same way.
+        let second = nl.ensure_bridge(&cfg).await.unwrap();
+        assert_ne!(first, second);
+        assert!(nl.delete_link_announced("rc-00000000001a").await.unwrap());
+        assert!(nl.links_with_prefix("rc-").await.unwrap().is_empty());
+    });
+}
+
 #[test]
 fn bridge_errors_name_the_link() {
     if !require_root("bridge_errors_name_the_link") {
