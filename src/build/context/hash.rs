@@ -139,6 +139,36 @@ fn file_hash(
     s: &Source,
     e: &Entry,
 ) -> Result<(Vec<u8>, Vec<(CString, Vec<u8>)>), ContextError> {
+    let cache_path = s.tree.dir.join(os(&e.tree_rel));
+    // The walk's stat matches the cache's: the file is not opened at all (a build with
+    // nothing changed costs one stat per file, the walk's).
+    let walked = StatKey {
+        dev: e.dev,
+        ino: e.ino,
+        size: e.size,
+        mtime: e.mtime,
+        ctime: e.ctime,
+    };
+    if let Ok(mut cache) = ctx.stat_cache.lock() {
+        if let Some(hit) = cache.get_mut(&cache_path) {
+            if hit.key == walked {
+                let xattrs = hit.xattrs.as_ref().map(|x| {
+                    x.iter()
+                        .filter_map(|(k, v)| {
+                            Some((
+                                CString::new(hex::decode(k).ok()?).ok()?,
+                                hex::decode(v).ok()?,
+                            ))
+                        })
+                        .collect::<Vec<_>>()
+                });
+                if let (Ok(sum), Some(xattrs)) = (hex::decode(&hit.sha256), xattrs) {
+                    hit.used = true;
+                    return Ok((sum, xattrs));
+                }
+            }
+        }
+    }
     let fd = open_beneath(
         s.tree.fd.as_fd(),
         &e.tree_rel,
@@ -161,12 +191,16 @@ fn file_hash(
         mtime: (st.st_mtime, st.st_mtime_nsec),
         ctime: (st.st_ctime, st.st_ctime_nsec),
     };
-    let cache_path = s.tree.dir.join(os(&e.tree_rel));
+    let kept: Vec<(String, String)> = xattrs
+        .iter()
+        .map(|(k, v)| (hex::encode(k.as_bytes()), hex::encode(v)))
+        .collect();
     if let Ok(mut cache) = ctx.stat_cache.lock() {
         if let Some(hit) = cache.get_mut(&cache_path) {
             if hit.key == key {
                 if let Ok(sum) = hex::decode(&hit.sha256) {
                     hit.used = true;
+                    hit.xattrs = Some(kept);
                     return Ok((sum, xattrs));
                 }
             }
@@ -193,6 +227,7 @@ fn file_hash(
             StatEntry {
                 key,
                 sha256: hex::encode(&sum),
+                xattrs: Some(kept),
                 used: true,
             },
         );

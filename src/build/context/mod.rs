@@ -158,6 +158,7 @@ pub struct Entry {
     pub size: u64,
     pub mtime: (i64, i64),
     pub atime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
     pub(crate) dev: u64,
     pub(crate) ino: u64,
     pub(crate) nlink: u64,
@@ -231,6 +232,11 @@ struct StatKey {
 struct StatEntry {
     key: StatKey,
     sha256: String,
+    /// The kept xattrs (name and value, hex): with an unchanged stat (ctime moves with any
+    /// xattr change) a file is neither opened nor asked for them again. `None` in caches
+    /// written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    xattrs: Option<Vec<(String, String)>>,
     /// Hit or filled since this context was opened (the entries kept first when the cache
     /// outgrows `MAX_STAT_CACHE`).
     #[serde(skip)]

@@ -61,6 +61,7 @@ pub(crate) fn entry_from(
         size: st.st_size as u64,
         mtime: (st.st_mtime, st.st_mtime_nsec),
         atime: (st.st_atime, st.st_atime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
         dev: st.st_dev,
         ino: st.st_ino,
         nlink: st.st_nlink,
