@@ -200,7 +200,11 @@ fn file_hash(
             if hit.key == key {
                 if let Ok(sum) = hex::decode(&hit.sha256) {
                     hit.used = true;
-                    hit.xattrs = Some(kept);
+                    if hit.xattrs.as_ref() != Some(&kept) {
+                        hit.xattrs = Some(kept);
+                        ctx.stat_cache_changed
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Ok((sum, xattrs));
                 }
             }
@@ -221,6 +225,8 @@ fn file_hash(
     let sum = hasher.finalize().to_vec();
     ctx.hashed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.stat_cache_changed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut cache) = ctx.stat_cache.lock() {
         cache.insert(
             cache_path,

@@ -252,6 +252,9 @@ pub struct Context {
     /// Files whose content was read (not found in the stat cache) by `digest`, for tests and
     /// progress output.
     hashed: std::sync::atomic::AtomicU64,
+    /// The stat cache gained or changed an entry since it was loaded (else saving it again
+    /// would rewrite the same file).
+    stat_cache_changed: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -309,6 +312,7 @@ impl Context {
         Context {
             tree: Arc::new(tree),
             stat_cache: Mutex::new(HashMap::new()),
+            stat_cache_changed: Default::default(),
             hashed: Default::default(),
         }
     }
@@ -542,6 +546,13 @@ impl Context {
 
     /// Writes the stat cache to `path` (atomically: a temporary file renamed over it).
     pub fn save_stat_cache(&self, path: &Path) -> Result<(), ContextError> {
+        if !self
+            .stat_cache_changed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && path.exists()
+        {
+            return Ok(());
+        }
         let cache = self
             .stat_cache
             .lock()
