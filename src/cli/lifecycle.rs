@@ -32,15 +32,17 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
             bail!("invalid --rmi {r:?}: expected local or all");
         }
     }
+    // Services disabled by profiles are the project's too: their containers go, they are not
+    // orphans.
+    let services: Option<Vec<String>> = target.loaded.as_ref().map(|l| {
+        l.project
+            .services
+            .keys()
+            .cloned()
+            .chain(l.disabled_services.iter().cloned())
+            .collect()
+    });
     if global.dry_run {
-        let services = target.loaded.as_ref().map(|l| {
-            l.project
-                .services
-                .keys()
-                .cloned()
-                .chain(l.disabled_services.iter().cloned())
-                .collect()
-        });
         return super::dryrun::down(
             &target.name,
             &crate::plan::reconcile::DownOptions {
@@ -55,16 +57,6 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
     let known = state::ProjectLock::is_held(&target.name)
         || state::project_dir(&target.name).join("state.json").exists();
     if known {
-        // Services disabled by profiles are the project's too: their containers go, they
-        // are not orphans.
-        let services = target.loaded.as_ref().map(|l| {
-            l.project
-                .services
-                .keys()
-                .cloned()
-                .chain(l.disabled_services.iter().cloned())
-                .collect()
-        });
         send(
             &target.name,
             &Request::Down {
