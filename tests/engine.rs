@@ -649,6 +649,24 @@ services:
         .collect();
     assert_eq!(running, vec![db.clone(), web.clone()]);
 
+    // pull (its default pulls every image) and stop plan too; a command without a plan
+    // refuses the flag and does nothing.
+    let o = p.rc(&["--dry-run", "pull"]);
+    assert!(o.status.success(), "--dry-run pull failed:\n{}", out(&o));
+    untouched(&before, "--dry-run pull", &o);
+    line_of(&o, &["pull image busybox", "requested"]);
+    let o = p.rc(&["--dry-run", "stop"]);
+    untouched(&before, "--dry-run stop", &o);
+    line_of(&o, &[&format!("stop container {web}")]);
+    let o = p.rc(&["--dry-run", "kill"]);
+    assert!(
+        !o.status.success(),
+        "--dry-run kill was not refused:\n{}",
+        out(&o)
+    );
+    untouched(&before, "--dry-run kill", &o);
+    line_of(&o, &["--dry-run is not supported by `rcompose kill`"]);
+
     p.ok(&["down", "-v", "-t", "0"]);
     p.assert_nothing_left();
 }

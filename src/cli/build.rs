@@ -324,6 +324,9 @@ pub fn build(global: &Global, args: BuildArgs) -> Result<i32> {
         names = ServiceGraph::of_project(&project).with_dependencies(&names);
     }
     let overrides = kv(&args.build_args, "--build-arg")?;
+    if global.dry_run {
+        return dry_run_build(&project, &names, args.push);
+    }
     let opts = Options {
         force: true,
         no_build: false,
@@ -1065,4 +1068,32 @@ impl Drop for RegistryCaches {
             let _ = std::fs::remove_dir_all(d);
         }
     }
+}
+
+/// `--dry-run build`: the builds (and with `--push`, pushes) it would do, touching nothing.
+fn dry_run_build(project: &Project, names: &[String], push: bool) -> Result<i32> {
+    use crate::plan::ops::{Cause, Op, Plan};
+    let mut plan = Plan::default();
+    for name in names {
+        let Some(service) = project.services.get(name) else {
+            continue;
+        };
+        if service.build.is_none() {
+            continue;
+        }
+        let image = image_name(project, service);
+        let built = plan.push(
+            Op::BuildImage {
+                service: name.clone(),
+                image: image.clone(),
+            },
+            Cause::Requested,
+            vec![],
+        );
+        if push && !service.image.is_empty() {
+            plan.push(Op::PushImage { image }, Cause::Requested, vec![built]);
+        }
+    }
+    super::dryrun::print(&plan);
+    Ok(0)
 }

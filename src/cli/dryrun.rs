@@ -37,7 +37,7 @@ pub fn reads_only(command: &str) -> bool {
 pub fn plans(command: &str) -> bool {
     matches!(
         command,
-        "up" | "create" | "scale" | "down" | "start" | "stop" | "restart" | "rm"
+        "up" | "create" | "scale" | "down" | "start" | "stop" | "restart" | "rm" | "pull" | "build"
     )
 }
 
@@ -49,7 +49,7 @@ pub fn check(command: &str) -> Result<()> {
     bail!("--dry-run is not supported by `rcompose {command}` yet: nothing was done")
 }
 
-fn print(plan: &Plan) {
+pub fn print(plan: &Plan) {
     print!("DRY-RUN MODE: nothing is changed; the plan:\n{plan}");
 }
 
@@ -68,6 +68,12 @@ fn observed(project: &str) -> Result<Observed> {
         .unwrap_or_default())
 }
 
+/// The image store as it is, only read (`None`: there is none yet, so no images).
+pub fn store() -> Option<Store> {
+    let root = crate::paths::images();
+    root.is_dir().then(|| Store::at(root))
+}
+
 /// The images `up` would use: present ones by id, and which it would pull or build first.
 fn image_choices(
     project: &Project,
@@ -75,9 +81,7 @@ fn image_choices(
     build: bool,
     no_build: bool,
 ) -> Result<BTreeMap<String, ImageChoice>> {
-    // Only read: a store that does not exist has no images.
-    let root = crate::paths::images();
-    let store = root.is_dir().then(|| Store::at(root));
+    let store = store();
     let mut out = BTreeMap::new();
     for name in selected {
         let svc = &project.services[name];

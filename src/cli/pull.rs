@@ -75,6 +75,9 @@ pub fn run(global: &Global, args: PullArgs) -> Result<i32> {
     let project = &loaded.project;
     let services = selected_services(project, &args.services, args.include_deps)?;
 
+    if global.dry_run {
+        return dry_run(project, &services, &args);
+    }
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
     // One pull per distinct image, whichever services share it.
     let mut wanted: BTreeMap<(String, String), (Reference, String, Vec<String>)> = BTreeMap::new();
@@ -307,4 +310,60 @@ mod tests {
         ));
         assert!(decide("every_banana", hour, false).is_err());
     }
+}
+
+/// `--dry-run pull`: the pulls the policies ask for, from the store as it is (only read).
+fn dry_run(
+    project: &crate::compose::model::Project,
+    services: &[String],
+    args: &PullArgs,
+) -> Result<i32> {
+    use crate::plan::ops::{Cause, Op, Plan};
+    let store = super::dryrun::store();
+    let mut plan = Plan::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for name in services {
+        let Some(service) = project.services.get(name) else {
+            continue;
+        };
+        let buildable = service.build.is_some();
+        if service.image.is_empty() || (buildable && args.ignore_buildable) {
+            continue;
+        }
+        let reference = Reference::parse(&service.image)
+            .with_context(|| format!("service {name}: invalid image {:?}", service.image))?;
+        let present = match &store {
+            Some(s) => s.resolve(&reference.to_string())?.map(|img| {
+                s.recorded_at(&img.id)
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default()
+            }),
+            None => None,
+        };
+        let policy = args
+            .policy
+            .clone()
+            .unwrap_or_else(|| service.pull_policy.clone());
+        let decision =
+            decide(&policy, present, buildable).with_context(|| format!("service {name}"))?;
+        if decision == Decision::Pull && seen.insert(reference.to_string()) {
+            let why = if present.is_none() {
+                "image missing".to_string()
+            } else if policy.is_empty() {
+                "requested".to_string()
+            } else {
+                format!("pull_policy {policy}")
+            };
+            plan.push(
+                Op::PullImage {
+                    service: name.clone(),
+                    image: service.image.clone(),
+                },
+                Cause::ImagePolicy(why),
+                vec![],
+            );
+        }
+    }
+    super::dryrun::print(&plan);
+    Ok(0)
 }

@@ -17,6 +17,8 @@ pub enum Op {
     PullImage { service: String, image: String },
     /// Build a service's image.
     BuildImage { service: String, image: String },
+    /// Push an image to its registry.
+    PushImage { image: String },
     /// Create a network of the project (`key`: its key in the compose file).
     CreateNetwork { key: String, name: String },
     /// Remove a network of the project.
@@ -60,7 +62,7 @@ impl Op {
     /// The kind of object the operation acts on, as docker compose's progress names it.
     pub fn kind(&self) -> &'static str {
         match self {
-            Op::PullImage { .. } | Op::BuildImage { .. } => "Image",
+            Op::PullImage { .. } | Op::BuildImage { .. } | Op::PushImage { .. } => "Image",
             Op::CreateNetwork { .. } | Op::RemoveNetwork { .. } => "Network",
             Op::CreateVolume { .. } | Op::RemoveVolume { .. } => "Volume",
             _ => "Container",
@@ -70,7 +72,9 @@ impl Op {
     /// The name of the object the operation acts on.
     pub fn object(&self) -> &str {
         match self {
-            Op::PullImage { image, .. } | Op::BuildImage { image, .. } => image,
+            Op::PullImage { image, .. }
+            | Op::BuildImage { image, .. }
+            | Op::PushImage { image } => image,
             Op::CreateNetwork { name, .. }
             | Op::RemoveNetwork { name, .. }
             | Op::CreateVolume { name, .. }
@@ -101,6 +105,7 @@ impl fmt::Display for Op {
             Op::BuildImage { service, image } => {
                 write!(f, "build image {image} (service {service})")
             }
+            Op::PushImage { image } => write!(f, "push image {image}"),
             Op::CreateNetwork { name, .. } => write!(f, "create network {name}"),
             Op::RemoveNetwork { name, .. } => write!(f, "remove network {name}"),
             Op::CreateVolume { name, .. } => write!(f, "create volume {name}"),

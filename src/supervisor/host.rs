@@ -81,7 +81,9 @@ impl<'a> EngineHost<'a> {
     async fn apply_op(&self, step: &Step) -> Result<(), HostError> {
         let out = self.out;
         match &step.op {
-            Op::PullImage { image, .. } | Op::BuildImage { image, .. } => Err(failed(format!(
+            Op::PullImage { image, .. }
+            | Op::BuildImage { image, .. }
+            | Op::PushImage { image } => Err(failed(format!(
                 "image {image}: images are pulled and built before the engine runs"
             ))),
             Op::CreateNetwork { key, .. } => {
