@@ -277,41 +277,6 @@ pub fn ensure_image(
     Ok(pulled.image)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pull_policies_decide_like_docker() {
-        let hour = Some(Duration::from_secs(3600));
-        assert_eq!(decide("", hour, false).unwrap(), Decision::Pull);
-        assert_eq!(decide("always", hour, false).unwrap(), Decision::Pull);
-        assert!(matches!(
-            decide("missing", hour, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert_eq!(decide("missing", None, false).unwrap(), Decision::Pull);
-        assert!(matches!(
-            decide("never", None, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert!(matches!(
-            decide("daily", hour, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert_eq!(
-            decide("daily", Some(Duration::from_secs(90_000)), false).unwrap(),
-            Decision::Pull
-        );
-        assert_eq!(decide("every_30m", hour, false).unwrap(), Decision::Pull);
-        assert!(matches!(
-            decide("every_2h", hour, false).unwrap(),
-            Decision::Skip(_)
-        ));
-        assert!(decide("every_banana", hour, false).is_err());
-    }
-}
-
 /// `--dry-run pull`: the pulls the policies ask for, from the store as it is (only read).
 fn dry_run(
     project: &crate::compose::model::Project,
@@ -366,4 +331,39 @@ fn dry_run(
     }
     super::dryrun::print(&plan);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policies_decide_like_docker() {
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(decide("", hour, false).unwrap(), Decision::Pull);
+        assert_eq!(decide("always", hour, false).unwrap(), Decision::Pull);
+        assert!(matches!(
+            decide("missing", hour, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert_eq!(decide("missing", None, false).unwrap(), Decision::Pull);
+        assert!(matches!(
+            decide("never", None, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert!(matches!(
+            decide("daily", hour, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert_eq!(
+            decide("daily", Some(Duration::from_secs(90_000)), false).unwrap(),
+            Decision::Pull
+        );
+        assert_eq!(decide("every_30m", hour, false).unwrap(), Decision::Pull);
+        assert!(matches!(
+            decide("every_2h", hour, false).unwrap(),
+            Decision::Skip(_)
+        ));
+        assert!(decide("every_banana", hour, false).is_err());
+    }
 }
