@@ -35,9 +35,22 @@ const PARALLEL_LAYERS: usize = 4;
 pub const MAX_CONFIG: u64 = 8 << 20;
 
 /// An in-memory sink that refuses to grow past `max` bytes.
-struct BoundedSink {
+pub(crate) struct BoundedSink {
     buf: Vec<u8>,
     max: u64,
+}
+
+impl BoundedSink {
+    pub(crate) fn new(max: u64) -> BoundedSink {
+        BoundedSink {
+            buf: Vec::new(),
+            max,
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> Vec<u8> {
+        self.buf
+    }
 }
 
 impl tokio::io::AsyncWrite for BoundedSink {

@@ -370,7 +370,8 @@ pub mod cache {
         let records = dir.join("records");
         std::fs::create_dir_all(&blobs).map_err(local)?;
         std::fs::create_dir_all(&records).map_err(local)?;
-        let mut config = Vec::new();
+        // Read into a sink that refuses more than the limit, whatever the registry sends.
+        let mut sink = crate::image::pull::BoundedSink::new(CONFIG_MAX as u64);
         client
             .pull_blob(
                 &oref,
@@ -380,10 +381,11 @@ pub mod cache {
                     size: config_size as i64,
                     ..Default::default()
                 },
-                &mut config,
+                &mut sink,
             )
             .await
             .map_err(|e| PushError::registry(&name, format!("cache config: {e}")))?;
+        let config = sink.into_inner();
         if Digest::of(&config) != config_digest {
             return Err(PushError::registry(&name, "cache config: wrong digest"));
         }
