@@ -137,11 +137,12 @@ pub fn up(
 ) -> Result<Plan, ReconcileError> {
     let graph = ServiceGraph::of_project(project);
     let selected = selected_services(project, opts)?;
-    let order: Vec<String> = graph
-        .start_levels()?
-        .into_iter()
+    let levels = graph.start_levels()?;
+    let mut order: Vec<String> = levels
+        .iter()
         .flatten()
         .filter(|s| selected.contains(s))
+        .cloned()
         .collect();
     let timeout = opts.timeout.map(Duration::from_secs);
     let mut plan = Plan::default();
@@ -270,6 +271,23 @@ pub fn up(
         );
         network_ready.insert(key.to_string(), created);
         changed_networks.insert(key.to_string(), fields);
+    }
+
+    // A changed network's containers are all stopped: those of services this `up` was not
+    // given are recreated on it too, else they would stay stopped on a network that is gone.
+    if !changed_networks.is_empty() {
+        let on_changed: Vec<&str> = observed
+            .containers
+            .iter()
+            .filter(|c| !c.oneoff && c.networks.iter().any(|n| changed_networks.contains_key(n)))
+            .map(|c| c.service.as_str())
+            .collect();
+        order = levels
+            .iter()
+            .flatten()
+            .filter(|s| selected.contains(s) || on_changed.contains(&s.as_str()))
+            .cloned()
+            .collect();
     }
 
     // Services, dependencies first.

@@ -135,10 +135,31 @@ impl<'a> EngineHost<'a> {
                     .services
                     .get(service)
                     .ok_or_else(|| failed(format!("no such service: {service}")))?;
-                let image = ctx
-                    .images
-                    .get(service)
-                    .ok_or_else(|| failed(format!("service {service}: no image resolved")))?;
+                // A service this `up` was not given (its network changed) is resolved here.
+                let image = match ctx.images.get(service) {
+                    Some(i) => i.clone(),
+                    None => {
+                        let reference = crate::image::reference::Reference::parse(&config.image)
+                            .map_err(|e| {
+                                failed(format!(
+                                    "service {service}: invalid image {:?}: {e}",
+                                    config.image
+                                ))
+                            })?;
+                        let found = ctx
+                            .store
+                            .resolve(&reference.to_string())
+                            .map_err(failed)?
+                            .ok_or_else(|| {
+                                failed(format!(
+                                    "service {service}: image {} is not present",
+                                    config.image
+                                ))
+                            })?;
+                        Arc::new(found)
+                    }
+                };
+                let image = &image;
                 let hash = super::config_hash(config, image);
                 let old = match replaces {
                     Some(old) => Some(self.handle(old)?.snapshot()),

@@ -722,3 +722,23 @@ services:
         "dependency failed to start: service db did not start"
     );
 }
+
+#[test]
+fn a_changed_network_recreates_the_containers_of_services_not_named() {
+    let yaml = "
+services:
+  web: {image: web, networks: [back]}
+  db: {image: db, networks: [back]}
+networks:
+  back: {}
+";
+    let p = project(yaml);
+    let i = images(&p, 1);
+    let o = after_up(&p, &i, Status::Running);
+    let p2 = project(&yaml.replace("back: {}", "back: {internal: true}"));
+    let opts = UpOptions {
+        services: vec!["web".into()],
+        ..opts()
+    };
+    check_up("network_changed_partial_up", &p2, &i, &o, &opts);
+}
