@@ -287,7 +287,7 @@ impl<'a> EngineHost<'a> {
 
     async fn undo_op(&self, step: &Step) -> Result<(), HostError> {
         match &step.op {
-            Op::CreateContainer { name, .. } => {
+            Op::CreateContainer { name, replaces, .. } => {
                 let h = self.handle(name)?;
                 let r = h.snapshot();
                 if r.status.is_active() {
@@ -299,7 +299,14 @@ impl<'a> EngineHost<'a> {
                     .remove_one(&h, true, &sink())
                     .await
                     .map_err(failed)?;
-                if !r.network.ports.is_empty() {
+                // The container it was to replace (still there: else this would not be undone)
+                // takes its host ports back.
+                let old = replaces
+                    .as_deref()
+                    .and_then(|o| self.handle(o).ok())
+                    .map(|o| o.snapshot());
+                let gave_back = self.engine.unsupersede(old.as_ref()).await;
+                if !r.network.ports.is_empty() || gave_back {
                     self.engine.republish().await.map_err(failed)?;
                 }
                 Ok(())
