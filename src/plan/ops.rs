@@ -167,8 +167,9 @@ pub enum Cause {
     ImageChanged,
     /// A flag forces it: `--force-recreate`, `--always-recreate-deps`, `--renew-anon-volumes`.
     Forced(&'static str),
-    /// A dependency was recreated and this service asked to follow (`restart: true`), or
-    /// `--always-recreate-deps`.
+    /// A dependency was recreated and this service asked to be restarted with it
+    /// (`depends_on: {restart: true}`). (`--always-recreate-deps` recreates the dependencies
+    /// themselves: `Forced`.)
     DependencyRecreated(String),
     /// The container is the old one of a recreation.
     Replaced,
