@@ -71,7 +71,7 @@ impl Engine {
                 .collect();
             project_net::check_fixed_ports(&project.name, &services, &self.all_ports(&ctx))?;
         }
-        let observed = self.observed();
+        let observed = self.observed_for_up();
         let plan = reconcile::up(&project, &choices, &observed, &opts)?;
         for w in &plan.warnings {
             let _ = out.send(Reply::Warning(w.clone()));

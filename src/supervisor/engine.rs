@@ -189,7 +189,15 @@ impl Engine {
     }
 
     /// What exists of the project, for `reconcile`.
+    /// (Which networks other projects use is left out: only `up`, which may recreate a
+    /// network, needs it — `observed_for_up` — and it costs a read of every other project's
+    /// state.)
     pub(super) fn observed(&self) -> Observed {
+        Observed::from_state(&self.shared.snapshot(), &[])
+    }
+
+    /// What exists, with the networks other projects' containers use marked.
+    pub(super) fn observed_for_up(&self) -> Observed {
         let shared: Vec<String> = other_networks(&self.shared.project)
             .into_iter()
             .map(|n| n.name)
