@@ -84,6 +84,11 @@ fn git(dir: &Path) -> Command {
         // A repository's own hooks and configuration never run here.
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(Stdio::null());
+    // ssh asks on the terminal (an unknown host key, a passphrase), whatever git's own
+    // setting: a build must fail instead of waiting for an answer.
+    if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
+        c.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+    }
     c
 }
 

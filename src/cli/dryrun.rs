@@ -188,16 +188,16 @@ pub fn lifecycle(
                 })
                 .collect();
             let refs: Vec<&ObservedContainer> = stopped.iter().collect();
-            let all_stops: Vec<usize> = (0..plan.len()).collect();
-            for mut step in reconcile::start(&refs).steps {
-                let offset = all_stops.len();
-                step.after = step
+            // Every start follows every stop; its own edges move past them.
+            let stops = plan.len();
+            for step in reconcile::start(&refs).steps {
+                let after = step
                     .after
                     .iter()
-                    .map(|a| a + offset)
-                    .chain(all_stops.iter().copied())
+                    .map(|a| a + stops)
+                    .chain(0..stops)
                     .collect();
-                plan.push(step.op, step.cause, step.after);
+                plan.push(step.op, step.cause, after);
             }
             plan
         }
