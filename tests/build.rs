@@ -64,6 +64,14 @@ fn build_table_left(pid: u32) -> bool {
         .any(|l| l.split_whitespace().last() == Some(own.as_str()))
 }
 
+/// A variable of the test bed's environment (registries, auth file), empty when unset.
+fn testbed_var(env: &[(String, String)], key: &str) -> String {
+    env.iter()
+        .find(|(n, _)| n == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 /// The instructions a build's progress marked CACHED, and the ones it ran.
 fn steps(progress: &str) -> (Vec<String>, Vec<String>) {
     let mut names = std::collections::BTreeMap::new();
@@ -366,6 +374,16 @@ fn compose_builds_what_is_missing_and_rebuilds_on_request() {
     let o = p.rc(&["up", "-d", "--no-build"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--no-build"), "{}", out(&o));
+    // --dry-run plans the build (and up's build of the missing image) and builds nothing.
+    let o = p.ok(&["--dry-run", "build"]);
+    assert!(
+        stdout(&o).contains(&format!("build image {}-web (service web)", p.name)),
+        "{}",
+        out(&o)
+    );
+    let o = p.ok(&["--dry-run", "up", "-d"]);
+    assert!(stdout(&o).contains("image missing"), "{}", out(&o));
+    assert!(!stdout(&p.ok(&["images"])).contains(&format!("{}-web", p.name)));
     // up builds the missing image (named <project>-web) and runs it.
     p.ok(&["up", "-d"]);
     let msg = p.ok(&["exec", "-T", "web", "cat", "/msg"]);
@@ -433,12 +451,7 @@ fn built_images_push_to_a_registry_and_pull_back_the_same() {
     let Some((state, env, ctx)) = setup(test) else {
         return;
     };
-    let var = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let var = |k: &str| testbed_var(&env, k);
     // The test bed's registry with authentication; a repository of this test's own.
     let registry = var("RCOMPOSE_TESTBED_AUTH_REGISTRY");
     let reference = format!(
@@ -795,12 +808,7 @@ fn a_registry_cache_makes_another_store_hit() {
     let Some((state, env, ctx)) = setup(test) else {
         return;
     };
-    let var = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let var = |k: &str| testbed_var(&env, k);
     // The test bed's registry with authentication; a repository of this test's own.
     let registry = var("RCOMPOSE_TESTBED_AUTH_REGISTRY");
     let auth_file = var("RCOMPOSE_TESTBED_AUTH_FILE");

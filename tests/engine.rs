@@ -658,6 +658,20 @@ services:
     let o = p.rc(&["--dry-run", "stop"]);
     untouched(&before, "--dry-run stop", &o);
     line_of(&o, &[&format!("stop container {web}")]);
+    let o = p.rc(&["--dry-run", "restart"]);
+    untouched(&before, "--dry-run restart", &o);
+    let stop = line_of(&o, &[&format!("stop container {db}")]);
+    let start = line_of(&o, &[&format!("start container {db}")]);
+    assert!(
+        start.contains("after"),
+        "a start before the stops: {start} / {stop}"
+    );
+    let o = p.rc(&["--dry-run", "rm", "-s", "-v"]);
+    untouched(&before, "--dry-run rm -s -v", &o);
+    line_of(
+        &o,
+        &[&format!("remove container {web} and its anonymous volumes")],
+    );
     let o = p.rc(&["--dry-run", "kill"]);
     assert!(
         !o.status.success(),
