@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::ops::{Op, Plan};
 use crate::supervisor::state::{ContainerRecord, ProjectState, Status};
 
 /// One existing container.
@@ -132,6 +133,65 @@ impl Observed {
             .collect();
         out.sort_by_key(|c| c.number);
         out
+    }
+}
+
+impl Observed {
+    /// What would exist once `plan` has run (for `--dry-run`, which plans a command on top of
+    /// another's plan): containers created, renamed, started, stopped and removed, networks
+    /// created and removed. A created container runs; what it was created from is unknown.
+    pub fn after(&self, plan: &Plan) -> Observed {
+        let mut o = self.clone();
+        for step in &plan.steps {
+            match &step.op {
+                Op::CreateContainer {
+                    service,
+                    number,
+                    name,
+                    ..
+                } => o.containers.push(ObservedContainer {
+                    id: String::new(),
+                    name: name.clone(),
+                    service: service.clone(),
+                    number: *number,
+                    oneoff: false,
+                    image_id: String::new(),
+                    config_hash: String::new(),
+                    config_fields: BTreeMap::new(),
+                    status: Status::Created,
+                    stop_grace: Duration::ZERO,
+                    depends_on: Vec::new(),
+                    restart_with: Vec::new(),
+                    networks: Vec::new(),
+                }),
+                Op::RemoveContainer { name, .. } => o.containers.retain(|c| c.name != *name),
+                Op::RenameContainer { from, to } => {
+                    for c in o.containers.iter_mut().filter(|c| c.name == *from) {
+                        c.name = to.clone();
+                    }
+                }
+                Op::StartContainer { name } | Op::StopContainer { name, .. } => {
+                    let status = if matches!(step.op, Op::StartContainer { .. }) {
+                        Status::Running
+                    } else {
+                        Status::Exited
+                    };
+                    for c in o.containers.iter_mut().filter(|c| c.name == *name) {
+                        c.status = status;
+                    }
+                }
+                Op::CreateNetwork { key, name } => o.networks.push(ObservedNetwork {
+                    key: key.clone(),
+                    name: name.clone(),
+                    external: false,
+                    config_fields: BTreeMap::new(),
+                    used_by_others: false,
+                }),
+                Op::RemoveNetwork { key, .. } => o.networks.retain(|n| n.key != *key),
+                _ => {}
+            }
+        }
+        o
     }
 }
 

@@ -37,6 +37,9 @@ pub enum Op {
         replaces: Option<String>,
         renew_anon_volumes: bool,
     },
+    /// Create the one-off container `name` of `service` (`run`): no replica number, no
+    /// service hash, the client's streams.
+    CreateOneOff { service: String, name: String },
     /// Start a container.
     StartContainer { name: String },
     /// Stop a container (`timeout`: the grace period before SIGKILL; `None`: its own).
@@ -47,6 +50,15 @@ pub enum Op {
     /// Remove a (stopped) container; with `volumes`, its anonymous volumes too (not those
     /// another container uses: a replacement keeps the ones it took over).
     RemoveContainer { name: String, volumes: bool },
+    /// Send a signal to a container's process (`kill`).
+    KillContainer { name: String, signal: i32 },
+    /// Freeze a container's processes (`pause`).
+    PauseContainer { name: String },
+    /// Thaw a paused container (`unpause`).
+    UnpauseContainer { name: String },
+    /// Copy files between the host and a container (`cp`); `from` and `to` as the user wrote
+    /// them (`SERVICE:PATH` for a container's side). Done by the client, never by a host.
+    Copy { from: String, to: String },
     /// Give a container its final name (the replacement of a recreated container).
     RenameContainer { from: String, to: String },
     /// Wait until a dependency's container meets a `depends_on` condition before its
@@ -65,6 +77,7 @@ impl Op {
             Op::PullImage { .. } | Op::BuildImage { .. } | Op::PushImage { .. } => "Image",
             Op::CreateNetwork { .. } | Op::RemoveNetwork { .. } => "Network",
             Op::CreateVolume { .. } | Op::RemoveVolume { .. } => "Volume",
+            Op::Copy { .. } => "Files",
             _ => "Container",
         }
     }
@@ -80,11 +93,16 @@ impl Op {
             | Op::CreateVolume { name, .. }
             | Op::RemoveVolume { name }
             | Op::CreateContainer { name, .. }
+            | Op::CreateOneOff { name, .. }
             | Op::StartContainer { name }
+            | Op::KillContainer { name, .. }
+            | Op::PauseContainer { name }
+            | Op::UnpauseContainer { name }
             | Op::StopContainer { name, .. }
             | Op::RemoveContainer { name, .. }
             | Op::WaitContainer { name, .. } => name,
             Op::RenameContainer { from, .. } => from,
+            Op::Copy { to, .. } => to,
         }
     }
 
@@ -93,7 +111,10 @@ impl Op {
     pub fn creates(&self) -> bool {
         matches!(
             self,
-            Op::CreateNetwork { .. } | Op::CreateVolume { .. } | Op::CreateContainer { .. }
+            Op::CreateNetwork { .. }
+                | Op::CreateVolume { .. }
+                | Op::CreateContainer { .. }
+                | Op::CreateOneOff { .. }
         )
     }
 }
@@ -125,7 +146,17 @@ impl fmt::Display for Op {
                     None => Ok(()),
                 }
             }
+            Op::CreateOneOff { name, .. } => write!(f, "create one-off container {name}"),
             Op::StartContainer { name } => write!(f, "start container {name}"),
+            Op::KillContainer { name, signal } => {
+                match nix::sys::signal::Signal::try_from(*signal) {
+                    Ok(sig) => write!(f, "kill container {name} ({sig})"),
+                    Err(_) => write!(f, "kill container {name} (signal {signal})"),
+                }
+            }
+            Op::PauseContainer { name } => write!(f, "pause container {name}"),
+            Op::UnpauseContainer { name } => write!(f, "unpause container {name}"),
+            Op::Copy { from, to } => write!(f, "copy {from} to {to}"),
             Op::StopContainer { name, timeout } => {
                 write!(f, "stop container {name}")?;
                 match timeout {

@@ -750,6 +750,120 @@ pub fn dependency_waits(
     Ok(plan)
 }
 
+/// The plan of `run`'s one-off container `name` of `service` (`service` carries the run's
+/// overrides): unless `no_deps`, each dependency's containers meet their condition first
+/// (their own `up` is planned before, by [`up`]); the service's missing networks are made; the
+/// container is created (after its image is pulled or built, when `image.fetch` says so) and
+/// started.
+pub fn run(
+    project: &Project,
+    service: &ServiceConfig,
+    image: &ImageChoice,
+    observed: &Observed,
+    name: &str,
+    no_deps: bool,
+) -> Result<Plan, ReconcileError> {
+    let mut plan = if no_deps {
+        Plan::default()
+    } else {
+        dependency_waits(service, observed)?
+    };
+    let mut before: Vec<StepId> = (0..plan.len()).collect();
+    if let Some(fetch) = &image.fetch {
+        let image_name = if service.image.is_empty() {
+            format!("{}-{}", project.name, service.name)
+        } else {
+            service.image.clone()
+        };
+        let (op, why) = match fetch {
+            Fetch::Pull(why) => (
+                Op::PullImage {
+                    service: service.name.clone(),
+                    image: image_name,
+                },
+                why,
+            ),
+            Fetch::Build(why) => (
+                Op::BuildImage {
+                    service: service.name.clone(),
+                    image: image_name,
+                },
+                why,
+            ),
+        };
+        before.push(plan.push(op, Cause::ImagePolicy(why.clone()), vec![]));
+    }
+    if service.network_mode.is_empty() {
+        let used = project_net::used_networks(project, &[service.name.as_str()])
+            .map_err(|e| ReconcileError::Network(e.to_string()))?;
+        for (key, config) in &used {
+            if config.external || observed.networks.iter().any(|n| n.key == *key) {
+                continue;
+            }
+            before.push(plan.push(
+                Op::CreateNetwork {
+                    key: key.to_string(),
+                    name: project_net::network_name(project, key, config),
+                },
+                Cause::Missing,
+                vec![],
+            ));
+        }
+    }
+    let create = plan.push(
+        Op::CreateOneOff {
+            service: service.name.clone(),
+            name: name.to_string(),
+        },
+        Cause::Requested,
+        before,
+    );
+    plan.push(
+        Op::StartContainer {
+            name: name.to_string(),
+        },
+        Cause::Requested,
+        vec![create],
+    );
+    Ok(plan)
+}
+
+/// The plan of `kill`: `signal` to each selected container that runs.
+pub fn kill(selected: &[&ObservedContainer], signal: i32) -> Plan {
+    let mut plan = Plan::default();
+    for c in selected.iter().filter(|c| c.is_active()) {
+        plan.push(
+            Op::KillContainer {
+                name: c.name.clone(),
+                signal,
+            },
+            Cause::Requested,
+            vec![],
+        );
+    }
+    plan
+}
+
+/// The plan of `pause` (`on`) or `unpause`: the selected containers that run, or that are
+/// paused.
+pub fn pause(selected: &[&ObservedContainer], on: bool) -> Plan {
+    use crate::supervisor::state::Status;
+    let mut plan = Plan::default();
+    for c in selected {
+        let op = match (on, c.status) {
+            (true, Status::Running) => Op::PauseContainer {
+                name: c.name.clone(),
+            },
+            (false, Status::Paused) => Op::UnpauseContainer {
+                name: c.name.clone(),
+            },
+            _ => continue,
+        };
+        plan.push(op, Cause::Requested, vec![]);
+    }
+    plan
+}
+
 /// The plan of `start`: the selected containers that do not run, each after the containers of
 /// the services it depends on.
 pub fn start(selected: &[&ObservedContainer]) -> Plan {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::engine::{Engine, ProjectFiles, UpCtx};
 use super::error::{join_errors, EngineError};
 use super::proto::{Reply, Selection, UpOptions};
-use super::state::{self, ContainerRecord, Status};
+use super::state::{self, ContainerRecord};
 use super::task::Handle;
 use super::{host, progress, progress_error, Out};
 use crate::compose::model::{Project, ServiceConfig};
@@ -142,25 +142,14 @@ impl Engine {
         signal: i32,
         out: &Out,
     ) -> Result<(), EngineError> {
-        let mut errors = Vec::new();
-        for h in self.select(sel) {
-            let r = h.snapshot();
-            if !r.status.is_active() {
-                continue;
-            }
-            progress(out, "Container", &r.name, "Killing", false);
-            match h.kill(signal).await {
-                Ok(()) => progress(out, "Container", &r.name, "Killed", true),
-                Err(e) => {
-                    progress_error(out, "Container", &r.name, "Error");
-                    errors.push(EngineError::Kill {
-                        name: r.name.clone(),
-                        message: e,
-                    });
-                }
-            }
-        }
-        join_errors(errors)
+        let (observed, names) = self.observed_selection(sel);
+        let selected: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect();
+        self.execute(&reconcile::kill(&selected, signal), None, out)
+            .await
     }
 
     pub(super) async fn pause(
@@ -169,35 +158,14 @@ impl Engine {
         on: bool,
         out: &Out,
     ) -> Result<(), EngineError> {
-        let (doing, done) = if on {
-            ("Pausing", "Paused")
-        } else {
-            ("Unpausing", "Unpaused")
-        };
-        let mut errors = Vec::new();
-        for h in self.select(sel) {
-            let r = h.snapshot();
-            let applies = if on {
-                r.status == Status::Running
-            } else {
-                r.status == Status::Paused
-            };
-            if !applies {
-                continue;
-            }
-            progress(out, "Container", &r.name, doing, false);
-            match h.pause(on).await {
-                Ok(()) => progress(out, "Container", &r.name, done, true),
-                Err(e) => {
-                    progress_error(out, "Container", &r.name, "Error");
-                    errors.push(EngineError::Container {
-                        name: r.name.clone(),
-                        message: e,
-                    });
-                }
-            }
-        }
-        join_errors(errors)
+        let (observed, names) = self.observed_selection(sel);
+        let selected: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect();
+        self.execute(&reconcile::pause(&selected, on), None, out)
+            .await
     }
 
     pub(super) async fn remove(
@@ -423,10 +391,7 @@ impl Engine {
             }
             Err(e) => {
                 progress_error(out, "Container", &r.name, "Error");
-                Err(EngineError::Remove {
-                    name: r.name.clone(),
-                    message: e,
-                })
+                Err(e.into())
             }
         }
     }

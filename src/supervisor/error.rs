@@ -73,10 +73,6 @@ pub enum EngineError {
     /// Plugging a started container into its networks.
     #[error("container {name}: {message}")]
     Container { name: String, message: String },
-    #[error("cannot kill container {name}: {message}")]
-    Kill { name: String, message: String },
-    #[error("cannot remove container {name}: {message}")]
-    Remove { name: String, message: String },
     #[error("container name {0} is already in use")]
     NameInUse(String),
     #[error(transparent)]
@@ -108,9 +104,9 @@ pub enum EngineError {
     Configs(#[from] crate::configs::ConfigsError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::container::ContainerError),
-    /// A container task's failure (start, hooks): its message names the container.
-    #[error("{0}")]
-    Task(String),
+    /// A container task's failure (start, hooks, kill, pause, remove).
+    #[error(transparent)]
+    Task(#[from] super::task::TaskError),
     /// A `depends_on` condition that a container did not meet.
     #[error("container {0} has no healthcheck configured")]
     NoHealthcheck(String),
@@ -199,10 +195,10 @@ mod tests {
     #[test]
     fn many_failures_are_joined() {
         let e = EngineError::Many(vec![
-            EngineError::Kill {
+            EngineError::Task(super::super::task::TaskError::Kill {
                 name: "p-a-1".into(),
                 message: "no such process".into(),
-            },
+            }),
             EngineError::NoSuchService("b".into()),
         ]);
         assert_eq!(

@@ -8,11 +8,13 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
-use super::engine::{Engine, UpCtx};
+use super::engine::{Engine, ProjectFiles, UpCtx};
 use super::error::EngineError;
+use super::proto::RunOptions;
 use super::ready;
-use super::task::Handle;
+use super::task::{Handle, OneOffIo};
 use super::{progress, progress_error, sink, Out};
+use crate::compose::model::ServiceConfig;
 use crate::plan::host::{Host, HostError};
 use crate::plan::ops::{Cause, Op, Step};
 
@@ -29,7 +31,24 @@ pub(super) struct EngineHost<'a> {
     /// network step, with these host ends of the containers' interfaces.
     networks_removed: std::sync::atomic::AtomicBool,
     interfaces: Vec<crate::network::project::Interface>,
+    /// `run`'s one-off container: what creates it, and the task it became.
+    oneoff: Option<OneOff<'a>>,
 }
+
+/// What `run` gives its plan's host for the one-off container.
+pub(super) struct OneOff<'a> {
+    /// The service with the run's overrides.
+    pub(super) service: &'a ServiceConfig,
+    pub(super) files: &'a ProjectFiles,
+    pub(super) opts: &'a RunOptions,
+    /// The client's streams, taken by the create.
+    pub(super) io: Mutex<Option<OneOffIo>>,
+    /// The container's task once created, and the pty master to come (with a tty).
+    pub(super) made: Mutex<Option<(Arc<Handle>, Option<PtyReceiver>)>>,
+}
+
+/// Where a one-off container's pty master arrives (with `tty`).
+pub(super) type PtyReceiver = tokio::sync::oneshot::Receiver<std::os::fd::OwnedFd>;
 
 /// The host's messages are the engine's (`EngineError`'s text, or a task's).
 fn failed(message: impl std::fmt::Display) -> HostError {
@@ -46,7 +65,28 @@ impl<'a> EngineHost<'a> {
             network_op: tokio::sync::Mutex::new(()),
             networks_removed: Default::default(),
             interfaces: Vec::new(),
+            oneoff: None,
         }
+    }
+
+    /// A host for `run`'s plan, which creates the one-off container.
+    pub(super) fn for_run(
+        engine: &'a Engine,
+        ctx: &'a UpCtx,
+        oneoff: OneOff<'a>,
+        out: &'a Out,
+    ) -> Self {
+        EngineHost {
+            oneoff: Some(oneoff),
+            ..EngineHost::new(engine, Some(ctx), out)
+        }
+    }
+
+    /// The one-off container's task (and pty), once created; `None` before or without one.
+    pub(super) fn take_oneoff(&self) -> Option<(Arc<Handle>, Option<PtyReceiver>)> {
+        self.oneoff
+            .as_ref()
+            .and_then(|o| o.made.lock().unwrap_or_else(PoisonError::into_inner).take())
     }
 
     /// The containers' interfaces `down`'s network teardown removes.
@@ -198,9 +238,39 @@ impl<'a> EngineHost<'a> {
                     }
                 }
             }
+            Op::CreateOneOff { name, .. } => {
+                let (ctx, oneoff) = match (self.ctx, &self.oneoff) {
+                    (Some(ctx), Some(o)) => (ctx, o),
+                    _ => return Err(failed("only run creates one-off containers")),
+                };
+                let io = oneoff
+                    .io
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .ok_or_else(|| failed(format!("container {name}: its streams were taken")))?;
+                let made = self
+                    .engine
+                    .create_oneoff(
+                        &ctx.project,
+                        oneoff.service,
+                        oneoff.files,
+                        oneoff.opts,
+                        name.clone(),
+                        io,
+                    )
+                    .await
+                    .map_err(failed)?;
+                *oneoff.made.lock().unwrap_or_else(PoisonError::into_inner) = Some(made);
+                Ok(())
+            }
             Op::StartContainer { name } => {
                 let h = self.handle(name)?;
                 let r = h.snapshot();
+                if r.oneoff {
+                    // `run` shows its own container's start by attaching to it.
+                    return h.start().await.map_err(failed);
+                }
                 if r.status.is_active() {
                     progress(out, "Container", name, "Running", true);
                     return Ok(());
@@ -260,6 +330,43 @@ impl<'a> EngineHost<'a> {
                 }
                 Ok(())
             }
+            Op::KillContainer { name, signal } => {
+                let h = self.handle(name)?;
+                progress(out, "Container", name, "Killing", false);
+                match h.kill(*signal).await {
+                    Ok(()) => {
+                        progress(out, "Container", name, "Killed", true);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        progress_error(out, "Container", name, "Error");
+                        Err(failed(e))
+                    }
+                }
+            }
+            Op::PauseContainer { name } | Op::UnpauseContainer { name } => {
+                let on = matches!(step.op, Op::PauseContainer { .. });
+                let (doing, done) = if on {
+                    ("Pausing", "Paused")
+                } else {
+                    ("Unpausing", "Unpaused")
+                };
+                let h = self.handle(name)?;
+                progress(out, "Container", name, doing, false);
+                match h.pause(on).await {
+                    Ok(()) => {
+                        progress(out, "Container", name, done, true);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        progress_error(out, "Container", name, "Error");
+                        Err(failed(e))
+                    }
+                }
+            }
+            Op::Copy { from, to } => Err(failed(format!(
+                "copy {from} to {to}: files are copied by the client"
+            ))),
             Op::RenameContainer { from, to } => {
                 let h = self.handle(from)?;
                 h.rename(to.clone()).await;
@@ -287,7 +394,11 @@ impl<'a> EngineHost<'a> {
 
     async fn undo_op(&self, step: &Step) -> Result<(), HostError> {
         match &step.op {
-            Op::CreateContainer { name, replaces, .. } => {
+            Op::CreateContainer { name, .. } | Op::CreateOneOff { name, .. } => {
+                let replaces = match &step.op {
+                    Op::CreateContainer { replaces, .. } => replaces.as_ref(),
+                    _ => None,
+                };
                 let h = self.handle(name)?;
                 let r = h.snapshot();
                 if r.status.is_active() {
@@ -302,7 +413,6 @@ impl<'a> EngineHost<'a> {
                 // The container it was to replace (still there: else this would not be undone)
                 // takes its host ports back.
                 let old = replaces
-                    .as_deref()
                     .and_then(|o| self.handle(o).ok())
                     .map(|o| o.snapshot());
                 let gave_back = self.engine.unsupersede(old.as_ref()).await;

@@ -1,15 +1,16 @@
 //! `run`: a one-off container of a service, after its dependencies, with the client's
 //! streams.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use super::create::{create_container, random_id, NewContainer};
-use super::engine::{Engine, ProjectFiles};
+use super::engine::{Engine, ProjectFiles, UpCtx};
 use super::error::EngineError;
+use super::host::{EngineHost, OneOff, PtyReceiver};
 use super::proto::{self, Reply, UpOptions};
 use super::restart::Policy;
 use super::task::{self, Handle};
@@ -88,6 +89,22 @@ impl Engine {
         // Under the project's operation lock until the container runs; not while it runs.
         let (h, pty) = {
             let _op = self.op.lock().await;
+            let name = match &opts.name {
+                // It becomes the cgroup `rcompose/<project>/<name>`: one plain component.
+                Some(n) => {
+                    crate::names::check_container(n)?;
+                    crate::names::container_name(n).to_string()
+                }
+                None => format!(
+                    "{}-{}-run-{}",
+                    project.name,
+                    service.name,
+                    &random_id()[..12]
+                ),
+            };
+            if self.shared.handles().iter().any(|h| h.name() == name) {
+                return Err(EngineError::NameInUse(name));
+            }
             let deps: Vec<String> = service.dependencies().map(String::from).collect();
             if !opts.no_deps && !deps.is_empty() {
                 let up = UpOptions {
@@ -108,31 +125,54 @@ impl Engine {
                     .await?;
             }
             // `--no-deps`: the dependencies are neither started nor awaited, as docker compose.
-            if !opts.no_deps {
-                let waits = reconcile::dependency_waits(&service, &self.observed())?;
-                for w in &waits.warnings {
-                    let _ = out.send(Reply::Warning(w.clone()));
-                }
-                self.execute(&waits, None, out).await?;
+            // Its image was pulled or built by the client.
+            let plan = reconcile::run(
+                &project,
+                &service,
+                &reconcile::ImageChoice::default(),
+                &self.observed(),
+                &name,
+                opts.no_deps,
+            )?;
+            for w in &plan.warnings {
+                let _ = out.send(Reply::Warning(w.clone()));
             }
-            self.ensure_networks(&project, std::slice::from_ref(&service.name), out)
-                .await?;
-            let (h, pty) = self
-                .create_oneoff(&project, &service, &files, &opts, io)
-                .await?;
-            let r = h.start().await;
+            let ctx = UpCtx {
+                project: project.clone(),
+                working_dir: files.working_dir.clone(),
+                contents: files.contents.clone(),
+                store: Store::open(crate::paths::images())?,
+                images: HashMap::new(),
+                host: Arc::new(HostLimits::current()),
+            };
+            let oneoff = OneOff {
+                service: &service,
+                files: &files,
+                opts: &opts,
+                io: Mutex::new(Some(io)),
+                made: Mutex::new(None),
+            };
+            let host = EngineHost::for_run(self, &ctx, oneoff, out);
+            let r = self.run_plan(&plan, &host, out).await;
+            let made = host.take_oneoff();
             let _ = self.shared.save();
-            if let Err(e) = r {
-                // The command could not start (126, 127): that is the run's exit code.
-                if let Some(code) = h.snapshot().exit_code {
-                    let _ = out.send(Reply::Exited { code });
+            match (r, made) {
+                (Ok(()), Some(made)) => made,
+                (Ok(()), None) => return Err(EngineError::WentAway(name)),
+                (Err(e), made) => {
+                    if let Some((h, _)) = made {
+                        // The command could not start (126, 127): that is the run's exit code.
+                        if let Some(code) = h.snapshot().exit_code {
+                            let _ = out.send(Reply::Exited { code });
+                        }
+                        if opts.rm {
+                            let _ = self.remove_one(&h, true, &sink()).await;
+                            let _ = self.shared.save();
+                        }
+                    }
+                    return Err(e);
                 }
-                if opts.rm {
-                    let _ = self.remove_one(&h, true, &sink()).await;
-                }
-                return Err(EngineError::Task(e));
             }
-            (h, pty)
         };
         let mut rx = h.record.clone();
         let (name, pid) = {
@@ -175,8 +215,9 @@ impl Engine {
         service: &ServiceConfig,
         files: &ProjectFiles,
         opts: &proto::RunOptions,
+        name: String,
         mut io: task::OneOffIo,
-    ) -> Result<(Arc<Handle>, Option<oneshot::Receiver<OwnedFd>>), EngineError> {
+    ) -> Result<(Arc<Handle>, Option<PtyReceiver>), EngineError> {
         let store = Store::open(crate::paths::images())?;
         let reference =
             crate::image::reference::Reference::parse(&service.image).map_err(|error| {
@@ -194,17 +235,6 @@ impl Engine {
                     image: service.image.clone(),
                 })?;
         let id = random_id();
-        let name = match &opts.name {
-            // It becomes the cgroup `rcompose/<project>/<name>`: one plain component.
-            Some(n) => {
-                crate::names::check_container(n)?;
-                crate::names::container_name(n).to_string()
-            }
-            None => format!("{}-{}-run-{}", project.name, service.name, &id[..12]),
-        };
-        if self.shared.handles().iter().any(|h| h.name() == name) {
-            return Err(EngineError::NameInUse(name));
-        }
         let (mut net, resolv, hosts) = self
             .plan_container_net(project, service, &id, &name, None)
             .await?;

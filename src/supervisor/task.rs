@@ -19,9 +19,52 @@ use crate::logs::{LogWriter, Stream};
 use crate::runtime::container::{Container, ExecRequest, ExitStatus};
 use crate::runtime::process::{ProcessError, Stdio};
 
+/// Why a container task could not do what the engine asked. Every message names the
+/// container.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// Its task ended (the container was removed meanwhile).
+    #[error("container {0} is gone")]
+    Gone(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// Between two runs of its restart policy.
+    #[error("container {0} is restarting")]
+    Restarting(String),
+    /// Its command could not be started (the message carries docker's reason: not found,
+    /// not executable, ...).
+    #[error("cannot start container {name}: {message}")]
+    Start { name: String, message: String },
+    #[error("container {name}: post_start hook {command:?} exited with code {code}")]
+    PostStartExit {
+        name: String,
+        command: String,
+        code: i32,
+    },
+    #[error("container {name}: post_start hook {command:?} failed: {message}")]
+    PostStart {
+        name: String,
+        command: String,
+        message: String,
+    },
+    #[error("cannot kill container {name}: {message}")]
+    Kill { name: String, message: String },
+    #[error("cannot {} container {name}: {message}", if *.pause { "pause" } else { "unpause" })]
+    Freeze {
+        name: String,
+        pause: bool,
+        message: String,
+    },
+    /// A health probe still held it after its stop.
+    #[error("cannot remove container {0}: it is still in use")]
+    Busy(String),
+    #[error("cannot remove container {name}: {message}")]
+    Remove { name: String, message: String },
+}
+
 /// What the engine asks of a container.
 pub enum Cmd {
-    Start(oneshot::Sender<Result<(), String>>),
+    Start(oneshot::Sender<Result<(), TaskError>>),
     /// Stop (stop signal, then SIGKILL after `timeout`); `user`: a command asked (so
     /// `unless-stopped` and `always` do not bring it back).
     Stop {
@@ -30,14 +73,14 @@ pub enum Cmd {
     },
     Kill {
         signal: i32,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), TaskError>>,
     },
-    Pause(oneshot::Sender<Result<(), String>>),
-    Unpause(oneshot::Sender<Result<(), String>>),
+    Pause(oneshot::Sender<Result<(), TaskError>>),
+    Unpause(oneshot::Sender<Result<(), TaskError>>),
     /// Remove the (stopped) container; with `volumes`, its anonymous volumes too.
     Remove {
         volumes: bool,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), TaskError>>,
     },
     /// Give it another name (a replacement takes its old container's name).
     Rename {
@@ -63,23 +106,23 @@ impl Handle {
         rx.await.ok()
     }
 
-    pub async fn start(&self) -> Result<(), String> {
+    pub async fn start(&self) -> Result<(), TaskError> {
         self.ask(Cmd::Start)
             .await
-            .unwrap_or_else(|| Err(format!("container {} is gone", self.name())))
+            .unwrap_or_else(|| Err(TaskError::Gone(self.name())))
     }
 
     pub async fn stop(&self, timeout: Option<Duration>) {
         self.ask(|reply| Cmd::Stop { timeout, reply }).await;
     }
 
-    pub async fn kill(&self, signal: i32) -> Result<(), String> {
+    pub async fn kill(&self, signal: i32) -> Result<(), TaskError> {
         self.ask(|reply| Cmd::Kill { signal, reply })
             .await
             .unwrap_or(Ok(()))
     }
 
-    pub async fn pause(&self, pause: bool) -> Result<(), String> {
+    pub async fn pause(&self, pause: bool) -> Result<(), TaskError> {
         let r = if pause {
             self.ask(Cmd::Pause).await
         } else {
@@ -88,7 +131,7 @@ impl Handle {
         r.unwrap_or(Ok(()))
     }
 
-    pub async fn remove(&self, volumes: bool) -> Result<(), String> {
+    pub async fn remove(&self, volumes: bool) -> Result<(), TaskError> {
         self.ask(|reply| Cmd::Remove { volumes, reply })
             .await
             .unwrap_or(Ok(()))
@@ -221,14 +264,9 @@ impl Task {
                             let _ = reply.send(());
                             Phase::Idle
                         }
-                        Cmd::Kill { reply, .. } => {
+                        Cmd::Kill { reply, .. } | Cmd::Pause(reply) | Cmd::Unpause(reply) => {
                             let name = self.record.borrow().name.clone();
-                            let _ = reply.send(Err(format!("container {name} is not running")));
-                            Phase::Idle
-                        }
-                        Cmd::Pause(reply) | Cmd::Unpause(reply) => {
-                            let name = self.record.borrow().name.clone();
-                            let _ = reply.send(Err(format!("container {name} is not running")));
+                            let _ = reply.send(Err(TaskError::NotRunning(name)));
                             Phase::Idle
                         }
                         Cmd::Remove { volumes, reply } => {
@@ -287,7 +325,7 @@ impl Task {
                             }
                             Some(Cmd::Kill { reply, .. }) | Some(Cmd::Pause(reply)) | Some(Cmd::Unpause(reply)) => {
                                 let name = self.record.borrow().name.clone();
-                                let _ = reply.send(Err(format!("container {name} is restarting")));
+                                let _ = reply.send(Err(TaskError::Restarting(name)));
                                 Phase::Backoff(at)
                             }
                         },
@@ -317,13 +355,18 @@ impl Task {
                 let r = if rc == 0 {
                     Ok(())
                 } else {
-                    Err(io::Error::last_os_error().to_string())
+                    Err(TaskError::Kill {
+                        name: self.record.borrow().name.clone(),
+                        message: io::Error::last_os_error().to_string(),
+                    })
                 };
                 let _ = reply.send(r);
                 Phase::Running(running)
             }
             Cmd::Pause(reply) => {
-                let r = self.freeze(true);
+                let r = self
+                    .freeze(true)
+                    .map_err(|message| self.freeze_error(true, message));
                 if r.is_ok() {
                     self.update("pause", |r| r.status = Status::Paused);
                 }
@@ -331,7 +374,9 @@ impl Task {
                 Phase::Running(running)
             }
             Cmd::Unpause(reply) => {
-                let r = self.freeze(false);
+                let r = self
+                    .freeze(false)
+                    .map_err(|message| self.freeze_error(false, message));
                 if r.is_ok() {
                     self.update("unpause", |r| r.status = Status::Running);
                 }
@@ -354,6 +399,14 @@ impl Task {
         }
     }
 
+    fn freeze_error(&self, pause: bool, message: String) -> TaskError {
+        TaskError::Freeze {
+            name: self.record.borrow().name.clone(),
+            pause,
+            message,
+        }
+    }
+
     fn freeze(&self, on: bool) -> Result<(), String> {
         let c = self.container.as_ref().ok_or("container removed")?;
         let cg = c.cgroup().ok_or("container has no cgroup")?;
@@ -363,7 +416,7 @@ impl Task {
 
     /// Runs the `post_start` hooks in the container started as `pid`, in order; the first that
     /// fails is the start's error (the container keeps running, as with docker compose).
-    async fn post_start(&self, running: &Running) -> Result<(), String> {
+    async fn post_start(&self, running: &Running) -> Result<(), TaskError> {
         let pid = running.pid;
         let hooks = self.record.borrow().runtime.post_start.clone();
         for hook in &hooks {
@@ -378,15 +431,19 @@ impl Task {
                     if exiting.is_ok() {
                         return Ok(());
                     }
-                    return Err(e);
+                    return Err(TaskError::PostStart {
+                        name: self.record.borrow().name.clone(),
+                        command: hook.command.join(" "),
+                        message: e,
+                    });
                 }
             };
             if code != 0 {
-                let name = self.record.borrow().name.clone();
-                return Err(format!(
-                    "container {name}: post_start hook {:?} exited with code {code}",
-                    hook.command.join(" ")
-                ));
+                return Err(TaskError::PostStartExit {
+                    name: self.record.borrow().name.clone(),
+                    command: hook.command.join(" "),
+                    code,
+                });
             }
         }
         Ok(())
@@ -508,7 +565,7 @@ impl Task {
 
     /// Starts the process; a failure to start counts as an exit (docker's 126/127 codes) and
     /// goes through the restart policy.
-    async fn start_or_backoff(&mut self) -> (Phase, Result<(), String>) {
+    async fn start_or_backoff(&mut self) -> (Phase, Result<(), TaskError>) {
         match self.start().await {
             Ok(running) => (Phase::Running(running), Ok(())),
             Err((code, message)) => {
@@ -534,10 +591,7 @@ impl Task {
                 } else {
                     Phase::Idle
                 };
-                (
-                    phase,
-                    Err(format!("cannot start container {name}: {message}")),
-                )
+                (phase, Err(TaskError::Start { name, message }))
             }
         }
     }
@@ -678,7 +732,7 @@ impl Task {
         })
     }
 
-    async fn remove(&mut self, volumes: bool) -> Result<(), String> {
+    async fn remove(&mut self, volumes: bool) -> Result<(), TaskError> {
         let record = self.record.borrow().clone();
         let Some(c) = self.container.take() else {
             return Ok(());
@@ -694,13 +748,16 @@ impl Task {
                     c = back;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(_) => return Err(format!("container {} is busy", record.name)),
+                Err(_) => return Err(TaskError::Busy(record.name)),
             }
         };
         if let Ok(mut log) = self.log.lock() {
             log.take();
         }
-        c.destroy().map_err(|e| e.to_string())?;
+        c.destroy().map_err(|e| TaskError::Remove {
+            name: record.name.clone(),
+            message: e.to_string(),
+        })?;
         if volumes {
             // Recorded paths: removed only if they are volumes in the store.
             for v in &record.anonymous_volumes {
@@ -1017,4 +1074,50 @@ fn async_fd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: the OwnedFd stays open and unchanged for as long as the AsyncFd owns it.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskError;
+
+    /// Every message says what failed on which container, once.
+    #[test]
+    fn task_errors_name_the_container_and_the_action() {
+        let cases = [
+            (
+                TaskError::Start {
+                    name: "p-web-1".into(),
+                    message: "exec: \"nope\": executable file not found in $PATH".into(),
+                },
+                "cannot start container p-web-1: exec: \"nope\": executable file not found in $PATH",
+            ),
+            (
+                TaskError::Freeze {
+                    name: "p-web-1".into(),
+                    pause: false,
+                    message: "no cgroup".into(),
+                },
+                "cannot unpause container p-web-1: no cgroup",
+            ),
+            (
+                TaskError::PostStartExit {
+                    name: "p-web-1".into(),
+                    command: "sh -c false".into(),
+                    code: 1,
+                },
+                "container p-web-1: post_start hook \"sh -c false\" exited with code 1",
+            ),
+            (
+                TaskError::Busy("p-web-1".into()),
+                "cannot remove container p-web-1: it is still in use",
+            ),
+            (
+                TaskError::NotRunning("p-web-1".into()),
+                "container p-web-1 is not running",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+        }
+    }
 }

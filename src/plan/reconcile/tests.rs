@@ -742,3 +742,94 @@ networks:
     };
     check_up("network_changed_partial_up", &p2, &i, &o, &opts);
 }
+
+#[test]
+fn a_one_off_run_waits_makes_its_missing_networks_and_starts() {
+    let p = project(
+        "
+services:
+  app:
+    image: app
+    networks: [front, back]
+    depends_on:
+      db: {condition: service_healthy}
+  db:
+    image: db
+    networks: [back]
+networks:
+  front: {}
+  back: {}
+",
+    );
+    let mut o = after_up(&p, &images(&p, 1), Status::Running);
+    // Only db's network exists: the run makes app's other one.
+    o.containers.retain(|c| c.service == "db");
+    o.networks.retain(|n| n.key == "back");
+    let app = &p.services["app"];
+    let pull = ImageChoice {
+        id: None,
+        fetch: Some(Fetch::Pull("image missing".into())),
+    };
+    let plan = run(&p, app, &pull, &o, "demo-app-run-1", false).expect("plan");
+    check("run", &plan.to_string());
+    // --no-deps: no waits, whatever the dependencies' state.
+    o.containers.clear();
+    let plan = run(&p, app, &ImageChoice::default(), &o, "x", true).expect("plan");
+    check("run_no_deps", &plan.to_string());
+    let e = run(&p, app, &ImageChoice::default(), &o, "x", false).expect_err("db missing");
+    assert!(matches!(e, ReconcileError::DependencyMissing(_)), "{e}");
+}
+
+#[test]
+fn kill_takes_active_containers_and_pause_running_or_paused_ones() {
+    let p = web_redis();
+    let mut o = after_up(&p, &images(&p, 1), Status::Running);
+    o.containers[0].status = Status::Exited;
+    o.containers[1].status = Status::Paused;
+    o.containers.push(ObservedContainer {
+        name: "demo-web-9".into(),
+        status: Status::Running,
+        ..o.containers[1].clone()
+    });
+    let all: Vec<&ObservedContainer> = o.containers.iter().collect();
+    let mut text = String::new();
+    for (what, plan) in [
+        ("kill", kill(&all, 9)),
+        ("pause", pause(&all, true)),
+        ("unpause", pause(&all, false)),
+    ] {
+        text.push_str(&format!("{what}:\n{plan}"));
+    }
+    check("kill_pause", &text);
+}
+
+/// What a plan leaves behind, as `--dry-run run` plans on top of an `up`.
+#[test]
+fn observed_after_a_plan() {
+    let p = web_redis();
+    let i = images(&p, 1);
+    let o = Observed::default();
+    let plan = up(&p, &i, &o, &opts()).expect("plan");
+    let after = o.after(&plan);
+    let mut names: Vec<(&str, Status)> = after
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.status))
+        .collect();
+    names.sort_by_key(|(n, _)| *n);
+    assert_eq!(
+        names,
+        [
+            ("demo-redis-1", Status::Running),
+            ("demo-web-1", Status::Running)
+        ]
+    );
+    assert_eq!(after.networks.len(), 1);
+    assert!(!after.replicas("redis").is_empty());
+    // down of that leaves nothing.
+    let gone = after.after(&down(&after, &DownOptions::default()));
+    assert!(
+        gone.containers.is_empty() && gone.networks.is_empty(),
+        "{gone:?}"
+    );
+}
