@@ -673,13 +673,47 @@ services:
         &[&format!("remove container {web} and its anonymous volumes")],
     );
     let o = p.rc(&["--dry-run", "kill"]);
+    untouched(&before, "--dry-run kill", &o);
+    line_of(&o, &[&format!("kill container {web} (SIGKILL)")]);
+    let o = p.rc(&["--dry-run", "pause", "web"]);
+    untouched(&before, "--dry-run pause", &o);
+    line_of(&o, &[&format!("pause container {web}")]);
+    assert!(lines_with(&o, &[&db]).is_empty(), "{}", out(&o));
+    let o = p.rc(&["--dry-run", "unpause"]);
+    untouched(&before, "--dry-run unpause", &o);
+    line_of(&o, &["nothing to do"]);
+    // run: the wait for its dependency, its container made and started, removed with --rm.
+    let o = p.rc(&["--dry-run", "run", "--rm", "web", "true"]);
+    assert!(o.status.success(), "--dry-run run failed:\n{}", out(&o));
+    untouched(&before, "--dry-run run", &o);
+    line_of(&o, &[&format!("wait for container {db}: service_started")]);
+    line_of(
+        &o,
+        &[&format!("create one-off container {}-web-run-", p.name)],
+    );
+    line_of(&o, &["start container", "-web-run-"]);
+    line_of(&o, &["remove container", "-web-run-", "--rm"]);
+    // cp and push name what they would copy and push.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let host_file = elsewhere.path().join("to-copy");
+    std::fs::write(&host_file, "x").expect("write a file to copy");
+    let src = host_file.display().to_string();
+    let o = p.rc(&["--dry-run", "cp", &src, "web:/tmp/x"]);
+    untouched(&before, "--dry-run cp", &o);
+    line_of(&o, &[&format!("copy {src} to {web}:/tmp/x")]);
+    let o = p.rc(&["--dry-run", "push", "web"]);
+    assert!(o.status.success(), "--dry-run push failed:\n{}", out(&o));
+    untouched(&before, "--dry-run push", &o);
+    line_of(&o, &["push image busybox", "requested"]);
+    // A command with no plan to show refuses the flag.
+    let o = p.rc(&["--dry-run", "exec", "web", "true"]);
     assert!(
         !o.status.success(),
-        "--dry-run kill was not refused:\n{}",
+        "--dry-run exec was not refused:\n{}",
         out(&o)
     );
-    untouched(&before, "--dry-run kill", &o);
-    line_of(&o, &["--dry-run is not supported by `rcompose kill`"]);
+    untouched(&before, "--dry-run exec", &o);
+    line_of(&o, &["--dry-run is not supported by `rcompose exec`"]);
 
     p.ok(&["down", "-v", "-t", "0"]);
     p.assert_nothing_left();
@@ -809,4 +843,47 @@ fn a_recreated_container_keeps_its_stats_and_top() {
         .unwrap_or_else(|| panic!("{stats}"));
     assert_ne!(line.split_whitespace().nth(1), Some("0"), "{stats}");
     p.ok(&["down"]);
+}
+
+/// `run` goes through a plan too: a one-off container that cannot be created (a bind source
+/// that does not exist, with `create_host_path: false`) fails with an error naming the path,
+/// and the network the run made for it is undone — no link, firewall rule or cgroup is left,
+/// before any `down`.
+#[test]
+fn a_run_that_cannot_create_its_container_leaves_no_network() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing");
+    let compose = format!(
+        "services:\n  job:\n    image: busybox\n    volumes:\n      - {{type: bind, source: {}, target: /data, bind: {{create_host_path: false}}}}\n",
+        missing.display()
+    );
+    let Some(p) = project(
+        "a_run_that_cannot_create_its_container_leaves_no_network",
+        "runfail",
+        &compose,
+    ) else {
+        return;
+    };
+    let _host = alone();
+    let network = format!("{}_default", p.name);
+    let host = || {
+        let mut s =
+            host_snapshot(&p.state).without_other_projects(&p.state, &p.name, &[&network]);
+        // The project's recorded state may be written; the host must not change.
+        s.parts.retain(|part, _| ["link", "nft", "cgroup", "mount"].contains(part));
+        s
+    };
+    let before = host();
+    let o = p.rc(&["run", "--rm", "job", "true"]);
+    assert!(!o.status.success(), "run with a missing bind source succeeded");
+    assert!(
+        stderr(&o).contains(&*missing.to_string_lossy()),
+        "the error does not name the missing path:\n{}",
+        out(&o)
+    );
+    let diff = before.diff(&host());
+    assert!(diff.is_empty(), "the failed run left:\n{}", diff.join("\n"));
+    assert!(!missing.exists(), "run created the bind source");
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
 }

@@ -393,6 +393,9 @@ fn push_services(
     quiet: bool,
     ignore_failures: bool,
 ) -> Result<()> {
+    if global.dry_run {
+        return print_push_plan(project, names, ignore_failures);
+    }
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
     let mut failed = 0;
     for name in names {
@@ -431,6 +434,54 @@ fn push_services(
     if failed > 0 {
         super::warn(&format!("{failed} service(s) not pushed"));
     }
+    Ok(())
+}
+
+/// `push` under `--dry-run`: one push per image and build tag of `names`, each image checked
+/// to be present as the push would (a missing one is an error, or with `ignore_failures` a
+/// warning); the store is only read.
+fn print_push_plan(project: &Project, names: &[String], ignore_failures: bool) -> Result<()> {
+    use crate::plan::ops::{Cause, Op, Plan};
+    let store = super::dryrun::store();
+    let mut plan = Plan::default();
+    for name in names {
+        let Some(service) = project.services.get(name) else {
+            continue;
+        };
+        if service.image.is_empty() {
+            continue;
+        }
+        let reference = Reference::parse(&service.image)
+            .with_context(|| format!("service {name}: invalid image {:?}", service.image))?;
+        let present = match &store {
+            Some(s) => s.resolve(&reference.to_string())?.is_some(),
+            None => false,
+        };
+        if !present {
+            let message = format!(
+                "service {name}: push failed: image {} is not present",
+                service.image
+            );
+            if !ignore_failures {
+                bail!("{message}");
+            }
+            plan.warnings.push(message);
+            continue;
+        }
+        let tags = service.build.iter().flat_map(|b| b.tags.iter());
+        for image in std::iter::once(&service.image).chain(tags) {
+            Reference::parse(image)
+                .with_context(|| format!("service {name}: invalid build tag {image:?}"))?;
+            plan.push(
+                Op::PushImage {
+                    image: image.clone(),
+                },
+                Cause::Requested,
+                vec![],
+            );
+        }
+    }
+    super::dryrun::print(&plan);
     Ok(())
 }
 

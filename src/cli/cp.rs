@@ -88,6 +88,28 @@ pub fn run(global: &Global, args: CpArgs) -> Result<i32> {
             record.name
         );
     };
+    if global.dry_run {
+        if into_container {
+            std::fs::symlink_metadata(&args.source)
+                .with_context(|| format!("cannot copy {}", args.source))?;
+        }
+        // The container's side by its name, as the copy would reach it.
+        let side = |arg: &str| match container_arg(arg) {
+            Some((_, path)) => format!("{}:{path}", record.name),
+            None => arg.to_string(),
+        };
+        let mut plan = crate::plan::ops::Plan::default();
+        plan.push(
+            crate::plan::ops::Op::Copy {
+                from: side(&args.source),
+                to: side(&args.destination),
+            },
+            crate::plan::ops::Cause::Requested,
+            vec![],
+        );
+        super::dryrun::print(&plan);
+        return Ok(0);
+    }
     let fs = ContainerFs::open(pid, None)
         .with_context(|| format!("cannot open the filesystem of {}", record.name))?;
 

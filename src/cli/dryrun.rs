@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::pull::{decide, Decision};
-use crate::compose::model::Project;
+use crate::compose::model::{Project, ServiceConfig};
 use crate::image::reference::Reference;
 use crate::image::store::Store;
 use crate::plan::observed::{Observed, ObservedContainer};
-use crate::plan::ops::Plan;
+use crate::plan::ops::{Cause, Op, Plan};
 use crate::plan::reconcile::{self, DownOptions, Fetch, ImageChoice};
 use crate::supervisor::proto::UpOptions;
 use crate::supervisor::state::{self, ProjectState};
@@ -37,7 +37,21 @@ pub fn reads_only(command: &str) -> bool {
 pub fn plans(command: &str) -> bool {
     matches!(
         command,
-        "up" | "create" | "scale" | "down" | "start" | "stop" | "restart" | "rm" | "pull" | "build"
+        "up" | "create"
+            | "scale"
+            | "down"
+            | "start"
+            | "stop"
+            | "restart"
+            | "rm"
+            | "kill"
+            | "pause"
+            | "unpause"
+            | "run"
+            | "pull"
+            | "build"
+            | "push"
+            | "cp"
     )
 }
 
@@ -204,6 +218,97 @@ pub fn lifecycle(
         "rm" => reconcile::remove(&selected, stop_first, volumes),
         other => bail!("--dry-run is not supported by `rcompose {other}` yet"),
     };
+    print(&plan);
+    Ok(0)
+}
+
+/// `kill` under `--dry-run`.
+pub fn kill(project: &str, services: &[String], signal: i32) -> Result<i32> {
+    let o = observed(project)?;
+    print(&reconcile::kill(&select(&o, services), signal));
+    Ok(0)
+}
+
+/// `pause` (`on`) or `unpause` under `--dry-run`.
+pub fn pause(project: &str, services: &[String], on: bool) -> Result<i32> {
+    let o = observed(project)?;
+    print(&reconcile::pause(&select(&o, services), on));
+    Ok(0)
+}
+
+/// What `run` asks for, as its plan needs it.
+pub struct RunRequest<'a> {
+    /// The service with the run's overrides.
+    pub service: &'a ServiceConfig,
+    /// `--name`.
+    pub name: Option<&'a str>,
+    pub no_deps: bool,
+    /// `--build`.
+    pub build: bool,
+    /// `--rm`.
+    pub rm: bool,
+}
+
+/// `run` under `--dry-run`: the `up` of its dependencies (unless `--no-deps`), then the waits
+/// for them, the one-off container's image, networks, creation and start, and with `--rm` its
+/// removal once it exits.
+pub fn run(project: &Project, req: &RunRequest) -> Result<i32> {
+    let service = req.service;
+    let observed = observed(&project.name)?;
+    let deps: Vec<String> = service.dependencies().map(String::from).collect();
+    let mut plan = if req.no_deps || deps.is_empty() {
+        Plan::default()
+    } else {
+        let opts = UpOptions {
+            services: deps,
+            ..UpOptions::default()
+        };
+        let selected = reconcile::selected_services(project, &opts)?;
+        let images = image_choices(project, &selected, req.build, false)?;
+        reconcile::up(project, &images, &observed, &opts)?
+    };
+    let image = image_choices(
+        project,
+        std::slice::from_ref(&service.name),
+        req.build,
+        false,
+    )?
+    .remove(&service.name)
+    .unwrap_or_default();
+    let name = match req.name {
+        Some(n) => crate::names::container_name(n).to_string(),
+        None => format!("{}-{}-run-<id>", project.name, service.name),
+    };
+    let oneoff = reconcile::run(
+        project,
+        service,
+        &image,
+        &observed.after(&plan),
+        &name,
+        req.no_deps,
+    )?;
+    // The one-off's steps follow the dependencies' up.
+    let up_steps = plan.len();
+    for step in oneoff.steps {
+        let after = if step.after.is_empty() {
+            (0..up_steps).collect()
+        } else {
+            step.after.iter().map(|a| a + up_steps).collect()
+        };
+        plan.push(step.op, step.cause, after);
+    }
+    plan.warnings.extend(oneoff.warnings);
+    if req.rm {
+        let start = plan.len() - 1;
+        plan.push(
+            Op::RemoveContainer {
+                name,
+                volumes: true,
+            },
+            Cause::Forced("--rm, once it exits"),
+            vec![start],
+        );
+    }
     print(&plan);
     Ok(0)
 }

@@ -415,6 +415,9 @@ pub fn kill(global: &Global, args: KillArgs) -> Result<i32> {
     let target = project::target(global)?;
     let selection = selection(&args.services, &target)?;
     let signal = crate::runtime::spec::Signal::parse(&args.signal)?.number;
+    if global.dry_run {
+        return super::dryrun::kill(&target.name, &args.services, signal);
+    }
     send_if_running(&target.name, &Request::Kill { selection, signal })?;
     Ok(0)
 }
@@ -422,6 +425,9 @@ pub fn kill(global: &Global, args: KillArgs) -> Result<i32> {
 pub fn pause(global: &Global, args: ServicesArgs, on: bool) -> Result<i32> {
     let target = project::target(global)?;
     let sel = selection(&args.services, &target)?;
+    if global.dry_run {
+        return super::dryrun::pause(&target.name, &args.services, on);
+    }
     let req = if on {
         Request::Pause(sel)
     } else {

@@ -114,6 +114,24 @@ pub fn run(global: &Global, args: RunArgs) -> Result<i32> {
     if !owned.services.contains_key(&args.service) {
         bail!("no such service: {}", args.service);
     }
+    if global.dry_run {
+        if let Some(policy) = &args.pull {
+            for s in owned.services.values_mut() {
+                s.pull_policy = policy.clone();
+            }
+        }
+        let service = overridden(&owned.services[&args.service], &args, false)?;
+        return super::dryrun::run(
+            &owned,
+            &super::dryrun::RunRequest {
+                service: &service,
+                name: args.name.as_deref(),
+                no_deps: args.no_deps,
+                build: args.build,
+                rm: args.rm,
+            },
+        );
+    }
     let wanted = if args.no_deps {
         vec![args.service.clone()]
     } else {
