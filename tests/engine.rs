@@ -403,10 +403,7 @@ networks:
 /// docker compose has stopped this project's own container by then, which this test leaves
 /// open: the issue asks the engine to validate before it acts.)
 ///
-/// Ignored until projects can share a network at all (issue 15): today the other project's
-/// `up` fails first, each supervisor serving DNS on the shared gateway's port 53.
 #[test]
-#[ignore = "two projects cannot share a network yet (issue 15: DNS on the shared gateway)"]
 fn a_changed_network_shared_with_another_project_is_an_error() {
     let pid = std::process::id();
     let network = format!("engshared-{pid:x}");
@@ -867,15 +864,18 @@ fn a_run_that_cannot_create_its_container_leaves_no_network() {
     let _host = alone();
     let network = format!("{}_default", p.name);
     let host = || {
-        let mut s =
-            host_snapshot(&p.state).without_other_projects(&p.state, &p.name, &[&network]);
+        let mut s = host_snapshot(&p.state).without_other_projects(&p.state, &p.name, &[&network]);
         // The project's recorded state may be written; the host must not change.
-        s.parts.retain(|part, _| ["link", "nft", "cgroup", "mount"].contains(part));
+        s.parts
+            .retain(|part, _| ["link", "nft", "cgroup", "mount"].contains(part));
         s
     };
     let before = host();
     let o = p.rc(&["run", "--rm", "job", "true"]);
-    assert!(!o.status.success(), "run with a missing bind source succeeded");
+    assert!(
+        !o.status.success(),
+        "run with a missing bind source succeeded"
+    );
     assert!(
         stderr(&o).contains(&*missing.to_string_lossy()),
         "the error does not name the missing path:\n{}",

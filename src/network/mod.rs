@@ -11,4 +11,5 @@ pub mod names;
 pub mod netlink;
 pub mod nftables;
 pub mod project;
+pub mod registry;
 pub mod resolv;

@@ -1523,10 +1523,10 @@ pub fn container_files(
 ) -> Result<(String, String)> {
     let gateway = first_gateway(interfaces, networks)?;
     let resolv_conf = match gateway {
-        Some(gw) => {
+        Some(_) => {
             let conf = resolv::container_resolv_conf(
                 host_resolv,
-                gw,
+                super::dns::EMBEDDED_ADDRESS,
                 &service.dns_search,
                 &service.dns_opt,
             );

@@ -1,7 +1,8 @@
 //! A container's /etc/resolv.conf and /etc/hosts, written as Docker writes them for containers
 //! on user-defined networks.
 //!
-//! resolv.conf names the project's DNS server (the network gateway) as the only nameserver; the
+//! resolv.conf names the container's embedded DNS server (`127.0.0.11`, in its own network
+//! namespace) as the only nameserver; the
 //! host's search domains and options carry over unless compose's `dns_search` / `dns_opt` replace
 //! them, and `ndots:0` is added when no valid ndots is set, as Docker does with its internal
 //! resolver. The host's nameservers (or compose `dns:`) are where that server forwards, not lines
@@ -144,7 +145,7 @@ fn search_override(host: &[String], dns_search: &[String]) -> Vec<String> {
 /// `gateway`.
 pub fn container_resolv_conf(
     host: &ResolvConf,
-    gateway: Ipv4Addr,
+    nameserver: Ipv4Addr,
     dns_search: &[String],
     dns_opt: &[String],
 ) -> ResolvConf {
@@ -154,7 +155,7 @@ pub fn container_resolv_conf(
         dns_opt.to_vec()
     };
     let mut conf = ResolvConf {
-        nameservers: vec![IpAddr::V4(gateway)],
+        nameservers: vec![IpAddr::V4(nameserver)],
         search: search_override(&host.search, dns_search),
         // An invalid ndots would make the stub ignore it; Docker drops it and uses its own.
         options: options

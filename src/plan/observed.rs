@@ -180,13 +180,15 @@ impl Observed {
                         c.status = status;
                     }
                 }
-                Op::CreateNetwork { key, name } => o.networks.push(ObservedNetwork {
-                    key: key.clone(),
-                    name: name.clone(),
-                    external: false,
-                    config_fields: BTreeMap::new(),
-                    used_by_others: false,
-                }),
+                Op::CreateNetwork { key, name } | Op::UseNetwork { key, name } => {
+                    o.networks.push(ObservedNetwork {
+                        key: key.clone(),
+                        name: name.clone(),
+                        external: matches!(step.op, Op::UseNetwork { .. }),
+                        config_fields: BTreeMap::new(),
+                        used_by_others: false,
+                    })
+                }
                 Op::RemoveNetwork { key, .. } => o.networks.retain(|n| n.key != *key),
                 _ => {}
             }

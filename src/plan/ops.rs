@@ -23,6 +23,9 @@ pub enum Op {
     CreateNetwork { key: String, name: String },
     /// Remove a network of the project.
     RemoveNetwork { key: String, name: String },
+    /// Find an `external: true` network (it must exist) and record it: the project's
+    /// containers join it, but it is never created or removed here.
+    UseNetwork { key: String, name: String },
     /// Create a named volume.
     CreateVolume { key: String, name: String },
     /// Remove a named volume.
@@ -75,7 +78,9 @@ impl Op {
     pub fn kind(&self) -> &'static str {
         match self {
             Op::PullImage { .. } | Op::BuildImage { .. } | Op::PushImage { .. } => "Image",
-            Op::CreateNetwork { .. } | Op::RemoveNetwork { .. } => "Network",
+            Op::CreateNetwork { .. } | Op::RemoveNetwork { .. } | Op::UseNetwork { .. } => {
+                "Network"
+            }
             Op::CreateVolume { .. } | Op::RemoveVolume { .. } => "Volume",
             Op::Copy { .. } => "Files",
             _ => "Container",
@@ -90,6 +95,7 @@ impl Op {
             | Op::PushImage { image } => image,
             Op::CreateNetwork { name, .. }
             | Op::RemoveNetwork { name, .. }
+            | Op::UseNetwork { name, .. }
             | Op::CreateVolume { name, .. }
             | Op::RemoveVolume { name }
             | Op::CreateContainer { name, .. }
@@ -129,6 +135,7 @@ impl fmt::Display for Op {
             Op::PushImage { image } => write!(f, "push image {image}"),
             Op::CreateNetwork { name, .. } => write!(f, "create network {name}"),
             Op::RemoveNetwork { name, .. } => write!(f, "remove network {name}"),
+            Op::UseNetwork { name, .. } => write!(f, "use external network {name}"),
             Op::CreateVolume { name, .. } => write!(f, "create volume {name}"),
             Op::RemoveVolume { name } => write!(f, "remove volume {name}"),
             Op::CreateContainer {

@@ -193,10 +193,22 @@ pub fn up(
     let mut stopped_for_network: HashMap<String, StepId> = HashMap::new();
     let mut changed_networks: HashMap<String, Vec<String>> = HashMap::new();
     for (key, config) in &used {
+        let name = project_net::network_name(project, key, config);
         if config.external {
+            // Someone else's: never created or recreated here, only found and recorded.
+            if !observed.networks.iter().any(|n| n.key == *key) {
+                let id = plan.push(
+                    Op::UseNetwork {
+                        key: key.to_string(),
+                        name,
+                    },
+                    Cause::Missing,
+                    vec![],
+                );
+                network_ready.insert(key.to_string(), id);
+            }
             continue;
         }
-        let name = project_net::network_name(project, key, config);
         let Some(existing) = observed.networks.iter().find(|n| n.key == *key) else {
             let id = plan.push(
                 Op::CreateNetwork {
@@ -797,17 +809,19 @@ pub fn run(
         let used = project_net::used_networks(project, &[service.name.as_str()])
             .map_err(|e| ReconcileError::Network(e.to_string()))?;
         for (key, config) in &used {
-            if config.external || observed.networks.iter().any(|n| n.key == *key) {
+            if observed.networks.iter().any(|n| n.key == *key) {
                 continue;
             }
-            before.push(plan.push(
-                Op::CreateNetwork {
-                    key: key.to_string(),
-                    name: project_net::network_name(project, key, config),
-                },
-                Cause::Missing,
-                vec![],
-            ));
+            let (key, name) = (
+                key.to_string(),
+                project_net::network_name(project, key, config),
+            );
+            let op = if config.external {
+                Op::UseNetwork { key, name }
+            } else {
+                Op::CreateNetwork { key, name }
+            };
+            before.push(plan.push(op, Cause::Missing, vec![]));
         }
     }
     let create = plan.push(

@@ -370,7 +370,8 @@ impl Engine {
         progress(out, "Container", &r.name, "Removing", false);
         match h.remove(false).await {
             Ok(()) => {
-                self.shared.network_release(&r.name).await;
+                self.shared.network_release(&r).await;
+                crate::network::registry::remove_container(&self.shared.project, &r.id);
                 self.shared.forget(&r.id);
                 self.shared.net.lock().await.superseded.remove(&r.id);
                 if volumes {

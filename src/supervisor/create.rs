@@ -93,6 +93,7 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 self.release_reservation(&reserved_id).await;
+                crate::network::registry::remove_container(&self.shared.project, &reserved_id);
                 let superseded = self.unsupersede(replaces).await;
                 if !ports.is_empty() || superseded {
                     // Unpublish what was published for it (and give the old one its ports

@@ -126,7 +126,7 @@ impl<'a> EngineHost<'a> {
             | Op::PushImage { image } => Err(failed(format!(
                 "image {image}: images are pulled and built before the engine runs"
             ))),
-            Op::CreateNetwork { key, .. } => {
+            Op::CreateNetwork { key, .. } | Op::UseNetwork { key, .. } => {
                 let ctx = self.ctx()?;
                 let _one = self.network_op.lock().await;
                 let services: Vec<String> = ctx

@@ -7,13 +7,17 @@ use super::shared::{NetCtx, Reservation, Shared};
 use super::state::{self, ContainerRecord, ProjectState};
 use super::{progress, progress_error, Out};
 use crate::compose::model::{Project, ServiceConfig};
-use crate::network::dns::{DnsOptions, DnsService, DnsTable};
+use std::sync::Arc;
+
+use crate::network::dns::{DnsOptions, DnsService, DnsTable, Refresh};
 use crate::network::netlink::Netlink;
 use crate::network::project::{self as project_net, NetworkState, PortsInUse};
+use crate::network::registry::{self, Foreign};
 use crate::network::resolv::ResolvConf;
 
 impl Shared {
-    /// The netlink connection and a DNS server on every network's gateway, made on first use.
+    /// The netlink connection and the DNS service, made on first use; the DNS service learns
+    /// the project's networks (for other projects' containers on them).
     pub(super) async fn ensure_net(&self, ctx: &mut NetCtx) -> Result<(), EngineError> {
         if ctx.nl.is_none() {
             ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
@@ -25,29 +29,25 @@ impl Shared {
             ))
             .unwrap_or_default();
             table.set_default_upstreams(host.upstreams());
-            ctx.dns = Some(DnsService::new(table, DnsOptions::default()));
+            let foreign = Arc::new(Foreign::new(&self.project, table.clone()));
+            let from = Arc::clone(&foreign);
+            let refresh: Refresh = Arc::new(move || from.refresh());
+            ctx.dns = Some(DnsService::new(table, DnsOptions::default(), Some(refresh)));
+            ctx.foreign = Some(foreign);
         }
-        for net in self.networks() {
-            if ctx.serving.contains(&net.key) {
-                continue;
-            }
-            let addr = std::net::SocketAddr::from((net.gateway, crate::network::dns::DNS_PORT));
-            if let Some(dns) = ctx.dns.as_mut() {
-                dns.add_network(&net.key, addr)
-                    .await
-                    .map_err(|error| EngineError::Dns {
-                        network: net.name.clone(),
-                        addr,
-                        error,
-                    })?;
-            }
-            ctx.serving.push(net.key.clone());
+        if let Some(foreign) = &ctx.foreign {
+            foreign.set_networks(
+                self.networks()
+                    .iter()
+                    .map(|n| (n.key.clone(), n.bridge.clone()))
+                    .collect(),
+            );
         }
         Ok(())
     }
 
-    /// Plugs a container's new network namespace in before its command runs, and makes its
-    /// names resolvable.
+    /// Plugs a container's new network namespace in before its command runs: its interfaces,
+    /// its resolver at 127.0.0.11 inside the namespace, its names.
     pub(super) async fn network_attach(
         &self,
         record: &ContainerRecord,
@@ -58,35 +58,100 @@ impl Shared {
         }
         let mut ctx = self.net.lock().await;
         self.ensure_net(&mut ctx).await?;
-        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
-            EngineError::Container {
-                name: record.name.clone(),
-                message: format!("cannot open its network namespace: {e}"),
-            }
-        })?;
+        let failed = |message: String| EngineError::Container {
+            name: record.name.clone(),
+            message,
+        };
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| failed(format!("cannot open its network namespace: {e}")))?;
         let networks = self.networks();
+        use std::os::fd::AsFd;
         if let Some(nl) = &ctx.nl {
-            use std::os::fd::AsFd;
             project_net::attach(nl, netns.as_fd(), &record.network.interfaces, &networks)
                 .await
-                .map_err(|e| EngineError::Container {
-                    name: record.name.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| failed(e.to_string()))?;
         }
-        if let Some(dns) = &ctx.dns {
-            dns.table().upsert(&record.name, record.network.dns.clone());
+        if let Some(dns) = ctx.dns.as_mut() {
+            dns.table().upsert(&record.id, record.network.dns.clone());
+            dns.serve_container(&record.id, netns.as_fd())
+                .await
+                .map_err(|e| failed(format!("cannot serve its dns: {e}")))?;
         }
-        Ok(())
+        drop(ctx);
+        self.register(record, true, &networks)
     }
 
-    /// A stopped container answers no more names (its address stays reserved).
-    pub(super) async fn network_release(&self, name: &str) {
-        let ctx = self.net.lock().await;
-        if let Some(dns) = &ctx.dns {
-            dns.table().remove(name);
+    /// A stopped container answers no more names and its resolver goes (its sockets would keep
+    /// the dead namespace alive); its address stays reserved.
+    pub(super) async fn network_release(&self, record: &ContainerRecord) {
+        if record.network.interfaces.is_empty() {
+            return;
         }
+        let mut ctx = self.net.lock().await;
+        if let Some(dns) = ctx.dns.as_mut() {
+            dns.table().remove(&record.id);
+            let _ = dns.stop_container(&record.id).await;
+        }
+        drop(ctx);
+        let _ = self.register(record, false, &self.networks());
     }
+
+    /// Writes the container's entry on each of its networks in the host-wide registry (see
+    /// `network::registry`); `active`: it runs, so its names resolve for other projects.
+    pub(super) fn register(
+        &self,
+        record: &ContainerRecord,
+        active: bool,
+        networks: &[NetworkState],
+    ) -> Result<(), EngineError> {
+        register(
+            &self.project,
+            &record.id,
+            &record.name,
+            &record.network,
+            active,
+            networks,
+        )
+    }
+}
+
+/// The registry entries of a container (see `Shared::register`).
+fn register(
+    project: &str,
+    id: &str,
+    name: &str,
+    net: &state::ContainerNet,
+    active: bool,
+    networks: &[NetworkState],
+) -> Result<(), EngineError> {
+    for interface in &net.interfaces {
+        let Some(network) = networks.iter().find(|n| n.key == interface.network) else {
+            continue;
+        };
+        let names = net
+            .dns
+            .endpoints
+            .iter()
+            .find(|e| e.network == interface.network)
+            .map(|e| e.names.clone())
+            .unwrap_or_default();
+        registry::put(
+            &network.bridge,
+            &registry::Entry {
+                project: project.to_string(),
+                container: id.to_string(),
+                name: name.to_string(),
+                address: interface.address,
+                names,
+                active,
+            },
+        )
+        .map_err(|e| EngineError::Container {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -170,12 +235,6 @@ impl Engine {
         };
         let rest: Vec<NetworkState> = networks.into_iter().filter(|n| n.key != key).collect();
         let mut ctx = self.shared.net.lock().await;
-        if ctx.serving.iter().any(|k| k == key) {
-            if let Some(dns) = ctx.dns.as_mut() {
-                let _ = dns.remove_network(key).await;
-            }
-            ctx.serving.retain(|k| k != key);
-        }
         if ctx.nl.is_none() {
             ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
         }
@@ -227,10 +286,11 @@ impl Engine {
         let networks = self.shared.networks();
         let mut ctx = self.shared.net.lock().await;
         if let Some(mut dns) = ctx.dns.take() {
-            for key in std::mem::take(&mut ctx.serving) {
-                let _ = dns.remove_network(&key).await;
-            }
+            dns.stop_all().await;
         }
+        ctx.foreign = None;
+        // The project's entries on every network, also those a crashed run left.
+        registry::remove_project(&self.shared.project);
         let has_table = crate::network::firewall::projects()
             .map(|p| p.contains(&self.shared.project))
             .unwrap_or(true);
@@ -296,6 +356,17 @@ impl Engine {
                 .values()
                 .flat_map(|r| r.addresses.iter().copied()),
         );
+        // Other projects on the same networks hand out addresses too: their entries count, and
+        // this container's are written before the host's network lock is let go.
+        let host_lock = if !networks.is_empty() && service.network_mode.is_empty() {
+            let lock = tokio::task::spawn_blocking(host_network_lock).await??;
+            for n in &networks {
+                in_use.extend(registry::addresses_of_others(&n.bridge, &project.name));
+            }
+            Some(lock)
+        } else {
+            None
+        };
         let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)?;
         // Other projects' ports come from an nft listing (milliseconds): only when needed.
         let mut ports_in_use = if service.ports.is_empty() {
@@ -336,6 +407,18 @@ impl Engine {
         let (resolv, hosts) =
             project_net::container_files(service, &hostname, &interfaces, &networks, &host)?;
         let dns = project_net::dns_entries(service, name, &interfaces, &host)?;
+        let net = state::ContainerNet {
+            interfaces,
+            ports,
+            dns,
+        };
+        register(&project.name, id, name, &net, false, &networks)?;
+        drop(host_lock);
+        let state::ContainerNet {
+            interfaces,
+            ports,
+            dns,
+        } = net;
         ctx.reserved.insert(
             id.to_string(),
             Reservation {

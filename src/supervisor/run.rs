@@ -291,6 +291,7 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 self.release_reservation(&reserved_id).await;
+                crate::network::registry::remove_container(&self.shared.project, &reserved_id);
                 if has_ports {
                     let _ = self.republish().await;
                 }

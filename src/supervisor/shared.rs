@@ -46,8 +46,8 @@ pub(super) struct Meta {
 pub(super) struct NetCtx {
     pub(super) nl: Option<Netlink>,
     pub(super) dns: Option<DnsService>,
-    /// Networks whose DNS listener runs.
-    pub(super) serving: Vec<String>,
+    /// Other projects' containers on this project's networks, for its DNS table.
+    pub(super) foreign: Option<Arc<crate::network::registry::Foreign>>,
     /// Addresses and ports planned for containers being created (by container id): services
     /// start in parallel, and a container's record only exists once it is created, so without
     /// this two of them could be given the same address or host port.

@@ -535,8 +535,8 @@ impl Task {
                 let _ = w.flush_partial();
             }
         }
-        let name = self.record.borrow().name.clone();
-        self.shared.network_release(&name).await;
+        let record = self.record.borrow().clone();
+        self.shared.network_release(&record).await;
         let code = status.docker_code();
         let ran = running.started.elapsed();
         let r = self.record.borrow().clone();

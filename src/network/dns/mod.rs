@@ -1,13 +1,17 @@
 //! Service-name DNS for containers, like Docker's embedded DNS.
 //!
-//! The supervisor runs one server in the host network namespace, listening (UDP and TCP) on each
-//! network's gateway address, which containers' resolv.conf names. A query is answered from the
-//! [`DnsTable`]: the client, known by its source address, resolves the names of the networks it
-//! is on and no others. Everything else goes to upstream resolvers: the container's own `dns:`,
-//! else the host's nameservers (loopback ones work, as the server runs on the host).
+//! Like Docker, each container has its own resolver at `127.0.0.11`, port 53 (UDP and TCP), in
+//! its own network namespace, which its resolv.conf names: the supervisor binds the sockets
+//! there ([`bind_in_namespace`]) and serves them from its tokio runtime in the host namespace.
+//! Nothing is bound on the networks' gateways, so several projects can share a network, each
+//! serving its own containers. A query is answered from the [`DnsTable`]: the container a
+//! listener serves resolves the names of the networks it is on and no others (other projects'
+//! containers on a shared network come in through a [`Refresh`]). Everything else goes to
+//! upstream resolvers: the container's own `dns:`, else the host's nameservers (loopback ones
+//! work: forwarding happens in the host namespace).
 //!
-//! Clients whose address is in no container's entry are refused: the supervisor must register a
-//! container before starting its process.
+//! [`serve`] listens on an address of the host instead, knowing clients by their source
+//! address (tests, fuzzing); clients whose address is in no container's entry are refused.
 
 mod forward;
 pub mod limits;
@@ -152,7 +156,7 @@ impl Drop for DnsListener {
 }
 
 /// Starts answering on `addr` (UDP and TCP, same port; port 0 picks one) on the current tokio
-/// runtime, from `table`.
+/// runtime, from `table`. Clients are known by their source address.
 pub async fn serve(
     addr: SocketAddr,
     table: DnsTable,
@@ -168,11 +172,82 @@ pub async fn serve(
         addr: bound,
         source,
     })?;
-    let handler = Handler {
-        table,
-        forward: options.forward,
-        forwarding: Arc::new(Semaphore::new(options.forwarding)),
-    };
+    let handler = Handler::new(table, options, None, None);
+    Ok(serve_sockets(bound, udp, tcp, handler, options))
+}
+
+/// What a per-container listener runs before answering each query: brings the table up to
+/// date with what it does not own (other projects' containers on shared networks).
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
+/// Where containers find their resolver: in their own network namespace, as with Docker's
+/// embedded DNS (`127.0.0.11`).
+pub const EMBEDDED_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+
+/// Binds the resolver's UDP socket and TCP listener at [`EMBEDDED_ADDRESS`], port 53, inside
+/// the network namespace `netns`, from a short-lived thread that enters it (the calling
+/// thread never moves). The sockets stay in that namespace: only its processes can reach
+/// them, and they keep it alive until they are closed.
+pub fn bind_in_namespace(
+    netns: std::os::fd::BorrowedFd<'_>,
+) -> Result<(std::net::UdpSocket, std::net::TcpListener), DnsError> {
+    let addr = SocketAddr::from((EMBEDDED_ADDRESS, DNS_PORT));
+    let netns = netns
+        .try_clone_to_owned()
+        .map_err(|source| DnsError::BindUdp { addr, source })?;
+    std::thread::scope(|scope| {
+        let bind = scope.spawn(|| {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns only reads the descriptor, which `netns` keeps open for the call.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let source = std::io::Error::last_os_error();
+                return Err(DnsError::BindUdp { addr, source });
+            }
+            let udp = std::net::UdpSocket::bind(addr)
+                .and_then(|u| u.set_nonblocking(true).map(|()| u))
+                .map_err(|source| DnsError::BindUdp { addr, source })?;
+            // std sets SO_REUSEADDR on listeners: a restarted container rebinds at once.
+            let tcp = std::net::TcpListener::bind(addr)
+                .and_then(|t| t.set_nonblocking(true).map(|()| t))
+                .map_err(|source| DnsError::BindTcp { addr, source })?;
+            Ok((udp, tcp))
+        });
+        bind.join().unwrap_or_else(|_| {
+            Err(DnsError::Stopped {
+                addr,
+                reason: "the thread binding the resolver's sockets panicked".into(),
+            })
+        })
+    })
+}
+
+/// Serves the container `container` (its key in the table) on sockets bound in its namespace
+/// ([`bind_in_namespace`]): every query comes from that container, whatever its source address.
+pub fn serve_container(
+    sockets: (std::net::UdpSocket, std::net::TcpListener),
+    table: DnsTable,
+    options: DnsOptions,
+    container: &str,
+    refresh: Option<Refresh>,
+) -> Result<DnsListener, DnsError> {
+    let (udp, tcp) = sockets;
+    let addr = udp
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from((EMBEDDED_ADDRESS, DNS_PORT)));
+    let udp = UdpSocket::from_std(udp).map_err(|source| DnsError::BindUdp { addr, source })?;
+    let tcp = tokio::net::TcpListener::from_std(tcp)
+        .map_err(|source| DnsError::BindTcp { addr, source })?;
+    let handler = Handler::new(table, options, Some(Arc::from(container)), refresh);
+    Ok(serve_sockets(addr, udp, tcp, handler, options))
+}
+
+fn serve_sockets(
+    addr: SocketAddr,
+    udp: UdpSocket,
+    tcp: tokio::net::TcpListener,
+    handler: Handler,
+    options: DnsOptions,
+) -> DnsListener {
     let mut server = Server::new(handler.clone());
     server.register_socket(udp);
     let tcp_stats = Arc::new(TcpStats::default());
@@ -183,12 +258,12 @@ pub async fn serve(
         Arc::clone(&tcp_stats),
         server.shutdown_token().clone(),
     ));
-    Ok(DnsListener {
-        addr: bound,
+    DnsListener {
+        addr,
         server,
         tcp: Some(tcp),
         tcp_stats,
-    })
+    }
 }
 
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -203,19 +278,31 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(128)
 }
 
-/// The listeners of a project, one per network gateway, over one shared table.
-#[derive(Debug)]
+/// A project's resolvers: one per container, in the container's own network namespace, over
+/// one shared table.
 pub struct DnsService {
     table: DnsTable,
     options: DnsOptions,
+    refresh: Option<Refresh>,
+    /// By container (its key in the table).
     listeners: HashMap<String, DnsListener>,
 }
 
+impl std::fmt::Debug for DnsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsService")
+            .field("listeners", &self.listeners.len())
+            .finish()
+    }
+}
+
 impl DnsService {
-    pub fn new(table: DnsTable, options: DnsOptions) -> DnsService {
+    /// `refresh` runs before each query is answered (see [`Refresh`]).
+    pub fn new(table: DnsTable, options: DnsOptions, refresh: Option<Refresh>) -> DnsService {
         DnsService {
             table,
             options,
+            refresh,
             listeners: HashMap::new(),
         }
     }
@@ -224,35 +311,47 @@ impl DnsService {
         &self.table
     }
 
-    /// Starts serving `network` on `addr` (its gateway, port [`DNS_PORT`]), replacing a listener
-    /// it had. Returns the bound address.
-    pub async fn add_network(
+    /// Serves `container` from inside its network namespace `netns`, replacing the listener
+    /// of its previous run.
+    pub async fn serve_container(
         &mut self,
-        network: &str,
-        addr: SocketAddr,
-    ) -> Result<SocketAddr, DnsError> {
-        if let Some(old) = self.listeners.remove(network) {
+        container: &str,
+        netns: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), DnsError> {
+        if let Some(old) = self.listeners.remove(container) {
             old.shutdown().await?;
         }
-        let listener = serve(addr, self.table.clone(), self.options).await?;
-        let bound = listener.local_addr();
-        self.listeners.insert(network.to_string(), listener);
-        Ok(bound)
+        let sockets = bind_in_namespace(netns)?;
+        let listener = serve_container(
+            sockets,
+            self.table.clone(),
+            self.options,
+            container,
+            self.refresh.clone(),
+        )?;
+        self.listeners.insert(container.to_string(), listener);
+        Ok(())
     }
 
-    /// Stops serving `network`; unknown networks are ignored.
-    pub async fn remove_network(&mut self, network: &str) -> Result<(), DnsError> {
-        match self.listeners.remove(network) {
+    /// Stops serving `container` and closes its sockets (they would keep its network
+    /// namespace alive); unknown containers are ignored.
+    pub async fn stop_container(&mut self, container: &str) -> Result<(), DnsError> {
+        match self.listeners.remove(container) {
             Some(listener) => listener.shutdown().await,
             None => Ok(()),
         }
     }
 
-    /// The bound address of each network's listener.
-    pub fn addresses(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
-        self.listeners
-            .iter()
-            .map(|(network, listener)| (network.as_str(), listener.local_addr()))
+    /// Stops every listener.
+    pub async fn stop_all(&mut self) {
+        for (_, listener) in self.listeners.drain() {
+            let _ = listener.shutdown().await;
+        }
+    }
+
+    /// How many containers are served.
+    pub fn serving(&self) -> usize {
+        self.listeners.len()
     }
 }
 
@@ -262,6 +361,27 @@ struct Handler {
     forward: ForwardTimeouts,
     /// Places for queries being forwarded (each holds an upstream socket).
     forwarding: Arc<Semaphore>,
+    /// The one container this listener serves (its key in the table); `None`: clients are
+    /// known by their source address.
+    client: Option<Arc<str>>,
+    refresh: Option<Refresh>,
+}
+
+impl Handler {
+    fn new(
+        table: DnsTable,
+        options: DnsOptions,
+        client: Option<Arc<str>>,
+        refresh: Option<Refresh>,
+    ) -> Handler {
+        Handler {
+            table,
+            forward: options.forward,
+            forwarding: Arc::new(Semaphore::new(options.forwarding)),
+            client,
+            refresh,
+        }
+    }
 }
 
 /// The EDNS record of an answer: any client speaking EDNS gets an OPT record back (RFC 6891),
@@ -377,8 +497,15 @@ impl Handler {
         let Ok(info) = request.request_info() else {
             return reply.error(ResponseCode::FormErr);
         };
+        if let Some(refresh) = &self.refresh {
+            refresh();
+        }
         let index = self.table.snapshot();
-        let Some(client) = index.client(request.src().ip()) else {
+        let client = match &self.client {
+            Some(container) => index.container(container),
+            None => index.client(request.src().ip()),
+        };
+        let Some(client) = client else {
             return reply.error(ResponseCode::Refused);
         };
         let query = info.query.original();
@@ -459,11 +586,7 @@ pub async fn answer_for_fuzzing(
     src: SocketAddr,
 ) -> Option<Vec<u8>> {
     let options = DnsOptions::default();
-    let handler = Handler {
-        table: table.clone(),
-        forward: options.forward,
-        forwarding: Arc::new(Semaphore::new(options.forwarding)),
-    };
+    let handler = Handler::new(table.clone(), options, None, None);
     handler.answer_tcp(query, src).await
 }
 

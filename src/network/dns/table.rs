@@ -105,6 +105,8 @@ pub(crate) struct Client {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     clients: HashMap<Ipv4Addr, Client>,
+    /// The same clients by their key in the table (a container's own listener knows it).
+    containers: HashMap<String, Client>,
     /// (network, lower-case name) -> addresses, in container order, without duplicates.
     names: HashMap<(String, String), Vec<Ipv4Addr>>,
     /// address -> (network, canonical name).
@@ -134,6 +136,29 @@ impl DnsTable {
     /// The resolvers used for containers without `dns:` (the host's nameservers).
     pub fn set_default_upstreams(&self, upstreams: Vec<SocketAddr>) {
         self.update(|state| state.default_upstreams = upstreams);
+    }
+
+    /// Looks `name` up as `container` (its key) would see it.
+    pub fn lookup_for(&self, container: &str, name: &str) -> Lookup {
+        let index = self.snapshot();
+        match index.container(container) {
+            None => Lookup::UnknownClient,
+            Some(view) => match index.resolve(view, name) {
+                Some(addresses) => Lookup::Found(addresses.to_vec()),
+                None => Lookup::NotFound,
+            },
+        }
+    }
+
+    /// Replaces every entry whose key starts with `prefix` by `entries` (keys with that
+    /// prefix): what a refresh learnt of other projects' containers.
+    pub fn replace_group(&self, prefix: &str, entries: Vec<(String, ContainerDns)>) {
+        self.update(|state| {
+            state.containers.retain(|key, _| !key.starts_with(prefix));
+            for (key, dns) in entries {
+                state.containers.insert(key, dns);
+            }
+        });
     }
 
     /// Looks `name` up as the container at `client` would see it.
@@ -176,13 +201,33 @@ impl Index {
             default_upstreams: default_upstreams.to_vec(),
             ..Index::default()
         };
-        for dns in containers.values() {
+        for (key, dns) in containers {
             let search: Vec<String> = dns
                 .search
                 .iter()
                 .map(|domain| normalize(domain))
                 .filter(|domain| !domain.is_empty())
                 .collect();
+            let links: Vec<(String, String)> = dns
+                .links
+                .iter()
+                .map(|(alias, target)| (normalize(alias), normalize(target)))
+                .collect();
+            let mut networks: Vec<String> = Vec::new();
+            for endpoint in &dns.endpoints {
+                if !networks.contains(&endpoint.network) {
+                    networks.push(endpoint.network.clone());
+                }
+            }
+            index.containers.insert(
+                key.clone(),
+                Client {
+                    networks,
+                    upstreams: dns.upstreams.clone(),
+                    search: search.clone(),
+                    links: links.clone(),
+                },
+            );
             for endpoint in &dns.endpoints {
                 // The querying address's network first: its answers are the ones reachable
                 // through the interface the query came from.
@@ -198,11 +243,7 @@ impl Index {
                         networks,
                         upstreams: dns.upstreams.clone(),
                         search: search.clone(),
-                        links: dns
-                            .links
-                            .iter()
-                            .map(|(alias, target)| (normalize(alias), normalize(target)))
-                            .collect(),
+                        links: links.clone(),
                     },
                 );
                 for name in &endpoint.names {
@@ -238,6 +279,11 @@ impl Index {
             IpAddr::V6(v6) => v6.to_ipv4_mapped()?,
         };
         self.clients.get(&v4)
+    }
+
+    /// The container with key `container`, its first network first.
+    pub(crate) fn container(&self, container: &str) -> Option<&Client> {
+        self.containers.get(container)
     }
 
     /// Where to forward the client's other queries.

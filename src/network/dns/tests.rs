@@ -437,24 +437,8 @@ async fn listeners_start_stop_and_name_their_address() {
     );
     drop(again);
 
-    let mut service = DnsService::new(table, fast());
-    let a = service
-        .add_network("a", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let b = service
-        .add_network("b", "127.0.0.2:0".parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(service.addresses().count(), 2);
-    assert_eq!(
-        addresses(&ask(b, "127.0.0.5", "front", RecordType::A).await),
-        vec![ip("127.0.0.2")]
-    );
-    service.remove_network("b").await.unwrap();
-    service.remove_network("no-such-network").await.unwrap();
-    assert_eq!(service.addresses().collect::<Vec<_>>(), vec![("a", a)]);
     // b's socket is closed: a query there gets no answer (connection refused).
+    let b = again_addr_closed(table.clone()).await;
     let socket = UdpSocket::bind("127.0.0.5:0").await.unwrap();
     socket.connect(b).await.unwrap();
     socket
@@ -464,6 +448,61 @@ async fn listeners_start_stop_and_name_their_address() {
     let mut buffer = [0; 512];
     let outcome = timeout(Duration::from_millis(300), socket.recv(&mut buffer)).await;
     assert!(!matches!(outcome, Ok(Ok(_))), "{outcome:?}");
+}
+
+/// The address of a listener that was started and shut down.
+async fn again_addr_closed(table: DnsTable) -> SocketAddr {
+    let listener = start(table, fast()).await;
+    let at = listener.local_addr();
+    listener.shutdown().await.unwrap();
+    at
+}
+
+/// Sockets for a per-container listener, bound here (in the test's namespace) at a free port.
+fn container_sockets() -> (std::net::UdpSocket, std::net::TcpListener) {
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            udp.set_nonblocking(true).unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            return (udp, tcp);
+        }
+    }
+    panic!("no free port for both udp and tcp");
+}
+
+/// A container's own listener answers as that container whatever the query's source address
+/// (inside its namespace every query comes from loopback), and runs its refresh first; a
+/// listener for a container the table does not know refuses.
+#[tokio::test]
+async fn a_containers_own_listener_answers_as_that_container() {
+    let table = project_table();
+    let refreshed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&refreshed);
+    let refresh: Refresh = Arc::new(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let sockets = container_sockets();
+    let db = serve_container(sockets, table.clone(), fast(), "p-db-1", Some(refresh)).unwrap();
+    let at = SocketAddr::from(([127, 0, 0, 1], db.local_addr().port()));
+    // db is on network b only: `web` (network a) is not its to see, `front` is (on b).
+    assert_eq!(
+        addresses(&ask(at, "127.0.0.1", "front", RecordType::A).await),
+        vec![ip("127.0.0.2")]
+    );
+    assert_eq!(
+        addresses(&ask_tcp(at, "127.0.0.1", "db", RecordType::A).await),
+        vec![ip("127.0.0.5")]
+    );
+    assert!(refreshed.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    drop(db);
+
+    let sockets = container_sockets();
+    let nobody = serve_container(sockets, table, fast(), "p-gone-1", None).unwrap();
+    let at = SocketAddr::from(([127, 0, 0, 1], nobody.local_addr().port()));
+    let answer = ask(at, "127.0.0.3", "web", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
 }
 
 #[tokio::test]
