@@ -1473,3 +1473,198 @@ fn exec_flags_and_exit_code() {
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// Two projects on one network (`name:` in one, `name:` + `external: true` in the other), as
+/// docker compose shares networks by name: each container resolves the other project's by
+/// container name, service name and alias — and not what sits on the other project's private
+/// network —, addresses never collide, and either project goes down and comes back without
+/// breaking the other's names. The last one down removes the bridge. (docker compose keeps
+/// an `external` network for ever; rcompose's last user removes one that an rcompose project
+/// made, so nothing is left.)
+#[test]
+fn projects_share_a_network_by_name_in_any_order() {
+    let network = format!("lcshare-{:x}", std::process::id());
+    let Some(a) = project(
+        "share_network",
+        &format!(
+            r#"
+services:
+  api:
+    image: busybox
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo from-a > /www/index.html && exec httpd -f -p 80 -h /www"]
+    networks:
+      shared: {{aliases: [backend]}}
+      private: {{}}
+  db:
+    image: busybox
+    init: true
+    command: sleep infinity
+    networks: [private]
+networks:
+  shared: {{name: {network}}}
+  private: {{}}
+"#
+        ),
+    ) else {
+        return;
+    };
+    let b_dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        b_dir.path().join("compose.yaml"),
+        format!(
+            r#"
+services:
+  client:
+    image: busybox
+    init: true
+    command: sleep infinity
+    networks: [shared]
+networks:
+  shared: {{name: {network}, external: true}}
+"#
+        ),
+    )
+    .expect("write the other project's compose.yaml");
+    let b_name = common::project_name("lcshareb");
+    let b = |args: &[&str]| {
+        a.state
+            .cmd(&a.env)
+            .current_dir(b_dir.path())
+            .args(["-p", &b_name])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rcompose")
+    };
+    struct Down<F: Fn(&[&str]) -> std::process::Output>(F);
+    impl<F: Fn(&[&str]) -> std::process::Output> Drop for Down<F> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-t", "0"]);
+        }
+    }
+    let b = Down(b);
+    let b_ok = |args: &[&str]| {
+        let o = (b.0)(args);
+        assert!(
+            o.status.success(),
+            "{args:?} of the other project failed:\n{}",
+            out(&o)
+        );
+        o
+    };
+    let b_state = || -> serde_json::Value {
+        let path = a
+            .state
+            .run()
+            .join("projects")
+            .join(&b_name)
+            .join("state.json");
+        std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    };
+    let address = |s: &serde_json::Value, container: &str, network_key: &str| -> String {
+        Project::container(s, container)["network"]["interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["network"] == network_key)
+            .and_then(|i| i["address"].as_str())
+            .unwrap_or_else(|| panic!("no address of {container} on {network_key}: {s:#}"))
+            .to_string()
+    };
+    let (api, db, client) = (
+        format!("{}-api-1", a.name),
+        format!("{}-db-1", a.name),
+        format!("{b_name}-client-1"),
+    );
+    // `nslookup NAME` in a container; Some(output) when it resolved.
+    let lookup_in_b = |name: &str| {
+        let o = (b.0)(&["exec", "-T", "client", "nslookup", name]);
+        o.status.success().then(|| out(&o))
+    };
+    let lookup_in_a = |name: &str| {
+        let o = a.rc(&["exec", "-T", "api", "nslookup", name]);
+        o.status.success().then(|| out(&o))
+    };
+
+    a.ok(&["up", "-d"]);
+    b_ok(&["up", "-d"]);
+    let bridge = a
+        .bridges()
+        .into_iter()
+        .find(|br| {
+            a.state_json()["networks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["bridge"] == br.as_str() && n["name"] == network.as_str())
+        })
+        .expect("the shared network's bridge");
+    let (api_ip, db_ip) = (
+        address(&a.state_json(), &api, "shared"),
+        address(&a.state_json(), &db, "private"),
+    );
+    let client_ip = address(&b_state(), &client, "shared");
+    assert_ne!(api_ip, client_ip, "two projects were given one address");
+    for name in ["backend", "api", api.as_str()] {
+        let found = lookup_in_b(name).unwrap_or_else(|| panic!("b cannot resolve {name}"));
+        assert!(
+            found.contains(&api_ip),
+            "b resolved {name} elsewhere:\n{found}"
+        );
+    }
+    assert!(
+        lookup_in_b("db").is_none_or(|o| !o.contains(&db_ip)),
+        "b resolved a's db on a's private network"
+    );
+    let found = lookup_in_a(&client).expect("a cannot resolve b's container");
+    assert!(found.contains(&client_ip), "{found}");
+    let page = b_ok(&["exec", "-T", "client", "wget", "-qO-", "http://backend/"]);
+    assert_eq!(stdout(&page).trim(), "from-a");
+
+    // a goes first: b keeps the bridge and its own names; a's are gone from b's view.
+    a.ok(&["down", "-t", "0"]);
+    assert!(link_exists(&bridge), "a removed the bridge b still uses");
+    assert!(lookup_in_b(&client).is_some_and(|o| o.contains(&client_ip)));
+    assert!(
+        lookup_in_b("backend").is_none(),
+        "b still resolves a's api after a's down"
+    );
+    // a comes back beside b: its api gets another address than b's client, and is found.
+    a.ok(&["up", "-d"]);
+    let api_ip = address(&a.state_json(), &api, "shared");
+    assert_ne!(api_ip, client_ip, "a took the address b's client holds");
+    let found = lookup_in_b("backend").expect("b cannot resolve a's api after its new up");
+    assert!(found.contains(&api_ip), "{found}");
+
+    // b goes first now: a is untouched.
+    b_ok(&["down", "-t", "0"]);
+    assert!(link_exists(&bridge));
+    assert!(lookup_in_a("backend").is_some_and(|o| o.contains(&api_ip)));
+    assert!(
+        lookup_in_a(&client).is_none(),
+        "a still resolves b's client after b's down"
+    );
+
+    // b again, then a down, then b down: the last one removes the bridge.
+    b_ok(&["up", "-d"]);
+    a.ok(&["down", "-t", "0"]);
+    assert!(link_exists(&bridge));
+    b_ok(&["down", "-t", "0"]);
+    assert!(
+        !link_exists(&bridge),
+        "the last project down left bridge {bridge}"
+    );
+    assert!(
+        !a.state.run().join("projects").join(&b_name).exists(),
+        "b's state is left"
+    );
+    let left: Vec<_> = std::fs::read_dir(a.state.run().join("networks"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "network registry entries left: {left:?}");
+    a.assert_nothing_left();
+}

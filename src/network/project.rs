@@ -1466,7 +1466,12 @@ pub async fn teardown(
     }
     for net in networks {
         let shared = others.iter().any(|o| o.bridge == net.bridge);
-        if net.external || shared {
+        // An external network goes only when it is a bridge rcompose made for another project
+        // that went down while this one used it (its bridge is `rc-<hash of its name>`, and no
+        // project uses it now): the last project on it removes it, so nothing is left behind.
+        // One made by hand (named as the network) always stays.
+        let orphan = net.external && net.bridge == names::bridge_name(&net.name);
+        if shared || (net.external && !orphan) {
             continue;
         }
         if let Err(e) = nl.delete_link_announced(&net.bridge).await {
