@@ -1505,8 +1505,8 @@ fn container_upstreams(service: &ServiceConfig, host: &ResolvConf) -> Result<Vec
     }
 }
 
-/// The gateway of the container's first network: where its DNS server listens and what
-/// `host-gateway` stands for.
+/// The gateway of the container's first network: what `host-gateway` stands for (and whether
+/// the container is on a network at all).
 fn first_gateway(interfaces: &[Interface], networks: &[NetworkState]) -> Result<Option<Ipv4Addr>> {
     interfaces
         .first()
@@ -1514,8 +1514,8 @@ fn first_gateway(interfaces: &[Interface], networks: &[NetworkState]) -> Result<
         .transpose()
 }
 
-/// The files a container gets: `/etc/resolv.conf` naming the embedded DNS on its first
-/// network's gateway (the host's search and options, or `dns_search` / `dns_opt`; `dns:` is
+/// The files a container gets: `/etc/resolv.conf` naming its embedded DNS at `127.0.0.11`
+/// (the host's search and options, or `dns_search` / `dns_opt`; `dns:` is
 /// where that server forwards), and `/etc/hosts` (its hostname on each of its addresses,
 /// `extra_hosts` with `host-gateway` as the first network's gateway). A container without
 /// interfaces (`network_mode: none`) gets the host's resolvers with the service's overrides.
