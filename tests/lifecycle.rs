@@ -1668,3 +1668,137 @@ networks:
     assert!(left.is_empty(), "network registry entries left: {left:?}");
     a.assert_nothing_left();
 }
+
+/// `network create|ls|inspect|rm|prune`, docker's shapes: a network made outside any project is
+/// joined by name (`external: true`), shows its containers, cannot be removed while one is on
+/// it, outlives the project's `down`, and `rm` removes it (bridge and firewall table); a
+/// project's own network is the project's to remove; `prune` removes the unused ones.
+#[test]
+fn network_commands_make_list_inspect_and_remove_networks() {
+    let pid = std::process::id();
+    let (net, spare) = (format!("lcnet-{pid:x}"), format!("lcnet-spare-{pid:x}"));
+    let subnet = format!("10.179.{}.0/24", pid % 250);
+    let Some(p) = project(
+        "network_commands",
+        &format!(
+            r#"
+services:
+  app:
+    image: busybox
+    init: true
+    command: sleep infinity
+    networks: [outside, own]
+networks:
+  outside: {{name: {net}, external: true}}
+  own: {{}}
+"#
+        ),
+    ) else {
+        return;
+    };
+    // A failed assertion must not leave the networks made here.
+    struct Remove<'a>(&'a Project, [&'a str; 2]);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.rc(&["down", "-t", "0"]);
+            let _ = self.0.rc(&["network", "rm", "-f", self.1[0], self.1[1]]);
+        }
+    }
+    let _remove = Remove(&p, [&net, &spare]);
+    let o = p.rc(&[
+        "network", "create", "--subnet", &subnet, "--label", "team=lc", &net,
+    ]);
+    assert!(o.status.success(), "network create failed:\n{}", out(&o));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 64, "network create prints the id: {id:?}");
+    let bridge = format!("rc-{}", &id[..12]);
+    assert!(link_exists(&bridge), "no bridge {bridge}");
+    let again = p.rc(&["network", "create", &net]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already exists"), "{}", out(&again));
+
+    let listed = stdout(&p.ok(&["network", "ls", "--filter", "label=team=lc", "-q"]));
+    assert_eq!(listed.trim(), &id[..12]);
+    let table = stdout(&p.ok(&["network", "ls"]));
+    assert!(table.starts_with("NETWORK ID"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&net) && l.contains("bridge")),
+        "{table}"
+    );
+
+    p.ok(&["up", "-d"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&p.ok(&["network", "inspect", &net]))).expect("json");
+    let n = &inspect[0];
+    assert_eq!(n["Id"], id.as_str());
+    assert_eq!(n["IPAM"]["Config"][0]["Subnet"], subnet.as_str());
+    assert_eq!(n["Labels"]["team"], "lc");
+    let containers = n["Containers"].as_object().expect("containers");
+    assert_eq!(containers.len(), 1, "{n:#}");
+    let app = containers.values().next().expect("one container");
+    assert_eq!(app["Name"], format!("{}-app-1", p.name).as_str());
+    let prefix = subnet.trim_end_matches("0/24");
+    assert!(
+        app["IPv4Address"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(prefix),
+        "{app:#}"
+    );
+    // The project's own network is listed too, with compose's labels.
+    let own = format!("{}_own", p.name);
+    let o = p.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Name}} {{json .Labels}}",
+        &own,
+    ]);
+    assert!(
+        stdout(&o).contains("com.docker.compose.project"),
+        "{}",
+        out(&o)
+    );
+
+    let busy = p.rc(&["network", "rm", &net]);
+    assert!(!busy.status.success(), "a network in use was removed");
+    assert!(
+        stderr(&busy).contains(&format!("{}-app-1", p.name)),
+        "{}",
+        out(&busy)
+    );
+    let theirs = p.rc(&["network", "rm", &own]);
+    assert!(!theirs.status.success());
+    assert!(stderr(&theirs).contains("down"), "{}", out(&theirs));
+    let dry = p.rc(&["--dry-run", "network", "create", &spare]);
+    assert!(!dry.status.success(), "--dry-run network create acted");
+
+    p.ok(&["down", "-t", "0"]);
+    assert!(
+        link_exists(&bridge),
+        "the project's down removed a network it did not make"
+    );
+    let removed = p.ok(&["network", "rm", &id[..12]]);
+    assert_eq!(stdout(&removed).trim(), net);
+    assert!(!link_exists(&bridge), "network rm left bridge {bridge}");
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
+    assert!(
+        !stdout(&tables).contains(&id[..12]),
+        "network rm left its firewall table:\n{}",
+        stdout(&tables)
+    );
+
+    p.ok(&["network", "create", &spare]);
+    let pruned = stdout(&p.ok(&["network", "prune", "-f"]));
+    assert!(
+        pruned.contains("Deleted Networks:") && pruned.contains(&spare),
+        "{pruned}"
+    );
+    assert!(stdout(&p.ok(&["network", "ls", "-q"])).trim().is_empty());
+    p.assert_nothing_left();
+}

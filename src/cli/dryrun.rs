@@ -30,6 +30,8 @@ pub fn reads_only(command: &str) -> bool {
             | "port"
             | "events"
             | "stats"
+            // `network ls` and `inspect` run; the others refuse the flag themselves.
+            | "network"
     )
 }
 

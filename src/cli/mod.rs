@@ -16,6 +16,7 @@ pub mod exec;
 pub mod image;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod project;
 pub mod pull;
 pub mod relay;
@@ -110,6 +111,8 @@ pub enum Command {
     Images(image::ImagesArgs),
     /// Manage images: ls, inspect, rm, prune, pull, import, load
     Image(image::ImageArgs),
+    /// Manage networks: ls, inspect, create, rm, prune
+    Network(network::NetworkArgs),
     /// Run a one-off command on a service
     Run(run::RunArgs),
     /// Create and start containers
@@ -268,6 +271,7 @@ impl Command {
             Command::Push(_) => "push",
             Command::Images(_) => "images",
             Command::Image(_) => "image",
+            Command::Network(_) => "network",
             Command::Run(_) => "run",
             Command::Up(_) => "up",
             Command::Create(_) => "create",
@@ -348,6 +352,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Push(args) => build::push(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(args) => image::run(&cli.global, args),
+        Command::Network(args) => network::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
         Command::Create(args) => up::create(&cli.global, args),

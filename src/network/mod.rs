@@ -13,3 +13,4 @@ pub mod nftables;
 pub mod project;
 pub mod registry;
 pub mod resolv;
+pub mod standalone;

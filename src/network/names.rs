@@ -59,6 +59,12 @@ pub fn bridge_name(network_name: &str) -> String {
     )
 }
 
+/// A network's id as `network ls`/`inspect` show it: 64 hex digits whose first 12 are its
+/// bridge's (so the short id names the bridge).
+pub fn network_id(network_name: &str) -> String {
+    hex_digest(&["bridge", network_name], 64)
+}
+
 /// The host end of a container's veth pair on one network: `rv` and 13 hex digits of the
 /// container id and the network's resolved name.
 pub fn veth_host_name(container_id: &str, network_name: &str) -> String {

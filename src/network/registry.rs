@@ -33,6 +33,9 @@ pub struct Entry {
     /// The container's name.
     pub name: String,
     pub address: Ipv4Addr,
+    /// Its interface's MAC address on this network.
+    #[serde(default)]
+    pub mac: String,
     /// The names it answers to on this network (container name, service, hostname, aliases).
     pub names: Vec<String>,
     /// Its process runs.
@@ -267,6 +270,7 @@ mod tests {
             container: id.into(),
             name: names.first().map(|n| n.to_string()).unwrap_or_default(),
             address: address.parse().expect("address"),
+            mac: String::new(),
             names: names.iter().map(|n| n.to_string()).collect(),
             active,
         }

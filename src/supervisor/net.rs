@@ -142,6 +142,7 @@ fn register(
                 container: id.to_string(),
                 name: name.to_string(),
                 address: interface.address,
+                mac: interface.mac.to_string(),
                 names,
                 active,
             },
@@ -483,13 +484,20 @@ impl Engine {
     }
 }
 
-/// The networks of the other rcompose projects (subnets to avoid, shared networks to keep).
+/// The networks of the other rcompose projects, and those `network create` made (subnets to
+/// avoid, shared networks to keep).
 pub(crate) fn other_networks(project: &str) -> Vec<NetworkState> {
     state::projects()
         .into_iter()
         .filter(|p| p != project)
         .filter_map(|p| ProjectState::load(&p).ok().flatten())
         .flat_map(|s| s.networks)
+        .chain(
+            crate::network::standalone::list()
+                .into_iter()
+                .map(|s| s.state)
+                .filter(|n| crate::network::standalone::owner(&n.bridge) != project),
+        )
         .collect()
 }
 
