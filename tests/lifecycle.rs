@@ -1802,3 +1802,60 @@ networks:
     assert!(stdout(&p.ok(&["network", "ls", "-q"])).trim().is_empty());
     p.assert_nothing_left();
 }
+
+/// A bridge name the file chooses that a link of the host already has (not one of rcompose's):
+/// `up` fails naming the network and the link, and nothing is made — the link keeps its
+/// address.
+#[test]
+fn a_bridge_name_taken_on_the_host_is_refused() {
+    let link = format!("lctk{:x}", std::process::id() % 0xfffff);
+    let Some(p) = project(
+        "bridge_taken",
+        &format!(
+            r#"
+services:
+  app: {{image: busybox, command: sleep infinity, networks: [n]}}
+networks:
+  n: {{driver_opts: {{com.docker.network.bridge.name: {link}}}}}
+"#
+        ),
+    ) else {
+        return;
+    };
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip")
+    };
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .output();
+        }
+    }
+    // A bridge made by hand, as docker0 is (this kernel may have no dummy links).
+    assert!(ip(&["link", "add", &link, "type", "bridge"])
+        .status
+        .success());
+    let _del = Del(link.clone());
+    assert!(ip(&["addr", "add", "192.0.2.77/32", "dev", &link])
+        .status
+        .success());
+    let o = p.rc(&["up", "-d"]);
+    assert!(!o.status.success(), "up took over {link}:\n{}", out(&o));
+    assert!(
+        stderr(&o).contains(&format!("bridge name {link} is already taken")),
+        "{}",
+        out(&o)
+    );
+    let addr = stdout(&ip(&["-o", "addr", "show", "dev", &link]));
+    assert!(
+        addr.contains("192.0.2.77/32"),
+        "the link lost its address: {addr}"
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}

@@ -44,7 +44,7 @@ pub enum IpamError {
     GatewayReserved { gateway: Ipv4Addr, subnet: Ipv4Net },
     #[error("ip_range {range} is outside subnet {subnet}")]
     RangeOutside { range: Ipv4Net, subnet: Ipv4Net },
-    #[error("subnet {subnet} overlaps the host route to {route} (on {iface})")]
+    #[error("subnet {subnet} overlaps the host route to {route} (on {iface}{})", owner_hint(.iface))]
     OverlapsRoute {
         subnet: Ipv4Net,
         route: Ipv4Net,
@@ -345,6 +345,20 @@ pub fn parse_proc_net_route(text: &str) -> Result<Vec<HostRoute>> {
         });
     }
     Ok(routes)
+}
+
+/// Whose network an interface of the host is, when its name says so: docker's default bridge
+/// and user networks, podman's (netavark and CNI) bridges.
+fn owner_hint(iface: &str) -> &'static str {
+    if iface == "docker0" || iface.starts_with("br-") {
+        ", a Docker network"
+    } else if iface.starts_with("podman") || iface.starts_with("cni-podman") {
+        ", a Podman network"
+    } else if crate::network::names::is_rcompose_bridge(iface) {
+        ", an rcompose network"
+    } else {
+        ""
+    }
 }
 
 fn check_overlaps(net: Ipv4Net, in_use: &[Ipv4Net], host_routes: &[HostRoute]) -> Result<()> {

@@ -70,6 +70,21 @@ pub enum ProjectError {
         subnet: Ipv4Net,
         shared: Ipv4Net,
     },
+    #[error(
+        "network {network}: subnet {subnet} overlaps subnet {other_subnet} of network {other}"
+    )]
+    SubnetTaken {
+        network: String,
+        subnet: Ipv4Net,
+        other: String,
+        other_subnet: Ipv4Net,
+    },
+    #[error("network {network}: bridge name {bridge} is already taken by {by}: choose another com.docker.network.bridge.name")]
+    BridgeTaken {
+        network: String,
+        bridge: String,
+        by: String,
+    },
     #[error(transparent)]
     Ipam(#[from] IpamError),
     #[error("cannot read link {name} of the host")]
@@ -455,11 +470,15 @@ pub fn used_networks<'p>(
 /// external networks of `services` may be (from the calling thread's network namespace).
 pub async fn host_view(project: &Project, services: &[&str]) -> Result<HostView> {
     let routes = ipam::host_routes()?;
-    let external: Vec<String> = used_networks(project, services)?
-        .into_iter()
-        .filter(|(_, c)| c.external)
-        .flat_map(|(k, c)| external_candidates(&network_name(project, k, c)))
-        .collect();
+    let mut external: Vec<String> = Vec::new();
+    for (key, config) in used_networks(project, services)? {
+        if config.external {
+            external.extend(external_candidates(&network_name(project, key, config)));
+        } else if let Some(bridge) = config.driver_opts.get(BRIDGE_NAME_OPTION) {
+            // A bridge name the file chooses may be taken by a link of the host.
+            external.push(bridge.clone());
+        }
+    }
     let links = if external.is_empty() {
         Vec::new()
     } else {
@@ -743,6 +762,7 @@ pub fn plan_networks_on(
             planned.push(None);
         }
     }
+    check_bridge_names(host, &wanted_list, previous, others)?;
     // This project's own bridges carry routes to the subnets being reused: not obstacles.
     let own: BTreeSet<&str> = wanted_list
         .iter()
@@ -829,7 +849,8 @@ pub fn plan_networks_on(
             }
         }
         if configured {
-            let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes)?;
+            let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes)
+                .map_err(|e| name_overlap(e, others, &planned))?;
             planned[i] = Some(state_from(w, &subnet));
         } else {
             automatic.push(i);
@@ -838,10 +859,84 @@ pub fn plan_networks_on(
     for i in automatic {
         let Some(w) = &wanted_list[i] else { continue };
         let busy = in_use(&planned, &w.name);
-        let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes)?;
+        let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes)
+            .map_err(|e| name_overlap(e, others, &planned))?;
         planned[i] = Some(state_from(w, &subnet));
     }
     Ok(planned.into_iter().flatten().collect())
+}
+
+/// An overlap with another network's subnet, with that network's name (IPAM knows subnets
+/// only).
+fn name_overlap(
+    e: IpamError,
+    others: &[NetworkState],
+    planned: &[Option<NetworkState>],
+) -> ProjectError {
+    if let IpamError::Network { network, source } = &e {
+        if let IpamError::OverlapsNetwork { subnet, other } = source.as_ref() {
+            let named = others
+                .iter()
+                .chain(planned.iter().flatten())
+                .find(|o| o.subnet == *other && !o.external);
+            if let Some(o) = named {
+                return ProjectError::SubnetTaken {
+                    network: network.clone(),
+                    subnet: *subnet,
+                    other: o.name.clone(),
+                    other_subnet: *other,
+                };
+            }
+        }
+    }
+    e.into()
+}
+
+/// A bridge name a network chooses (`com.docker.network.bridge.name`) must not be another
+/// network's, nor a link of the host that rcompose did not make (`docker0`, an uplink...):
+/// taking one over would replace its addresses.
+fn check_bridge_names(
+    host: &HostView,
+    wanted: &[Option<Wanted>],
+    previous: &[NetworkState],
+    others: &[NetworkState],
+) -> Result<()> {
+    let wanted: Vec<&Wanted> = wanted.iter().flatten().collect();
+    for (i, w) in wanted.iter().enumerate() {
+        if let Some(o) = wanted[..i].iter().find(|o| o.bridge == w.bridge) {
+            return Err(ProjectError::BridgeTaken {
+                network: w.key.to_string(),
+                bridge: w.bridge.clone(),
+                by: format!("network {} of the same file", o.name),
+            });
+        }
+        if w.bridge == names::bridge_name(&w.name) {
+            continue;
+        }
+        let recorded: Vec<&NetworkState> = previous
+            .iter()
+            .chain(others)
+            .filter(|o| o.bridge == w.bridge)
+            .collect();
+        if let Some(o) = recorded.iter().find(|o| o.name != w.name) {
+            return Err(ProjectError::BridgeTaken {
+                network: w.key.to_string(),
+                bridge: w.bridge.clone(),
+                by: format!("network {}", o.name),
+            });
+        }
+        if recorded.is_empty() {
+            if let Some(link) = host.links.iter().find(|l| l.name == w.bridge) {
+                let kind = link.kind.as_deref().unwrap_or("device");
+                return Err(ProjectError::BridgeTaken {
+                    network: w.key.to_string(),
+                    bridge: w.bridge.clone(),
+                    by: format!("a {kind} of the host that rcompose did not make"),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn network_config(service: &ServiceConfig, key: &str) -> ServiceNetworkConfig {

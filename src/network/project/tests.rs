@@ -899,3 +899,95 @@ fn attach_rolls_back_and_teardown_reports_every_error() {
     assert_eq!(links(&host), ["lo"]);
     assert_eq!(host.cmd(&["nft", "list", "tables"]).trim(), "");
 }
+
+/// Conflicts name both sides: a subnet over another network's (by name) or over a route of
+/// Docker's or Podman's, and a bridge name taken by another network or by a link of the host
+/// that rcompose did not make (taking `docker0` over would replace Docker's address).
+#[test]
+fn conflicts_name_both_sides() {
+    let p = project(
+        "demo",
+        "
+services: {web: {image: x, networks: [a]}}
+networks:
+  a: {ipam: {config: [{subnet: 10.210.0.0/24}]}}
+",
+    );
+    let others = [state("default", "other_default", "10.210.0.0/16")];
+    let err = plan_networks_on(&HostView::default(), &pool(), &p, &["web"], &[], &others)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "network demo_a: subnet 10.210.0.0/24 overlaps subnet 10.210.0.0/16 of network other_default"
+    );
+    for (iface, owner) in [
+        ("docker0", "a Docker network"),
+        ("podman1", "a Podman network"),
+    ] {
+        let host = HostView {
+            routes: vec![route(iface, "10.210.0.0/20")],
+            links: Vec::new(),
+        };
+        let err = plan_networks_on(&host, &pool(), &p, &["web"], &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(iface) && err.contains(owner), "{err}");
+    }
+
+    let named = |bridge: &str| {
+        project(
+            "demo",
+            &format!(
+                "
+services: {{web: {{image: x, networks: [a]}}}}
+networks:
+  a: {{driver_opts: {{com.docker.network.bridge.name: {bridge}}}}}
+"
+            ),
+        )
+    };
+    let docker0 = HostView {
+        routes: Vec::new(),
+        links: vec![HostLink {
+            name: "docker0".into(),
+            kind: Some("bridge".into()),
+            ..HostLink::default()
+        }],
+    };
+    let err = plan_networks_on(&docker0, &pool(), &named("docker0"), &["web"], &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bridge name docker0 is already taken by a bridge of the host that rcompose did not make"),
+        "{err}"
+    );
+    let mut theirs = state("default", "other_default", "10.211.0.0/24");
+    theirs.bridge = "mybr".into();
+    let err = plan_networks_on(
+        &HostView::default(),
+        &pool(),
+        &named("mybr"),
+        &["web"],
+        &[],
+        &[theirs.clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("already taken by network other_default"),
+        "{err}"
+    );
+    // Its own bridge, from a previous up, is no conflict.
+    let mut mine = state("a", "demo_a", "10.212.0.0/24");
+    mine.bridge = "mybr".into();
+    let host = HostView {
+        routes: Vec::new(),
+        links: vec![HostLink {
+            name: "mybr".into(),
+            kind: Some("bridge".into()),
+            ..HostLink::default()
+        }],
+    };
+    assert!(plan_networks_on(&host, &pool(), &named("mybr"), &["web"], &[mine], &[]).is_ok());
+}
