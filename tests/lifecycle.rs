@@ -1859,3 +1859,82 @@ networks:
     p.ok(&["down"]);
     p.assert_nothing_left();
 }
+
+/// Docker's bridge options: `enable_icc: false` keeps the network's containers from each other
+/// (they still reach the gateway), `enable_ip_masquerade: false` leaves the network out of
+/// masquerade, and `host_binding_ipv4` is the address of ports published without one.
+#[test]
+fn bridge_driver_options_apply() {
+    let port = free_ports(1)[0];
+    let Some(p) = project(
+        "bridge_options",
+        &format!(
+            r#"
+services:
+  a: {{image: busybox, init: true, command: sleep infinity, networks: [quiet]}}
+  b: {{image: busybox, init: true, command: sleep infinity, networks: [quiet]}}
+  web:
+    image: busybox
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo bound > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["{port}:80"]
+    networks: [bound]
+networks:
+  quiet:
+    driver_opts:
+      com.docker.network.bridge.enable_icc: "false"
+      com.docker.network.bridge.enable_ip_masquerade: "false"
+  bound:
+    driver_opts:
+      com.docker.network.bridge.host_binding_ipv4: 127.0.0.1
+"#
+        ),
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let s = p.state_json();
+    let net = |key: &str| {
+        s["networks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no network {key}: {s:#}"))
+    };
+    let (quiet, bound) = (net("quiet"), net("bound"));
+    // Networks of services started apart are planned apart: never on one subnet.
+    assert_ne!(quiet["subnet"], bound["subnet"], "{s:#}");
+    let b_ip = Project::container(&s, &format!("{}-b-1", p.name))["network"]["interfaces"][0]
+        ["address"]
+        .as_str()
+        .expect("b's address")
+        .to_string();
+    let gateway = quiet["gateway"].as_str().expect("gateway").to_string();
+    let to_b = p.rc(&["exec", "-T", "a", "ping", "-c", "1", "-W", "1", &b_ip]);
+    assert!(!to_b.status.success(), "a reached b with enable_icc false");
+    let to_gw = p.rc(&["exec", "-T", "a", "ping", "-c", "1", "-W", "2", &gateway]);
+    assert!(
+        to_gw.status.success(),
+        "a cannot reach its gateway:\n{}",
+        out(&to_gw)
+    );
+
+    let published = stdout(&p.ok(&["port", "web", "80"]));
+    assert_eq!(published.trim(), format!("127.0.0.1:{port}"));
+    assert!(http_get(port, "/").contains("bound"));
+
+    let table = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &format!("rcompose-{}", p.name)])
+        .output()
+        .expect("nft");
+    let table = stdout(&table);
+    let masq = |subnet: &serde_json::Value| {
+        format!("ip saddr {} oifname", subnet.as_str().unwrap_or_default())
+    };
+    assert!(!table.contains(&masq(&quiet["subnet"])), "{table}");
+    assert!(table.contains(&masq(&bound["subnet"])), "{table}");
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

@@ -202,6 +202,9 @@ pub struct NetworkRules {
     pub subnet: Ipv4Net,
     /// `internal: true`: no masquerade, and nothing enters or leaves the bridge.
     pub internal: bool,
+    /// `com.docker.network.bridge.enable_ip_masquerade: false`: traffic leaves with the
+    /// containers' own addresses.
+    pub no_masquerade: bool,
 }
 
 /// A published port: host ports (on `host_ip`, all host addresses when `None` or 0.0.0.0) to a
@@ -370,7 +373,7 @@ fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
     for n in &rules.networks {
         let b = format!("\"{}\"", n.bridge);
         let net = n.subnet;
-        if !n.internal {
+        if !n.internal && !n.no_masquerade {
             let _ = writeln!(s, "    ip saddr {net} oifname != {b} masquerade");
         }
         // A published port reached on 127.0.0.1: the container cannot answer a loopback source.

@@ -133,6 +133,9 @@ pub struct Attachment<'a> {
     pub mtu: Option<u32>,
     /// The default route of the container: set only for its primary network.
     pub default_gateway: Option<Ipv4Addr>,
+    /// An isolated bridge port: no traffic to or from the other isolated ports (the network's
+    /// `enable_icc: false`), only to the bridge itself and beyond.
+    pub isolated: bool,
 }
 
 /// A sysctl this module changed, with the value it had before.
@@ -443,7 +446,7 @@ impl Netlink {
                 source: to_io(e),
             })?;
 
-        let configured = match self.set_hairpin(att.host_name).await {
+        let configured = match self.set_port_flags(att.host_name, att.isolated).await {
             Ok(()) => configure_in_namespace(att).await,
             Err(e) => Err(e),
         };
@@ -461,12 +464,14 @@ impl Netlink {
 
     /// Hairpin mode on a bridge port: with br_netfilter loaded (Docker loads it), a container
     /// calling its own published port has its DNATed packet bridged back out of the port it
-    /// came in by. The kernel ignores port settings in the request that creates the link.
-    async fn set_hairpin(&self, port: &str) -> Result<()> {
+    /// came in by. And `isolated` (`enable_icc: false`). The kernel ignores port settings in
+    /// the request that creates the link.
+    async fn set_port_flags(&self, port: &str, isolated: bool) -> Result<()> {
         let msg = LinkMessageBuilder::<LinkBridgePort>::default()
             .name(port)
             .set_port_kind(InfoPortKind::Bridge)
             .hairpin(true)
+            .isolated(isolated)
             .build();
         self.handle
             .link()

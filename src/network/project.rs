@@ -33,6 +33,12 @@ use crate::compose::model::{
 
 /// `driver_opts` key for the MTU of a network, as Docker names it.
 pub const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// `driver_opts` key turning inter-container traffic off, as Docker names it.
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// `driver_opts` key turning masquerade off, as Docker names it.
+pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
+/// `driver_opts` key for the default host address of published ports, as Docker names it.
+pub const HOST_BINDING_OPTION: &str = "com.docker.network.bridge.host_binding_ipv4";
 /// `driver_opts` key naming the bridge, as Docker names it.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
@@ -288,6 +294,25 @@ pub struct NetworkState {
     /// (`plan::observed::field_hashes`): `up` recreates a network whose configuration changed.
     #[serde(default)]
     pub config_fields: std::collections::BTreeMap<String, String>,
+    /// The bridge driver's options users set (`driver_opts`).
+    #[serde(default)]
+    pub options: BridgeOptions,
+}
+
+/// Docker's bridge driver options besides the name and MTU.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeOptions {
+    /// `com.docker.network.bridge.enable_icc: false`: containers of the network cannot reach
+    /// each other (each bridge port is isolated), only the gateway and the outside.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_icc: bool,
+    /// `com.docker.network.bridge.enable_ip_masquerade: false`: no masquerade out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_masquerade: bool,
+    /// `com.docker.network.bridge.host_binding_ipv4`: the host address of ports published
+    /// without one by containers on this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_binding: Option<Ipv4Addr>,
 }
 
 impl NetworkState {
@@ -591,6 +616,16 @@ struct Wanted<'a> {
     internal: bool,
     mtu: Option<u32>,
     config_fields: std::collections::BTreeMap<String, String>,
+    options: BridgeOptions,
+}
+
+/// Go's `strconv.ParseBool`, which docker uses for driver options.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 fn is_ipv6_pool(p: &crate::compose::model::IpamPool) -> bool {
@@ -626,8 +661,26 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
     };
     let mut mtu = None;
     let mut bridge = names::bridge_name(&name);
+    let mut options = BridgeOptions::default();
     for (option, value) in &config.driver_opts {
         match option.as_str() {
+            ICC_OPTION => {
+                let on = parse_bool(value)
+                    .ok_or_else(|| opt_err(ICC_OPTION, value, "expected true or false"))?;
+                options.no_icc = !on;
+            }
+            MASQUERADE_OPTION => {
+                let on = parse_bool(value)
+                    .ok_or_else(|| opt_err(MASQUERADE_OPTION, value, "expected true or false"))?;
+                options.no_masquerade = !on;
+            }
+            HOST_BINDING_OPTION => {
+                let ip: Ipv4Addr = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| opt_err(HOST_BINDING_OPTION, value, "expected an IPv4 address"))?;
+                options.host_binding = Some(ip);
+            }
             MTU_OPTION => {
                 let v: u32 = value
                     .trim()
@@ -670,6 +723,7 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
         internal: config.internal,
         mtu,
         config_fields: network_fields(config),
+        options,
     })
 }
 
@@ -721,6 +775,7 @@ fn external_state(host: &HostView, key: &str, name: &str) -> Result<NetworkState
         external: true,
         mtu: link.mtu,
         config_fields: Default::default(),
+        options: BridgeOptions::default(),
     })
 }
 
@@ -737,6 +792,7 @@ fn state_from(w: &Wanted<'_>, subnet: &Subnet) -> NetworkState {
         external: false,
         mtu: w.mtu,
         config_fields: w.config_fields.clone(),
+        options: w.options.clone(),
     }
 }
 
@@ -776,9 +832,14 @@ pub fn plan_networks_on(
         .filter(|r| !own.contains(r.iface.as_str()))
         .cloned()
         .collect();
+    // Every subnet but the network's own: other projects', this plan's, and this project's
+    // networks that the plan does not cover (an `up` plans only the networks of the services
+    // it starts; a network made by an earlier step keeps its subnet, and its route is on one
+    // of the project's own bridges, which the route check leaves out).
     let in_use = |planned: &[Option<NetworkState>], skip_name: &str| -> Vec<Ipv4Net> {
         others
             .iter()
+            .chain(previous)
             .filter(|o| o.name != skip_name && !o.external)
             .map(|o| o.subnet)
             .chain(
@@ -1194,10 +1255,14 @@ pub fn published_ports(
     if service.ports.is_empty() || service.network_mode == "host" {
         return Ok(Vec::new());
     }
-    let container_ip = interfaces
+    let (container_ip, default_host_ip) = interfaces
         .iter()
-        .find(|i| networks.iter().any(|n| n.key == i.network && !n.internal))
-        .map(|i| i.address)
+        .find_map(|i| {
+            networks
+                .iter()
+                .find(|n| n.key == i.network && !n.internal)
+                .map(|n| (i.address, n.options.host_binding))
+        })
         .ok_or_else(|| ProjectError::NoPortNetwork {
             service: svc.to_string(),
             mode: service.network_mode.clone(),
@@ -1223,7 +1288,9 @@ pub fn published_ports(
             .filter(|t| *t > 0)
             .ok_or_else(|| bad("the container port must be between 1 and 65535"))?;
         let host_ip = match p.host_ip.trim() {
-            "" | "0.0.0.0" => None,
+            // No address given: the network's `host_binding_ipv4`, else every address.
+            "" => default_host_ip.filter(|ip| !ip.is_unspecified()),
+            "0.0.0.0" => None,
             text => match text.parse::<IpAddr>() {
                 Ok(IpAddr::V4(ip)) => Some(ip),
                 Ok(IpAddr::V6(_)) => {
@@ -1447,6 +1514,7 @@ async fn setup_steps(
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
                 internal: n.internal,
+                no_masquerade: n.options.no_masquerade,
             })
             .collect(),
         ports,
@@ -1498,6 +1566,7 @@ pub async fn attach(
                     mac: iface.mac,
                     mtu: net.mtu,
                     default_gateway: iface.default_gateway.then_some(net.gateway),
+                    isolated: net.options.no_icc,
                 })
                 .await
                 .map_err(ProjectError::from),

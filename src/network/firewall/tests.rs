@@ -53,11 +53,13 @@ fn rendered_table_has_isolation_nat_and_ports() {
                 bridge: "rc-000000000001".into(),
                 subnet: net("10.1.0.0/24"),
                 internal: false,
+                no_masquerade: false,
             },
             NetworkRules {
                 bridge: "rc-000000000002".into(),
                 subnet: net("10.2.0.0/24"),
                 internal: true,
+                no_masquerade: false,
             },
         ],
         ports: vec![
@@ -89,6 +91,12 @@ fn rendered_table_has_isolation_nat_and_ports() {
     }
     // An internal network is never masqueraded.
     assert!(!s.contains("ip saddr 10.2.0.0/24 oifname"), "{s}");
+    // Nor one with `enable_ip_masquerade: false`, whose published ports still work.
+    let mut quiet = rules.clone();
+    quiet.networks[0].no_masquerade = true;
+    let q = render("demo", &quiet).unwrap();
+    assert!(!q.contains("ip saddr 10.1.0.0/24 oifname"), "{q}");
+    assert!(q.contains("dnat to 10.1.0.2:80 "), "{q}");
     // Both NAT hooks carry the port rules.
     assert_eq!(s.matches("dnat to 10.1.0.2:80 ").count(), 2, "{s}");
     assert!(s.trim_end().ends_with('}'));
@@ -128,6 +136,7 @@ fn bridge_names_cannot_inject_rules() {
                 bridge: bad.into(),
                 subnet: net("10.1.0.0/24"),
                 internal: false,
+                no_masquerade: false,
             }],
             ports: vec![],
         };
@@ -264,6 +273,7 @@ fn projects_are_listed_replaced_and_removed() {
                 bridge: bridge.into(),
                 subnet: net(subnet),
                 internal: false,
+                no_masquerade: false,
             }],
             ports: vec![port(Protocol::Tcp, "8080", [10, 1, 0, 2], "80")],
         };
@@ -474,6 +484,7 @@ impl Topology {
                     mac: MacAddr::for_ipv4(ip(addr)),
                     mtu: None,
                     default_gateway: gw.map(ip),
+                    isolated: false,
                 })
                 .await
                 .unwrap();
@@ -489,16 +500,19 @@ impl Topology {
                         bridge: NET_A.into(),
                         subnet: net("10.90.1.0/24"),
                         internal: false,
+                        no_masquerade: false,
                     },
                     NetworkRules {
                         bridge: NET_B.into(),
                         subnet: net("10.90.2.0/24"),
                         internal: false,
+                        no_masquerade: false,
                     },
                     NetworkRules {
                         bridge: NET_I.into(),
                         subnet: net("10.90.3.0/24"),
                         internal: true,
+                        no_masquerade: false,
                     },
                 ],
                 ports: vec![

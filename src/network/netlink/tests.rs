@@ -37,6 +37,7 @@ fn attachment<'a>(
         mac: names::MacAddr::for_ipv4(ip),
         mtu: None,
         default_gateway: gateway,
+        isolated: false,
     }
 }
 

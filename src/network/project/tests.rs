@@ -63,6 +63,7 @@ fn state(key: &str, name: &str, subnet: &str) -> NetworkState {
         external: false,
         mtu: None,
         config_fields: Default::default(),
+        options: Default::default(),
     }
 }
 
@@ -990,4 +991,80 @@ networks:
         }],
     };
     assert!(plan_networks_on(&host, &pool(), &named("mybr"), &["web"], &[mine], &[]).is_ok());
+}
+
+/// Docker's bridge options: `enable_icc` and `enable_ip_masquerade` (Go booleans),
+/// `host_binding_ipv4` (the host address of ports published without one); bad values are
+/// named.
+#[test]
+fn bridge_driver_options() {
+    let p = project(
+        "demo",
+        "
+services:
+  web: {image: x, networks: [quiet], ports: ['8080:80', '0.0.0.0:8081:81', '127.0.0.2:8082:82']}
+networks:
+  quiet:
+    driver_opts:
+      com.docker.network.bridge.enable_icc: 'false'
+      com.docker.network.bridge.enable_ip_masquerade: '0'
+      com.docker.network.bridge.host_binding_ipv4: 127.0.0.1
+",
+    );
+    let nets = plan(&p, &["web"]).unwrap();
+    assert_eq!(
+        nets[0].options,
+        BridgeOptions {
+            no_icc: true,
+            no_masquerade: true,
+            host_binding: Some(ip("127.0.0.1")),
+        }
+    );
+    let web = service(&p, "web");
+    let ifaces = plan_interfaces(&p, web, "c", &nets, &[]).unwrap();
+    let ports = published_ports(web, &ifaces, &nets, &mut PortsInUse::new()).unwrap();
+    let hosts: Vec<Option<Ipv4Addr>> = ports.iter().map(|b| b.host_ip).collect();
+    assert_eq!(hosts, [Some(ip("127.0.0.1")), None, Some(ip("127.0.0.2"))]);
+
+    for (option, value) in [
+        ("com.docker.network.bridge.enable_icc", "nope"),
+        ("com.docker.network.bridge.host_binding_ipv4", "::1"),
+    ] {
+        let bad = project(
+            "demo",
+            &format!(
+                "services: {{web: {{image: x, networks: [n]}}}}\nnetworks: {{n: {{driver_opts: {{{option}: '{value}'}}}}}}\n"
+            ),
+        );
+        let err = plan(&bad, &["web"]).unwrap_err().to_string();
+        assert!(err.contains(option) && err.contains(value), "{err}");
+    }
+}
+
+/// A project's networks planned one at a time (an `up` plans the networks of the services it
+/// starts, a network per step): a later network never gets the subnet of one planned before,
+/// whose route is on the project's own bridge. (Before: both got the first pool subnet.)
+#[test]
+fn networks_planned_one_at_a_time_get_different_subnets() {
+    let p = project(
+        "demo",
+        "
+services:
+  a: {image: x, networks: [one]}
+  b: {image: x, networks: [two]}
+networks: {one: {}, two: {}}
+",
+    );
+    let first = plan(&p, &["a"]).unwrap();
+    let host = HostView {
+        routes: vec![route(&first[0].bridge, &first[0].subnet.to_string())],
+        links: Vec::new(),
+    };
+    let second = plan_networks_on(&host, &pool(), &p, &["b"], &first, &[]).unwrap();
+    let two = second.iter().find(|n| n.key == "two").expect("two planned");
+    assert_ne!(two.subnet, first[0].subnet);
+    assert!(!two.subnet.overlaps(first[0].subnet));
+    // Planning `a` again keeps its subnet.
+    let again = plan_networks_on(&host, &pool(), &p, &["a"], &first, &[]).unwrap();
+    assert_eq!(again, first);
 }
