@@ -1938,3 +1938,102 @@ networks:
     p.ok(&["down", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// The macvlan driver with a `parent` interface of the host (here one end of a veth pair made
+/// for the test): each container gets a macvlan link of it with its address on the parent's
+/// network, they reach and resolve each other, nothing of rcompose's is made on the host
+/// (no bridge, no rule), and `down` leaves the parent as it was. A parent that does not exist
+/// is an error naming it, before anything is made.
+#[test]
+fn macvlan_networks_use_a_parent_interface() {
+    let pid = std::process::id();
+    let (parent, peer) = (
+        format!("lcmv{:x}", pid % 0xfffff),
+        format!("lcmq{:x}", pid % 0xfffff),
+    );
+    let subnet = format!("10.183.{}", pid % 250);
+    let compose = |parent: &str| {
+        format!(
+            r#"
+services:
+  a: {{image: busybox, init: true, command: sleep infinity, networks: [lan]}}
+  b: {{image: busybox, init: true, command: sleep infinity, networks: [lan]}}
+networks:
+  lan:
+    driver: macvlan
+    driver_opts: {{parent: {parent}}}
+    ipam: {{config: [{{subnet: {subnet}.0/24, gateway: {subnet}.1}}]}}
+"#
+        )
+    };
+    let Some(p) = project("macvlan", &compose(&parent)) else {
+        return;
+    };
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip")
+    };
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .output();
+        }
+    }
+    let made = ip(&[
+        "link", "add", &parent, "type", "veth", "peer", "name", &peer,
+    ]);
+    assert!(made.status.success(), "{}", out(&made));
+    let _del = Del(parent.clone());
+    for link in [&parent, &peer] {
+        assert!(ip(&["link", "set", link, "up"]).status.success());
+    }
+    let links_before = stdout(&ip(&["-br", "link"])).lines().count();
+
+    p.ok(&["up", "-d"]);
+    let s = p.state_json();
+    let addr = |svc: &str| {
+        Project::container(&s, &format!("{}-{svc}-1", p.name))["network"]["interfaces"][0]
+            ["address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let b_ip = addr("b");
+    assert!(b_ip.starts_with(&format!("{subnet}.")), "{b_ip}");
+    // eth0 is a link of the parent: `eth0@if<the parent's index>`.
+    let index = std::fs::read_to_string(format!("/sys/class/net/{parent}/ifindex"))
+        .expect("the parent's index");
+    let link = stdout(&p.ok(&["exec", "-T", "a", "ip", "link", "show", "eth0"]));
+    assert!(
+        link.contains(&format!("eth0@if{}:", index.trim())),
+        "eth0 is no link of {parent}:\n{link}"
+    );
+    let ping = p.rc(&["exec", "-T", "a", "ping", "-c", "1", "-W", "2", &b_ip]);
+    assert!(ping.status.success(), "a cannot reach b:\n{}", out(&ping));
+    let found = stdout(&p.ok(&["exec", "-T", "a", "nslookup", "b"]));
+    assert!(found.contains(&b_ip), "{found}");
+    assert_eq!(
+        stdout(&ip(&["-br", "link"])).lines().count(),
+        links_before,
+        "up made links on the host"
+    );
+    p.ok(&["down", "-t", "0"]);
+    let still = stdout(&ip(&["-br", "link", "show", &parent]));
+    assert!(still.contains("UP"), "down touched the parent: {still}");
+    p.assert_nothing_left();
+
+    std::fs::write(p.dir.path().join("compose.yaml"), compose("lcmvnothere")).expect("write");
+    let o = p.rc(&["up", "-d"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("parent interface lcmvnothere does not exist"),
+        "{}",
+        out(&o)
+    );
+    p.ok(&["down"]);
+    p.assert_nothing_left();
+}

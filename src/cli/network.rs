@@ -85,7 +85,7 @@ pub struct LsArgs {
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     pub name: String,
-    /// Driver (only bridge)
+    /// Driver: bridge, or macvlan (with `-o parent=IFACE`)
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
     /// Subnet in CIDR form
@@ -229,7 +229,7 @@ fn passes(n: &Network, filters: &[(String, String)]) -> Result<bool> {
         let ok = values.iter().any(|v| match key {
             "name" => n.state.name.contains(v),
             "id" => n.id().starts_with(v),
-            "driver" => *v == "bridge",
+            "driver" => *v == n.state.driver.name(),
             "scope" => *v == "local",
             "type" => *v == "custom",
             "label" => match v.split_once('=') {
@@ -280,7 +280,7 @@ fn ls(args: &LsArgs) -> Result<i32> {
     }
     let value = |n: &Network| {
         json!({
-            "CreatedAt": n.created, "Driver": "bridge", "ID": id(n),
+            "CreatedAt": n.created, "Driver": n.state.driver.name(), "ID": id(n),
             "IPv4": "true", "IPv6": "false", "Internal": n.state.internal.to_string(),
             "Labels": labels_text(&n.labels), "Name": n.state.name, "Scope": "local",
         })
@@ -343,7 +343,7 @@ fn inspect_value(n: &Network) -> Value {
         "Id": n.id(),
         "Created": n.created,
         "Scope": "local",
-        "Driver": "bridge",
+        "Driver": s.driver.name(),
         "EnableIPv4": true,
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": {}, "Config": [pool]},

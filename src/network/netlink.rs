@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoPortKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoPortKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
@@ -460,6 +460,65 @@ impl Netlink {
             };
         }
         Ok(())
+    }
+
+    /// Connects a container to a macvlan network: one request creates a macvlan link of
+    /// `parent` (mode `bridge`, `private`, `vepa` or `passthru`) already in the container's
+    /// namespace, named, with its MAC and MTU; then it is configured from inside as a veth peer
+    /// is (`att.bridge` and `att.host_name` are not used: there is no host end). A failure
+    /// leaves the link in the container's namespace, which goes with the container.
+    pub async fn attach_macvlan(
+        &self,
+        att: &Attachment<'_>,
+        parent: &str,
+        mode: &str,
+    ) -> Result<()> {
+        if !att.subnet.contains(att.address) {
+            return Err(NetlinkError::AddressOutside {
+                name: att.container_name.to_string(),
+                address: att.address,
+                subnet: att.subnet,
+            });
+        }
+        let index = self
+            .link_index(parent)
+            .await?
+            .ok_or_else(|| NetlinkError::NoLink {
+                name: parent.to_string(),
+            })?;
+        let mode = match mode {
+            "" | "bridge" => MacVlanMode::Bridge,
+            "private" => MacVlanMode::Private,
+            "vepa" => MacVlanMode::Vepa,
+            "passthru" => MacVlanMode::Passthrough,
+            other => {
+                return Err(NetlinkError::Link {
+                    op: "create macvlan",
+                    name: att.container_name.to_string(),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("unknown macvlan mode {other:?}"),
+                    ),
+                })
+            }
+        };
+        let mut msg = rtnetlink::LinkMacVlan::new(att.container_name, index, mode)
+            .address(att.mac.octets().to_vec())
+            .setns_by_fd(att.netns.as_raw_fd());
+        if let Some(mtu) = att.mtu {
+            msg = msg.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .add(msg.build())
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::Link {
+                op: "create macvlan",
+                name: format!("{} (parent {parent})", att.container_name),
+                source: to_io(e),
+            })?;
+        configure_in_namespace(att).await
     }
 
     /// Hairpin mode on a bridge port: with br_netfilter loaded (Docker loads it), a container

@@ -48,7 +48,13 @@ pub enum ProjectError {
     UnknownService { service: String },
     #[error("service {service} uses network {network}, which is not declared in the project")]
     UndeclaredNetwork { service: String, network: String },
-    #[error("network {network}: driver {driver:?} is not supported (only \"bridge\")")]
+    #[error("network {network}: macvlan needs driver_opts parent (the host interface to share)")]
+    MacvlanParent { network: String },
+    #[error("network {network}: parent interface {parent} does not exist on this host")]
+    ParentMissing { network: String, parent: String },
+    #[error("network {network}: {what} is not supported with the macvlan driver")]
+    MacvlanUnsupported { network: String, what: &'static str },
+    #[error("network {network}: driver {driver:?} is not supported (bridge or macvlan)")]
     Driver { network: String, driver: String },
     #[error("network {network}: invalid driver_opts {option}={value:?}: {reason}")]
     DriverOpt {
@@ -297,6 +303,35 @@ pub struct NetworkState {
     /// The bridge driver's options users set (`driver_opts`).
     #[serde(default)]
     pub options: BridgeOptions,
+    /// `bridge` (the default) or `macvlan`.
+    #[serde(default, skip_serializing_if = "NetDriver::is_bridge")]
+    pub driver: NetDriver,
+}
+
+/// The driver of a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum NetDriver {
+    /// A Linux bridge of rcompose's (`NetworkState::bridge`), NAT and firewall rules.
+    #[default]
+    Bridge,
+    /// Each container gets a macvlan link of the host's `parent` interface, on the parent's
+    /// own network: no bridge, no NAT, no published ports (`bridge` then only names the
+    /// network's registry directory).
+    Macvlan { parent: String, mode: String },
+}
+
+impl NetDriver {
+    pub fn is_bridge(&self) -> bool {
+        matches!(self, NetDriver::Bridge)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            NetDriver::Bridge => "bridge",
+            NetDriver::Macvlan { .. } => "macvlan",
+        }
+    }
 }
 
 /// Docker's bridge driver options besides the name and MTU.
@@ -499,6 +534,8 @@ pub async fn host_view(project: &Project, services: &[&str]) -> Result<HostView>
     for (key, config) in used_networks(project, services)? {
         if config.external {
             external.extend(external_candidates(&network_name(project, key, config)));
+        } else if config.driver == "macvlan" {
+            external.extend(config.driver_opts.get("parent").cloned());
         } else if let Some(bridge) = config.driver_opts.get(BRIDGE_NAME_OPTION) {
             // A bridge name the file chooses may be taken by a link of the host.
             external.push(bridge.clone());
@@ -617,6 +654,7 @@ struct Wanted<'a> {
     mtu: Option<u32>,
     config_fields: std::collections::BTreeMap<String, String>,
     options: BridgeOptions,
+    driver: NetDriver,
 }
 
 /// Go's `strconv.ParseBool`, which docker uses for driver options.
@@ -636,10 +674,20 @@ fn is_ipv6_pool(p: &crate::compose::model::IpamPool) -> bool {
 
 fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Result<Wanted<'a>> {
     let name = network_name(project, key, config);
-    if !(config.driver.is_empty() || config.driver == "bridge") {
-        return Err(ProjectError::Driver {
+    let macvlan = match config.driver.as_str() {
+        "" | "bridge" => false,
+        "macvlan" => true,
+        _ => {
+            return Err(ProjectError::Driver {
+                network: key.to_string(),
+                driver: config.driver.clone(),
+            })
+        }
+    };
+    if macvlan && config.internal {
+        return Err(ProjectError::MacvlanUnsupported {
             network: key.to_string(),
-            driver: config.driver.clone(),
+            what: "internal: true",
         });
     }
     if config.enable_ipv4 == Some(false) {
@@ -662,7 +710,43 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
     let mut mtu = None;
     let mut bridge = names::bridge_name(&name);
     let mut options = BridgeOptions::default();
+    let mut driver = NetDriver::Bridge;
+    if macvlan {
+        let parent = config
+            .driver_opts
+            .get("parent")
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| ProjectError::MacvlanParent {
+                network: key.to_string(),
+            })?;
+        let mode = config
+            .driver_opts
+            .get("macvlan_mode")
+            .map(|m| m.trim().to_string())
+            .unwrap_or_default();
+        if !matches!(
+            mode.as_str(),
+            "" | "bridge" | "private" | "vepa" | "passthru"
+        ) {
+            return Err(opt_err(
+                "macvlan_mode",
+                &mode,
+                "expected bridge, private, vepa or passthru",
+            ));
+        }
+        // No link of its own: the name only keys the network's registry directory.
+        bridge = format!("mv-{}", &names::network_id(&name)[..12]);
+        driver = NetDriver::Macvlan { parent, mode };
+    }
     for (option, value) in &config.driver_opts {
+        if macvlan && option != MTU_OPTION {
+            // parent and macvlan_mode are read above; bridge options do not apply.
+            if !matches!(option.as_str(), "parent" | "macvlan_mode") {
+                tracing::warn!(network = key, option = %option, "driver option not supported with macvlan, ignored");
+            }
+            continue;
+        }
         match option.as_str() {
             ICC_OPTION => {
                 let on = parse_bool(value)
@@ -724,6 +808,7 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
         mtu,
         config_fields: network_fields(config),
         options,
+        driver,
     })
 }
 
@@ -776,6 +861,7 @@ fn external_state(host: &HostView, key: &str, name: &str) -> Result<NetworkState
         mtu: link.mtu,
         config_fields: Default::default(),
         options: BridgeOptions::default(),
+        driver: NetDriver::Bridge,
     })
 }
 
@@ -793,6 +879,7 @@ fn state_from(w: &Wanted<'_>, subnet: &Subnet) -> NetworkState {
         mtu: w.mtu,
         config_fields: w.config_fields.clone(),
         options: w.options.clone(),
+        driver: w.driver.clone(),
     }
 }
 
@@ -811,7 +898,18 @@ pub fn plan_networks_on(
     for (key, config) in &used {
         if config.external {
             let name = network_name(project, key, config);
-            planned.push(Some(external_state(host, key, &name)?));
+            // One rcompose knows (another project's, or `network create`'s) is taken as
+            // recorded, driver and all; else it must be a bridge of the host.
+            let recorded = others.iter().find(|o| o.name == name && !o.external);
+            planned.push(Some(match recorded {
+                Some(o) => NetworkState {
+                    key: key.to_string(),
+                    external: true,
+                    config_fields: Default::default(),
+                    ..o.clone()
+                },
+                None => external_state(host, key, &name)?,
+            }));
             wanted_list.push(None);
         } else {
             wanted_list.push(Some(wanted(project, key, config)?));
@@ -819,6 +917,16 @@ pub fn plan_networks_on(
         }
     }
     check_bridge_names(host, &wanted_list, previous, others)?;
+    for w in wanted_list.iter().flatten() {
+        if let NetDriver::Macvlan { parent, .. } = &w.driver {
+            if !host.links.iter().any(|l| l.name == *parent) {
+                return Err(ProjectError::ParentMissing {
+                    network: w.key.to_string(),
+                    parent: parent.clone(),
+                });
+            }
+        }
+    }
     // This project's own bridges carry routes to the subnets being reused: not obstacles.
     let own: BTreeSet<&str> = wanted_list
         .iter()
@@ -832,6 +940,17 @@ pub fn plan_networks_on(
         .filter(|r| !own.contains(r.iface.as_str()))
         .cloned()
         .collect();
+    // A macvlan network lives on its parent's network: the parent's routes are its own.
+    let routes_of = |w: &Wanted<'_>| -> Vec<HostRoute> {
+        match &w.driver {
+            NetDriver::Macvlan { parent, .. } => routes
+                .iter()
+                .filter(|r| r.iface != *parent)
+                .cloned()
+                .collect(),
+            NetDriver::Bridge => routes.clone(),
+        }
+    };
     // Every subnet but the network's own: other projects', this plan's, and this project's
     // networks that the plan does not cover (an `up` plans only the networks of the services
     // it starts; a network made by an earlier step keeps its subnet, and its route is on one
@@ -910,7 +1029,7 @@ pub fn plan_networks_on(
             }
         }
         if configured {
-            let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes)
+            let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes_of(w))
                 .map_err(|e| name_overlap(e, others, &planned))?;
             planned[i] = Some(state_from(w, &subnet));
         } else {
@@ -920,7 +1039,7 @@ pub fn plan_networks_on(
     for i in automatic {
         let Some(w) = &wanted_list[i] else { continue };
         let busy = in_use(&planned, &w.name);
-        let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes)
+        let subnet = ipam::network_subnet(&w.name, w.ipam, pool, &busy, &routes_of(w))
             .map_err(|e| name_overlap(e, others, &planned))?;
         planned[i] = Some(state_from(w, &subnet));
     }
@@ -1260,7 +1379,7 @@ pub fn published_ports(
         .find_map(|i| {
             networks
                 .iter()
-                .find(|n| n.key == i.network && !n.internal)
+                .find(|n| n.key == i.network && !n.internal && n.driver.is_bridge())
                 .map(|n| (i.address, n.options.host_binding))
         })
         .ok_or_else(|| ProjectError::NoPortNetwork {
@@ -1475,6 +1594,16 @@ async fn setup_steps(
     created: &mut Vec<String>,
 ) -> Result<()> {
     for net in networks {
+        if let NetDriver::Macvlan { parent, .. } = &net.driver {
+            // Nothing to make: each container's link is made on the parent when it starts.
+            if nl.link_index(parent).await?.is_none() {
+                return Err(ProjectError::ParentMissing {
+                    network: net.key.clone(),
+                    parent: parent.clone(),
+                });
+            }
+            continue;
+        }
         let exists = nl.link_index(&net.bridge).await?.is_some();
         if net.external {
             if !exists {
@@ -1498,7 +1627,11 @@ async fn setup_steps(
     }
     // External bridges too: a published port reached on 127.0.0.1 needs route_localnet on the
     // bridge of the container it goes to.
-    let bridges: Vec<&str> = networks.iter().map(|n| n.bridge.as_str()).collect();
+    let bridges: Vec<&str> = networks
+        .iter()
+        .filter(|n| n.driver.is_bridge())
+        .map(|n| n.bridge.as_str())
+        .collect();
     for change in netlink::prepare_sysctls(&bridges)? {
         tracing::debug!(
             key = change.key,
@@ -1510,6 +1643,7 @@ async fn setup_steps(
     let rules = ProjectRules {
         networks: networks
             .iter()
+            .filter(|n| n.driver.is_bridge())
             .map(|n| NetworkRules {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
@@ -1530,6 +1664,7 @@ pub fn recheck_host_firewall(project: &str, networks: &[NetworkState]) -> Result
     firewall::table_name(project)?;
     let bridges: Vec<host_firewall::Bridge> = networks
         .iter()
+        .filter(|n| n.driver.is_bridge())
         .map(|n| host_firewall::Bridge {
             name: n.bridge.clone(),
             internal: n.internal,
@@ -1555,8 +1690,8 @@ pub async fn attach(
         let result = match (stale, network(networks, &iface.network)) {
             (Err(e), _) => Err(ProjectError::from(e)),
             (Ok(_), Err(e)) => Err(e),
-            (Ok(_), Ok(net)) => nl
-                .attach(&Attachment {
+            (Ok(_), Ok(net)) => {
+                let att = Attachment {
                     netns,
                     bridge: &net.bridge,
                     host_name: &iface.host_veth,
@@ -1567,9 +1702,15 @@ pub async fn attach(
                     mtu: net.mtu,
                     default_gateway: iface.default_gateway.then_some(net.gateway),
                     isolated: net.options.no_icc,
-                })
-                .await
-                .map_err(ProjectError::from),
+                };
+                match &net.driver {
+                    NetDriver::Bridge => nl.attach(&att).await,
+                    NetDriver::Macvlan { parent, mode } => {
+                        nl.attach_macvlan(&att, parent, mode).await
+                    }
+                }
+                .map_err(ProjectError::from)
+            }
         };
         if let Err(error) = result {
             return match detach(nl, &interfaces[..done]).await {
@@ -1635,7 +1776,7 @@ pub async fn teardown(
         // project uses it now): the last project on it removes it, so nothing is left behind.
         // One made by hand (named as the network) always stays.
         let orphan = net.external && net.bridge == names::bridge_name(&net.name);
-        if shared || (net.external && !orphan) {
+        if shared || (net.external && !orphan) || !net.driver.is_bridge() {
             continue;
         }
         if let Err(e) = nl.delete_link_announced(&net.bridge).await {

@@ -53,7 +53,7 @@ pub enum StandaloneError {
         "invalid network name {0:?}: a letter or digit, then letters, digits, '_', '.' or '-'"
     )]
     InvalidName(String),
-    #[error("network {name}: driver {driver:?} is not supported (only bridge)")]
+    #[error("network {name}: driver {driver:?} is not supported (bridge or macvlan)")]
     Driver { name: String, driver: String },
     #[error("network with name {0} already exists")]
     Exists(String),
@@ -212,7 +212,7 @@ fn lock() -> Result<std::fs::File> {
 pub async fn create(nl: &Netlink, opts: &CreateOptions) -> Result<Standalone> {
     let name = opts.name.clone();
     check_name(&name)?;
-    if !matches!(opts.driver.as_str(), "" | "bridge") {
+    if !matches!(opts.driver.as_str(), "" | "bridge" | "macvlan") {
         return Err(StandaloneError::Driver {
             name,
             driver: opts.driver.clone(),

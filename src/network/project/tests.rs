@@ -64,6 +64,7 @@ fn state(key: &str, name: &str, subnet: &str) -> NetworkState {
         mtu: None,
         config_fields: Default::default(),
         options: Default::default(),
+        driver: NetDriver::Bridge,
     }
 }
 
@@ -1067,4 +1068,82 @@ networks: {one: {}, two: {}}
     // Planning `a` again keeps its subnet.
     let again = plan_networks_on(&host, &pool(), &p, &["a"], &first, &[]).unwrap();
     assert_eq!(again, first);
+}
+
+/// The macvlan driver: `parent` is required and must exist; the network may sit on the
+/// parent's own subnet (its route is no conflict); no link is made (`bridge` only keys the
+/// registry); ports cannot be published through it; `internal` is refused.
+#[test]
+fn macvlan_networks() {
+    let compose = |opts: &str| {
+        project(
+            "demo",
+            &format!(
+                "
+services: {{web: {{image: x, networks: [lan]}}}}
+networks:
+  lan:
+    driver: macvlan
+    driver_opts: {{{opts}}}
+    ipam: {{config: [{{subnet: 192.168.50.0/24, gateway: 192.168.50.1}}]}}
+"
+            ),
+        )
+    };
+    let host = HostView {
+        routes: vec![route("eth9", "192.168.50.0/24")],
+        links: vec![HostLink {
+            name: "eth9".into(),
+            ..HostLink::default()
+        }],
+    };
+    let p = compose("parent: eth9, macvlan_mode: private");
+    let nets = plan_networks_on(&host, &pool(), &p, &["web"], &[], &[]).unwrap();
+    assert_eq!(
+        nets[0].driver,
+        NetDriver::Macvlan {
+            parent: "eth9".into(),
+            mode: "private".into()
+        }
+    );
+    assert_eq!(nets[0].subnet, net("192.168.50.0/24"));
+    assert!(nets[0].bridge.starts_with("mv-") && !names::is_rcompose_bridge(&nets[0].bridge));
+    let err = plan_networks_on(&HostView::default(), &pool(), &p, &["web"], &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "network lan: parent interface eth9 does not exist on this host"
+    );
+    let err = plan_networks_on(&host, &pool(), &compose(""), &["web"], &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs driver_opts parent"), "{err}");
+    let err = plan_networks_on(
+        &host,
+        &pool(),
+        &compose("parent: eth9, macvlan_mode: loud"),
+        &["web"],
+        &[],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("macvlan_mode") && err.contains("loud"),
+        "{err}"
+    );
+
+    let web = service(&p, "web");
+    let ifaces = plan_interfaces(&p, web, "c", &nets, &[]).unwrap();
+    assert!(ifaces[0].default_gateway);
+    let mut published = web.clone();
+    published.ports = service(
+        &project("demo", "services: {web: {image: x, ports: ['8080:80']}}\n"),
+        "web",
+    )
+    .ports
+    .clone();
+    let err = published_ports(&published, &ifaces, &nets, &mut PortsInUse::new()).unwrap_err();
+    assert!(err.to_string().contains("cannot publish ports"), "{err}");
 }
