@@ -1281,8 +1281,18 @@ services:
             .collect::<Vec<_>>()
     };
     let addr = |svc: &str| stdout(&p.ok(&["exec", "-T", svc, "ip", "-o", "-4", "addr"]));
-    // service:web shares web's namespace: the same interfaces and addresses.
+    // service:web shares web's namespace: the same interfaces and addresses, and web's
+    // resolver (docker: the same resolv.conf), so it finds the project's services by name.
     assert_eq!(addr("sidecar"), addr("web"));
+    let resolv = stdout(&p.ok(&["exec", "-T", "sidecar", "cat", "/etc/resolv.conf"]));
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let found = p.rc(&["exec", "-T", "sidecar", "nslookup", "web"]);
+    assert!(
+        found.status.success(),
+        "sidecar cannot resolve web:
+{}",
+        out(&found)
+    );
     // none: only lo.
     assert_eq!(links("isolated"), ["lo"]);
     // host: the host's own links.

@@ -1823,17 +1823,22 @@ fn first_gateway(interfaces: &[Interface], networks: &[NetworkState]) -> Result<
 /// (the host's search and options, or `dns_search` / `dns_opt`; `dns:` is
 /// where that server forwards), and `/etc/hosts` (its hostname on each of its addresses,
 /// `extra_hosts` with `host-gateway` as the first network's gateway). A container without
-/// interfaces (`network_mode: none`) gets the host's resolvers with the service's overrides.
+/// interfaces gets the host's resolvers with the service's overrides, unless it is in the
+/// namespace of a container that has a resolver there (`peer_resolver`).
 pub fn container_files(
     service: &ServiceConfig,
     hostname: &str,
     interfaces: &[Interface],
     networks: &[NetworkState],
     host_resolv: &ResolvConf,
+    peer_resolver: bool,
 ) -> Result<(String, String)> {
     let gateway = first_gateway(interfaces, networks)?;
-    let resolv_conf = match gateway {
-        Some(_) => {
+    // `network_mode: service:X` / `container:X` lives in X's namespace, where X's resolver
+    // listens (when X is on a network): it resolves as X does, as with Docker.
+    let resolve_embedded = gateway.is_some() || peer_resolver;
+    let resolv_conf = match resolve_embedded {
+        true => {
             let conf = resolv::container_resolv_conf(
                 host_resolv,
                 super::dns::EMBEDDED_ADDRESS,
@@ -1842,7 +1847,7 @@ pub fn container_files(
             );
             resolv::render_container_resolv_conf(&conf, &container_upstreams(service, host_resolv)?)
         }
-        None => resolv::host_mode_resolv_conf(
+        false => resolv::host_mode_resolv_conf(
             &host_resolv.render(),
             &service.dns,
             &service.dns_search,

@@ -405,8 +405,15 @@ impl Engine {
         } else {
             service.hostname.clone()
         };
-        let (resolv, hosts) =
-            project_net::container_files(service, &hostname, &interfaces, &networks, &host)?;
+        let peer_resolver = self.network_peer_has_resolver(service);
+        let (resolv, hosts) = project_net::container_files(
+            service,
+            &hostname,
+            &interfaces,
+            &networks,
+            &host,
+            peer_resolver,
+        )?;
         let dns = project_net::dns_entries(service, name, &interfaces, &host)?;
         let net = state::ContainerNet {
             interfaces,
@@ -436,6 +443,29 @@ impl Engine {
             resolv,
             hosts,
         ))
+    }
+
+    /// Whether the container whose network namespace `service` joins (`network_mode:
+    /// service:X` or `container:X`) is on a network, so its resolver listens there.
+    fn network_peer_has_resolver(&self, service: &ServiceConfig) -> bool {
+        let mode = service.network_mode.as_str();
+        let target = match (
+            mode.strip_prefix("service:"),
+            mode.strip_prefix("container:"),
+        ) {
+            (Some(s), _) => (s, true),
+            (_, Some(c)) => (c, false),
+            _ => return false,
+        };
+        self.shared.handles().iter().any(|h| {
+            let r = h.record.borrow();
+            let hit = if target.1 {
+                r.service == target.0 && !r.oneoff
+            } else {
+                r.name == target.0
+            };
+            hit && !r.network.interfaces.is_empty()
+        })
     }
 
     /// Every port the project's containers publish, with those reserved for containers being

@@ -646,7 +646,7 @@ networks: {a: {}, b: {}}
     let ifaces = plan_interfaces(&p, web, "c", &nets, &[]).unwrap();
     let host = ResolvConf::parse("nameserver 127.0.0.53\nsearch lan\noptions edns0\n");
     let gw = nets[0].gateway;
-    let (resolv_conf, hosts) = container_files(web, "web", &ifaces, &nets, &host).unwrap();
+    let (resolv_conf, hosts) = container_files(web, "web", &ifaces, &nets, &host, false).unwrap();
     assert_eq!(
         resolv_conf,
         format!(
@@ -663,7 +663,7 @@ networks: {a: {}, b: {}}
 
     let plain = service(&p, "plain");
     let pif = plan_interfaces(&p, plain, "d", &nets, &[ifaces[0].address]).unwrap();
-    let (resolv_conf, _) = container_files(plain, "abc", &pif, &nets, &host).unwrap();
+    let (resolv_conf, _) = container_files(plain, "abc", &pif, &nets, &host, false).unwrap();
     assert!(resolv_conf.contains("nameserver 127.0.0.11\nsearch lan\noptions edns0 ndots:0\n"));
     assert!(
         resolv_conf.contains("# ExtServers: [127.0.0.53]"),
@@ -671,7 +671,7 @@ networks: {a: {}, b: {}}
     );
 
     let alone = service(&p, "alone");
-    let (resolv_conf, hosts) = container_files(alone, "x", &[], &nets, &host).unwrap();
+    let (resolv_conf, hosts) = container_files(alone, "x", &[], &nets, &host, false).unwrap();
     assert_eq!(
         resolv_conf,
         "nameserver 1.1.1.1\nsearch lan\noptions edns0\n"
