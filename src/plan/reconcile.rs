@@ -631,15 +631,22 @@ pub fn down(observed: &Observed, opts: &DownOptions) -> Plan {
     }
     let stops = stop_steps(&mut plan, &going, opts.timeout, &Cause::Requested);
     let mut removed = Vec::new();
+    // A network goes once nothing runs on it: after the stops (a stopped container's
+    // namespace, and its interfaces, are gone), while the containers' files and cgroups are
+    // removed; the kernel's deletion of a bridge is the longest step of a small `down`.
+    let mut off_network = Vec::new();
     for c in &going {
-        removed.push(plan.push(
+        let stop = stops.get(&c.name).copied();
+        let remove = plan.push(
             Op::RemoveContainer {
                 name: c.name.clone(),
                 volumes: true,
             },
             Cause::Requested,
-            stops.get(&c.name).copied().into_iter().collect(),
-        ));
+            stop.into_iter().collect(),
+        );
+        removed.push(remove);
+        off_network.push(stop.unwrap_or(remove));
     }
     if kept.is_empty() {
         for n in observed.networks.iter().filter(|n| !n.external) {
@@ -649,7 +656,7 @@ pub fn down(observed: &Observed, opts: &DownOptions) -> Plan {
                     name: n.name.clone(),
                 },
                 Cause::Requested,
-                removed.clone(),
+                off_network.clone(),
             );
         }
     }

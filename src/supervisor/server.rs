@@ -96,6 +96,11 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
             return Err(msg);
         }
     };
+    // Which socket file is ours: `down` unlinks it only if it still is (see `connection`).
+    let socket_id = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()))
+    };
     let project_dir = state::project_dir(project);
     // Its pid, for tools and tests (the lock says whether it still runs).
     let _ = std::fs::write(
@@ -138,7 +143,7 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
                 let (engine, clients, wake, shutdown) =
                     (engine.clone(), clients.clone(), wake.clone(), shutdown.clone());
                 tokio::spawn(async move {
-                    let down = connection(stream, &engine).await;
+                    let down = connection(stream, &engine, socket_id).await;
                     clients.fetch_sub(1, Ordering::SeqCst);
                     if down {
                         shutdown.notify_one();
@@ -147,9 +152,13 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
                 });
             }
             () = wake.notified() => {}
-            () = shutdown.notified() => break,
+            () = shutdown.notified() => {
+                eprintln!("supervisor {project}: exits after down");
+                break;
+            }
             ev = events.recv() => {
                 if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
+                    eprintln!("supervisor {project}: exits: its event stream closed");
                     break;
                 }
             }
@@ -157,6 +166,7 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
             () = tokio::time::sleep(Duration::from_secs(10)), if !served_one => waited = true,
             () = tokio::time::sleep(linger_left.unwrap_or_default()), if linger_left.is_some() => {
                 // Nothing runs, nothing will: the state on disk says the rest.
+                eprintln!("supervisor {project}: exits: idle for {linger:?}");
                 break;
             }
         }
@@ -166,6 +176,14 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
         } else if linger.is_zero() || !project_dir.is_dir() {
             // No lingering asked, or the state directory was removed under us (a test's
             // temporary directory): nothing to wait for.
+            eprintln!(
+                "supervisor {project}: exits: idle, and {}",
+                if linger.is_zero() {
+                    "no linger asked"
+                } else {
+                    "its state directory is gone"
+                }
+            );
             break;
         } else if idle_since.is_none() {
             idle_since = Some(tokio::time::Instant::now());
@@ -183,7 +201,12 @@ async fn serve(project: &str, lock: ProjectLock) -> Result<(), String> {
 }
 
 /// Serves one connection: one request, its replies, `Done`. Returns whether it was `down`.
-async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
+/// `socket_id`: the (device, inode) of this supervisor's socket file.
+async fn connection(
+    stream: UnixStream,
+    engine: &Arc<Engine>,
+    socket_id: Option<(u64, u64)>,
+) -> bool {
     let Ok(Some((line, fds))) = super::fdpass::read_request(&stream).await else {
         return false;
     };
@@ -225,6 +248,20 @@ async fn connection(stream: UnixStream, engine: &Arc<Engine>) -> bool {
     } else {
         engine.handle(req, &tx).await
     };
+    if is_down && result.is_ok() {
+        // This supervisor exits now: no client may reach it once `down` has answered (the
+        // next command would be cut off mid-request; with no socket it starts a new
+        // supervisor, which waits for this one's lock). The directory may be gone already,
+        // or hold a new supervisor's socket: only our own file is removed.
+        let path = state::socket_path(&engine.shared().project);
+        let ours = {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()))
+        };
+        if ours.is_some() && ours == socket_id {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
     // The protocol boundary: the client gets the engine's message.
     let _ = tx.send(Reply::Done {
         error: result.err().map(|e| e.to_string()),

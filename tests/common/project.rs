@@ -57,8 +57,29 @@ impl Project {
     /// Runs and asserts success.
     pub fn ok(&self, args: &[&str]) -> Output {
         let o = self.rc(args);
-        assert!(o.status.success(), "rcompose {args:?} failed:\n{}", out(&o));
+        assert!(
+            o.status.success(),
+            "rcompose {args:?} failed:\n{}{}",
+            out(&o),
+            self.supervisor_log()
+        );
         o
+    }
+
+    /// The supervisors' logs of this test's projects, for a failure's message.
+    pub fn supervisor_log(&self) -> String {
+        let mut out = String::new();
+        let projects = self.state.run().join("projects");
+        for entry in std::fs::read_dir(&projects).into_iter().flatten().flatten() {
+            let path = entry.path().join("supervisor.log");
+            if let Ok(log) = std::fs::read_to_string(&path) {
+                out.push_str(&format!("{}:\n{log}\n", path.display()));
+            }
+        }
+        if out.is_empty() {
+            out = format!("(no supervisor log under {})", projects.display());
+        }
+        out
     }
 
     /// The project's recorded state (`Null` when there is none).
