@@ -630,23 +630,18 @@ pub fn down(observed: &Observed, opts: &DownOptions) -> Plan {
         plan.warnings.push(orphan_warning(&names));
     }
     let stops = stop_steps(&mut plan, &going, opts.timeout, &Cause::Requested);
+    // Networks go after every container is removed: a removal rewrites the firewall table
+    // when the container published ports, which would bring back a table torn down already.
     let mut removed = Vec::new();
-    // A network goes once nothing runs on it: after the stops (a stopped container's
-    // namespace, and its interfaces, are gone), while the containers' files and cgroups are
-    // removed; the kernel's deletion of a bridge is the longest step of a small `down`.
-    let mut off_network = Vec::new();
     for c in &going {
-        let stop = stops.get(&c.name).copied();
-        let remove = plan.push(
+        removed.push(plan.push(
             Op::RemoveContainer {
                 name: c.name.clone(),
                 volumes: true,
             },
             Cause::Requested,
-            stop.into_iter().collect(),
-        );
-        removed.push(remove);
-        off_network.push(stop.unwrap_or(remove));
+            stops.get(&c.name).copied().into_iter().collect(),
+        ));
     }
     if kept.is_empty() {
         for n in observed.networks.iter().filter(|n| !n.external) {
@@ -656,7 +651,7 @@ pub fn down(observed: &Observed, opts: &DownOptions) -> Plan {
                     name: n.name.clone(),
                 },
                 Cause::Requested,
-                off_network.clone(),
+                removed.clone(),
             );
         }
     }

@@ -370,8 +370,7 @@ impl Engine {
         progress(out, "Container", &r.name, "Removing", false);
         match h.remove(false).await {
             Ok(()) => {
-                self.shared.network_release(&r).await;
-                crate::network::registry::remove_container(&self.shared.project, &r.id);
+                self.shared.network_forget(&r).await;
                 self.shared.forget(&r.id);
                 self.shared.net.lock().await.superseded.remove(&r.id);
                 if volumes {

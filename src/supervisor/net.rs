@@ -87,13 +87,22 @@ impl Shared {
         if record.network.interfaces.is_empty() {
             return;
         }
+        self.stop_resolver(record).await;
+        let _ = self.register(record, false, &self.networks());
+    }
+
+    /// A removed container: its resolver goes and its addresses are free again.
+    pub(super) async fn network_forget(&self, record: &ContainerRecord) {
+        self.stop_resolver(record).await;
+        registry::remove_container(&self.project, &record.id);
+    }
+
+    async fn stop_resolver(&self, record: &ContainerRecord) {
         let mut ctx = self.net.lock().await;
         if let Some(dns) = ctx.dns.as_mut() {
             dns.table().remove(&record.id);
             let _ = dns.stop_container(&record.id).await;
         }
-        drop(ctx);
-        let _ = self.register(record, false, &self.networks());
     }
 
     /// Writes the container's entry on each of its networks in the host-wide registry (see

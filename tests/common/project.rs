@@ -132,6 +132,20 @@ impl Project {
             "firewall table left:\n{}",
             stdout(&tables)
         );
+        // Its entries in the host-wide network registry.
+        let prefix = format!("{}.", self.name);
+        let entries: Vec<_> = std::fs::read_dir(self.state.run().join("networks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter(|f| f.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|f| f.path())
+            .collect();
+        assert!(
+            entries.is_empty(),
+            "network registry entries left: {entries:?}"
+        );
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         assert!(
             !mountinfo.contains(&*self.state.dir.path().to_string_lossy()),
