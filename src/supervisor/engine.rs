@@ -74,6 +74,8 @@ impl Engine {
                     record.pid = None;
                     record.health = None;
                     record.finished_at = Some(SystemTime::now());
+                    // Other projects on its networks must stop resolving it.
+                    let _ = shared.register(&record, false, &state.networks);
                 }
                 let setup = setup_for(container, record);
                 shared.add(task::spawn(shared.clone(), setup));
