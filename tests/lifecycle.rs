@@ -49,6 +49,23 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+/// `ip ARGS` on the host.
+fn ip(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip")
+}
+
+/// Deletes a link a test made, also when the test fails.
+struct DelLink(String);
+
+impl Drop for DelLink {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.0]);
+    }
+}
+
 fn http_get(port: u16, path: &str) -> String {
     let mut s =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to published port");
@@ -1832,25 +1849,11 @@ networks:
     ) else {
         return;
     };
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .expect("ip")
-    };
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", &self.0])
-                .output();
-        }
-    }
     // A bridge made by hand, as docker0 is (this kernel may have no dummy links).
     assert!(ip(&["link", "add", &link, "type", "bridge"])
         .status
         .success());
-    let _del = Del(link.clone());
+    let _del = DelLink(link.clone());
     assert!(ip(&["addr", "add", "192.0.2.77/32", "dev", &link])
         .status
         .success());
@@ -1979,25 +1982,11 @@ networks:
     let Some(p) = project("macvlan", &compose(&parent)) else {
         return;
     };
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .expect("ip")
-    };
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "del", &self.0])
-                .output();
-        }
-    }
     let made = ip(&[
         "link", "add", &parent, "type", "veth", "peer", "name", &peer,
     ]);
     assert!(made.status.success(), "{}", out(&made));
-    let _del = Del(parent.clone());
+    let _del = DelLink(parent.clone());
     for link in [&parent, &peer] {
         assert!(ip(&["link", "set", link, "up"]).status.success());
     }

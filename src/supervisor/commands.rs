@@ -18,7 +18,8 @@ use super::{host, progress, progress_error, Out};
 use crate::compose::model::{Project, ServiceConfig};
 use crate::image::store::Store;
 use crate::network::project as project_net;
-use crate::plan::ops::Op;
+use crate::plan::observed::ObservedContainer;
+use crate::plan::ops::{Op, Plan};
 use crate::plan::reconcile;
 use crate::runtime::spec::HostLimits;
 
@@ -110,14 +111,25 @@ impl Engine {
         self.execute(&plan, Some(&ctx), out).await
     }
 
-    pub(super) async fn start(&self, sel: &Selection, out: &Out) -> Result<(), EngineError> {
+    /// Runs the plan `make` builds from the selected containers (`start`, `stop`, `kill`,
+    /// `pause`, `rm`).
+    async fn execute_selected(
+        &self,
+        sel: &Selection,
+        out: &Out,
+        make: impl FnOnce(&[&ObservedContainer]) -> Plan,
+    ) -> Result<(), EngineError> {
         let (observed, names) = self.observed_selection(sel);
-        let selected: Vec<_> = observed
+        let selected: Vec<&ObservedContainer> = observed
             .containers
             .iter()
             .filter(|c| names.contains(&c.name))
             .collect();
-        self.execute(&reconcile::start(&selected), None, out).await
+        self.execute(&make(&selected), None, out).await
+    }
+
+    pub(super) async fn start(&self, sel: &Selection, out: &Out) -> Result<(), EngineError> {
+        self.execute_selected(sel, out, reconcile::start).await
     }
 
     pub(super) async fn stop(
@@ -126,13 +138,7 @@ impl Engine {
         timeout: Option<Duration>,
         out: &Out,
     ) -> Result<(), EngineError> {
-        let (observed, names) = self.observed_selection(sel);
-        let selected: Vec<_> = observed
-            .containers
-            .iter()
-            .filter(|c| names.contains(&c.name))
-            .collect();
-        self.execute(&reconcile::stop(&selected, timeout), None, out)
+        self.execute_selected(sel, out, |s| reconcile::stop(s, timeout))
             .await
     }
 
@@ -142,13 +148,7 @@ impl Engine {
         signal: i32,
         out: &Out,
     ) -> Result<(), EngineError> {
-        let (observed, names) = self.observed_selection(sel);
-        let selected: Vec<_> = observed
-            .containers
-            .iter()
-            .filter(|c| names.contains(&c.name))
-            .collect();
-        self.execute(&reconcile::kill(&selected, signal), None, out)
+        self.execute_selected(sel, out, |s| reconcile::kill(s, signal))
             .await
     }
 
@@ -158,13 +158,7 @@ impl Engine {
         on: bool,
         out: &Out,
     ) -> Result<(), EngineError> {
-        let (observed, names) = self.observed_selection(sel);
-        let selected: Vec<_> = observed
-            .containers
-            .iter()
-            .filter(|c| names.contains(&c.name))
-            .collect();
-        self.execute(&reconcile::pause(&selected, on), None, out)
+        self.execute_selected(sel, out, |s| reconcile::pause(s, on))
             .await
     }
 
@@ -175,13 +169,7 @@ impl Engine {
         volumes: bool,
         out: &Out,
     ) -> Result<(), EngineError> {
-        let (observed, names) = self.observed_selection(sel);
-        let selected: Vec<_> = observed
-            .containers
-            .iter()
-            .filter(|c| names.contains(&c.name))
-            .collect();
-        self.execute(&reconcile::remove(&selected, stop, volumes), None, out)
+        self.execute_selected(sel, out, |s| reconcile::remove(s, stop, volumes))
             .await
     }
 
