@@ -378,37 +378,16 @@ impl Engine {
             None
         };
         let interfaces = project_net::plan_interfaces(project, service, id, &networks, &in_use)?;
-        // Other projects' ports come from an nft listing (milliseconds): only when needed.
-        let mut ports_in_use = if service.ports.is_empty() {
-            PortsInUse::new()
-        } else {
-            PortsInUse::of_other_projects(&project.name)?
-        };
-        if let Some(old) = replacing {
-            ctx.superseded.insert(old.id.clone());
-        }
-        let existing = self.all_ports(&ctx);
-        ports_in_use.add(&existing);
-        let ports =
-            project_net::published_ports(service, &interfaces, &networks, &mut ports_in_use)?;
-        if !ports.is_empty() {
-            if ctx.nl.is_none() {
-                ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
-            }
-            let mut all = existing;
-            all.extend(ports.iter().cloned());
-            let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
-            project_net::setup(nl, &project.name, &networks, &all)
-                .await
-                .map_err(|error| EngineError::Ports {
-                    service: service.name.clone(),
-                    error: Box::new(error),
-                })?;
-        }
         let host = ResolvConf::read(std::path::Path::new(
             crate::network::resolv::HOST_RESOLV_CONF,
         ))
         .unwrap_or_default();
+        let dns = project_net::dns_entries(service, name, &interfaces, &host)?;
+        let mut net = state::ContainerNet {
+            interfaces,
+            ports: Vec::new(),
+            dns,
+        };
         let hostname = if service.hostname.is_empty() {
             id[..12].to_string()
         } else {
@@ -418,19 +397,31 @@ impl Engine {
         let (resolv, hosts) = project_net::container_files(
             service,
             &hostname,
-            &interfaces,
+            &net.interfaces,
             &networks,
             &host,
             peer_resolver,
         )?;
-        let dns = project_net::dns_entries(service, name, &interfaces, &host)?;
-        let net = state::ContainerNet {
-            interfaces,
-            ports,
-            dns,
-        };
+        // The addresses are taken once written: the lock goes before the slower port work.
         register(&project.name, id, name, &net, false, &networks)?;
         drop(host_lock);
+        match self
+            .publish_ports(
+                &mut ctx,
+                project,
+                service,
+                &net.interfaces,
+                &networks,
+                replacing,
+            )
+            .await
+        {
+            Ok(ports) => net.ports = ports,
+            Err(e) => {
+                registry::remove_container(&project.name, id);
+                return Err(e);
+            }
+        }
         let state::ContainerNet {
             interfaces,
             ports,
@@ -452,6 +443,46 @@ impl Engine {
             resolv,
             hosts,
         ))
+    }
+
+    /// Picks and publishes a new container's host ports (an error names a taken port before
+    /// the container exists); `replacing`'s ports are taken over.
+    async fn publish_ports(
+        &self,
+        ctx: &mut NetCtx,
+        project: &Project,
+        service: &ServiceConfig,
+        interfaces: &[project_net::Interface],
+        networks: &[NetworkState],
+        replacing: Option<&ContainerRecord>,
+    ) -> Result<Vec<project_net::PortBinding>, EngineError> {
+        // Other projects' ports come from an nft listing (milliseconds): only when needed.
+        let mut ports_in_use = if service.ports.is_empty() {
+            PortsInUse::new()
+        } else {
+            PortsInUse::of_other_projects(&project.name)?
+        };
+        if let Some(old) = replacing {
+            ctx.superseded.insert(old.id.clone());
+        }
+        let existing = self.all_ports(ctx);
+        ports_in_use.add(&existing);
+        let ports = project_net::published_ports(service, interfaces, networks, &mut ports_in_use)?;
+        if !ports.is_empty() {
+            if ctx.nl.is_none() {
+                ctx.nl = Some(Netlink::connect().map_err(EngineError::Netlink)?);
+            }
+            let mut all = existing;
+            all.extend(ports.iter().cloned());
+            let nl = ctx.nl.as_ref().ok_or(EngineError::NoNetlink)?;
+            project_net::setup(nl, &project.name, networks, &all)
+                .await
+                .map_err(|error| EngineError::Ports {
+                    service: service.name.clone(),
+                    error: Box::new(error),
+                })?;
+        }
+        Ok(ports)
     }
 
     /// Whether the container whose network namespace `service` joins (`network_mode:
