@@ -55,13 +55,6 @@ pub enum EngineError {
     Netlink(#[source] crate::network::netlink::NetlinkError),
     #[error("no netlink connection")]
     NoNetlink,
-    #[error("network {network}: cannot serve DNS on {addr}: {error}")]
-    Dns {
-        network: String,
-        addr: std::net::SocketAddr,
-        #[source]
-        error: crate::network::dns::DnsError,
-    },
     /// The host-wide network lock file.
     #[error("cannot {what} {}: {error}", .path.display())]
     HostLock {

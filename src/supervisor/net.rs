@@ -1,14 +1,14 @@
 //! The project's networking: its bridges and firewall table (create, recheck, remove), a new
 //! container's addresses, ports and DNS names, and plugging a started container in.
 
+use std::sync::Arc;
+
 use super::engine::Engine;
 use super::error::EngineError;
 use super::shared::{NetCtx, Reservation, Shared};
 use super::state::{self, ContainerRecord, ProjectState};
 use super::{progress, progress_error, Out};
 use crate::compose::model::{Project, ServiceConfig};
-use std::sync::Arc;
-
 use crate::network::dns::{DnsOptions, DnsService, DnsTable, Refresh};
 use crate::network::netlink::Netlink;
 use crate::network::project::{self as project_net, NetworkState, PortsInUse};
