@@ -356,7 +356,7 @@ fn variables(loaded: &Loaded, format: &str) -> Result<String> {
     let mut out = String::new();
     for r in rows {
         for (i, w) in widths.iter().enumerate() {
-            out.push_str(&format!("{:<w$}", r[i]));
+            super::push_padded(&mut out, &r[i], *w);
         }
         out.push_str(&r[3]);
         out.push('\n');

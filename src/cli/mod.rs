@@ -220,6 +220,16 @@ pub fn progress_mode(global: &Global) -> crate::image::progress::Mode {
     }
 }
 
+/// `cell` padded with spaces to `width` characters. By hand: `format!`'s width stops at
+/// u16::MAX and panics past it, and a cell (a command line, a `--format` result) can be wider.
+pub fn push_padded(out: &mut String, cell: &str, width: usize) {
+    out.push_str(cell);
+    out.extend(std::iter::repeat_n(
+        ' ',
+        width.saturating_sub(cell.chars().count()),
+    ));
+}
+
 /// Left-aligned columns separated by three spaces, like docker's tables.
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -237,7 +247,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 < row.len() {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+                push_padded(&mut line, cell, widths[i] + 3);
             } else {
                 line.push_str(cell);
             }
@@ -401,5 +411,20 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// A column wider than `format!` pads (u16::MAX) is padded too: the `format_template` fuzz
+    /// target found the panic with a `--format "table {{json .}}\t…"` of a thousand `json`s.
+    #[test]
+    fn table_columns_of_any_width() {
+        let wide = "x".repeat(70_000);
+        let rows = vec![
+            vec![wide.clone(), "a".to_string()],
+            vec!["y".to_string(), "b".to_string()],
+        ];
+        let out = super::table(&rows);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("{wide}   a"));
+        assert_eq!(lines[1], format!("y{}   b", " ".repeat(69_999)));
     }
 }

@@ -279,7 +279,7 @@ fn tabwriter(rows: &[Vec<String>]) -> String {
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             match widths.get(i) {
-                Some(w) if i + 1 < row.len() => out.push_str(&format!("{cell:<w$}")),
+                Some(w) if i + 1 < row.len() => super::push_padded(&mut out, cell, *w),
                 _ => out.push_str(cell),
             }
         }
