@@ -1764,11 +1764,6 @@ pub async fn teardown(
             let _ = done.send(firewall::remove(&name));
         });
     let mut errors = Vec::new();
-    for iface in interfaces {
-        if let Err(e) = nl.detach(&iface.host_veth).await {
-            errors.push(ProjectError::from(e));
-        }
-    }
     for net in networks {
         let shared = others.iter().any(|o| o.bridge == net.bridge);
         // An external network goes only when it is a bridge rcompose made for another project
@@ -1780,6 +1775,14 @@ pub async fn teardown(
             continue;
         }
         if let Err(e) = nl.delete_link_announced(&net.bridge).await {
+            errors.push(ProjectError::from(e));
+        }
+    }
+    // Leftover veths, after the bridges: a stopped container's go with its namespace, which
+    // the kernel frees a grace period after its last socket closed (its resolver's): deleting
+    // them first would wait for that, and for the namespace's own teardown, every `down`.
+    for iface in interfaces {
+        if let Err(e) = nl.detach(&iface.host_veth).await {
             errors.push(ProjectError::from(e));
         }
     }
