@@ -98,10 +98,16 @@ impl Shared {
     }
 
     async fn stop_resolver(&self, record: &ContainerRecord) {
-        let mut ctx = self.net.lock().await;
-        if let Some(dns) = ctx.dns.as_mut() {
-            dns.table().remove(&record.id);
-            let _ = dns.stop_container(&record.id).await;
+        let listener = {
+            let mut ctx = self.net.lock().await;
+            ctx.dns.as_mut().and_then(|dns| {
+                dns.table().remove(&record.id);
+                dns.take_container(&record.id)
+            })
+        };
+        // Outside the lock: containers stopping together close their resolvers together.
+        if let Some(listener) = listener {
+            let _ = listener.shutdown().await;
         }
     }
 

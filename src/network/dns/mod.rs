@@ -336,10 +336,16 @@ impl DnsService {
     /// Stops serving `container` and closes its sockets (they would keep its network
     /// namespace alive); unknown containers are ignored.
     pub async fn stop_container(&mut self, container: &str) -> Result<(), DnsError> {
-        match self.listeners.remove(container) {
+        match self.take_container(container) {
             Some(listener) => listener.shutdown().await,
             None => Ok(()),
         }
+    }
+
+    /// The listener of `container`, no longer served by this service: the caller shuts it down
+    /// (without holding whatever guards the service).
+    pub fn take_container(&mut self, container: &str) -> Option<DnsListener> {
+        self.listeners.remove(container)
     }
 
     /// Stops every listener.
