@@ -77,6 +77,8 @@ pub fn down(global: &Global, args: DownArgs) -> Result<i32> {
             state::remove_project_dir(&target.name)
                 .with_context(|| format!("cannot remove {}", dir.display()))?;
         }
+        // Entries such a run may have written in the network registry.
+        crate::network::registry::remove_project(&target.name);
     }
     if let Some(rmi) = &args.rmi {
         let store = crate::image::store::Store::open(crate::paths::images())?;
