@@ -194,33 +194,16 @@ pub fn up(
     let mut changed_networks: HashMap<String, Vec<String>> = HashMap::new();
     for (key, config) in &used {
         let name = project_net::network_name(project, key, config);
-        if config.external {
-            // Someone else's: never created or recreated here, only found and recorded.
-            if !observed.networks.iter().any(|n| n.key == *key) {
-                let id = plan.push(
-                    Op::UseNetwork {
-                        key: key.to_string(),
-                        name,
-                    },
-                    Cause::Missing,
-                    vec![],
-                );
-                network_ready.insert(key.to_string(), id);
-            }
-            continue;
-        }
         let Some(existing) = observed.networks.iter().find(|n| n.key == *key) else {
-            let id = plan.push(
-                Op::CreateNetwork {
-                    key: key.to_string(),
-                    name,
-                },
-                Cause::Missing,
-                vec![],
-            );
+            let op = missing_network(key, name, config.external);
+            let id = plan.push(op, Cause::Missing, vec![]);
             network_ready.insert(key.to_string(), id);
             continue;
         };
+        if config.external {
+            // Someone else's: never recreated here.
+            continue;
+        }
         let mut fields = if existing.config_fields.is_empty() {
             Vec::new()
         } else {
@@ -814,15 +797,8 @@ pub fn run(
             if observed.networks.iter().any(|n| n.key == *key) {
                 continue;
             }
-            let (key, name) = (
-                key.to_string(),
-                project_net::network_name(project, key, config),
-            );
-            let op = if config.external {
-                Op::UseNetwork { key, name }
-            } else {
-                Op::CreateNetwork { key, name }
-            };
+            let name = project_net::network_name(project, key, config);
+            let op = missing_network(key, name, config.external);
             before.push(plan.push(op, Cause::Missing, vec![]));
         }
     }
@@ -842,6 +818,17 @@ pub fn run(
         vec![create],
     );
     Ok(plan)
+}
+
+/// What a network the project does not have yet needs: made, or (`external`, someone else's)
+/// found and recorded.
+fn missing_network(key: &str, name: String, external: bool) -> Op {
+    let key = key.to_string();
+    if external {
+        Op::UseNetwork { key, name }
+    } else {
+        Op::CreateNetwork { key, name }
+    }
 }
 
 /// The plan of `kill`: `signal` to each selected container that runs.
