@@ -72,10 +72,11 @@ impl Shared {
                 .map_err(|e| failed(e.to_string()))?;
         }
         if let Some(dns) = ctx.dns.as_mut() {
-            dns.table().upsert(&record.id, record.network.dns.clone());
+            // Its names only once its resolver serves: a start that fails leaves none behind.
             dns.serve_container(&record.id, netns.as_fd())
                 .await
                 .map_err(|e| failed(format!("cannot serve its dns: {e}")))?;
+            dns.table().upsert(&record.id, record.network.dns.clone());
         }
         drop(ctx);
         self.register(record, true, &networks)
@@ -409,7 +410,11 @@ impl Engine {
             peer_resolver,
         )?;
         // The addresses are taken once written: the lock goes before the slower port work.
-        register(&project.name, id, name, &net, false, &networks)?;
+        if let Err(e) = register(&project.name, id, name, &net, false, &networks) {
+            // One network's entry may be written already.
+            registry::remove_container(&project.name, id);
+            return Err(e);
+        }
         drop(host_lock);
         match self
             .publish_ports(
