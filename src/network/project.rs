@@ -777,7 +777,11 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
                 mtu = Some(v);
             }
             BRIDGE_NAME_OPTION => {
+                // `.` and `..` are no link names, and the bridge names a directory of the
+                // network registry: never one that leaves it.
                 let ok = (1..=names::IFNAME_MAX).contains(&value.len())
+                    && value != "."
+                    && value != ".."
                     && value
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -785,7 +789,7 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
                     return Err(opt_err(
                         BRIDGE_NAME_OPTION,
                         value,
-                        "expected 1 to 15 characters of [A-Za-z0-9_.-]",
+                        "expected 1 to 15 characters of [A-Za-z0-9_.-], not . or ..",
                     ));
                 }
                 bridge = value.clone();

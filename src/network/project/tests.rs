@@ -1147,3 +1147,19 @@ networks:
     let err = published_ports(&published, &ifaces, &nets, &mut PortsInUse::new()).unwrap_err();
     assert!(err.to_string().contains("cannot publish ports"), "{err}");
 }
+
+/// A chosen bridge name is a link name and a directory of the network registry: `.` and `..`
+/// are refused.
+#[test]
+fn bridge_names_cannot_be_dot_or_dot_dot() {
+    for bad in [".", ".."] {
+        let p = project(
+            "demo",
+            &format!(
+                "services: {{web: {{image: x, networks: [a]}}}}\nnetworks: {{a: {{driver_opts: {{com.docker.network.bridge.name: '{bad}'}}}}}}\n"
+            ),
+        );
+        let err = plan(&p, &["web"]).unwrap_err().to_string();
+        assert!(err.contains("not . or .."), "{err}");
+    }
+}
