@@ -204,10 +204,15 @@ impl Foreign {
     /// The project's networks changed: (compose key, bridge) of each. Read again at the next
     /// refresh.
     pub fn set_networks(&self, networks: Vec<(String, String)>) {
-        *self
+        let mut current = self
             .networks
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = networks;
+            .unwrap_or_else(PoisonError::into_inner);
+        // Unchanged (every container start says them again): what was read stays valid.
+        if *current == networks {
+            return;
+        }
+        *current = networks;
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
