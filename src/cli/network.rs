@@ -456,3 +456,68 @@ fn prune() -> Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(name: &str, labels: &[(&str, &str)]) -> Network {
+        let subnet: crate::network::ipam::Ipv4Net = "10.9.0.0/24".parse().expect("subnet");
+        Network {
+            state: NetworkState {
+                key: "n".into(),
+                name: name.into(),
+                bridge: names::bridge_name(name),
+                subnet,
+                gateway: "10.9.0.1".parse().expect("gateway"),
+                ip_range: None,
+                configured: false,
+                internal: false,
+                external: false,
+                mtu: None,
+                config_fields: Default::default(),
+                options: Default::default(),
+                driver: Default::default(),
+            },
+            created: String::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            options: BTreeMap::new(),
+            attachable: false,
+        }
+    }
+
+    fn f(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// docker's filters: the same key ORs, different keys AND; an unknown key is an error.
+    #[test]
+    fn ls_filters_as_docker() {
+        let n = network("front_net", &[("team", "web"), ("tier", "")]);
+        let id = n.id();
+        for (pairs, want) in [
+            (f(&[("name", "front")]), true),
+            (f(&[("name", "back")]), false),
+            (f(&[("name", "back"), ("name", "front")]), true),
+            (f(&[("id", &id[..5])]), true),
+            (f(&[("label", "team=web")]), true),
+            (f(&[("label", "team=db")]), false),
+            (f(&[("label", "tier")]), true),
+            (
+                f(&[("driver", "bridge"), ("scope", "local"), ("type", "custom")]),
+                true,
+            ),
+            (f(&[("driver", "macvlan")]), false),
+            (f(&[("name", "front"), ("label", "team=db")]), false),
+        ] {
+            assert_eq!(passes(&n, &pairs).expect("filter"), want, "{pairs:?}");
+        }
+        assert!(passes(&n, &f(&[("colour", "red")])).is_err());
+    }
+}
