@@ -2080,3 +2080,143 @@ fn a_command_right_after_down_reaches_a_live_supervisor() {
     p.ok(&["down", "-v", "-t", "0"]);
     p.assert_nothing_left();
 }
+
+/// `enable_ipv6`: containers get IPv6 addresses on an automatic /64, reach each other over
+/// IPv6 and find each other's address with AAAA queries; a port published on `[::1]` answers
+/// there (the userland proxy: NAT cannot take loopback to a container), a port published on
+/// every address answers on the host's IPv6 addresses too (the gateway is one), and `down`
+/// leaves no `ip6` table.
+#[test]
+fn ipv6_networks_between_services_and_published_ports() {
+    let ports = free_ports(2);
+    let Some(p) = project(
+        "ipv6",
+        &format!(
+            r#"
+services:
+  web:
+    image: busybox
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo six > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["[::1]:{}:80", "{}:80"]
+    networks: [v6]
+  client: {{image: busybox, init: true, command: sleep infinity, networks: [v6]}}
+networks:
+  v6: {{enable_ipv6: true}}
+"#,
+            ports[0], ports[1]
+        ),
+    ) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    let s = p.state_json();
+    let net = &s["networks"][0];
+    let subnet6 = net["ipv6"]["subnet"]
+        .as_str()
+        .expect("an IPv6 subnet")
+        .to_string();
+    let gateway6 = net["ipv6"]["gateway"]
+        .as_str()
+        .expect("an IPv6 gateway")
+        .to_string();
+    assert!(
+        subnet6.starts_with("fd") && subnet6.ends_with("/64"),
+        "{subnet6}"
+    );
+    let web6 = Project::container(&s, &format!("{}-web-1", p.name))["network"]["interfaces"][0]
+        ["address6"]
+        .as_str()
+        .expect("web's IPv6 address")
+        .to_string();
+
+    // AAAA from the embedded DNS, and HTTP over IPv6 between the services.
+    let aaaa = p.ok(&[
+        "exec",
+        "-T",
+        "client",
+        "nslookup",
+        "-type=aaaa",
+        "web",
+        "127.0.0.11",
+    ]);
+    assert!(stdout(&aaaa).contains(&web6), "{}", out(&aaaa));
+    let got = p.ok(&[
+        "exec",
+        "-T",
+        "client",
+        "wget",
+        "-qO-",
+        &format!("http://[{web6}]/"),
+    ]);
+    assert_eq!(stdout(&got).trim(), "six");
+
+    // From the host: [::1] (explicit, then implicit), and the host's own IPv6 address.
+    let get6 = |host: &str, port: u16| {
+        let addr = std::net::SocketAddr::new(host.parse().expect("address"), port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                write!(s, "GET / HTTP/1.0\r\n\r\n").unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                if body.contains("six") {
+                    return body;
+                }
+            }
+            assert!(Instant::now() < deadline, "nothing answers on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    get6("::1", ports[0]);
+    get6("::1", ports[1]);
+    get6(&gateway6, ports[1]);
+    assert!(http_get_ready(ports[1]).contains("six"));
+    let ps = stdout(&p.ok(&["ps"]));
+    assert!(ps.contains(&format!("[::1]:{}->80/tcp", ports[0])), "{ps}");
+
+    // `network inspect` in docker's shape: the IPv6 pool and the container's IPv6 address.
+    let inspect: serde_json::Value = serde_json::from_str(&stdout(&p.ok(&[
+        "network",
+        "inspect",
+        &format!("{}_v6", p.name),
+    ])))
+    .expect("json");
+    assert_eq!(inspect[0]["EnableIPv6"], true, "{inspect:#}");
+    assert_eq!(inspect[0]["IPAM"]["Config"][1]["Subnet"], subnet6.as_str());
+    let listed = inspect[0]["Containers"].to_string();
+    assert!(listed.contains(&format!("{web6}/64")), "{inspect:#}");
+    // `network create --ipv6` with a subnet of each family.
+    let standalone = format!("lc6-{:x}", std::process::id());
+    let v6net = format!("fd00:{:x}::/64", std::process::id() % 0xffff);
+    p.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &v6net,
+        &standalone,
+    ]);
+    let made = p.rc(&["network", "inspect", &standalone]);
+    p.ok(&["network", "rm", &standalone]);
+    let made: serde_json::Value = serde_json::from_str(&stdout(&made)).expect("json");
+    assert_eq!(made[0]["EnableIPv6"], true, "{made:#}");
+    assert_eq!(
+        made[0]["IPAM"]["Config"][1]["Subnet"],
+        v6net.as_str(),
+        "{made:#}"
+    );
+
+    let table = std::process::Command::new("nft")
+        .args(["list", "table", "ip6", &format!("rcompose-{}", p.name)])
+        .output()
+        .expect("nft");
+    let table = stdout(&table);
+    assert!(
+        table.contains(&format!("ip6 saddr {subnet6} oifname")),
+        "no masquerade of {subnet6}:\n{table}"
+    );
+    p.ok(&["down", "-t", "0"]);
+    p.assert_nothing_left();
+}

@@ -25,7 +25,7 @@ pub struct BuildNetwork {
     nl: Netlink,
     project: Project,
     networks: Vec<NetworkState>,
-    in_use: Mutex<Vec<Ipv4Addr>>,
+    in_use: Mutex<Vec<IpAddr>>,
     counter: std::sync::atomic::AtomicU32,
     pub resolv_conf: String,
 }
@@ -117,7 +117,7 @@ impl BuildNetwork {
             let ifs =
                 project_net::plan_interfaces(&self.project, service, &id, &self.networks, &in_use)
                     .map_err(|e| err("cannot plan the step's interface", e))?;
-            in_use.extend(ifs.iter().map(|i| i.address));
+            in_use.extend(ifs.iter().flat_map(Interface::addresses));
             ifs
         };
         let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
@@ -138,7 +138,7 @@ impl BuildNetwork {
     pub fn release(&self, interfaces: &[Interface]) {
         let _ = self.rt.block_on(project_net::detach(&self.nl, interfaces));
         if let Ok(mut in_use) = self.in_use.lock() {
-            in_use.retain(|a| !interfaces.iter().any(|i| i.address == *a));
+            in_use.retain(|a| !interfaces.iter().any(|i| i.addresses().any(|b| b == *a)));
         }
     }
 }

@@ -298,9 +298,14 @@ fn ports_text(c: &ContainerRecord) -> String {
     c.ports
         .iter()
         .map(|p| {
+            // IPv6 addresses in brackets, as docker prints them.
+            let host = match p.host_ip.contains(':') {
+                true => format!("[{}]", p.host_ip),
+                false => p.host_ip.clone(),
+            };
             format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.container_port, p.protocol
+                "{host}:{}->{}/{}",
+                p.host_port, p.container_port, p.protocol
             )
         })
         .collect::<Vec<_>>()

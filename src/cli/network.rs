@@ -88,22 +88,22 @@ pub struct CreateArgs {
     /// Driver: bridge, or macvlan (with `-o parent=IFACE`)
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
-    /// Subnet in CIDR form
+    /// Subnet in CIDR form (one IPv4 and, with --ipv6, one IPv6)
     #[arg(long)]
-    pub subnet: Option<String>,
-    /// Gateway of the subnet
+    pub subnet: Vec<String>,
+    /// Gateway of the subnet of its family
     #[arg(long)]
-    pub gateway: Option<String>,
+    pub gateway: Vec<String>,
     /// Allocate container addresses from this sub-range
     #[arg(long)]
-    pub ip_range: Option<String>,
+    pub ip_range: Vec<String>,
     /// No route out of the network
     #[arg(long)]
     pub internal: bool,
     /// Accepted for docker's sake: every rcompose network can be joined
     #[arg(long)]
     pub attachable: bool,
-    /// Enable IPv6 (not supported yet: refused)
+    /// Enable IPv6 (an automatic unique local /64 unless --subnet gives one)
     #[arg(long)]
     pub ipv6: bool,
     /// Metadata, KEY=VALUE (repeatable)
@@ -324,6 +324,14 @@ fn inspect_value(n: &Network) -> Value {
     if let Some(range) = s.ip_range {
         pool["IPRange"] = json!(range.to_string());
     }
+    let mut pools = vec![pool];
+    if let Some(v6) = &s.ipv6 {
+        let mut pool6 = json!({"Subnet": v6.subnet.to_string(), "Gateway": v6.gateway.to_string()});
+        if let Some(range) = v6.ip_range {
+            pool6["IPRange"] = json!(range.to_string());
+        }
+        pools.push(pool6);
+    }
     let mut containers = serde_json::Map::new();
     for e in registry::entries(&s.bridge) {
         let endpoint = sha2::Sha256::digest(format!("{}/{}", e.container, s.bridge).as_bytes());
@@ -334,7 +342,10 @@ fn inspect_value(n: &Network) -> Value {
                 "EndpointID": hex::encode(endpoint),
                 "MacAddress": e.mac,
                 "IPv4Address": format!("{}/{}", e.address, s.subnet.prefix_len()),
-                "IPv6Address": "",
+                "IPv6Address": match (e.address6, &s.ipv6) {
+                    (Some(a), Some(v6)) => format!("{a}/{}", v6.subnet.prefix_len()),
+                    _ => String::new(),
+                },
             }),
         );
     }
@@ -345,8 +356,8 @@ fn inspect_value(n: &Network) -> Value {
         "Scope": "local",
         "Driver": s.driver.name(),
         "EnableIPv4": true,
-        "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": [pool]},
+        "EnableIPv6": s.ipv6.is_some(),
+        "IPAM": {"Driver": "default", "Options": {}, "Config": pools},
         "Internal": s.internal,
         "Attachable": n.attachable,
         "Ingress": false,
@@ -403,15 +414,13 @@ fn netlink_runtime() -> Result<(tokio::runtime::Runtime, Netlink)> {
 }
 
 fn create(args: CreateArgs) -> Result<i32> {
-    if args.ipv6 {
-        bail!("network {}: IPv6 is not supported yet", args.name);
-    }
     let opts = CreateOptions {
         name: args.name.clone(),
         driver: args.driver,
         subnet: args.subnet,
         gateway: args.gateway,
         ip_range: args.ip_range,
+        ipv6: args.ipv6,
         internal: args.internal,
         attachable: args.attachable,
         labels: key_values("label", &args.labels)?,
@@ -478,6 +487,7 @@ mod tests {
                 config_fields: Default::default(),
                 options: Default::default(),
                 driver: Default::default(),
+                ipv6: None,
             },
             created: String::new(),
             labels: labels

@@ -11,12 +11,13 @@
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use super::host_firewall::{self, HostFirewallError};
 use super::ipam::Ipv4Net;
+use super::ipam6::Ipv6Net;
 use super::names::BRIDGE_PREFIX;
 use super::nftables::{self, NftablesError};
 
@@ -64,7 +65,7 @@ pub enum FirewallError {
     #[error("host_ip {addr} of port {port}/{protocol} is not an address of this host")]
     HostIp {
         protocol: Protocol,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
     },
     #[error("cannot check host port {port}/{protocol} on {addr}")]
@@ -200,6 +201,8 @@ pub struct NetworkRules {
     /// Its bridge (`names::bridge_name`).
     pub bridge: String,
     pub subnet: Ipv4Net,
+    /// The IPv6 subnet of a network with `enable_ipv6`: its rules go in the `ip6` table.
+    pub subnet6: Option<Ipv6Net>,
     /// `internal: true`: no masquerade, and nothing enters or leaves the bridge.
     pub internal: bool,
     /// `com.docker.network.bridge.enable_ip_masquerade: false`: traffic leaves with the
@@ -207,21 +210,61 @@ pub struct NetworkRules {
     pub no_masquerade: bool,
 }
 
-/// A published port: host ports (on `host_ip`, all host addresses when `None` or 0.0.0.0) to a
-/// container's ports. Ranges map one to one (`8000-8001:9000-9001`), or all to one port.
+/// A published port: host ports (on `host_ip`, all host addresses when `None` or unspecified)
+/// to a container's ports. Ranges map one to one (`8000-8001:9000-9001`), or all to one port.
+/// `None` publishes on IPv4 and, when the container has an IPv6 address, on IPv6; an IPv6
+/// `host_ip` on IPv6 only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishedPort {
     pub protocol: Protocol,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_ports: PortRange,
     pub container_ip: Ipv4Addr,
+    /// The container's IPv6 address, when it has one on the port's network.
+    pub container_ip6: Option<Ipv6Addr>,
     pub container_ports: PortRange,
 }
 
+/// Where a port listens in one address family: every address, or one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On<T> {
+    All,
+    Addr(T),
+}
+
 impl PublishedPort {
-    /// The host address it listens on, `None` for all of them.
+    /// The IPv4 address it listens on, `None` for all of them (and for an IPv6 `host_ip`,
+    /// which [`PublishedPort::v4`] leaves out).
     fn host_addr(&self) -> Option<Ipv4Addr> {
-        self.host_ip.filter(|ip| !ip.is_unspecified())
+        match self.v4() {
+            Some(On::Addr(ip)) => Some(ip),
+            _ => None,
+        }
+    }
+
+    /// Where it listens on IPv4; `None`: not on IPv4.
+    fn v4(&self) -> Option<On<Ipv4Addr>> {
+        match self.host_ip {
+            None => Some(On::All),
+            Some(IpAddr::V4(ip)) if ip.is_unspecified() => Some(On::All),
+            Some(IpAddr::V4(ip)) => Some(On::Addr(ip)),
+            Some(IpAddr::V6(_)) => None,
+        }
+    }
+
+    /// Where the `ip6` table takes it to the container's IPv6 address; `None`: not there
+    /// (no IPv6 address, an IPv4 `host_ip`, or `::1`, which NAT cannot reach: the userland
+    /// proxy serves loopback).
+    pub fn v6(&self) -> Option<(On<Ipv6Addr>, Ipv6Addr)> {
+        let target = self.container_ip6?;
+        let on = match self.host_ip {
+            None => On::All,
+            Some(IpAddr::V6(ip)) if ip.is_unspecified() => On::All,
+            Some(IpAddr::V6(ip)) if ip.is_loopback() => return None,
+            Some(IpAddr::V6(ip)) => On::Addr(ip),
+            Some(IpAddr::V4(_)) => return None,
+        };
+        Some((on, target))
     }
 
     fn validate(&self) -> Result<()> {
@@ -260,55 +303,53 @@ pub fn table_name(project: &str) -> Result<String> {
     Ok(format!("{TABLE_PREFIX}{project}"))
 }
 
-/// The nft script that replaces project `project`'s table with `rules`. Pure: what [`apply`]
-/// feeds to `nft -f -`.
+/// Whether the project needs an `ip6` table: a network with IPv6, or a port published to a
+/// container's IPv6 address.
+pub fn needs_ip6(rules: &ProjectRules) -> bool {
+    rules.networks.iter().any(|n| n.subnet6.is_some())
+        || rules.ports.iter().any(|p| p.v6().is_some())
+}
+
+/// The nft script that replaces project `project`'s tables with `rules`. Pure: what [`apply`]
+/// feeds to `nft -f -`. The `ip6` table is there only when [`needs_ip6`].
 pub fn render(project: &str, rules: &ProjectRules) -> Result<String> {
     let table = table_name(project)?;
     // Declaring then deleting makes the delete succeed whether or not the table existed; the
     // whole file is one transaction, so nothing ever sees the table missing.
     let mut s = format!("add table ip {table}\ndelete table ip {table}\n");
     s.push_str(&render_table(project, rules)?);
+    if needs_ip6(rules) {
+        let _ = writeln!(s, "add table ip6 {table}\ndelete table ip6 {table}");
+        s.push_str(&render_table6(project, rules)?);
+    }
     Ok(s)
 }
 
-/// The nft script that creates project `project`'s table with `rules`, failing when it exists
-/// (`create` is exclusive). Pure. Unlike [`render`] it deletes nothing, and a transaction that
-/// deletes makes the kernel wait for an RCU grace period (10 to 20 ms on the benchmark machine).
+/// The nft script that creates project `project`'s tables with `rules`, failing when one
+/// exists (`create` is exclusive). Pure. Unlike [`render`] it deletes nothing, and a
+/// transaction that deletes makes the kernel wait for an RCU grace period (10 to 20 ms on the
+/// benchmark machine).
 pub fn render_create(project: &str, rules: &ProjectRules) -> Result<String> {
     let table = table_name(project)?;
     let mut s = format!("create table ip {table}\n");
     s.push_str(&render_table(project, rules)?);
+    if needs_ip6(rules) {
+        let _ = writeln!(s, "create table ip6 {table}");
+        s.push_str(&render_table6(project, rules)?);
+    }
     Ok(s)
 }
 
-/// The table itself: `table ip rcompose-<project> { ... }`.
-fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
-    let table = table_name(project)?;
-    for port in &rules.ports {
-        port.validate()?;
-    }
-    // Names go into the script: only what an interface name may hold, nothing that quotes.
-    for n in &rules.networks {
-        let ok = (1..=super::names::IFNAME_MAX).contains(&n.bridge.len())
-            && n.bridge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(FirewallError::BridgeName {
-                name: n.bridge.clone(),
-            });
-        }
-    }
+/// The forward chain of both tables: isolation between networks, `internal` ones cut off.
+/// The rules match interfaces only, so they read the same in `ip` and `ip6`.
+fn render_forward<'a>(s: &mut String, networks: impl Iterator<Item = &'a NetworkRules>) {
     let any_bridge = format!("\"{BRIDGE_PREFIX}*\"");
-    let mut s = String::new();
-    let _ = writeln!(s, "table ip {table} {{");
-
     let _ = writeln!(s, "  chain forward {{");
     let _ = writeln!(
         s,
         "    type filter hook forward priority filter; policy accept;"
     );
-    for n in &rules.networks {
+    for n in networks {
         let b = format!("\"{}\"", n.bridge);
         if n.internal {
             let _ = writeln!(s, "    iifname {b} oifname != {b} drop");
@@ -330,6 +371,112 @@ fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
         }
     }
     let _ = writeln!(s, "  }}");
+}
+
+/// The `ip6` table: the same isolation for the networks with IPv6, masquerade of their
+/// subnets, and the ports published to containers' IPv6 addresses (not `::1`, where the
+/// kernel drops what NAT would send on: the userland proxy serves it).
+fn render_table6(project: &str, rules: &ProjectRules) -> Result<String> {
+    let table = table_name(project)?;
+    let mut s = String::new();
+    let _ = writeln!(s, "table ip6 {table} {{");
+    let v6: Vec<&NetworkRules> = rules
+        .networks
+        .iter()
+        .filter(|n| n.subnet6.is_some())
+        .collect();
+    render_forward(&mut s, v6.iter().copied());
+    let mut dnat = String::new();
+    for p in &rules.ports {
+        dnat_rule6(&mut dnat, p);
+    }
+    for (chain, hook, priority) in [
+        ("prerouting", "prerouting", "dstnat"),
+        ("output", "output", "-100"),
+    ] {
+        let _ = writeln!(s, "  chain {chain} {{");
+        let _ = writeln!(
+            s,
+            "    type nat hook {hook} priority {priority}; policy accept;"
+        );
+        s.push_str(&dnat);
+        let _ = writeln!(s, "  }}");
+    }
+    let _ = writeln!(s, "  chain postrouting {{");
+    let _ = writeln!(
+        s,
+        "    type nat hook postrouting priority srcnat; policy accept;"
+    );
+    for n in &v6 {
+        let Some(net) = n.subnet6 else { continue };
+        let b = format!("\"{}\"", n.bridge);
+        if !n.internal && !n.no_masquerade {
+            let _ = writeln!(s, "    ip6 saddr {net} oifname != {b} masquerade");
+        }
+        let _ = writeln!(
+            s,
+            "    oifname {b} ct status dnat ip6 saddr {net} masquerade"
+        );
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "}}");
+    Ok(s)
+}
+
+fn dnat_rule6(s: &mut String, p: &PublishedPort) {
+    let Some((on, ip)) = p.v6() else { return };
+    let proto = p.protocol.as_str();
+    let (h, c) = (p.host_ports, p.container_ports);
+    let (daddr, host) = match on {
+        On::All => (
+            "fib daddr type local ip6 daddr != ::1".to_string(),
+            "::".to_string(),
+        ),
+        On::Addr(a) => (format!("ip6 daddr {a}"), a.to_string()),
+    };
+    let comment = format!("{PUBLISH_COMMENT} {proto} {host} {h}");
+    if c.len() == 1 || h.start == c.start {
+        let target = if c.len() == 1 {
+            format!("[{ip}]:{}", c.start)
+        } else {
+            // Same ports on both sides: keep the destination port.
+            ip.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "    {daddr} {proto} dport {h} dnat to {target} comment \"{comment}\""
+        );
+    } else {
+        for (a, b) in h.ports().zip(c.ports()) {
+            let _ = writeln!(
+                s,
+                "    {daddr} {proto} dport {a} dnat to [{ip}]:{b} comment \"{comment}\""
+            );
+        }
+    }
+}
+
+/// The table itself: `table ip rcompose-<project> { ... }`.
+fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
+    let table = table_name(project)?;
+    for port in &rules.ports {
+        port.validate()?;
+    }
+    // Names go into the script: only what an interface name may hold, nothing that quotes.
+    for n in &rules.networks {
+        let ok = (1..=super::names::IFNAME_MAX).contains(&n.bridge.len())
+            && n.bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(FirewallError::BridgeName {
+                name: n.bridge.clone(),
+            });
+        }
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "table ip {table} {{");
+    render_forward(&mut s, rules.networks.iter());
 
     // route_localnet lets the bridge accept packets to 127.0.0.0/8; only the replies of
     // connections the host made may use that.
@@ -391,6 +538,9 @@ fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
 }
 
 fn dnat_rule(s: &mut String, p: &PublishedPort) {
+    if p.v4().is_none() {
+        return;
+    }
     let proto = p.protocol.as_str();
     let (h, c) = (p.host_ports, p.container_ports);
     let daddr = match p.host_addr() {
@@ -464,6 +614,10 @@ pub fn apply(project: &str, rules: &ProjectRules) -> Result<()> {
     if !created {
         nft(&["-f", "-"], Some(&render(project, rules)?), &action)?;
     }
+    if !needs_ip6(rules) {
+        // A project whose last IPv6 network or port went (idempotent: usually none).
+        nftables::delete_table(nftables::FAMILY_IP6, &table)?;
+    }
     // A host firewall dropping forwarded traffic (Docker's) would drop what the table accepts.
     let bridges: Vec<host_firewall::Bridge> = rules
         .networks
@@ -485,8 +639,9 @@ pub fn remove(project: &str) -> Result<bool> {
     let host = host_firewall::remove(project);
     // Over netlink: no nft process, and no listing first (a missing table is ENOENT).
     let existed = nftables::delete_table(nftables::FAMILY_IP, &table)?;
+    let existed6 = nftables::delete_table(nftables::FAMILY_IP6, &table)?;
     host?;
-    Ok(existed)
+    Ok(existed || existed6)
 }
 
 /// The projects that have rules (to find the leftovers of a crashed run), sorted.
@@ -512,21 +667,25 @@ fn nft_items(out: &str) -> Result<Vec<serde_json::Value>> {
 pub struct Publication {
     pub project: String,
     pub protocol: Protocol,
-    /// `None`: all host addresses.
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: all host addresses (of both families); `::` all IPv6 ones.
+    pub host_ip: Option<IpAddr>,
     pub host_ports: PortRange,
 }
 
-fn parse_publish_comment(comment: &str) -> Option<(Protocol, Option<Ipv4Addr>, PortRange)> {
+fn parse_publish_comment(comment: &str) -> Option<(Protocol, Option<IpAddr>, PortRange)> {
     let mut words = comment.strip_prefix(PUBLISH_COMMENT)?.split_whitespace();
     let protocol = match words.next()? {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
         _ => return None,
     };
-    let ip: Ipv4Addr = words.next()?.parse().ok()?;
+    let ip: IpAddr = words.next()?.parse().ok()?;
     let ports = words.next()?.parse().ok()?;
-    Some((protocol, Some(ip).filter(|ip| !ip.is_unspecified()), ports))
+    Some((
+        protocol,
+        Some(ip).filter(|ip| ip != &IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ports,
+    ))
 }
 
 /// The host ports project `project` publishes.
@@ -563,7 +722,7 @@ fn publication(project: &str, comment: &str) -> Option<Publication> {
 /// table listed first and read afterwards can vanish in between (another project's `down`).
 pub fn publications_of_others(except: &str) -> Result<Vec<Publication>> {
     let out = nft(
-        &["-j", "list", "ruleset", "ip"],
+        &["-j", "list", "ruleset"],
         None,
         "list the ports other projects publish",
     )?;
@@ -572,6 +731,12 @@ pub fn publications_of_others(except: &str) -> Result<Vec<Publication>> {
         let Some(rule) = item.get("rule") else {
             continue;
         };
+        if !matches!(
+            rule.get("family").and_then(|f| f.as_str()),
+            Some("ip" | "ip6")
+        ) {
+            continue;
+        }
         let project = rule
             .get("table")
             .and_then(|t| t.as_str())
@@ -588,9 +753,12 @@ pub fn publications_of_others(except: &str) -> Result<Vec<Publication>> {
     Ok(found)
 }
 
-fn addrs_overlap(a: Option<Ipv4Addr>, b: Option<Ipv4Addr>) -> bool {
+/// Whether two host addresses of published ports share a socket address: `None` is every
+/// address of both families, an unspecified one every address of its family.
+pub(crate) fn addrs_overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => a == b,
+        (Some(a), Some(b)) if a.is_ipv4() != b.is_ipv4() => false,
+        (Some(a), Some(b)) => a == b || a.is_unspecified() || b.is_unspecified(),
         _ => true,
     }
 }
@@ -604,12 +772,12 @@ pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
         return Ok(());
     }
     let addr_text =
-        |ip: Option<Ipv4Addr>| ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
+        |ip: Option<IpAddr>| ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string());
     for (i, p) in ports.iter().enumerate() {
         p.validate()?;
         for q in &ports[..i] {
             if p.protocol == q.protocol
-                && addrs_overlap(p.host_addr(), q.host_addr())
+                && addrs_overlap(p.host_ip, q.host_ip)
                 && p.host_ports.overlaps(q.host_ports)
             {
                 let port = p
@@ -619,7 +787,7 @@ pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
                     .unwrap_or(p.host_ports.start);
                 return Err(FirewallError::Duplicate {
                     protocol: p.protocol,
-                    addr: addr_text(p.host_addr()),
+                    addr: addr_text(p.host_ip),
                     port,
                 });
             }
@@ -629,7 +797,7 @@ pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
     for p in ports {
         if let Some(o) = others.iter().find(|o| {
             o.protocol == p.protocol
-                && addrs_overlap(o.host_ip, p.host_addr())
+                && addrs_overlap(o.host_ip, p.host_ip)
                 && o.host_ports.overlaps(p.host_ports)
         }) {
             let port = p
@@ -643,9 +811,13 @@ pub fn check_ports_free(project: &str, ports: &[PublishedPort]) -> Result<()> {
                 project: o.project.clone(),
             });
         }
-        let ip = p.host_addr().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         for port in p.host_ports.ports() {
             let addr = SocketAddr::from((ip, port));
+            if super::proxy::is_held(p.protocol, addr) {
+                // This process serves it (the project's own IPv6 loopback port).
+                continue;
+            }
             let bound = match p.protocol {
                 Protocol::Tcp => TcpListener::bind(addr).map(drop),
                 Protocol::Udp => UdpSocket::bind(addr).map(drop),

@@ -8,12 +8,12 @@
 
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoPortKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
 };
@@ -57,7 +57,7 @@ pub enum NetlinkError {
     Address {
         op: &'static str,
         name: String,
-        address: Ipv4Addr,
+        address: IpAddr,
         prefix: u8,
         #[source]
         source: io::Error,
@@ -65,7 +65,7 @@ pub enum NetlinkError {
     #[error("cannot add the default route via {gateway} on {name}")]
     Route {
         name: String,
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
         #[source]
         source: io::Error,
     },
@@ -113,6 +113,8 @@ pub struct BridgeConfig {
     pub gateway: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub mtu: Option<u32>,
+    /// The IPv6 gateway address and prefix length, on a network with IPv6.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
 }
 
 /// One container interface to create on a bridge.
@@ -136,6 +138,11 @@ pub struct Attachment<'a> {
     /// An isolated bridge port: no traffic to or from the other isolated ports (the network's
     /// `enable_icc: false`), only to the bridge itself and beyond.
     pub isolated: bool,
+    /// The IPv6 address and prefix length, on a network with IPv6 (else IPv6 is off on the
+    /// interface).
+    pub address6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route, with `default_gateway` on a network with IPv6.
+    pub default_gateway6: Option<Ipv6Addr>,
 }
 
 /// A sysctl this module changed, with the value it had before.
@@ -246,7 +253,44 @@ impl Netlink {
         };
         self.set_only_address(name, index, config.gateway, config.subnet.prefix_len())
             .await?;
+        if let Some((gateway, prefix)) = config.ipv6 {
+            // The gateway is the network's own: no duplicate detection to wait for.
+            set_sysctl(&format!("net.ipv6.conf.{name}.disable_ipv6"), "0")?;
+            self.add_address6(name, index, gateway, prefix).await?;
+        }
         Ok(index)
+    }
+
+    /// Adds an IPv6 address without duplicate-address detection (usable at once); one that is
+    /// there already is fine.
+    async fn add_address6(
+        &self,
+        name: &str,
+        index: u32,
+        address: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<()> {
+        let mut request = self.handle.address().add(index, address.into(), prefix);
+        request
+            .message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match request.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = to_io(e);
+                if is_errno(&e, libc::EEXIST) {
+                    return Ok(());
+                }
+                Err(NetlinkError::Address {
+                    op: "add",
+                    name: name.to_string(),
+                    address: address.into(),
+                    prefix,
+                    source: e,
+                })
+            }
+        }
     }
 
     /// Puts `address/prefix` on link `index` and removes its other IPv4 addresses (a reused
@@ -258,10 +302,10 @@ impl Netlink {
         address: Ipv4Addr,
         prefix: u8,
     ) -> Result<()> {
-        let addr_err = |op, address, prefix, source| NetlinkError::Address {
+        let addr_err = |op, address: Ipv4Addr, prefix, source| NetlinkError::Address {
             op,
             name: name.to_string(),
-            address,
+            address: address.into(),
             prefix,
             source,
         };
@@ -579,6 +623,8 @@ struct InNamespace {
     address: Ipv4Addr,
     prefix: u8,
     gateway: Option<Ipv4Addr>,
+    address6: Option<(Ipv6Addr, u8)>,
+    gateway6: Option<Ipv6Addr>,
 }
 
 async fn configure_in_namespace(att: &Attachment<'_>) -> Result<()> {
@@ -591,6 +637,8 @@ async fn configure_in_namespace(att: &Attachment<'_>) -> Result<()> {
         address: att.address,
         prefix: att.subnet.prefix_len(),
         gateway: att.default_gateway,
+        address6: att.address6,
+        gateway6: att.default_gateway6,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -611,15 +659,21 @@ impl InNamespace {
     /// that namespace.
     fn run(self) -> Result<()> {
         enter_netns(&self.netns)?;
-        // IPv4 only: with IPv6 off there is no link-local address and so no duplicate-address
-        // detection delay, as Docker does for networks without IPv6. No ipv6 directory means
-        // IPv6 is disabled on the whole host: nothing to do.
-        let key = format!("net.ipv6.conf.{}.disable_ipv6", self.name);
-        match set_sysctl(&key, "1") {
-            Ok(_) => {}
-            Err(NetlinkError::Sysctl { source, .. })
-                if source.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if self.address6.is_some() {
+            // Addresses are handed out uniquely: no duplicate-address detection (which would
+            // keep the link-local address tentative for a second) before the interface is up.
+            set_sysctl(&format!("net.ipv6.conf.{}.accept_dad", self.name), "0")?;
+        } else {
+            // IPv4 only: with IPv6 off there is no link-local address and so no
+            // duplicate-address detection delay, as Docker does for networks without IPv6. No
+            // ipv6 directory means IPv6 is disabled on the whole host: nothing to do.
+            let key = format!("net.ipv6.conf.{}.disable_ipv6", self.name);
+            match set_sysctl(&key, "1") {
+                Ok(_) => {}
+                Err(NetlinkError::Sysctl { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -645,12 +699,31 @@ impl InNamespace {
             .map_err(|e| NetlinkError::Address {
                 op: "add",
                 name: name.to_string(),
-                address: self.address,
+                address: self.address.into(),
                 prefix: self.prefix,
                 source: to_io(e),
             })?;
+        if let Some((address, prefix)) = self.address6 {
+            nl.add_address6(name, index, address, prefix).await?;
+        }
         nl.set_up(name).await?;
         nl.set_up("lo").await?;
+        if let Some(gateway) = self.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            nl.handle
+                .route()
+                .add(route)
+                .execute()
+                .await
+                .map_err(|e| NetlinkError::Route {
+                    name: name.to_string(),
+                    gateway: gateway.into(),
+                    source: to_io(e),
+                })?;
+        }
         if let Some(gateway) = self.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gateway)
@@ -663,7 +736,7 @@ impl InNamespace {
                 .await
                 .map_err(|e| NetlinkError::Route {
                     name: name.to_string(),
-                    gateway,
+                    gateway: gateway.into(),
                     source: to_io(e),
                 })?;
         }
@@ -731,9 +804,16 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<Option<SysctlChange>> {
 /// bridge so a published port answers on 127.0.0.1 (the firewall DNATs locally generated
 /// traffic to a container and masquerades its loopback source; without it the kernel drops
 /// such packets as martians). Returns what was changed.
-pub fn prepare_sysctls(bridges: &[&str]) -> Result<Vec<SysctlChange>> {
+///
+/// With `ipv6` (a network has IPv6), IPv6 forwarding too, as Docker turns it on for IPv6
+/// networks. It is host-wide: on a host taking its IPv6 route from router advertisements,
+/// set `accept_ra=2` on that interface to keep it (docs/networking.md).
+pub fn prepare_sysctls(bridges: &[&str], ipv6: bool) -> Result<Vec<SysctlChange>> {
     let mut changes = Vec::new();
     changes.extend(set_sysctl("net.ipv4.ip_forward", "1")?);
+    if ipv6 {
+        changes.extend(set_sysctl("net.ipv6.conf.all.forwarding", "1")?);
+    }
     for bridge in bridges {
         changes.extend(set_sysctl(
             &format!("net.ipv4.conf.{bridge}.route_localnet"),

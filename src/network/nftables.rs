@@ -21,6 +21,8 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFTA_TABLE_NAME: u16 = 1;
 /// `NFPROTO_IPV4`: the `ip` family of nft.
 pub const FAMILY_IP: u8 = 2;
+/// `NFPROTO_IPV6`: tables of family `ip6`.
+pub const FAMILY_IP6: u8 = 10;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;

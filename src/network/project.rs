@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 
@@ -24,6 +24,7 @@ use super::dns::{ContainerDns, Endpoint};
 use super::firewall::{self, FirewallError, NetworkRules, PortRange, ProjectRules, Protocol};
 use super::host_firewall;
 use super::ipam::{self, HostRoute, IpamError, Ipv4Net, Pool, Subnet};
+use super::ipam6::{self, HostRoute6, Ipam6Error, Ipv6Net, Ipv6State};
 use super::names::{self, MacAddr, NamesError};
 use super::netlink::{self, Attachment, BridgeConfig, Netlink, NetlinkError};
 use super::resolv::{self, HostsFile, ResolvConf, ResolvError};
@@ -99,6 +100,21 @@ pub enum ProjectError {
     },
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    #[error("cannot read the host's IPv6 routes: {0}")]
+    HostRoutes6(#[source] Ipam6Error),
+    #[error("network {network}: {source}")]
+    Ipam6 {
+        network: String,
+        #[source]
+        source: Ipam6Error,
+    },
+    #[error("service {service}: ipv6_address {value:?} on network {network}: {reason}")]
+    Address6 {
+        service: String,
+        network: String,
+        value: String,
+        reason: String,
+    },
     #[error("cannot read link {name} of the host")]
     HostLink {
         name: String,
@@ -159,7 +175,7 @@ pub enum ProjectError {
     #[error("cannot check host port {port}/{protocol} on {addr}")]
     PortProbe {
         protocol: Protocol,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         #[source]
         source: io::Error,
@@ -174,6 +190,8 @@ pub enum ProjectError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Proxy(#[from] super::proxy::ProxyError),
     /// A host port that cannot be published, with the service that asked for it.
     #[error("service {service}: {source}")]
     ServicePort {
@@ -209,7 +227,7 @@ fn list(errors: &[ProjectError]) -> String {
 pub type Result<T> = std::result::Result<T, ProjectError>;
 
 /// Serde through `Display`/`FromStr`, for the network types that have no serde of their own.
-mod text {
+pub(crate) mod text {
     use super::*;
     use serde::{de::Error as _, Deserializer, Serializer};
 
@@ -306,6 +324,9 @@ pub struct NetworkState {
     /// `bridge` (the default) or `macvlan`.
     #[serde(default, skip_serializing_if = "NetDriver::is_bridge")]
     pub driver: NetDriver,
+    /// The IPv6 subnet and gateway of a network with `enable_ipv6: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6State>,
 }
 
 /// The driver of a network.
@@ -374,6 +395,9 @@ pub struct Interface {
     /// The host end of the veth pair.
     pub host_veth: String,
     pub address: Ipv4Addr,
+    /// The IPv6 address on a network with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
     #[serde(with = "text")]
     pub mac: MacAddr,
     /// Network aliases (DNS names on this network besides the service and container names).
@@ -382,16 +406,31 @@ pub struct Interface {
     pub default_gateway: bool,
 }
 
+impl Interface {
+    /// Its addresses: the IPv4 one, and the IPv6 one when it has one.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> {
+        [
+            Some(IpAddr::V4(self.address)),
+            self.address6.map(IpAddr::V6),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// A published port of a container (kept in the project's state: a port picked at random must
 /// stay the same when the table is rebuilt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortBinding {
     #[serde(with = "text::protocol")]
     pub protocol: Protocol,
-    /// `None`: every host address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: every host address, IPv4 and IPv6; `::` every IPv6 one.
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
+    /// The container's IPv6 address, when its network has IPv6: IPv6 clients reach it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_ip6: Option<Ipv6Addr>,
     pub container_port: u16,
 }
 
@@ -403,6 +442,7 @@ impl PortBinding {
             host_ip: self.host_ip,
             host_ports: PortRange::single(self.host_port)?,
             container_ip: self.container_ip,
+            container_ip6: self.container_ip6,
             container_ports: PortRange::single(self.container_port)?,
         })
     }
@@ -413,7 +453,7 @@ impl PortBinding {
 /// containers.
 #[derive(Debug, Clone, Default)]
 pub struct PortsInUse {
-    taken: Vec<(Protocol, Option<Ipv4Addr>, PortRange)>,
+    taken: Vec<(Protocol, Option<IpAddr>, PortRange)>,
 }
 
 impl PortsInUse {
@@ -439,11 +479,10 @@ impl PortsInUse {
         }
     }
 
-    fn contains(&self, protocol: Protocol, ip: Option<Ipv4Addr>, port: u16) -> bool {
-        let all = |ip: Option<Ipv4Addr>| ip.is_none_or(|ip| ip.is_unspecified());
+    fn contains(&self, protocol: Protocol, ip: Option<IpAddr>, port: u16) -> bool {
         self.taken.iter().any(|(p, i, r)| {
             *p == protocol
-                && (all(*i) || all(ip) || *i == ip)
+                && firewall::addrs_overlap(*i, ip)
                 && r.start() <= port
                 && port <= r.end()
         })
@@ -455,6 +494,11 @@ impl PortsInUse {
 pub struct HostView {
     pub routes: Vec<HostRoute>,
     pub links: Vec<HostLink>,
+    /// The host's IPv6 routes (read only when a network wants IPv6).
+    pub routes6: Vec<HostRoute6>,
+    /// Where automatic IPv6 subnets come from (`ipam6::default_pool`; `None` when no network
+    /// wants IPv6).
+    pub pool6: Option<Ipv6Net>,
 }
 
 /// A link of the host.
@@ -531,7 +575,9 @@ pub fn used_networks<'p>(
 pub async fn host_view(project: &Project, services: &[&str]) -> Result<HostView> {
     let routes = ipam::host_routes()?;
     let mut external: Vec<String> = Vec::new();
+    let mut ipv6 = false;
     for (key, config) in used_networks(project, services)? {
+        ipv6 |= config.enable_ipv6 == Some(true);
         if config.external {
             external.extend(external_candidates(&network_name(project, key, config)));
         } else if config.driver == "macvlan" {
@@ -546,7 +592,17 @@ pub async fn host_view(project: &Project, services: &[&str]) -> Result<HostView>
     } else {
         read_links(&external).await?
     };
-    Ok(HostView { routes, links })
+    let routes6 = if ipv6 {
+        ipam6::host_routes().map_err(ProjectError::HostRoutes6)?
+    } else {
+        Vec::new()
+    };
+    Ok(HostView {
+        routes,
+        links,
+        routes6,
+        pool6: ipv6.then(ipam6::default_pool),
+    })
 }
 
 fn rtnetlink_io(e: rtnetlink::Error) -> io::Error {
@@ -649,6 +705,8 @@ struct Wanted<'a> {
     key: &'a str,
     name: String,
     bridge: String,
+    /// `enable_ipv6: true`.
+    ipv6: bool,
     ipam: &'a IpamConfig,
     internal: bool,
     mtu: Option<u32>,
@@ -695,10 +753,17 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
             network: key.to_string(),
         });
     }
-    if config.enable_ipv6 == Some(true) {
+    let ipv6 = config.enable_ipv6 == Some(true);
+    if macvlan && ipv6 {
+        return Err(ProjectError::MacvlanUnsupported {
+            network: key.to_string(),
+            what: "enable_ipv6: true",
+        });
+    }
+    if !ipv6 && config.ipam.config.iter().any(is_ipv6_pool) {
         tracing::warn!(
             network = key,
-            "enable_ipv6 is not supported: the network is IPv4 only"
+            "an IPv6 ipam config without enable_ipv6: true is ignored"
         );
     }
     let opt_err = |option, value: &str, reason| ProjectError::DriverOpt {
@@ -807,6 +872,7 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
         key,
         name,
         bridge,
+        ipv6,
         ipam: &config.ipam,
         internal: config.internal,
         mtu,
@@ -866,6 +932,7 @@ fn external_state(host: &HostView, key: &str, name: &str) -> Result<NetworkState
         config_fields: Default::default(),
         options: BridgeOptions::default(),
         driver: NetDriver::Bridge,
+        ipv6: None,
     })
 }
 
@@ -884,6 +951,7 @@ fn state_from(w: &Wanted<'_>, subnet: &Subnet) -> NetworkState {
         config_fields: w.config_fields.clone(),
         options: w.options.clone(),
         driver: w.driver.clone(),
+        ipv6: None,
     }
 }
 
@@ -1047,7 +1115,71 @@ pub fn plan_networks_on(
             .map_err(|e| name_overlap(e, others, &planned))?;
         planned[i] = Some(state_from(w, &subnet));
     }
+    plan_ipv6(host, &wanted_list, &mut planned, previous, others)?;
     Ok(planned.into_iter().flatten().collect())
+}
+
+/// The IPv6 side of the planned networks that want it: a shared network's, the one a network
+/// had (same subnet while its file asks for the same), else from its ipam config or the pool.
+fn plan_ipv6(
+    host: &HostView,
+    wanted_list: &[Option<Wanted<'_>>],
+    planned: &mut [Option<NetworkState>],
+    previous: &[NetworkState],
+    others: &[NetworkState],
+) -> Result<()> {
+    for (i, w) in wanted_list.iter().enumerate() {
+        let (Some(w), Some(state)) = (w, &planned[i]) else {
+            continue;
+        };
+        if !w.ipv6 {
+            if let Some(state) = planned[i].as_mut() {
+                state.ipv6 = None;
+            }
+            continue;
+        }
+        let err = |source| ProjectError::Ipam6 {
+            network: w.key.to_string(),
+            source,
+        };
+        // A network another project made is taken with its IPv6 side (or its lack of one).
+        if others.iter().any(|o| o.name == w.name && !o.external) {
+            continue;
+        }
+        let busy: Vec<Ipv6Net> = others
+            .iter()
+            .chain(previous)
+            .filter(|o| o.name != w.name && !o.external)
+            .chain(planned.iter().flatten().filter(|p| p.name != w.name))
+            .filter_map(|o| o.ipv6.as_ref().map(|v6| v6.subnet))
+            .collect();
+        let own: BTreeSet<&str> = planned
+            .iter()
+            .flatten()
+            .map(|p| p.bridge.as_str())
+            .chain(previous.iter().map(|p| p.bridge.as_str()))
+            .collect();
+        let routes: Vec<HostRoute6> = host
+            .routes6
+            .iter()
+            .filter(|r| !own.contains(r.iface.as_str()))
+            .cloned()
+            .collect();
+        let pool = host.pool6.unwrap_or_else(ipam6::default_pool);
+        let wanted = ipam6::network_subnet(w.ipam, pool, &busy, &routes).map_err(err)?;
+        let kept = previous
+            .iter()
+            .find(|p| p.key == w.key && p.name == w.name && p.bridge == state.bridge)
+            .and_then(|p| p.ipv6.clone())
+            .filter(|prev| match wanted.configured {
+                true => *prev == wanted,
+                false => !prev.configured && !busy.iter().any(|b| b.overlaps(prev.subnet)),
+            });
+        if let Some(state) = planned[i].as_mut() {
+            state.ipv6 = Some(kept.unwrap_or(wanted));
+        }
+    }
+    Ok(())
 }
 
 /// An overlap with another network's subnet, with that network's name (IPAM knows subnets
@@ -1144,6 +1276,70 @@ fn ordered_networks(service: &ServiceConfig) -> Vec<(&str, ServiceNetworkConfig)
     keys
 }
 
+/// A container's IPv6 address on `net`: its `ipv6_address`, else the next free one (past
+/// those of `in_use` and those other services ask for); none on a network without IPv6.
+fn interface_address6(
+    project: &Project,
+    svc: &str,
+    key: &str,
+    cfg: &ServiceNetworkConfig,
+    net: &NetworkState,
+    in_use: &[Ipv6Addr],
+) -> Result<Option<Ipv6Addr>> {
+    let text = cfg.ipv6_address.trim();
+    let bad = |reason: String| ProjectError::Address6 {
+        service: svc.to_string(),
+        network: key.to_string(),
+        value: text.to_string(),
+        reason,
+    };
+    let Some(v6) = &net.ipv6 else {
+        return match text {
+            "" => Ok(None),
+            _ => Err(bad("the network has no IPv6 (set enable_ipv6: true)".into())),
+        };
+    };
+    let parse = |t: &str| -> Option<Ipv6Addr> {
+        let t = t.trim();
+        t.strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(t)
+            .parse()
+            .ok()
+    };
+    if text.is_empty() {
+        // Addresses other services ask for by ipv6_address are kept for them.
+        let mut taken = in_use.to_vec();
+        for (name, other) in &project.services {
+            if name == svc {
+                continue;
+            }
+            let wanted = other
+                .networks
+                .get(key)
+                .and_then(|c| c.as_ref())
+                .and_then(|c| parse(&c.ipv6_address));
+            taken.extend(wanted);
+        }
+        return v6
+            .allocate(&taken)
+            .map(Some)
+            .map_err(|e| ProjectError::Ipam6 {
+                network: key.to_string(),
+                source: e,
+            });
+    }
+    let address = parse(text).ok_or_else(|| bad("not an IPv6 address".into()))?;
+    if !v6.configured {
+        return Err(bad(
+            "needs a network with an IPv6 subnet set in its ipam config".into(),
+        ));
+    }
+    v6.check_static(address, in_use)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Some(address))
+}
+
 fn check_interface_name(name: &str) -> std::result::Result<(), &'static str> {
     if name.is_empty() || name.len() > names::IFNAME_MAX {
         return Err("expected 1 to 15 bytes");
@@ -1173,9 +1369,23 @@ pub fn plan_interfaces(
     service: &ServiceConfig,
     container_id: &str,
     networks: &[NetworkState],
-    in_use: &[Ipv4Addr],
+    in_use: &[IpAddr],
 ) -> Result<Vec<Interface>> {
     let svc = service.name.as_str();
+    let in_use6: Vec<Ipv6Addr> = in_use
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    let in_use: Vec<Ipv4Addr> = in_use
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
     if !service.network_mode.is_empty() {
         if shares_namespace(&service.network_mode) {
             return Ok(Vec::new());
@@ -1199,7 +1409,7 @@ pub fn plan_interfaces(
             network: key.to_string(),
             source,
         };
-        let mut subnet = net.subnet_tracker(in_use).map_err(addr_err)?;
+        let mut subnet = net.subnet_tracker(&in_use).map_err(addr_err)?;
         let address = match cfg.ipv4_address.trim() {
             "" => {
                 // Addresses other services ask for by ipv4_address are kept for them.
@@ -1242,6 +1452,7 @@ pub fn plan_interfaces(
                 address
             }
         };
+        let address6 = interface_address6(project, svc, key, &cfg, net, &in_use6)?;
         let mac_text = match cfg.mac_address.trim() {
             "" if index == 0 => service.mac_address.trim(),
             other => other,
@@ -1277,6 +1488,7 @@ pub fn plan_interfaces(
             ifname: ifname.clone(),
             host_veth: names::veth_host_name(container_id, &net.name),
             address,
+            address6,
             mac,
             aliases: cfg.aliases.clone(),
             default_gateway: false,
@@ -1286,6 +1498,15 @@ pub fn plan_interfaces(
         interfaces[index].default_gateway = true;
     }
     Ok(interfaces)
+}
+
+/// A port's `host_ip`: an address, IPv6 ones also in brackets (`[::1]`).
+fn parse_host_ip(text: &str) -> Option<IpAddr> {
+    let text = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    text.parse().ok()
 }
 
 fn port_text(p: &ServicePortConfig) -> String {
@@ -1319,8 +1540,8 @@ fn ephemeral_range() -> (u16, u16) {
 }
 
 /// Whether `port` can be bound now on `ip` (all addresses for `None`).
-fn port_is_free(protocol: Protocol, ip: Option<Ipv4Addr>, port: u16) -> Result<bool> {
-    let ip = ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+fn port_is_free(protocol: Protocol, ip: Option<IpAddr>, port: u16) -> Result<bool> {
+    let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let addr = SocketAddr::from((ip, port));
     let bound = match protocol {
         Protocol::Tcp => TcpListener::bind(addr).map(drop),
@@ -1342,7 +1563,7 @@ fn port_is_free(protocol: Protocol, ip: Option<Ipv4Addr>, port: u16) -> Result<b
 /// kernel does for ephemeral ports, so two projects asking at once rarely pick the same one.
 fn pick_port(
     protocol: Protocol,
-    ip: Option<Ipv4Addr>,
+    ip: Option<IpAddr>,
     (start, end): (u16, u16),
     in_use: &PortsInUse,
     random: bool,
@@ -1378,13 +1599,13 @@ pub fn published_ports(
     if service.ports.is_empty() || service.network_mode == "host" {
         return Ok(Vec::new());
     }
-    let (container_ip, default_host_ip) = interfaces
+    let (container_ip, container_ip6, default_host_ip) = interfaces
         .iter()
         .find_map(|i| {
             networks
                 .iter()
                 .find(|n| n.key == i.network && !n.internal && n.driver.is_bridge())
-                .map(|n| (i.address, n.options.host_binding))
+                .map(|n| (i.address, i.address6, n.options.host_binding))
         })
         .ok_or_else(|| ProjectError::NoPortNetwork {
             service: svc.to_string(),
@@ -1412,16 +1633,13 @@ pub fn published_ports(
             .ok_or_else(|| bad("the container port must be between 1 and 65535"))?;
         let host_ip = match p.host_ip.trim() {
             // No address given: the network's `host_binding_ipv4`, else every address.
-            "" => default_host_ip.filter(|ip| !ip.is_unspecified()),
+            "" => default_host_ip
+                .filter(|ip| !ip.is_unspecified())
+                .map(IpAddr::V4),
             "0.0.0.0" => None,
-            text => match text.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) => Some(ip),
-                Ok(IpAddr::V6(_)) => {
-                    return Err(bad(
-                        "IPv6 host addresses are not supported (networks are IPv4)",
-                    ))
-                }
-                Err(_) => return Err(bad("host_ip is not an IP address")),
+            text => match parse_host_ip(text) {
+                Some(ip) => Some(ip),
+                None => return Err(bad("host_ip is not an IP address")),
             },
         };
         let host_port = match p.published.trim() {
@@ -1452,6 +1670,7 @@ pub fn published_ports(
             host_ip,
             host_port,
             container_ip,
+            container_ip6,
             container_port,
         };
         in_use.add(&[binding]);
@@ -1485,9 +1704,9 @@ pub fn check_fixed_ports(
             };
             let host_ip = match p.host_ip.trim() {
                 "" | "0.0.0.0" => None,
-                text => match text.parse::<Ipv4Addr>() {
-                    Ok(ip) => Some(ip),
-                    Err(_) => continue,
+                text => match parse_host_ip(text) {
+                    Some(ip) => Some(ip),
+                    None => continue,
                 },
             };
             let mine = own.iter().any(|b| {
@@ -1507,6 +1726,7 @@ pub fn check_fixed_ports(
                 host_ip,
                 host_ports,
                 container_ip: Ipv4Addr::UNSPECIFIED,
+                container_ip6: None,
                 container_ports,
             };
             // The same port twice is a scaled service: the error comes with its second replica.
@@ -1626,6 +1846,10 @@ async fn setup_steps(
             gateway: net.gateway,
             subnet: net.subnet,
             mtu: net.mtu,
+            ipv6: net
+                .ipv6
+                .as_ref()
+                .map(|v6| (v6.gateway, v6.subnet.prefix_len())),
         })
         .await?;
     }
@@ -1636,7 +1860,8 @@ async fn setup_steps(
         .filter(|n| n.driver.is_bridge())
         .map(|n| n.bridge.as_str())
         .collect();
-    for change in netlink::prepare_sysctls(&bridges)? {
+    let ipv6 = networks.iter().any(|n| n.ipv6.is_some());
+    for change in netlink::prepare_sysctls(&bridges, ipv6)? {
         tracing::debug!(
             key = change.key,
             old = change.old,
@@ -1651,6 +1876,7 @@ async fn setup_steps(
             .map(|n| NetworkRules {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
+                subnet6: n.ipv6.as_ref().map(|v6| v6.subnet),
                 internal: n.internal,
                 no_masquerade: n.options.no_masquerade,
             })
@@ -1706,6 +1932,16 @@ pub async fn attach(
                     mtu: net.mtu,
                     default_gateway: iface.default_gateway.then_some(net.gateway),
                     isolated: net.options.no_icc,
+                    address6: net
+                        .ipv6
+                        .as_ref()
+                        .zip(iface.address6)
+                        .map(|(v6, a)| (a, v6.subnet.prefix_len())),
+                    default_gateway6: net
+                        .ipv6
+                        .as_ref()
+                        .filter(|_| iface.default_gateway && iface.address6.is_some())
+                        .map(|v6| v6.gateway),
                 };
                 match &net.driver {
                     NetDriver::Bridge => nl.attach(&att).await,
@@ -1861,14 +2097,19 @@ pub fn container_files(
             &service.dns_opt,
         )?,
     };
-    let addresses: Vec<Ipv4Addr> = interfaces.iter().map(|i| i.address).collect();
+    // IPv4 addresses first, as Docker writes them.
+    let addresses: Vec<IpAddr> = interfaces
+        .iter()
+        .map(|i| IpAddr::V4(i.address))
+        .chain(interfaces.iter().filter_map(|i| i.address6.map(IpAddr::V6)))
+        .collect();
     let hosts = HostsFile {
         hostname,
         domainname: &service.domainname,
         addresses: &addresses,
         extra_hosts: &service.extra_hosts,
         host_gateway: gateway.map(IpAddr::V4),
-        ipv6: false,
+        ipv6: interfaces.iter().any(|i| i.address6.is_some()),
     }
     .render()?;
     Ok((resolv_conf, hosts))
@@ -1884,8 +2125,9 @@ pub fn dns_entries(
 ) -> Result<ContainerDns> {
     let endpoints = interfaces
         .iter()
-        .map(|i| {
-            Endpoint::for_service(
+        .map(|i| Endpoint {
+            address6: i.address6,
+            ..Endpoint::for_service(
                 &i.network,
                 i.address,
                 container_name,

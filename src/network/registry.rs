@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -33,6 +33,9 @@ pub struct Entry {
     /// The container's name.
     pub name: String,
     pub address: Ipv4Addr,
+    /// Its IPv6 address, on a network with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
     /// Its interface's MAC address on this network.
     #[serde(default)]
     pub mac: String,
@@ -119,11 +122,12 @@ fn entries_in(root: &Path, bridge: &str) -> Vec<Entry> {
 
 /// The addresses of the containers of projects other than `project` on the network whose
 /// bridge is `bridge` (running or not: a stopped container keeps its address).
-pub fn addresses_of_others(bridge: &str, project: &str) -> Vec<Ipv4Addr> {
+pub fn addresses_of_others(bridge: &str, project: &str) -> Vec<IpAddr> {
     entries(bridge)
         .into_iter()
         .filter(|e| e.project != project)
-        .map(|e| e.address)
+        .flat_map(|e| [Some(IpAddr::V4(e.address)), e.address6.map(IpAddr::V6)])
+        .flatten()
         .collect()
 }
 
@@ -254,6 +258,7 @@ impl Foreign {
                     .push(Endpoint {
                         network: key.clone(),
                         address: e.address,
+                        address6: e.address6,
                         names: e.names,
                     });
             }
@@ -275,6 +280,7 @@ mod tests {
             container: id.into(),
             name: names.first().map(|n| n.to_string()).unwrap_or_default(),
             address: address.parse().expect("address"),
+            address6: None,
             mac: String::new(),
             names: names.iter().map(|n| n.to_string()).collect(),
             active,

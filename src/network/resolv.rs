@@ -213,8 +213,8 @@ pub struct HostsFile<'a> {
     pub hostname: &'a str,
     /// Compose `domainname`; empty for none.
     pub domainname: &'a str,
-    /// The container's addresses, one per network.
-    pub addresses: &'a [Ipv4Addr],
+    /// The container's addresses: one per network, and the IPv6 ones.
+    pub addresses: &'a [IpAddr],
     pub extra_hosts: &'a HostsList,
     /// What `host-gateway` stands for; `None` makes its use an error.
     pub host_gateway: Option<IpAddr>,
@@ -457,7 +457,8 @@ mod tests {
             ("host.docker.internal", &[HOST_GATEWAY]),
             ("v6", &["[::1]", "10.1.0.6"]),
         ]);
-        let addresses = [Ipv4Addr::new(172, 20, 0, 3), Ipv4Addr::new(172, 21, 0, 3)];
+        let addresses =
+            [Ipv4Addr::new(172, 20, 0, 3), Ipv4Addr::new(172, 21, 0, 3)].map(IpAddr::V4);
         let file = HostsFile {
             hostname: "web",
             domainname: "",
@@ -508,7 +509,7 @@ mod tests {
 
     #[test]
     fn hosts_file_errors() {
-        let addresses = [Ipv4Addr::new(172, 20, 0, 3)];
+        let addresses = [IpAddr::V4(Ipv4Addr::new(172, 20, 0, 3))];
         let gateway_only = hosts(&[("h", &[HOST_GATEWAY])]);
         let file = HostsFile {
             hostname: "web",

@@ -38,9 +38,13 @@ pub struct Standalone {
 pub struct CreateOptions {
     pub name: String,
     pub driver: String,
-    pub subnet: Option<String>,
-    pub gateway: Option<String>,
-    pub ip_range: Option<String>,
+    /// Subnets, gateways and ranges as docker's repeatable flags: at most one of each family,
+    /// each gateway and range going with the subnet of its family.
+    pub subnet: Vec<String>,
+    pub gateway: Vec<String>,
+    pub ip_range: Vec<String>,
+    /// `--ipv6`.
+    pub ipv6: bool,
     pub internal: bool,
     pub attachable: bool,
     pub labels: BTreeMap<String, String>,
@@ -133,13 +137,28 @@ fn as_project(opts: &CreateOptions, owner: &str) -> Project {
         ..ServiceConfig::default()
     };
     service.networks.insert("net".into(), None);
-    let pool = IpamPool {
-        subnet: opts.subnet.clone().unwrap_or_default(),
-        gateway: opts.gateway.clone().unwrap_or_default(),
-        ip_range: opts.ip_range.clone().unwrap_or_default(),
-        ..IpamPool::default()
-    };
-    let configured = opts.subnet.is_some() || opts.gateway.is_some() || opts.ip_range.is_some();
+    // One ipam entry per family that sets anything; a second value of a family makes a second
+    // entry, which planning refuses by name.
+    let mut pools: Vec<IpamPool> = Vec::new();
+    for v6 in [false, true] {
+        let of = |values: &[String]| -> Vec<String> {
+            values
+                .iter()
+                .filter(|v| v.contains(':') == v6)
+                .cloned()
+                .collect()
+        };
+        let (subnets, gateways, ranges) = (of(&opts.subnet), of(&opts.gateway), of(&opts.ip_range));
+        let n = subnets.len().max(gateways.len()).max(ranges.len());
+        for i in 0..n {
+            pools.push(IpamPool {
+                subnet: subnets.get(i).cloned().unwrap_or_default(),
+                gateway: gateways.get(i).cloned().unwrap_or_default(),
+                ip_range: ranges.get(i).cloned().unwrap_or_default(),
+                ..IpamPool::default()
+            });
+        }
+    }
     let network = NetworkConfig {
         name: opts.name.clone(),
         internal: opts.internal,
@@ -155,9 +174,10 @@ fn as_project(opts: &CreateOptions, owner: &str) -> Project {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         ipam: IpamConfig {
-            config: if configured { vec![pool] } else { Vec::new() },
+            config: pools,
             ..IpamConfig::default()
         },
+        enable_ipv6: opts.ipv6.then_some(true),
         ..NetworkConfig::default()
     };
     let mut services = IndexMap::new();
@@ -344,7 +364,9 @@ mod tests {
         assert!(crate::network::firewall::table_name(&owner).is_ok());
         let opts = CreateOptions {
             name: "shared".into(),
-            subnet: Some("10.123.0.0/24".into()),
+            subnet: vec!["10.123.0.0/24".into(), "fd00:123::/64".into()],
+            gateway: vec!["fd00:123::fe".into()],
+            ipv6: true,
             internal: true,
             ..CreateOptions::default()
         };
@@ -353,6 +375,10 @@ mod tests {
         assert_eq!(net.name, "shared");
         assert!(net.internal);
         assert_eq!(net.ipam.config[0].subnet, "10.123.0.0/24");
+        assert_eq!(net.ipam.config[0].gateway, "");
+        assert_eq!(net.ipam.config[1].subnet, "fd00:123::/64");
+        assert_eq!(net.ipam.config[1].gateway, "fd00:123::fe");
+        assert_eq!(net.enable_ipv6, Some(true));
         let plain = as_project(
             &CreateOptions {
                 name: "x".into(),

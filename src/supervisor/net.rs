@@ -158,6 +158,7 @@ fn register(
                 container: id.to_string(),
                 name: name.to_string(),
                 address: interface.address,
+                address6: interface.address6,
                 mac: interface.mac.to_string(),
                 names,
                 active,
@@ -305,6 +306,7 @@ impl Engine {
         if let Some(mut dns) = ctx.dns.take() {
             dns.stop_all().await;
         }
+        ctx.proxies.clear();
         ctx.foreign = None;
         // The project's entries on every network, also those a crashed run left.
         registry::remove_project(&self.shared.project);
@@ -354,7 +356,7 @@ impl Engine {
     ) -> Result<(state::ContainerNet, String, String), EngineError> {
         let networks = self.shared.networks();
         let mut ctx = self.shared.net.lock().await;
-        let mut in_use: Vec<std::net::Ipv4Addr> = self
+        let mut in_use: Vec<std::net::IpAddr> = self
             .shared
             .handles()
             .iter()
@@ -364,7 +366,7 @@ impl Engine {
                     .network
                     .interfaces
                     .iter()
-                    .map(|i| i.address)
+                    .flat_map(project_net::Interface::addresses)
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -441,7 +443,10 @@ impl Engine {
         ctx.reserved.insert(
             id.to_string(),
             Reservation {
-                addresses: interfaces.iter().map(|i| i.address).collect(),
+                addresses: interfaces
+                    .iter()
+                    .flat_map(project_net::Interface::addresses)
+                    .collect(),
                 ports: ports.clone(),
             },
         );
@@ -492,6 +497,10 @@ impl Engine {
                     service: service.name.clone(),
                     error: Box::new(error),
                 })?;
+            ctx.proxies.sync(&all).map_err(|error| EngineError::Ports {
+                service: service.name.clone(),
+                error: Box::new(error.into()),
+            })?;
         }
         Ok(ports)
     }
@@ -555,13 +564,17 @@ impl Engine {
     /// Rewrites the firewall table with the ports of the containers that exist.
     pub(super) async fn republish(&self) -> Result<(), EngineError> {
         let networks = self.shared.networks();
-        let ctx = self.shared.net.lock().await;
+        let mut ctx = self.shared.net.lock().await;
         let Some(nl) = ctx.nl.as_ref() else {
             return Ok(());
         };
-        project_net::setup(nl, &self.shared.project, &networks, &self.all_ports(&ctx))
+        let ports = self.all_ports(&ctx);
+        project_net::setup(nl, &self.shared.project, &networks, &ports)
             .await
-            .map_err(EngineError::from)
+            .map_err(EngineError::from)?;
+        ctx.proxies
+            .sync(&ports)
+            .map_err(|e| EngineError::from(project_net::ProjectError::from(e)))
     }
 }
 

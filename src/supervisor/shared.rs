@@ -55,11 +55,13 @@ pub(super) struct NetCtx {
     /// Containers (by id) whose host ports their replacement took over: their rules go from
     /// the firewall table while they wait to be removed.
     pub(super) superseded: std::collections::HashSet<String>,
+    /// Listeners of the published ports NAT cannot serve (IPv6 loopback).
+    pub(super) proxies: crate::network::proxy::Proxies,
 }
 
 #[derive(Default)]
 pub(super) struct Reservation {
-    pub(super) addresses: Vec<std::net::Ipv4Addr>,
+    pub(super) addresses: Vec<std::net::IpAddr>,
     pub(super) ports: Vec<project_net::PortBinding>,
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
@@ -531,18 +531,24 @@ impl Handler {
                     return reply;
                 }
             } else if let Some(addresses) = index.resolve(client, &qname.to_ascii()) {
-                // A known name has only A records: AAAA and the rest get NOERROR with no answer,
-                // so a stub does not go on to ask upstream about a container.
+                // A known name has A records, and AAAA ones on networks with IPv6; the other
+                // types get NOERROR with no answer, so a stub does not go on to ask upstream
+                // about a container.
                 reply.metadata.authoritative = true;
+                // Rotated at random, as Docker shuffles them: stubs connect to the first
+                // address, so replicas share the clients instead of the first taking all.
                 if matches!(qtype, RecordType::A | RecordType::ANY) {
-                    // Rotated at random, as Docker shuffles them: stubs connect to the first
-                    // address, so replicas share the clients instead of the first taking all.
-                    let start = random_u64() as usize % addresses.len();
-                    reply.answers = addresses[start..]
-                        .iter()
-                        .chain(&addresses[..start])
-                        .map(|&ip| Record::from_rdata(qname.clone(), TTL, RData::A(A(ip))))
-                        .collect();
+                    reply.answers.extend(
+                        rotated(&addresses.v4)
+                            .map(|&ip| Record::from_rdata(qname.clone(), TTL, RData::A(A(ip)))),
+                    );
+                }
+                if matches!(qtype, RecordType::AAAA | RecordType::ANY) {
+                    reply.answers.extend(
+                        rotated(&addresses.v6).map(|&ip| {
+                            Record::from_rdata(qname.clone(), TTL, RData::AAAA(AAAA(ip)))
+                        }),
+                    );
                 }
                 return reply;
             }
@@ -581,6 +587,15 @@ impl Handler {
             }
         }
     }
+}
+
+/// `items` from a random place on, wrapping around.
+fn rotated<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    let start = match items.len() {
+        0 => 0,
+        n => random_u64() as usize % n,
+    };
+    items[start..].iter().chain(&items[..start])
 }
 
 /// The wire answer to `query` from `src`, as the TCP listener gives it, for the fuzz targets

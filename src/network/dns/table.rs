@@ -6,7 +6,7 @@
 //! takes the current one under a lock held only for an `Arc` clone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Time to live of local answers, as Docker's embedded DNS sets it.
@@ -18,6 +18,9 @@ pub struct Endpoint {
     /// The network's key (its compose name or full name): also the suffix of `name.network`.
     pub network: String,
     pub address: Ipv4Addr,
+    /// Its IPv6 address, on a network with `enable_ipv6` (answered to AAAA queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
     /// Names this endpoint answers to on this network: service name, container name, hostname,
     /// aliases. The first is the canonical one, given in answers to reverse (PTR) queries.
     pub names: Vec<String>,
@@ -47,6 +50,7 @@ impl Endpoint {
         Endpoint {
             network: network.to_string(),
             address,
+            address6: None,
             names,
         }
     }
@@ -101,6 +105,14 @@ pub(crate) struct Client {
     pub links: Vec<(String, String)>,
 }
 
+/// The addresses of a name on one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Addresses {
+    pub v4: Vec<Ipv4Addr>,
+    /// Those of the containers that have IPv6 on the network (AAAA answers).
+    pub v6: Vec<Ipv6Addr>,
+}
+
 /// An immutable view of the table, built on every update.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
@@ -108,7 +120,7 @@ pub(crate) struct Index {
     /// The same clients by their key in the table (a container's own listener knows it).
     containers: HashMap<String, Client>,
     /// (network, lower-case name) -> addresses, in container order, without duplicates.
-    names: HashMap<(String, String), Vec<Ipv4Addr>>,
+    names: HashMap<(String, String), Addresses>,
     /// address -> (network, canonical name).
     reverse: HashMap<Ipv4Addr, Vec<(String, String)>>,
     default_upstreams: Vec<SocketAddr>,
@@ -144,7 +156,7 @@ impl DnsTable {
         match index.container(container) {
             None => Lookup::UnknownClient,
             Some(view) => match index.resolve(view, name) {
-                Some(addresses) => Lookup::Found(addresses.to_vec()),
+                Some(addresses) => Lookup::Found(addresses.v4.clone()),
                 None => Lookup::NotFound,
             },
         }
@@ -167,7 +179,7 @@ impl DnsTable {
         match index.client(client) {
             None => Lookup::UnknownClient,
             Some(view) => match index.resolve(view, name) {
-                Some(addresses) => Lookup::Found(addresses.to_vec()),
+                Some(addresses) => Lookup::Found(addresses.v4.clone()),
                 None => Lookup::NotFound,
             },
         }
@@ -255,8 +267,13 @@ impl Index {
                         .names
                         .entry((endpoint.network.clone(), name))
                         .or_default();
-                    if !addresses.contains(&endpoint.address) {
-                        addresses.push(endpoint.address);
+                    if !addresses.v4.contains(&endpoint.address) {
+                        addresses.v4.push(endpoint.address);
+                    }
+                    if let Some(v6) = endpoint.address6 {
+                        if !addresses.v6.contains(&v6) {
+                            addresses.v6.push(v6);
+                        }
                     }
                 }
                 if let Some(canonical) = endpoint.names.first() {
@@ -297,7 +314,7 @@ impl Index {
 
     /// The addresses of `name` on the client's networks: the name itself, the name without one
     /// of the client's search domains, and `name.network` for one of the client's networks.
-    pub(crate) fn resolve(&self, client: &Client, name: &str) -> Option<&[Ipv4Addr]> {
+    pub(crate) fn resolve(&self, client: &Client, name: &str) -> Option<&Addresses> {
         let mut name = normalize(name);
         if name.is_empty() {
             return None;
@@ -346,11 +363,10 @@ impl Index {
         })
     }
 
-    fn on_network(&self, network: &str, name: &str) -> Option<&[Ipv4Addr]> {
+    fn on_network(&self, network: &str, name: &str) -> Option<&Addresses> {
         self.names
             .get(&(network.to_string(), name.to_string()))
-            .map(Vec::as_slice)
-            .filter(|addresses| !addresses.is_empty())
+            .filter(|addresses| !addresses.v4.is_empty())
     }
 }
 
@@ -366,6 +382,7 @@ mod tests {
         Endpoint {
             network: network.into(),
             address: ip(address),
+            address6: None,
             names: names.iter().map(|n| n.to_string()).collect(),
         }
     }

@@ -27,6 +27,7 @@ fn endpoint(network: &str, address: &str, names: &[&str]) -> Endpoint {
     Endpoint {
         network: network.into(),
         address: ip(address),
+        address6: None,
         names: names.iter().map(|n| n.to_string()).collect(),
     }
 }

@@ -1,4 +1,4 @@
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 
 use super::*;
@@ -17,6 +17,7 @@ fn port(protocol: Protocol, host: &str, ip: [u8; 4], container: &str) -> Publish
         host_ip: None,
         host_ports: host.parse().unwrap(),
         container_ip: Ipv4Addr::from(ip),
+        container_ip6: None,
         container_ports: container.parse().unwrap(),
     }
 }
@@ -52,12 +53,14 @@ fn rendered_table_has_isolation_nat_and_ports() {
             NetworkRules {
                 bridge: "rc-000000000001".into(),
                 subnet: net("10.1.0.0/24"),
+                subnet6: None,
                 internal: false,
                 no_masquerade: false,
             },
             NetworkRules {
                 bridge: "rc-000000000002".into(),
                 subnet: net("10.2.0.0/24"),
+                subnet6: None,
                 internal: true,
                 no_masquerade: false,
             },
@@ -65,7 +68,7 @@ fn rendered_table_has_isolation_nat_and_ports() {
         ports: vec![
             port(Protocol::Tcp, "8080", [10, 1, 0, 2], "80"),
             PublishedPort {
-                host_ip: Some(Ipv4Addr::new(127, 0, 0, 1)),
+                host_ip: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))),
                 ..port(Protocol::Udp, "5000-5001", [10, 1, 0, 2], "6000-6001")
             },
             port(Protocol::Tcp, "9000-9002", [10, 1, 0, 3], "9000-9002"),
@@ -113,6 +116,92 @@ fn rendered_table_has_isolation_nat_and_ports() {
 }
 
 #[test]
+fn ipv6_rules_go_in_an_ip6_table_of_their_own() {
+    let v4only = ProjectRules {
+        networks: vec![NetworkRules {
+            bridge: "rc-000000000001".into(),
+            subnet: net("10.1.0.0/24"),
+            subnet6: None,
+            internal: false,
+            no_masquerade: false,
+        }],
+        ports: vec![port(Protocol::Tcp, "8080", [10, 1, 0, 2], "80")],
+    };
+    assert!(!needs_ip6(&v4only));
+    assert!(!render("demo", &v4only).unwrap().contains("ip6"));
+
+    let ip6 = |s: &str| -> Option<Ipv6Addr> { Some(s.parse().unwrap()) };
+    let mut rules = v4only.clone();
+    rules.networks[0].subnet6 = Some("fd00:1::/64".parse().unwrap());
+    rules.networks.push(NetworkRules {
+        bridge: "rc-000000000002".into(),
+        subnet: net("10.2.0.0/24"),
+        subnet6: Some("fd00:2::/64".parse().unwrap()),
+        internal: true,
+        no_masquerade: false,
+    });
+    rules.ports = vec![
+        PublishedPort {
+            container_ip6: ip6("fd00:1::2"),
+            ..port(Protocol::Tcp, "8080", [10, 1, 0, 2], "80")
+        },
+        // On one IPv6 address only: not in the ip table.
+        PublishedPort {
+            host_ip: Some("fd00:99::1".parse().unwrap()),
+            container_ip6: ip6("fd00:1::2"),
+            ..port(Protocol::Udp, "5353", [10, 1, 0, 2], "53")
+        },
+        // Loopback is the proxy's: no rule at all.
+        PublishedPort {
+            host_ip: Some("::1".parse().unwrap()),
+            container_ip6: ip6("fd00:1::2"),
+            ..port(Protocol::Tcp, "9090", [10, 1, 0, 2], "90")
+        },
+    ];
+    assert!(needs_ip6(&rules));
+    let s = render("demo", &rules).unwrap();
+    let (v4, v6) = s.split_once("add table ip6 rcompose-demo\ndelete table ip6 rcompose-demo\ntable ip6 rcompose-demo {\n").expect("an ip6 table");
+    assert!(v4.contains("dnat to 10.1.0.2:80 "), "{v4}");
+    assert!(!v4.contains("5353") && !v4.contains("9090"), "{v4}");
+    for line in [
+        "iifname \"rc-000000000001\" oifname != \"rc-000000000001\" oifname \"rc-*\" ct status ! dnat drop",
+        "iifname \"rc-000000000002\" oifname != \"rc-000000000002\" drop",
+        "ip6 saddr fd00:1::/64 oifname != \"rc-000000000001\" masquerade",
+        "oifname \"rc-000000000001\" ct status dnat ip6 saddr fd00:1::/64 masquerade",
+        "fib daddr type local ip6 daddr != ::1 tcp dport 8080 dnat to [fd00:1::2]:80 comment \"rcompose publish tcp :: 8080\"",
+        "ip6 daddr fd00:99::1 udp dport 5353 dnat to [fd00:1::2]:53 comment \"rcompose publish udp fd00:99::1 5353\"",
+    ] {
+        assert!(v6.contains(line), "missing {line}\nin:\n{v6}");
+    }
+    assert!(
+        !v6.contains("ip6 saddr fd00:2::/64 oifname !="),
+        "internal: no masquerade\n{v6}"
+    );
+    assert!(!v6.contains("9090"), "{v6}");
+    assert_eq!(
+        parse_publish_comment("rcompose publish udp fd00:99::1 5353"),
+        Some((
+            Protocol::Udp,
+            Some("fd00:99::1".parse().unwrap()),
+            PortRange::single(5353).unwrap()
+        ))
+    );
+    let created = render_create("demo", &rules).unwrap();
+    assert!(
+        created.contains("create table ip6 rcompose-demo\ntable ip6 rcompose-demo {"),
+        "{created}"
+    );
+
+    // Overlaps: every address covers both families; an unspecified address its own family.
+    let v = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    assert!(addrs_overlap(None, v("::1")));
+    assert!(addrs_overlap(v("::"), v("::1")));
+    assert!(!addrs_overlap(v("0.0.0.0"), v("::1")));
+    assert!(!addrs_overlap(v("127.0.0.1"), v("::1")));
+    assert!(addrs_overlap(v("::1"), v("::1")));
+}
+
+#[test]
 fn mismatched_ranges_are_refused() {
     let rules = ProjectRules {
         networks: vec![],
@@ -135,6 +224,7 @@ fn bridge_names_cannot_inject_rules() {
             networks: vec![NetworkRules {
                 bridge: bad.into(),
                 subnet: net("10.1.0.0/24"),
+                subnet6: None,
                 internal: false,
                 no_masquerade: false,
             }],
@@ -161,7 +251,7 @@ fn publish_comments_round_trip() {
         parse_publish_comment("rcompose publish tcp 127.0.0.1 80-90"),
         Some((
             Protocol::Tcp,
-            Some(Ipv4Addr::LOCALHOST),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             PortRange::new(80, 90).unwrap()
         ))
     );
@@ -177,7 +267,7 @@ fn duplicates_in_one_project_are_refused() {
     let ports = [
         port(Protocol::Tcp, "8000-8010", [10, 1, 0, 2], "80"),
         PublishedPort {
-            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             ..port(Protocol::Tcp, "8005", [10, 1, 0, 3], "80")
         },
     ];
@@ -226,7 +316,7 @@ fn busy_ports_are_named() {
             "host port 5353/udp on 0.0.0.0 is already in use"
         );
         let elsewhere = PublishedPort {
-            host_ip: Some(Ipv4Addr::new(203, 0, 113, 9)),
+            host_ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))),
             ..port(Protocol::Tcp, "80", [10, 0, 0, 2], "80")
         };
         let err = check_ports_free("demo", &[elsewhere]).unwrap_err();
@@ -272,6 +362,7 @@ fn projects_are_listed_replaced_and_removed() {
             networks: vec![NetworkRules {
                 bridge: bridge.into(),
                 subnet: net(subnet),
+                subnet6: None,
                 internal: false,
                 no_masquerade: false,
             }],
@@ -426,6 +517,7 @@ impl Topology {
                     gateway: ip(gw),
                     subnet: net(subnet),
                     mtu: None,
+                    ipv6: None,
                 })
                 .await
                 .unwrap();
@@ -485,11 +577,13 @@ impl Topology {
                     mtu: None,
                     default_gateway: gw.map(ip),
                     isolated: false,
+                    address6: None,
+                    default_gateway6: None,
                 })
                 .await
                 .unwrap();
             }
-            let changes = netlink::prepare_sysctls(&[NET_A, NET_B, NET_I]).unwrap();
+            let changes = netlink::prepare_sysctls(&[NET_A, NET_B, NET_I], false).unwrap();
             assert!(
                 changes.iter().any(|c| c.key.ends_with("route_localnet")),
                 "{changes:?}"
@@ -499,18 +593,21 @@ impl Topology {
                     NetworkRules {
                         bridge: NET_A.into(),
                         subnet: net("10.90.1.0/24"),
+                        subnet6: None,
                         internal: false,
                         no_masquerade: false,
                     },
                     NetworkRules {
                         bridge: NET_B.into(),
                         subnet: net("10.90.2.0/24"),
+                        subnet6: None,
                         internal: false,
                         no_masquerade: false,
                     },
                     NetworkRules {
                         bridge: NET_I.into(),
                         subnet: net("10.90.3.0/24"),
+                        subnet6: None,
                         internal: true,
                         no_masquerade: false,
                     },

@@ -16,6 +16,7 @@ fn bridge(name: &str, gw: [u8; 4], subnet: &str) -> BridgeConfig {
         gateway: Ipv4Addr::from(gw),
         subnet: net(subnet),
         mtu: None,
+        ipv6: None,
     }
 }
 
@@ -38,6 +39,8 @@ fn attachment<'a>(
         mtu: None,
         default_gateway: gateway,
         isolated: false,
+        address6: None,
+        default_gateway6: None,
     }
 }
 
@@ -343,7 +346,7 @@ fn sysctls_report_what_changed() {
             .await
             .unwrap();
         set_sysctl("net.ipv4.ip_forward", "0").unwrap();
-        let changes = prepare_sysctls(&["rc-00000000000e"]).unwrap();
+        let changes = prepare_sysctls(&["rc-00000000000e"], false).unwrap();
         assert_eq!(
             changes,
             vec![
@@ -359,8 +362,10 @@ fn sysctls_report_what_changed() {
                 },
             ]
         );
-        assert!(prepare_sysctls(&["rc-00000000000e"]).unwrap().is_empty());
-        let err = prepare_sysctls(&["rc-nonexistent"]).unwrap_err();
+        assert!(prepare_sysctls(&["rc-00000000000e"], false)
+            .unwrap()
+            .is_empty());
+        let err = prepare_sysctls(&["rc-nonexistent"], false).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot set sysctl net.ipv4.conf.rc-nonexistent.route_localnet to 1"),

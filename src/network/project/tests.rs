@@ -1,4 +1,4 @@
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 
 use super::*;
@@ -65,6 +65,7 @@ fn state(key: &str, name: &str, subnet: &str) -> NetworkState {
         config_fields: Default::default(),
         options: Default::default(),
         driver: NetDriver::Bridge,
+        ipv6: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn automatic_subnets_skip_taken_and_host_routes_but_not_our_own() {
     let host = HostView {
         routes: vec![route("eth0", "10.200.0.0/23")],
         links: Vec::new(),
+        ..Default::default()
     };
     let others = [state("default", "other_default", "10.200.2.0/24")];
     let nets = plan_networks_on(&host, &pool(), &p, &["web"], &[], &others).unwrap();
@@ -120,6 +122,7 @@ fn automatic_subnets_skip_taken_and_host_routes_but_not_our_own() {
     let host = HostView {
         routes: vec![route(&previous[0].bridge, "10.200.9.0/24")],
         links: Vec::new(),
+        ..Default::default()
     };
     let nets = plan_networks_on(&host, &pool(), &p, &["web"], &previous, &others).unwrap();
     assert_eq!(nets, previous);
@@ -131,6 +134,7 @@ fn automatic_subnets_skip_taken_and_host_routes_but_not_our_own() {
     let full = HostView {
         routes: vec![route("wg0", "10.200.0.0/16")],
         links: Vec::new(),
+        ..Default::default()
     };
     let err = plan_networks_on(&full, &pool(), &p, &["web"], &[], &[]).unwrap_err();
     assert!(err.to_string().contains("no free subnet"), "{err}");
@@ -246,6 +250,7 @@ networks:
     let host = HostView {
         routes: Vec::new(),
         links: vec![ours.clone(), hand_made.clone()],
+        ..Default::default()
     };
     let nets = plan_networks_on(&host, &pool(), &p, &["web"], &[], &[]).unwrap();
     assert_eq!(nets[0].bridge, ours.name);
@@ -260,6 +265,7 @@ networks:
     let only_one = HostView {
         routes: Vec::new(),
         links: vec![ours.clone()],
+        ..Default::default()
     };
     let err = plan_networks_on(&only_one, &pool(), &p, &["web"], &[], &[])
         .unwrap_err()
@@ -275,6 +281,7 @@ networks:
                 ..hand_made.clone()
             },
         ],
+        ..Default::default()
     };
     let err = plan_networks_on(&not_bridge, &pool(), &p, &["web"], &[], &[])
         .unwrap_err()
@@ -293,6 +300,7 @@ networks:
                 ..hand_made
             },
         ],
+        ..Default::default()
     };
     let err = plan_networks_on(&bare, &pool(), &p, &["web"], &[], &[])
         .unwrap_err()
@@ -380,7 +388,7 @@ fn interfaces_follow_priority_static_addresses_and_macs() {
     );
 
     // Dynamic addresses skip those in use and those db asked for by ipv4_address.
-    let in_use = [ip("10.50.0.7"), ip("10.50.0.3")];
+    let in_use = [IpAddr::V4(ip("10.50.0.7")), IpAddr::V4(ip("10.50.0.3"))];
     let cache = plan_interfaces(&p, service(&p, "cache"), "c2", &nets, &in_use).unwrap();
     assert_eq!(cache[0].address, ip("10.50.0.4"));
     assert_eq!(cache[0].mac, MacAddr::for_ipv4(ip("10.50.0.4")));
@@ -394,9 +402,15 @@ fn interfaces_follow_priority_static_addresses_and_macs() {
 fn static_address_errors() {
     let p = project("demo", ADDRS);
     let nets = plan(&p, &["web", "db", "cache"]).unwrap();
-    let err = plan_interfaces(&p, service(&p, "web"), "c1", &nets, &[ip("10.50.0.7")])
-        .unwrap_err()
-        .to_string();
+    let err = plan_interfaces(
+        &p,
+        service(&p, "web"),
+        "c1",
+        &nets,
+        &[IpAddr::V4(ip("10.50.0.7"))],
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         err,
         "service web: ipv4_address 10.50.0.7 on network back is already used by another container"
@@ -518,11 +532,12 @@ fn published_ports_in_every_syntax() {
         host_ip,
         host_port,
         container_ip: me,
+        container_ip6: None,
         container_port,
     };
     let want = [
         b(Protocol::Tcp, None, 18080, 80),
-        b(Protocol::Udp, Some(ip("127.0.0.1")), 18081, 81),
+        b(Protocol::Udp, Some(IpAddr::V4(ip("127.0.0.1"))), 18081, 81),
         b(Protocol::Tcp, None, 18100, 90),
         b(Protocol::Tcp, None, 18101, 91),
         b(Protocol::Tcp, None, 18095, 95),
@@ -552,6 +567,7 @@ fn random_and_pooled_ports_are_free_and_distinct() {
         host_ip: None,
         host_port: 19001,
         container_ip: ip("10.9.9.9"),
+        container_ip6: None,
         container_port: 1,
     }]);
     let got = published_ports(service(&p, "web"), &ifaces, &nets, &mut in_use).unwrap();
@@ -576,7 +592,11 @@ fn random_and_pooled_ports_are_free_and_distinct() {
         assert_eq!(by_target(84), 19003);
     }
     // The chosen ports are now in use for the next container.
-    assert!(in_use.contains(Protocol::Tcp, Some(ip("127.0.0.1")), by_target(80)));
+    assert!(in_use.contains(
+        Protocol::Tcp,
+        Some(IpAddr::V4(ip("127.0.0.1"))),
+        by_target(80)
+    ));
     assert!(!in_use.contains(Protocol::Udp, None, by_target(80)));
     // The pool is exhausted.
     let err = published_ports(service(&p, "web"), &ifaces, &nets, &mut in_use)
@@ -592,8 +612,8 @@ fn random_and_pooled_ports_are_free_and_distinct() {
 fn port_errors() {
     for (ports, want) in [
         (
-            r#"["[::1]:8080:80"]"#,
-            "IPv6 host addresses are not supported",
+            r#"[{target: 80, published: "8080", host_ip: "no-ip"}]"#,
+            "host_ip is not an IP address",
         ),
         (r#"["8080:80/sctp"]"#, "protocol sctp is not supported"),
         (r#"[{target: 0, published: "8080"}]"#, "between 1 and 65535"),
@@ -662,7 +682,7 @@ networks: {a: {}, b: {}}
     assert_eq!(hosts, want);
 
     let plain = service(&p, "plain");
-    let pif = plan_interfaces(&p, plain, "d", &nets, &[ifaces[0].address]).unwrap();
+    let pif = plan_interfaces(&p, plain, "d", &nets, &[IpAddr::V4(ifaces[0].address)]).unwrap();
     let (resolv_conf, _) = container_files(plain, "abc", &pif, &nets, &host, false).unwrap();
     assert!(resolv_conf.contains("nameserver 127.0.0.11\nsearch lan\noptions edns0 ndots:0\n"));
     assert!(
@@ -731,7 +751,7 @@ fn two_containers_one_network_ports_and_teardown() {
         service(&p, "client"),
         "pflow1-client-1",
         &nets,
-        &[web_if[0].address],
+        &[IpAddr::V4(web_if[0].address)],
     )
     .unwrap();
     let mut in_use = PortsInUse::new();
@@ -830,7 +850,7 @@ networks:
     let mut in_use = Vec::new();
     let mut plan_one = |svc: &str| {
         let ifs = plan_interfaces(&p, service(&p, svc), svc, &nets, &in_use).unwrap();
-        in_use.extend(ifs.iter().map(|i| i.address));
+        in_use.extend(ifs.iter().flat_map(Interface::addresses));
         ifs
     };
     let (ia, ib, iboth) = (plan_one("a"), plan_one("b"), plan_one("both"));
@@ -930,6 +950,7 @@ networks:
         let host = HostView {
             routes: vec![route(iface, "10.210.0.0/20")],
             links: Vec::new(),
+            ..Default::default()
         };
         let err = plan_networks_on(&host, &pool(), &p, &["web"], &[], &[])
             .unwrap_err()
@@ -956,6 +977,7 @@ networks:
             kind: Some("bridge".into()),
             ..HostLink::default()
         }],
+        ..Default::default()
     };
     let err = plan_networks_on(&docker0, &pool(), &named("docker0"), &["web"], &[], &[])
         .unwrap_err()
@@ -990,6 +1012,7 @@ networks:
             kind: Some("bridge".into()),
             ..HostLink::default()
         }],
+        ..Default::default()
     };
     assert!(plan_networks_on(&host, &pool(), &named("mybr"), &["web"], &[mine], &[]).is_ok());
 }
@@ -1024,8 +1047,9 @@ networks:
     let web = service(&p, "web");
     let ifaces = plan_interfaces(&p, web, "c", &nets, &[]).unwrap();
     let ports = published_ports(web, &ifaces, &nets, &mut PortsInUse::new()).unwrap();
-    let hosts: Vec<Option<Ipv4Addr>> = ports.iter().map(|b| b.host_ip).collect();
-    assert_eq!(hosts, [Some(ip("127.0.0.1")), None, Some(ip("127.0.0.2"))]);
+    let hosts: Vec<Option<IpAddr>> = ports.iter().map(|b| b.host_ip).collect();
+    let v4 = |s| Some(IpAddr::V4(ip(s)));
+    assert_eq!(hosts, [v4("127.0.0.1"), None, v4("127.0.0.2")]);
 
     for (option, value) in [
         ("com.docker.network.bridge.enable_icc", "nope"),
@@ -1060,6 +1084,7 @@ networks: {one: {}, two: {}}
     let host = HostView {
         routes: vec![route(&first[0].bridge, &first[0].subnet.to_string())],
         links: Vec::new(),
+        ..Default::default()
     };
     let second = plan_networks_on(&host, &pool(), &p, &["b"], &first, &[]).unwrap();
     let two = second.iter().find(|n| n.key == "two").expect("two planned");
@@ -1096,6 +1121,7 @@ networks:
             name: "eth9".into(),
             ..HostLink::default()
         }],
+        ..Default::default()
     };
     let p = compose("parent: eth9, macvlan_mode: private");
     let nets = plan_networks_on(&host, &pool(), &p, &["web"], &[], &[]).unwrap();
@@ -1162,4 +1188,141 @@ fn bridge_names_cannot_be_dot_or_dot_dot() {
         let err = plan(&p, &["web"]).unwrap_err().to_string();
         assert!(err.contains("not . or .."), "{err}");
     }
+}
+
+const IPV6: &str = "
+services:
+  web: {image: x, networks: {v6: {priority: 10}, v4: {}}, ports: ['8080:80', '[::1]:8081:81', '[fd00::2]:8082:82']}
+  db:
+    image: x
+    networks:
+      v6s: {ipv6_address: 'fd00:55::10'}
+networks:
+  v6: {enable_ipv6: true}
+  v4: {}
+  v6s:
+    enable_ipv6: true
+    ipam: {config: [{subnet: 10.55.0.0/24}, {subnet: 'fd00:55::/64', gateway: 'fd00:55::fe'}]}
+";
+
+#[test]
+fn ipv6_networks_get_subnets_addresses_and_names() {
+    let p = project("demo", IPV6);
+    let host = HostView {
+        routes6: vec![ipam6::HostRoute6 {
+            iface: "eth0".into(),
+            net: "fd12:3456:789a::/64".parse().unwrap(),
+        }],
+        pool6: Some("fd12:3456:789a::/48".parse().unwrap()),
+        ..Default::default()
+    };
+    let nets = plan_networks_on(&host, &pool(), &p, &["web", "db"], &[], &[]).unwrap();
+    let by_key = |k: &str| nets.iter().find(|n| n.key == k).unwrap();
+    // Automatic: the pool's first /64 the host does not route.
+    let v6 = by_key("v6").ipv6.clone().unwrap();
+    assert_eq!(v6.subnet.to_string(), "fd12:3456:789a:1::/64");
+    assert_eq!(v6.gateway.to_string(), "fd12:3456:789a:1::1");
+    assert!(!v6.configured);
+    assert!(by_key("v4").ipv6.is_none());
+    let v6s = by_key("v6s").ipv6.clone().unwrap();
+    assert_eq!(v6s.gateway.to_string(), "fd00:55::fe");
+    assert!(v6s.configured);
+
+    // Kept when planned again with the previous state.
+    let again = plan_networks_on(&host, &pool(), &p, &["web", "db"], &nets, &[]).unwrap();
+    assert_eq!(again, nets);
+
+    let web = plan_interfaces(&p, service(&p, "web"), "c1", &nets, &[]).unwrap();
+    let on = |ifs: &[Interface], k: &str| ifs.iter().find(|i| i.network == k).cloned().unwrap();
+    assert_eq!(
+        on(&web, "v6").address6.unwrap().to_string(),
+        "fd12:3456:789a:1::2"
+    );
+    assert_eq!(on(&web, "v4").address6, None);
+    // The next container skips the address in use.
+    let used: Vec<IpAddr> = web.iter().flat_map(Interface::addresses).collect();
+    let web2 = plan_interfaces(&p, service(&p, "web"), "c2", &nets, &used).unwrap();
+    assert_eq!(
+        on(&web2, "v6").address6.unwrap().to_string(),
+        "fd12:3456:789a:1::3"
+    );
+    let db = plan_interfaces(&p, service(&p, "db"), "c3", &nets, &[]).unwrap();
+    assert_eq!(db[0].address6.unwrap().to_string(), "fd00:55::10");
+
+    // DNS answers AAAA with it; /etc/hosts lists it after the IPv4 addresses.
+    let dns = dns_entries(
+        service(&p, "web"),
+        "demo-web-1",
+        &web,
+        &ResolvConf::default(),
+    )
+    .unwrap();
+    let v6_endpoint = dns.endpoints.iter().find(|e| e.network == "v6").unwrap();
+    assert_eq!(v6_endpoint.address6, on(&web, "v6").address6);
+    let (_, hosts) = container_files(
+        service(&p, "web"),
+        "h",
+        &web,
+        &nets,
+        &ResolvConf::default(),
+        false,
+    )
+    .unwrap();
+    assert!(hosts.contains("::1\tlocalhost"), "{hosts}");
+    assert!(hosts.contains("fd12:3456:789a:1::2\th"), "{hosts}");
+
+    // Ports: the default one also to the IPv6 address; IPv6 host addresses as given.
+    let ports = published_ports(service(&p, "web"), &web, &nets, &mut PortsInUse::new()).unwrap();
+    assert_eq!(ports[0].host_ip, None);
+    assert_eq!(ports[0].container_ip6, on(&web, "v6").address6);
+    assert_eq!(ports[1].host_ip, Some("::1".parse().unwrap()));
+    assert_eq!(ports[2].host_ip, Some("fd00::2".parse().unwrap()));
+}
+
+#[test]
+fn ipv6_errors_name_the_network_and_service() {
+    let cases = [
+        (
+            "services: {a: {image: x, networks: {n: {ipv6_address: 'fd00::5'}}}}\nnetworks: {n: {}}\n",
+            "service a: ipv6_address \"fd00::5\" on network n: the network has no IPv6 (set enable_ipv6: true)",
+        ),
+        (
+            "services: {a: {image: x, networks: {n: {ipv6_address: 'fd00::5'}}}}\nnetworks: {n: {enable_ipv6: true}}\n",
+            "needs a network with an IPv6 subnet set in its ipam config",
+        ),
+        (
+            "services: {a: {image: x, networks: {n: {ipv6_address: 'fd00:1::5'}}}}\nnetworks: {n: {enable_ipv6: true, ipam: {config: [{subnet: 'fd00::/64'}]}}}\n",
+            "IPv6 address fd00:1::5 is outside subnet fd00::/64",
+        ),
+        (
+            "services: {a: {image: x, networks: {n: {ipv6_address: 'nope'}}}}\nnetworks: {n: {enable_ipv6: true, ipam: {config: [{subnet: 'fd00::/64'}]}}}\n",
+            "not an IPv6 address",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let p = project("demo", yaml);
+        let nets = plan(&p, &["a"]).unwrap();
+        let err = plan_interfaces(&p, service(&p, "a"), "c", &nets, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    let p = project(
+        "demo",
+        "services: {a: {image: x, networks: [n]}}\nnetworks: {n: {enable_ipv6: true, ipam: {config: [{subnet: 'fd00::1/64'}]}}}\n",
+    );
+    let err = plan(&p, &["a"]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "network n: invalid IPv6 subnet fd00::1/64: it should be fd00::/64"
+    );
+    let p = project(
+        "demo",
+        "services: {a: {image: x, networks: [n]}}\nnetworks: {n: {driver: macvlan, enable_ipv6: true, driver_opts: {parent: eth0}}}\n",
+    );
+    let err = plan(&p, &["a"]).unwrap_err().to_string();
+    assert!(
+        err.contains("enable_ipv6: true is not supported with the macvlan driver"),
+        "{err}"
+    );
 }
