@@ -625,6 +625,7 @@ pub fn apply(project: &str, rules: &ProjectRules) -> Result<()> {
         .map(|n| host_firewall::Bridge {
             name: n.bridge.clone(),
             internal: n.internal,
+            ipv6: n.subnet6.is_some(),
         })
         .collect();
     host_firewall::sync(project, &bridges)?;

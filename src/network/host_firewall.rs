@@ -17,7 +17,9 @@
 //! drops what isolation and internal networks forbid: its drops stay final.
 //!
 //! The rules are added with the `iptables` binaries (iptables-nft and iptables-legacy, whichever
-//! holds a `filter` table that drops forwarded traffic), not as native nft rules in
+//! holds a `filter` table that drops forwarded traffic; for networks with IPv6 the same with
+//! ip6tables-nft and ip6tables-legacy, as Docker 27 drops in ip6tables too), not as native nft
+//! rules in
 //! iptables-nft's tables: those tables belong to iptables, which rewrites them whole and warns
 //! against touching them. Each rule carries the comment `rcompose:<project>`, so `down` removes
 //! exactly the project's rules (also after a crash: they are found by their comment), and two
@@ -38,6 +40,8 @@ const FORWARD: &str = "FORWARD";
 /// Where the legacy (x_tables) backend lists its tables, per network namespace: the calling
 /// thread's (`/proc/net` is the process's, wrong for a thread that entered another namespace).
 const LEGACY_TABLES: &str = "/proc/thread-self/net/ip_tables_names";
+/// The same for ip6tables-legacy.
+const LEGACY6_TABLES: &str = "/proc/thread-self/net/ip6_tables_names";
 /// Whether bridged traffic passes the IP hooks, per network namespace.
 const BR_NETFILTER: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 
@@ -59,23 +63,39 @@ pub enum HostFirewallError {
 
 type Result<T> = std::result::Result<T, HostFirewallError>;
 
-/// An iptables backend: both may hold rules at the same time, each with its own tables.
+/// An iptables backend: all may hold rules at the same time, each with its own tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// iptables-nft: the `ip filter` table of nftables (Debian 12's default).
     Nft,
     /// iptables-legacy: x_tables.
     Legacy,
+    /// ip6tables-nft: the `ip6 filter` table.
+    Nft6,
+    /// ip6tables-legacy.
+    Legacy6,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 2] = [Backend::Nft, Backend::Legacy];
+    pub const ALL: [Backend; 4] = [
+        Backend::Nft,
+        Backend::Legacy,
+        Backend::Nft6,
+        Backend::Legacy6,
+    ];
 
     pub fn binary(self) -> &'static str {
         match self {
             Backend::Nft => "iptables-nft",
             Backend::Legacy => "iptables-legacy",
+            Backend::Nft6 => "ip6tables-nft",
+            Backend::Legacy6 => "ip6tables-legacy",
         }
+    }
+
+    /// It filters IPv6: only bridges with IPv6 need rules there.
+    pub fn is_ipv6(self) -> bool {
+        matches!(self, Backend::Nft6 | Backend::Legacy6)
     }
 }
 
@@ -90,6 +110,8 @@ impl fmt::Display for Backend {
 pub struct Bridge {
     pub name: String,
     pub internal: bool,
+    /// The network has IPv6: it needs the rules in ip6tables too.
+    pub ipv6: bool,
 }
 
 /// One rule of ours found in a chain: its chain and its specification, as `iptables -S` prints
@@ -342,44 +364,74 @@ fn iptables(backend: Backend, args: &[String], action: &str) -> Result<String> {
 
 /// Whether `backend` has a `filter` table in this network namespace, found without creating
 /// one (listing with iptables-legacy would load x_tables and make the table).
-fn has_filter_table(backend: Backend) -> Result<bool> {
-    match backend {
-        Backend::Legacy => Ok(std::fs::read_to_string(LEGACY_TABLES)
+fn has_filter_table(backend: Backend) -> bool {
+    let legacy = |path| {
+        std::fs::read_to_string(path)
             .map(|t| t.lines().any(|l| l.trim() == "filter"))
-            .unwrap_or(false)),
-        // Listed over netlink, which creates nothing (and costs no nft process); a kernel
-        // without nf_tables has no such table either, as `nft list` failing said before.
-        Backend::Nft => Ok(super::nftables::list_tables(super::nftables::FAMILY_IP)
-            .is_ok_and(|tables| tables.iter().any(|t| t == "filter"))),
+            .unwrap_or(false)
+    };
+    // nftables is listed over netlink, which creates nothing (and costs no nft process); a
+    // kernel without nf_tables has no such table either.
+    let nft = |family| {
+        super::nftables::list_tables(family)
+            .is_ok_and(|tables| tables.iter().any(|t| t == "filter"))
+    };
+    match backend {
+        Backend::Legacy => legacy(LEGACY_TABLES),
+        Backend::Legacy6 => legacy(LEGACY6_TABLES),
+        Backend::Nft => nft(super::nftables::FAMILY_IP),
+        Backend::Nft6 => nft(super::nftables::FAMILY_IP6),
     }
+}
+
+/// The `filter` table of `backend` as `iptables -S` prints it.
+fn list(backend: Backend) -> Result<FilterTable> {
+    let args = ["-w", "-t", "filter", "-S"].map(String::from);
+    let save = iptables(backend, &args, "list the filter table")?;
+    Ok(parse_filter(&save))
 }
 
 /// The `filter` table of `backend`, `None` when it has none.
 pub fn read(backend: Backend) -> Result<Option<FilterTable>> {
-    if !has_filter_table(backend)? {
+    if !has_filter_table(backend) {
         return Ok(None);
     }
-    let args = ["-w", "-t", "filter", "-S"].map(String::from);
-    let save = iptables(backend, &args, "list the filter table")?;
-    Ok(Some(parse_filter(&save)))
+    list(backend).map(Some)
 }
 
-/// The `filter` table of each backend of [`Backend::ALL`], in that order, read at the same time:
-/// each read runs an iptables process (milliseconds). The second is read by a thread spawned
+/// The `filter` table of each backend of [`Backend::ALL`] that has one, read at the same time:
+/// each read runs an iptables process (milliseconds). The others are read by threads spawned
 /// from this one, so in the same network namespace.
-fn read_all() -> [Result<Option<FilterTable>>; 2] {
-    let [first, second] = Backend::ALL;
+fn read_all() -> Vec<(Backend, Result<FilterTable>)> {
+    let present: Vec<Backend> = Backend::ALL
+        .into_iter()
+        .filter(|b| has_filter_table(*b))
+        .collect();
+    let Some((&first, rest)) = present.split_first() else {
+        return Vec::new();
+    };
     std::thread::scope(|s| {
-        let other = std::thread::Builder::new().spawn_scoped(s, || read(second));
-        let first = read(first);
-        let second = match other {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            // No thread to be had: one after the other.
-            Err(_) => read(second),
-        };
-        [first, second]
+        let others: Vec<_> = rest
+            .iter()
+            .map(|&b| {
+                (
+                    b,
+                    std::thread::Builder::new().spawn_scoped(s, move || list(b)),
+                )
+            })
+            .collect();
+        let mut all = vec![(first, list(first))];
+        for (b, handle) in others {
+            let table = match handle {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                // No thread to be had: one after the other.
+                Err(_) => list(b),
+            };
+            all.push((b, table));
+        }
+        all
     })
 }
 
@@ -403,9 +455,13 @@ fn run(backend: Backend, project: &str, ops: &[Op]) -> Result<()> {
 /// backend whose `filter` table drops forwarded traffic (and removes them from the others).
 /// Called on each `up`, so rules Docker flushed when it restarted come back then.
 pub fn sync(project: &str, bridges: &[Bridge]) -> Result<()> {
-    for (backend, table) in Backend::ALL.into_iter().zip(read_all()) {
-        let Some(table) = table? else {
-            continue;
+    let with_ipv6: Vec<Bridge> = bridges.iter().filter(|b| b.ipv6).cloned().collect();
+    for (backend, table) in read_all() {
+        let table = table?;
+        let bridges = if backend.is_ipv6() {
+            &with_ipv6
+        } else {
+            bridges
         };
         let ops = plan(project, bridges, &table);
         if !ops.is_empty() {
@@ -428,9 +484,9 @@ pub fn sync(project: &str, bridges: &[Bridge]) -> Result<()> {
 pub fn remove(project: &str) -> Result<bool> {
     let mut removed = false;
     let mut first_error = None;
-    for (backend, table) in Backend::ALL.into_iter().zip(read_all()) {
+    for (backend, table) in read_all() {
         let result = table.and_then(|table| {
-            let ops = table.map(|t| plan_remove(project, &t)).unwrap_or_default();
+            let ops = plan_remove(project, &table);
             removed |= !ops.is_empty();
             run(backend, project, &ops)
         });

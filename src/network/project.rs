@@ -1898,6 +1898,7 @@ pub fn recheck_host_firewall(project: &str, networks: &[NetworkState]) -> Result
         .map(|n| host_firewall::Bridge {
             name: n.bridge.clone(),
             internal: n.internal,
+            ipv6: n.ipv6.is_some(),
         })
         .collect();
     host_firewall::sync(project, &bridges).map_err(FirewallError::from)?;

@@ -780,3 +780,151 @@ fn on_a_host_whose_forward_policy_is_drop() {
         published_ports_on(true, drop);
     }
 }
+
+/// IPv6 beside Docker 27's firewall, which drops forwarded traffic in ip6tables too (FORWARD
+/// policy DROP, DOCKER-USER, with br_netfilter on): containers reach each other and the outside
+/// (masqueraded) over IPv6, a remote client reaches a published port on the host's IPv6 address
+/// with its own address kept, the host reaches it on the gateway; removing the project leaves
+/// both families' host rules as they were.
+#[test]
+fn ipv6_beside_dockers_firewall() {
+    if !require_root("ipv6_beside_dockers_firewall") {
+        return;
+    }
+    const NET6: &str = "rc-00000000006a";
+    const UPLINK6: &str = "uplink6";
+    let host = NetNs::new();
+    let (c1, c2, outside) = (NetNs::new(), NetNs::new(), NetNs::new());
+    let snapshot = |host: &NetNs| host.cmd(&["nft", "-s", "list", "ruleset"]);
+    host.run(|| {
+        for backend in [host_firewall::Backend::Nft, host_firewall::Backend::Nft6] {
+            for step in [
+                vec!["-P", "FORWARD", "DROP"],
+                vec!["-N", "DOCKER-USER"],
+                vec!["-A", "DOCKER-USER", "-j", "RETURN"],
+                vec!["-I", "FORWARD", "-j", "DOCKER-USER"],
+            ] {
+                let out = std::process::Command::new(backend.binary())
+                    .args(&step)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{backend} {step:?}: {out:?}");
+            }
+        }
+    });
+    let before = snapshot(&host);
+    let a6 = |s: &str| -> Ipv6Addr { s.parse().unwrap() };
+    host.block_on(|| async {
+        let nl = Netlink::connect().unwrap();
+        nl.set_up("lo").await.unwrap();
+        let bridge_netfilter =
+            netlink::set_sysctl("net.bridge.bridge-nf-call-ip6tables", "1").is_ok();
+        eprintln!("br_netfilter for IPv6: {bridge_netfilter}");
+        for (name, gw, subnet, gw6) in [
+            (NET6, "10.91.1.1", "10.91.1.0/24", "fd00:91::1"),
+            (UPLINK6, "198.51.101.1", "198.51.101.0/24", "2001:db8:1::1"),
+        ] {
+            nl.ensure_bridge(&BridgeConfig {
+                name: name.into(),
+                gateway: ip(gw),
+                subnet: net(subnet),
+                mtu: None,
+                ipv6: Some((a6(gw6), 64)),
+            })
+            .await
+            .unwrap();
+        }
+        for (ns, bridge, host_name, addr, addr6, gw6) in [
+            (
+                &c1,
+                NET6,
+                "rv000000006a001",
+                "10.91.1.2",
+                "fd00:91::2",
+                Some("fd00:91::1"),
+            ),
+            (
+                &c2,
+                NET6,
+                "rv000000006a002",
+                "10.91.1.3",
+                "fd00:91::3",
+                Some("fd00:91::1"),
+            ),
+            // No route back to the containers: answers to it must be masqueraded.
+            (
+                &outside,
+                UPLINK6,
+                "rv000000006a0o1",
+                "198.51.101.2",
+                "2001:db8:1::2",
+                None,
+            ),
+        ] {
+            nl.attach(&Attachment {
+                netns: ns.fd().as_fd(),
+                bridge,
+                host_name,
+                container_name: "eth0",
+                address: ip(addr),
+                subnet: net(if bridge == NET6 {
+                    "10.91.1.0/24"
+                } else {
+                    "198.51.101.0/24"
+                }),
+                mac: MacAddr::for_ipv4(ip(addr)),
+                mtu: None,
+                default_gateway: None,
+                isolated: false,
+                address6: Some((a6(addr6), 64)),
+                default_gateway6: gw6.map(a6),
+            })
+            .await
+            .unwrap();
+        }
+        netlink::prepare_sysctls(&[NET6], true).unwrap();
+        let rules = ProjectRules {
+            networks: vec![NetworkRules {
+                bridge: NET6.into(),
+                subnet: net("10.91.1.0/24"),
+                subnet6: Some("fd00:91::/64".parse().unwrap()),
+                internal: false,
+                no_masquerade: false,
+            }],
+            ports: vec![PublishedPort {
+                container_ip6: Some(a6("fd00:91::2")),
+                ..port(Protocol::Tcp, "8080", [10, 91, 1, 2], "80")
+            }],
+        };
+        apply("fw6test", &rules).unwrap();
+    });
+    let v6 = |s: &str, port: u16| SocketAddr::from((a6(s), port));
+    {
+        let _c1 = Echo::tcp(&c1, v6("::", 80));
+        let _out = Echo::tcp(&outside, v6("::", 9999));
+        let answer = c2.tcp_query(v6("fd00:91::2", 80)).unwrap();
+        assert_eq!(peer_ip(&answer), "[fd00:91::3]", "{answer}");
+        let answer = c1.tcp_query(v6("2001:db8:1::2", 9999)).unwrap();
+        assert_eq!(peer_ip(&answer), "[2001:db8:1::1]", "masqueraded: {answer}");
+        let answer = outside.tcp_query(v6("2001:db8:1::1", 8080)).unwrap();
+        assert_eq!(peer_ip(&answer), "[2001:db8:1::2]", "client kept: {answer}");
+        assert!(answer.ends_with("[fd00:91::2]:80"), "{answer}");
+        let answer = host.tcp_query(v6("fd00:91::1", 8080)).unwrap();
+        assert!(answer.ends_with("[fd00:91::2]:80"), "{answer}");
+        // Nothing unsolicited comes in from outside.
+        outside.cmd(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:91::/64",
+            "via",
+            "2001:db8:1::1",
+        ]);
+        assert!(outside.tcp_query(v6("fd00:91::2", 80)).is_err());
+    }
+    host.block_on(|| async {
+        assert!(remove("fw6test").unwrap());
+    });
+    assert_eq!(snapshot(&host), before);
+}

@@ -4,6 +4,7 @@ fn bridge(name: &str, internal: bool) -> Bridge {
     Bridge {
         name: name.into(),
         internal,
+        ipv6: false,
     }
 }
 
