@@ -618,10 +618,11 @@ pub(crate) fn random_u64() -> u64 {
 }
 
 /// The IPv4 address of a full `d.c.b.a.in-addr.arpa.` name.
-fn reverse_address(name: &Name) -> Option<std::net::Ipv4Addr> {
+fn reverse_address(name: &Name) -> Option<IpAddr> {
     let net = name.parse_arpa_name().ok()?;
     match net.addr() {
-        IpAddr::V4(ip) if net.prefix_len() == 32 => Some(ip),
+        IpAddr::V4(ip) if net.prefix_len() == 32 => Some(IpAddr::V4(ip)),
+        IpAddr::V6(ip) if net.prefix_len() == 128 => Some(IpAddr::V6(ip)),
         _ => None,
     }
 }

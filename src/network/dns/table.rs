@@ -121,8 +121,8 @@ pub(crate) struct Index {
     containers: HashMap<String, Client>,
     /// (network, lower-case name) -> addresses, in container order, without duplicates.
     names: HashMap<(String, String), Addresses>,
-    /// address -> (network, canonical name).
-    reverse: HashMap<Ipv4Addr, Vec<(String, String)>>,
+    /// address (IPv4 or IPv6) -> (network, canonical name).
+    reverse: HashMap<IpAddr, Vec<(String, String)>>,
     default_upstreams: Vec<SocketAddr>,
 }
 
@@ -277,11 +277,17 @@ impl Index {
                     }
                 }
                 if let Some(canonical) = endpoint.names.first() {
-                    index
-                        .reverse
-                        .entry(endpoint.address)
-                        .or_default()
-                        .push((endpoint.network.clone(), normalize(canonical)));
+                    let addresses = [
+                        Some(IpAddr::V4(endpoint.address)),
+                        endpoint.address6.map(IpAddr::V6),
+                    ];
+                    for address in addresses.into_iter().flatten() {
+                        index
+                            .reverse
+                            .entry(address)
+                            .or_default()
+                            .push((endpoint.network.clone(), normalize(canonical)));
+                    }
                 }
             }
         }
@@ -353,7 +359,7 @@ impl Index {
     }
 
     /// The canonical name of `address`, when it is on one of the client's networks.
-    pub(crate) fn reverse(&self, client: &Client, address: Ipv4Addr) -> Option<&str> {
+    pub(crate) fn reverse(&self, client: &Client, address: IpAddr) -> Option<&str> {
         let entries = self.reverse.get(&address)?;
         client.networks.iter().find_map(|network| {
             entries
@@ -583,9 +589,9 @@ mod tests {
         let index = table.snapshot();
         let front = index.client(from("10.0.1.2")).cloned().unwrap();
         let web = index.client(from("10.0.1.3")).cloned().unwrap();
-        assert_eq!(index.reverse(&front, ip("10.0.2.3")), Some("db"));
-        assert_eq!(index.reverse(&web, ip("10.0.2.3")), None);
-        assert_eq!(index.reverse(&web, ip("10.0.1.9")), None);
+        assert_eq!(index.reverse(&front, IpAddr::V4(ip("10.0.2.3"))), Some("db"));
+        assert_eq!(index.reverse(&web, IpAddr::V4(ip("10.0.2.3"))), None);
+        assert_eq!(index.reverse(&web, IpAddr::V4(ip("10.0.1.9"))), None);
         assert!(index.upstreams(&web).is_empty());
 
         let host: SocketAddr = "127.0.0.53:53".parse().unwrap();

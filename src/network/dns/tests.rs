@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
@@ -285,6 +285,62 @@ async fn aaaa_ptr_and_tcp() {
 
     let tcp = ask_tcp(at, "127.0.0.3", "web", RecordType::A).await;
     assert_eq!(addresses(&tcp), vec![ip("127.0.0.3"), ip("127.0.0.4")]);
+}
+
+#[tokio::test]
+async fn aaaa_and_ip6_ptr_on_networks_with_ipv6() {
+    let table = project_table();
+    let v6 = |s: &str| -> std::net::Ipv6Addr { s.parse().unwrap() };
+    // web-1 and web-2 on a with IPv6 addresses too.
+    for (key, addr, addr6, names) in [
+        (
+            "p-web-1",
+            "127.0.0.3",
+            "fd00::3",
+            &["p-web-1", "web", "www"][..],
+        ),
+        ("p-web-2", "127.0.0.4", "fd00::4", &["p-web-2", "web"][..]),
+    ] {
+        table.upsert(
+            key,
+            container(vec![Endpoint {
+                address6: Some(v6(addr6)),
+                ..endpoint("a", addr, names)
+            }]),
+        );
+    }
+    let server = start(table, fast()).await;
+    let at = server.local_addr();
+    let aaaa = ask(at, "127.0.0.1", "web", RecordType::AAAA).await;
+    assert!(aaaa.metadata.authoritative);
+    let mut found: Vec<std::net::Ipv6Addr> = aaaa
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::AAAA(AAAA(ip)) => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, vec![v6("fd00::3"), v6("fd00::4")]);
+    // A still answers the IPv4 addresses only; a name without IPv6 has no AAAA.
+    let a = ask(at, "127.0.0.1", "web", RecordType::A).await;
+    assert_eq!(addresses(&a), vec![ip("127.0.0.3"), ip("127.0.0.4")]);
+    let front = ask(at, "127.0.0.3", "front", RecordType::AAAA).await;
+    assert_eq!(front.metadata.response_code, ResponseCode::NoError);
+    assert!(front.answers.is_empty());
+
+    let arpa = "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
+    let ptr = ask(at, "127.0.0.1", arpa, RecordType::PTR).await;
+    let targets: Vec<String> = ptr
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(PTR(name)) => Some(name.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets, vec!["p-web-1."]);
 }
 
 #[tokio::test]
