@@ -15,6 +15,8 @@ fn table() -> &'static DnsTable {
         let endpoint = |network: &str, address: [u8; 4], names: &[&str]| Endpoint {
             network: network.into(),
             address: Ipv4Addr::from(address),
+            // AAAA and ip6.arpa answers too.
+            address6: Some(Ipv4Addr::from(address).to_ipv6_mapped()),
             names: names.iter().map(|n| n.to_string()).collect(),
         };
         table.upsert(
