@@ -126,7 +126,7 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
     let context = Context::open(&req.context, Some(&file))?;
     // The stat cache of this context from earlier builds: unchanged files are not read again.
     let stat_cache = super::cache::dir_of(env.store).join("stat").join(format!(
-        "{}.json",
+        "{}.bin",
         Digest::of(req.context.as_os_str().as_encoded_bytes()).hex()
     ));
     if let Err(e) = context.load_stat_cache(&stat_cache) {

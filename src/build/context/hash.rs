@@ -139,7 +139,15 @@ fn file_hash(
     s: &Source,
     e: &Entry,
 ) -> Result<(Vec<u8>, Vec<(CString, Vec<u8>)>), ContextError> {
-    let cache_path = s.tree.dir.join(os(&e.tree_rel));
+    let cache_path = {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = s.tree.dir.as_os_str().as_bytes();
+        let mut p = Vec::with_capacity(dir.len() + 1 + e.tree_rel.len());
+        p.extend_from_slice(dir);
+        p.push(b'/');
+        p.extend_from_slice(&e.tree_rel);
+        p
+    };
     // The walk's stat matches the cache's: the file is not opened at all (a build with
     // nothing changed costs one stat per file, the walk's).
     let walked = StatKey {
@@ -149,22 +157,17 @@ fn file_hash(
         mtime: e.mtime,
         ctime: e.ctime,
     };
-    if let Ok(mut cache) = ctx.stat_cache.lock() {
+    if let Some(mut cache) = ctx.stat_cache() {
         if let Some(hit) = cache.get_mut(&cache_path) {
             if hit.key == walked {
                 let xattrs = hit.xattrs.as_ref().map(|x| {
                     x.iter()
-                        .filter_map(|(k, v)| {
-                            Some((
-                                CString::new(hex::decode(k).ok()?).ok()?,
-                                hex::decode(v).ok()?,
-                            ))
-                        })
+                        .filter_map(|(k, v)| Some((CString::new(k.clone()).ok()?, v.clone())))
                         .collect::<Vec<_>>()
                 });
-                if let (Ok(sum), Some(xattrs)) = (hex::decode(&hit.sha256), xattrs) {
+                if let Some(xattrs) = xattrs {
                     hit.used = true;
-                    return Ok((sum, xattrs));
+                    return Ok((hit.sha256.to_vec(), xattrs));
                 }
             }
         }
@@ -191,22 +194,20 @@ fn file_hash(
         mtime: (st.st_mtime, st.st_mtime_nsec),
         ctime: (st.st_ctime, st.st_ctime_nsec),
     };
-    let kept: Vec<(String, String)> = xattrs
+    let kept: Vec<(Vec<u8>, Vec<u8>)> = xattrs
         .iter()
-        .map(|(k, v)| (hex::encode(k.as_bytes()), hex::encode(v)))
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
         .collect();
-    if let Ok(mut cache) = ctx.stat_cache.lock() {
+    if let Some(mut cache) = ctx.stat_cache() {
         if let Some(hit) = cache.get_mut(&cache_path) {
             if hit.key == key {
-                if let Ok(sum) = hex::decode(&hit.sha256) {
-                    hit.used = true;
-                    if hit.xattrs.as_ref() != Some(&kept) {
-                        hit.xattrs = Some(kept);
-                        ctx.stat_cache_changed
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return Ok((sum, xattrs));
+                hit.used = true;
+                if hit.xattrs.as_ref() != Some(&kept) {
+                    hit.xattrs = Some(kept);
+                    ctx.stat_cache_changed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
+                return Ok((hit.sha256.to_vec(), xattrs));
             }
         }
     }
@@ -222,21 +223,21 @@ fn file_hash(
         }
         hasher.update(&buf[..n]);
     }
-    let sum = hasher.finalize().to_vec();
+    let sum: [u8; 32] = hasher.finalize().into();
     ctx.hashed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     ctx.stat_cache_changed
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Ok(mut cache) = ctx.stat_cache.lock() {
+    if let Some(mut cache) = ctx.stat_cache() {
         cache.insert(
             cache_path,
             StatEntry {
                 key,
-                sha256: hex::encode(&sum),
+                sha256: sum,
                 xattrs: Some(kept),
                 used: true,
             },
         );
     }
-    Ok((sum, xattrs))
+    Ok((sum.to_vec(), xattrs))
 }

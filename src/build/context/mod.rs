@@ -11,6 +11,7 @@ pub mod archive;
 pub mod copy;
 mod hash;
 pub mod pattern;
+mod statcache;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -219,7 +220,7 @@ impl Source {
 }
 
 /// Stat fields that say a file is unchanged since its content was hashed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct StatKey {
     dev: u64,
     ino: u64,
@@ -228,27 +229,30 @@ struct StatKey {
     ctime: (i64, i64),
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 struct StatEntry {
     key: StatKey,
-    sha256: String,
-    /// The kept xattrs (name and value, hex): with an unchanged stat (ctime moves with any
-    /// xattr change) a file is neither opened nor asked for them again. `None` in caches
-    /// written before they were kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    xattrs: Option<Vec<(String, String)>>,
+    sha256: [u8; 32],
+    /// The kept xattrs (name and value): with an unchanged stat (ctime moves with any xattr
+    /// change) a file is neither opened nor asked for them again. `None`: not recorded.
+    xattrs: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// Hit or filled since this context was opened (the entries kept first when the cache
     /// outgrows `MAX_STAT_CACHE`).
-    #[serde(skip)]
     used: bool,
 }
+
+/// The stat cache of a context, by absolute host path (bytes).
+type StatMap = HashMap<Vec<u8>, StatEntry>;
 
 /// A build context (or another tree to copy from).
 #[derive(Debug)]
 pub struct Context {
     tree: Arc<Tree>,
     /// Content hashes of files by absolute host path, valid while their stat is unchanged.
-    stat_cache: Mutex<HashMap<PathBuf, StatEntry>>,
+    stat_cache: Mutex<StatMap>,
+    /// The stat cache being read from disk by another thread ([`Context::load_stat_cache`]),
+    /// merged in on first use.
+    stat_cache_loading: Mutex<Option<std::thread::JoinHandle<Option<StatMap>>>>,
     /// Files whose content was read (not found in the stat cache) by `digest`, for tests and
     /// progress output.
     hashed: std::sync::atomic::AtomicU64,
@@ -312,6 +316,7 @@ impl Context {
         Context {
             tree: Arc::new(tree),
             stat_cache: Mutex::new(HashMap::new()),
+            stat_cache_loading: Mutex::new(None),
             stat_cache_changed: Default::default(),
             hashed: Default::default(),
         }
@@ -544,8 +549,25 @@ impl Context {
         self.hashed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The stat cache, with what a pending [`load_stat_cache`](Self::load_stat_cache) read
+    /// merged in (entries this build filled win).
+    fn stat_cache(&self) -> Option<std::sync::MutexGuard<'_, StatMap>> {
+        let loading = self.stat_cache_loading.lock().ok()?.take();
+        let mut cache = self.stat_cache.lock().ok()?;
+        if let Some(loaded) = loading.and_then(|h| h.join().ok()).flatten() {
+            for (path, entry) in loaded {
+                cache.entry(path).or_insert(entry);
+            }
+        }
+        Some(cache)
+    }
+
     /// Writes the stat cache to `path` (atomically: a temporary file renamed over it).
     pub fn save_stat_cache(&self, path: &Path) -> Result<(), ContextError> {
+        let cache = self.stat_cache().ok_or_else(|| ContextError::StatCache {
+            path: path.display().to_string(),
+            message: "lock poisoned".into(),
+        })?;
         if !self
             .stat_cache_changed
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -553,40 +575,49 @@ impl Context {
         {
             return Ok(());
         }
-        let cache = self
-            .stat_cache
-            .lock()
-            .map_err(|_| ContextError::StatCache {
-                path: path.display().to_string(),
-                message: "lock poisoned".into(),
-            })?;
         let keep_all = cache.len() <= MAX_STAT_CACHE;
-        let list: Vec<(&PathBuf, &StatEntry)> = cache
-            .iter()
-            .filter(|(_, e)| keep_all || e.used)
-            .take(MAX_STAT_CACHE)
-            .collect();
-        let data = serde_json::to_vec(&list).map_err(|e| ContextError::StatCache {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let data = statcache::encode(
+            cache
+                .iter()
+                .filter(|(_, e)| keep_all || e.used)
+                .take(MAX_STAT_CACHE),
+        );
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, data).map_err(io_err("write stat cache", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err("rename stat cache to", path))
     }
 
-    /// Loads a stat cache written by `save_stat_cache`; a missing file is an empty cache, an
-    /// unreadable one is ignored (it is only a cache).
+    /// Starts reading a stat cache written by `save_stat_cache` on another thread (the
+    /// Dockerfile's first steps go on meanwhile; the first digest waits for it). A missing file
+    /// is an empty cache, an unreadable one is ignored (it is only a cache).
     pub fn load_stat_cache(&self, path: &Path) -> Result<(), ContextError> {
-        let Some(data) = read_limited(path, 1 << 30)? else {
-            return Ok(());
+        let path = path.to_path_buf();
+        let read = move || {
+            let data = read_limited(&path, 1 << 30).ok().flatten()?;
+            let map = statcache::decode(&data);
+            if map.is_none() {
+                tracing::warn!("ignoring unreadable stat cache {}", path.display());
+            }
+            map
         };
-        let Ok(list) = serde_json::from_slice::<Vec<(PathBuf, StatEntry)>>(&data) else {
-            tracing::warn!("ignoring unreadable stat cache {}", path.display());
-            return Ok(());
-        };
-        if let Ok(mut cache) = self.stat_cache.lock() {
-            cache.extend(list);
+        let handle = std::thread::Builder::new()
+            .name("stat-cache".into())
+            .spawn(read)
+            .map_err(|e| ContextError::StatCache {
+                path: "(thread)".into(),
+                message: e.to_string(),
+            })?;
+        if let Ok(mut loading) = self.stat_cache_loading.lock() {
+            // A second load replaces a first one not used yet: its entries are merged now.
+            if let Some(earlier) = loading.replace(handle) {
+                if let (Some(map), Ok(mut cache)) =
+                    (earlier.join().ok().flatten(), self.stat_cache.lock())
+                {
+                    for (path, entry) in map {
+                        cache.entry(path).or_insert(entry);
+                    }
+                }
+            }
         }
         Ok(())
     }

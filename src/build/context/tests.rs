@@ -911,3 +911,54 @@ fn random_input_never_panics() {
         let _ = ctx.resolve_with(&[src], &[exclude], parents);
     }
 }
+
+/// The walk's root with many directories is searched by several threads: the entries, what
+/// the ignore file and `--exclude` leave out or bring back, and their order are those of a
+/// walk by one thread (checked against the expected depth-first, name-sorted list).
+#[test]
+fn a_parallel_walk_keeps_order_and_patterns() {
+    let t = tempfile::tempdir().unwrap();
+    let c = t.path();
+    let mut want = vec![".".to_string()];
+    for d in 0..12 {
+        let dir = format!("d{d:02}");
+        if d == 3 {
+            // Ignored, with one file brought back by an exception.
+            write(&c.join(&dir).join("gone"), "x");
+            write(&c.join(&dir).join("back"), "x");
+            want.push(format!("./{dir}"));
+            want.push(format!("./{dir}/back"));
+            continue;
+        }
+        if d == 7 {
+            // Ignored whole.
+            write(&c.join(&dir).join("f"), "x");
+            continue;
+        }
+        want.push(format!("./{dir}"));
+        for f in 0..3 {
+            write(&c.join(&dir).join(format!("f{f}")), "x");
+            want.push(format!("./{dir}/f{f}"));
+        }
+        write(&c.join(&dir).join("sub/deep"), "x");
+        want.push(format!("./{dir}/sub"));
+        if d != 5 {
+            want.push(format!("./{dir}/sub/deep"));
+        }
+        // A file between the directories, in name order.
+        write(&c.join(format!("{dir}.txt")), "x");
+        want.push(format!("./{dir}.txt"));
+    }
+    write(&c.join(".dockerignore"), "d03\n!d03/back\nd07\n");
+    want.insert(1, "./.dockerignore".into());
+    let ctx = Context::open(c, None).unwrap();
+    let got = ctx
+        .resolve(&strings(&["."]), &strings(&["d05/sub/deep"]))
+        .unwrap();
+    assert_eq!(paths(&got), want);
+    // The same digest every time (the order feeds it).
+    let again = ctx
+        .resolve(&strings(&["."]), &strings(&["d05/sub/deep"]))
+        .unwrap();
+    assert_eq!(ctx.digest(&got).unwrap(), ctx.digest(&again).unwrap());
+}

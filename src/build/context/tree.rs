@@ -466,8 +466,51 @@ struct Walk<'w> {
     budget: &'w mut usize,
 }
 
+/// A name of a directory being walked, looked at.
+enum Found {
+    /// A file, link or other non-directory that is kept.
+    Leaf(Entry),
+    /// A directory to search: its entry, an open descriptor, its paths and what the patterns
+    /// said of it; `out` when ignored or excluded (kept only if something under it is not).
+    Dir {
+        entry: Entry,
+        name: Vec<u8>,
+        t: Vec<u8>,
+        s: Vec<u8>,
+        ign: MatchInfo,
+        exc: MatchInfo,
+        out: bool,
+    },
+}
+
+/// Opens directory `name` of `parent` (shown as `t` in errors), never through a link.
+fn open_dir(parent: &OwnedFd, name: &[u8], t: &[u8]) -> Result<OwnedFd, ContextError> {
+    openat(
+        parent,
+        os(name),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(super::errno_err("open directory", os(t)))
+}
+
+/// A directory below the walk's root searched by one of several threads.
+struct Job {
+    name: Vec<u8>,
+    t: Vec<u8>,
+    s: Vec<u8>,
+    ign: MatchInfo,
+    exc: MatchInfo,
+}
+
+/// What a job found: its entries, whether any was kept, and the budget it used.
+type JobResult = Result<(Vec<Entry>, bool, usize), ContextError>;
+
 impl Walk<'_> {
-    /// Adds what is under `dir`; true when anything was.
+    /// Adds what is under `dir`; true when anything was. The walk's root (depth 1) with
+    /// several directories below it has them searched by several threads at once: a large
+    /// context is one `stat` per file, and the kernel's share of that is most of a build with
+    /// nothing changed. Entries come out in the same order either way.
     fn dir(
         &mut self,
         fd: OwnedFd,
@@ -485,67 +528,228 @@ impl Walk<'_> {
         }
         let dup =
             nix::unistd::dup(&fd).map_err(super::errno_err("read directory", os(tree_path)))?;
+        let names = read_names(dup, tree_path)?;
+        if depth == 1 {
+            let mut found = Vec::with_capacity(names.len());
+            for name in &names {
+                found.extend(self.look(&fd, tree_path, src_path, ign, exc, name)?);
+            }
+            let dirs = found
+                .iter()
+                .filter(|f| matches!(f, Found::Dir { .. }))
+                .count();
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4)
+                .min(dirs);
+            if threads >= 2 {
+                return self.parallel(&fd, found, threads, depth);
+            }
+            let mut any = false;
+            for f in found {
+                any |= self.add(&fd, f, depth)?;
+            }
+            return Ok(any);
+        }
         let mut any = false;
-        for name in read_names(dup, tree_path)? {
-            let t = join(tree_path, &name);
-            let s = join(src_path, &name);
-            let st = match fstatat(&fd, os(&name), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Removed since it was listed.
-                Err(Errno::ENOENT) => continue,
-                Err(e) => return Err(super::errno_err("stat", os(&t))(e)),
-            };
-            let (ignored, ign2) = if self.ignore.is_empty() {
-                (false, MatchInfo::default())
-            } else {
-                self.ignore.matches_using_parent_results(&t, ign)
-            };
-            let (excluded, exc2) = if self.exclude.is_empty() {
-                (false, MatchInfo::default())
-            } else {
-                self.exclude.matches_using_parent_results(&s, exc)
-            };
-            let out = ignored || excluded;
-            if is_dir(&st) {
-                // An excluded directory is searched only when an exception may re-include
-                // something under it, and kept only when one did.
-                let may_reinclude = (!ignored || self.ignore.exceptions_may_reach(&t))
-                    && (!excluded || self.exclude.exceptions_may_reach(&s));
-                if out && !may_reinclude {
-                    continue;
-                }
-                take(self.budget)?;
-                let at = self.out.len();
-                self.out.push(entry_from(s.clone(), t.clone(), &st, None));
-                let child = openat(
-                    &fd,
-                    os(&name),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(super::errno_err("open directory", os(&t)))?;
-                let inner = self.dir(child, &t, &s, &ign2, &exc2, depth + 1)?;
-                if out && !inner {
-                    self.out.truncate(at);
-                } else {
-                    any = true;
-                }
-            } else if !out {
-                take(self.budget)?;
-                let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-                    Some(
-                        readlinkat(&fd, os(&name))
-                            .map_err(super::errno_err("read link", os(&t)))?
-                            .as_bytes()
-                            .to_vec(),
-                    )
-                } else {
-                    None
-                };
-                self.out.push(entry_from(s, t, &st, link));
-                any = true;
+        for name in &names {
+            if let Some(f) = self.look(&fd, tree_path, src_path, ign, exc, name)? {
+                any |= self.add(&fd, f, depth)?;
             }
         }
         Ok(any)
+    }
+
+    /// Adds one name's entry, and for a directory what is under it; true when anything was.
+    fn add(&mut self, parent: &OwnedFd, found: Found, depth: usize) -> Result<bool, ContextError> {
+        take(self.budget)?;
+        match found {
+            Found::Leaf(e) => {
+                self.out.push(e);
+                Ok(true)
+            }
+            Found::Dir {
+                entry,
+                name,
+                t,
+                s,
+                ign,
+                exc,
+                out,
+            } => {
+                let at = self.out.len();
+                self.out.push(entry);
+                let fd = open_dir(parent, &name, &t)?;
+                let inner = self.dir(fd, &t, &s, &ign, &exc, depth + 1)?;
+                if out && !inner {
+                    self.out.truncate(at);
+                    Ok(false)
+                } else {
+                    Ok(true)
+                }
+            }
+        }
+    }
+
+    /// [`Walk::add`] of every name of the walk's root, its directories searched by `threads`
+    /// threads (this one and others), each with the budget left; the entries are put back in
+    /// order afterwards.
+    fn parallel(
+        &mut self,
+        parent: &OwnedFd,
+        found: Vec<Found>,
+        threads: usize,
+        depth: usize,
+    ) -> Result<bool, ContextError> {
+        for _ in &found {
+            take(self.budget)?;
+        }
+        let mut order = Vec::with_capacity(found.len());
+        let mut jobs = Vec::new();
+        for f in found {
+            match f {
+                Found::Leaf(e) => order.push((e, None)),
+                Found::Dir {
+                    entry,
+                    name,
+                    t,
+                    s,
+                    ign,
+                    exc,
+                    out,
+                } => {
+                    order.push((entry, Some((jobs.len(), out))));
+                    jobs.push(std::sync::Mutex::new(Some(Job {
+                        name,
+                        t,
+                        s,
+                        ign,
+                        exc,
+                    })));
+                }
+            }
+        }
+        let results: Vec<std::sync::Mutex<Option<JobResult>>> =
+            jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let left = *self.budget;
+        let (ignore, exclude) = (self.ignore, self.exclude);
+        let work = || loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(slot) = jobs.get(i) else { break };
+            let Some(job) = slot.lock().ok().and_then(|mut j| j.take()) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            let mut budget = left;
+            let mut w = Walk {
+                ignore,
+                exclude,
+                out: &mut out,
+                budget: &mut budget,
+            };
+            let r = open_dir(parent, &job.name, &job.t)
+                .and_then(|fd| w.dir(fd, &job.t, &job.s, &job.ign, &job.exc, depth + 1))
+                .map(|inner| (out, inner, left - budget));
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(r);
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                // No thread to be had: this one does the work alone.
+                let _ = std::thread::Builder::new().spawn_scoped(scope, work);
+            }
+            work();
+        });
+        let mut any = false;
+        for (entry, dir) in order {
+            let Some((i, out)) = dir else {
+                self.out.push(entry);
+                any = true;
+                continue;
+            };
+            let result = results[i]
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .unwrap_or_else(|| Err(ContextError::Copy("a directory walk was lost".into())))?;
+            let (children, inner, used) = result;
+            *self.budget = self.budget.checked_sub(used).ok_or(ContextError::TooMany {
+                what: "files in the sources of one COPY",
+                limit: MAX_ENTRIES,
+            })?;
+            if out && !inner {
+                continue;
+            }
+            self.out.push(entry);
+            self.out.extend(children);
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// What `name` in `dir` is for the walk: `None` when it is left out (gone since it was
+    /// listed, or ignored or excluded with nothing under it that an exception brings back).
+    fn look(
+        &self,
+        fd: &OwnedFd,
+        tree_path: &[u8],
+        src_path: &[u8],
+        ign: &MatchInfo,
+        exc: &MatchInfo,
+        name: &[u8],
+    ) -> Result<Option<Found>, ContextError> {
+        let t = join(tree_path, name);
+        let s = join(src_path, name);
+        let st = match fstatat(fd, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Removed since it was listed.
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(super::errno_err("stat", os(&t))(e)),
+        };
+        let (ignored, ign2) = if self.ignore.is_empty() {
+            (false, MatchInfo::default())
+        } else {
+            self.ignore.matches_using_parent_results(&t, ign)
+        };
+        let (excluded, exc2) = if self.exclude.is_empty() {
+            (false, MatchInfo::default())
+        } else {
+            self.exclude.matches_using_parent_results(&s, exc)
+        };
+        let out = ignored || excluded;
+        if is_dir(&st) {
+            // An excluded directory is searched only when an exception may re-include
+            // something under it, and kept only when one did.
+            let may_reinclude = (!ignored || self.ignore.exceptions_may_reach(&t))
+                && (!excluded || self.exclude.exceptions_may_reach(&s));
+            if out && !may_reinclude {
+                return Ok(None);
+            }
+            return Ok(Some(Found::Dir {
+                entry: entry_from(s.clone(), t.clone(), &st, None),
+                name: name.to_vec(),
+                t,
+                s,
+                ign: ign2,
+                exc: exc2,
+                out,
+            }));
+        }
+        if out {
+            return Ok(None);
+        }
+        let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            Some(
+                readlinkat(fd, os(name))
+                    .map_err(super::errno_err("read link", os(&t)))?
+                    .as_bytes()
+                    .to_vec(),
+            )
+        } else {
+            None
+        };
+        Ok(Some(Found::Leaf(entry_from(s, t, &st, link))))
     }
 }

@@ -589,7 +589,10 @@ mod tests {
         let index = table.snapshot();
         let front = index.client(from("10.0.1.2")).cloned().unwrap();
         let web = index.client(from("10.0.1.3")).cloned().unwrap();
-        assert_eq!(index.reverse(&front, IpAddr::V4(ip("10.0.2.3"))), Some("db"));
+        assert_eq!(
+            index.reverse(&front, IpAddr::V4(ip("10.0.2.3"))),
+            Some("db")
+        );
         assert_eq!(index.reverse(&web, IpAddr::V4(ip("10.0.2.3"))), None);
         assert_eq!(index.reverse(&web, IpAddr::V4(ip("10.0.1.9"))), None);
         assert!(index.upstreams(&web).is_empty());
