@@ -7,9 +7,16 @@ fn main() {
         rcompose::runtime::init::main();
     }
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some(rcompose::supervisor::server::SUPERVISE_ARG) {
-        let project = args.next().unwrap_or_default();
-        std::process::exit(rcompose::supervisor::server::main(&project));
+    match args.nth(1).as_deref() {
+        Some(rcompose::supervisor::server::SUPERVISE_ARG) => {
+            let project = args.next().unwrap_or_default();
+            std::process::exit(rcompose::supervisor::server::main(&project));
+        }
+        Some(rcompose::build::network::GC_ARG) => {
+            let project = args.next().unwrap_or_default();
+            std::process::exit(rcompose::build::network::gc_main(&project));
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     let code = match run(cli) {

@@ -51,17 +51,28 @@ fn build(state: &State, env: &[(String, String)], ctx: &Path, args: &[&str]) -> 
         .expect("run rcompose")
 }
 
-/// Whether the nftables table of the build network of build process `pid` still exists.
-/// Only that one: other tests' builds run beside it with their own.
-fn build_table_left(pid: u32) -> bool {
-    let tables = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .expect("nft");
+/// Whether the nftables table of the build network of build process `pid` is gone, waiting
+/// for it up to 10 s: a finished build's network is removed by a detached helper process right
+/// after it. Only that one: other tests' builds run beside it with their own.
+fn build_table_gone(pid: u32) -> bool {
     let own = format!("rcompose-rcompose-build-{pid}");
-    stdout(&tables)
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some(own.as_str()))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let tables = std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .expect("nft");
+        let left = stdout(&tables)
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(own.as_str()));
+        if !left {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A variable of the test bed's environment (registries, auth file), empty when unset.
@@ -344,7 +355,7 @@ fn run_steps_reach_out_over_their_own_network_and_leave_nothing() {
     assert_eq!(stdout(&run), "from host1\n", "{}", out(&run));
     // The build's bridge and firewall rules went with it.
     assert!(
-        !build_table_left(pid),
+        build_table_gone(pid),
         "the firewall table of build {pid} is left"
     );
 }
@@ -633,7 +644,7 @@ fn ctrl_c_stops_a_build_and_leaves_the_cache_usable() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
-    assert!(!build_table_left(child.id()), "the firewall table is left");
+    assert!(build_table_gone(child.id()), "the firewall table is left");
     // (Read from /proc: procps is not on every machine.)
     let still: Vec<String> = std::fs::read_dir("/proc")
         .expect("/proc")

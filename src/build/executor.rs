@@ -109,8 +109,16 @@ struct Build<'a> {
     secrets: BTreeMap<String, Vec<u8>>,
     /// The keys of this build's filesystem steps (for `cache_to`).
     keys: Mutex<Vec<Key>>,
-    /// The bridge of RUN steps with the default network, made on first use.
-    network: Mutex<Option<std::sync::Arc<BuildNetwork>>>,
+    /// The bridge of RUN steps with the default network, made on first use (or on a thread of
+    /// its own from the first cache miss, see [`Build::prepare_network`]).
+    network: Mutex<NetState>,
+}
+
+/// The build network, as far as it is made.
+enum NetState {
+    None,
+    Making(std::thread::JoinHandle<Result<BuildNetwork, BuildError>>),
+    Ready(std::sync::Arc<BuildNetwork>),
 }
 
 /// Builds `req`; returns the image, committed to the store and tagged.
@@ -213,9 +221,16 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         images: Mutex::new(BTreeMap::new()),
         secrets,
         keys: Mutex::new(Vec::new()),
-        network: Mutex::new(None),
+        network: Mutex::new(NetState::None),
     };
     let result = b.run();
+    // A network made for RUN steps that then all came from the cache: dropped (removed) now,
+    // not left half-made by a thread the process's exit cuts short.
+    if let Ok(mut net) = b.network.lock() {
+        if let NetState::Making(handle) = std::mem::replace(&mut *net, NetState::None) {
+            let _ = handle.join();
+        }
+    }
     if result.is_ok() {
         let saved = stat_cache
             .parent()
@@ -389,12 +404,43 @@ impl Build<'_> {
             .network
             .lock()
             .map_err(|_| BuildError::Step("build state poisoned".into()))?;
-        if let Some(n) = net.as_ref() {
-            return Ok(n.clone());
+        let made = match std::mem::replace(&mut *net, NetState::None) {
+            NetState::Ready(n) => n,
+            NetState::Making(handle) => std::sync::Arc::new(
+                handle
+                    .join()
+                    .map_err(|_| BuildError::Step("build network: making it panicked".into()))??,
+            ),
+            NetState::None => std::sync::Arc::new(BuildNetwork::create()?),
+        };
+        *net = NetState::Ready(made.clone());
+        Ok(made)
+    }
+
+    /// Starts making the build network on another thread when a RUN of the Dockerfile may
+    /// need it: called when a step misses the cache, so every later step of its stage runs
+    /// (and a cached build makes none). Its cost (10 ms and more) then overlaps the steps
+    /// before the first RUN.
+    fn prepare_network(&self) {
+        if matches!(self.req.network.as_deref(), Some("none" | "host")) {
+            return;
         }
-        let n = std::sync::Arc::new(BuildNetwork::create()?);
-        *net = Some(n.clone());
-        Ok(n)
+        let wants = self.df.stages.iter().any(|s| {
+            s.instructions.iter().any(|i| {
+                matches!(&i.kind, Kind::Run(r) if matches!(r.network, None | Some(NetworkMode::Default)))
+            })
+        });
+        let Ok(mut net) = self.network.lock() else {
+            return;
+        };
+        if wants && matches!(*net, NetState::None) {
+            if let Ok(handle) = std::thread::Builder::new()
+                .name("build-network".into())
+                .spawn(BuildNetwork::create)
+            {
+                *net = NetState::Making(handle);
+            }
+        }
     }
 
     fn declared(&self, name: &str) -> bool {
@@ -566,6 +612,7 @@ impl Build<'_> {
                 }
             }
         }
+        self.prepare_network();
         let result = self.execute(&expanded, state, prepared, id, started, &location);
         match result {
             Ok(layer) => {

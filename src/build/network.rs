@@ -1,9 +1,11 @@
 //! The network of RUN steps (BuildKit's default): a bridge of rcompose's own for the duration
 //! of one build, with masquerade to the outside, made by the same code as a project's default
 //! network (so the same coexistence with Docker's firewall). Each step gets a network
-//! namespace of its own, joined to the bridge before its command runs. Removed when the build
-//! ends; a build killed before that leaves a bridge named after its process, which the next
-//! build removes.
+//! namespace of its own, joined to the bridge before its command runs. Made on a thread of its
+//! own as soon as a step misses the cache (before the first RUN needs it); removed when the
+//! build ends, by a detached helper process so the result does not wait for the kernel; a
+//! build killed before that leaves a bridge named after its process, which the next build
+//! removes.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
@@ -143,8 +145,18 @@ impl BuildNetwork {
     }
 }
 
+/// The hidden command that removes a finished build's network (see `Drop for BuildNetwork`).
+pub const GC_ARG: &str = "__build-network-gc";
+
 impl Drop for BuildNetwork {
+    /// The bridge and firewall table go in a short-lived detached process of rcompose's own:
+    /// deleting a bridge waits for the kernel (20 ms and more), which the build's result need
+    /// not wait for. When that process cannot start, they go here; when it dies first, the
+    /// next build removes them (`remove_stale`: their build process is gone).
     fn drop(&mut self) {
+        if spawn_gc(&self.project.name).is_ok() {
+            return;
+        }
         let _ = self.rt.block_on(project_net::teardown(
             &self.nl,
             &self.project.name,
@@ -153,6 +165,58 @@ impl Drop for BuildNetwork {
             &[],
         ));
     }
+}
+
+fn spawn_gc(project: &str) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg(GC_ARG)
+        .arg(project)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C to the build's does not stop the clean-up.
+        .process_group(0)
+        .spawn()?;
+    // Reaped by a thread, so a long-lived process (watch's rebuilds) keeps no zombie; a CLI
+    // that exits first leaves it to init.
+    std::thread::Builder::new()
+        .name("build-net-gc".into())
+        .spawn(move || {
+            let _ = child.wait();
+        })?;
+    Ok(())
+}
+
+/// [`GC_ARG`]: removes the bridge and firewall rules of build network `project` (only names of
+/// build networks, `rcompose-build-<pid>`, are accepted). The exit code is 0 when they are gone.
+pub fn gc_main(project: &str) -> i32 {
+    let valid = project
+        .strip_prefix("rcompose-build-")
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        eprintln!("rcompose: {GC_ARG}: not a build network: {project:?}");
+        return 2;
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 1;
+    };
+    let nl = {
+        let _enter = rt.enter();
+        match Netlink::connect() {
+            Ok(nl) => nl,
+            Err(_) => return 1,
+        }
+    };
+    let bridge = crate::network::names::bridge_name(&format!("{project}_default"));
+    let link = rt.block_on(nl.delete_link(&bridge));
+    let rules = crate::network::firewall::remove(project);
+    i32::from(link.is_err() || rules.is_err())
 }
 
 /// Build networks of builds whose process is gone (killed before their teardown): their

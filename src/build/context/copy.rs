@@ -296,6 +296,17 @@ fn clean_comps(comps: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
+/// Copies of at least this many entries are split between threads ([`Copier::parallel_plan`]).
+const PARALLEL_COPY_MIN: usize = 256;
+
+/// A destination directory open during a copy, with the times to give it once its contents
+/// are written.
+struct OpenDir {
+    rel: Vec<u8>,
+    fd: OwnedFd,
+    times: Option<Entry>,
+}
+
 struct Copier<'a> {
     root: BorrowedFd<'a>,
     /// Mode of the directories the copy creates on the way to its destination: 0755, or an
@@ -559,19 +570,31 @@ impl Copier<'_> {
         top_shown: &str,
         top_times: Option<Entry>,
     ) -> Result<(), ContextError> {
-        // Open destination directories along the walk (entries come parents first, in
-        // depth-first order), with the times to set once their contents are written.
-        struct Open {
-            rel: Vec<u8>,
-            fd: OwnedFd,
-            times: Option<Entry>,
-        }
-        let mut stack = vec![Open {
+        let entries = s.entries.get(1..).unwrap_or_default();
+        let top = OpenDir {
             rel: Vec::new(),
             fd: top,
             times: top_times,
-        }];
-        for e in s.entries.iter().skip(1) {
+        };
+        match self.parallel_plan(entries) {
+            Some(threads) => self.copy_parallel(s, entries, top, top_shown, threads),
+            None => self.copy_tree(s, entries, top, top_shown),
+        }
+    }
+
+    /// Copies `entries` (depth-first, parents first) under `root`, then sets the times of
+    /// each directory once its contents are written.
+    fn copy_tree(
+        &mut self,
+        s: &Source,
+        entries: &[Entry],
+        root: OpenDir,
+        top_shown: &str,
+    ) -> Result<(), ContextError> {
+        // Open destination directories along the walk, with the times to set once their
+        // contents are written.
+        let mut stack = vec![root];
+        for e in entries {
             let (parent_rel, name) = match e.rel.iter().rposition(|&c| c == b'/') {
                 Some(i) => (&e.rel[..i], &e.rel[i + 1..]),
                 None => (&b""[..], &e.rel[..]),
@@ -593,7 +616,7 @@ impl Copier<'_> {
             let pfd = parent.fd.as_fd();
             if e.kind == FileKind::Dir {
                 let fd = self.make_dir(s, e, pfd, name, &shown_path)?;
-                stack.push(Open {
+                stack.push(OpenDir {
                     rel: e.rel.clone(),
                     fd,
                     times: Some(e.clone()),
@@ -606,6 +629,136 @@ impl Copier<'_> {
             self.finish_dir(&done.fd, done.times.as_ref(), &done.rel)?;
         }
         Ok(())
+    }
+
+    /// How many threads copy `entries` (a directory's contents), `None` for this one alone:
+    /// a large copy with several directories at its top is split by those directories (a
+    /// file copy is a dozen system calls, most of a COPY's time). Not with hard links, which
+    /// a copy keeps only within what one thread copies.
+    fn parallel_plan(&self, entries: &[Entry]) -> Option<usize> {
+        if entries.len() < PARALLEL_COPY_MIN {
+            return None;
+        }
+        if entries
+            .iter()
+            .any(|e| e.kind == FileKind::File && e.nlink > 1)
+        {
+            return None;
+        }
+        let dirs = entries
+            .iter()
+            .filter(|e| e.kind == FileKind::Dir && !e.rel.contains(&b'/'))
+            .count();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+            .min(dirs);
+        (threads >= 2).then_some(threads)
+    }
+
+    /// [`copy_tree`](Self::copy_tree) with the top's directories made here and their contents
+    /// copied by `threads` threads, each with a copier of its own; the top's own files are
+    /// copied here, and its times set last.
+    fn copy_parallel(
+        &mut self,
+        s: &Source,
+        entries: &[Entry],
+        top: OpenDir,
+        top_shown: &str,
+        threads: usize,
+    ) -> Result<(), ContextError> {
+        struct Job<'e> {
+            dir: OpenDir,
+            below: &'e [Entry],
+        }
+        let mut jobs: Vec<std::sync::Mutex<Option<Job>>> = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
+            let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(&e.rel));
+            if e.kind != FileKind::Dir {
+                self.copy_entry(s, e, top.fd.as_fd(), &e.rel, &shown_path)?;
+                i += 1;
+                continue;
+            }
+            // Its subtree: the entries after it whose path is under it.
+            let mut prefix = e.rel.clone();
+            prefix.push(b'/');
+            let end = entries[i + 1..]
+                .iter()
+                .position(|x| !x.rel.starts_with(&prefix))
+                .map_or(entries.len(), |n| i + 1 + n);
+            let fd = self.make_dir(s, e, top.fd.as_fd(), &e.rel, &shown_path)?;
+            jobs.push(std::sync::Mutex::new(Some(Job {
+                dir: OpenDir {
+                    rel: e.rel.clone(),
+                    fd,
+                    times: Some(e.clone()),
+                },
+                below: &entries[i + 1..end],
+            })));
+            i = end;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results: std::sync::Mutex<Vec<Result<CopyStats, ContextError>>> = Default::default();
+        let (root, dir_mode, owner, chmod, epoch) = (
+            self.root,
+            self.dir_mode,
+            self.owner,
+            self.chmod.clone(),
+            self.epoch,
+        );
+        let work = || {
+            let mut c = Copier {
+                root,
+                dir_mode,
+                owner,
+                chmod: chmod.clone(),
+                epoch,
+                links: HashMap::new(),
+                stats: CopyStats::default(),
+            };
+            let mut result = Ok(());
+            while result.is_ok() && !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(slot) = jobs.get(n) else { break };
+                let Some(job) = slot.lock().ok().and_then(|mut j| j.take()) else {
+                    continue;
+                };
+                result = c.copy_tree(s, job.below, job.dir, top_shown);
+            }
+            if result.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Ok(mut r) = results.lock() {
+                r.push(result.map(|()| c.stats));
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                // No thread to be had: the others and this one do the work.
+                let _ = std::thread::Builder::new().spawn_scoped(scope, work);
+            }
+            work();
+        });
+        let results = results
+            .into_inner()
+            .map_err(|_| copy_err("a copy thread failed".into()))?;
+        for r in results {
+            let stats = r?;
+            self.stats.files += stats.files;
+            self.stats.dirs += stats.dirs;
+            self.stats.links += stats.links;
+            self.stats.bytes += stats.bytes;
+        }
+        if jobs.iter().any(|j| j.lock().map_or(true, |j| j.is_some())) {
+            return Err(copy_err(format!(
+                "{}: a part of the copy was not done",
+                s.path
+            )));
+        }
+        self.finish_dir(&top.fd, top.times.as_ref(), &top.rel)
     }
 
     fn owner_of(&self, s: &Source, e: &Entry) -> (u32, u32) {

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
@@ -418,22 +418,38 @@ struct Walk<'a, W: Write> {
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const OVERLAY_XATTRS: &str = "trusted.overlay.";
 
+/// Where an entry's extended attributes are read: its open descriptor (files and directories:
+/// no path to resolve again), else its path (links and devices, which cannot be opened).
+enum XattrsOf<'p> {
+    Fd(BorrowedFd<'p>),
+    Path(&'p Path),
+}
+
 impl<W: Write> Walk<'_, W> {
     /// A directory's entry names, sorted bytewise.
-    fn names(path: &Path) -> Result<std::vec::IntoIter<Vec<u8>>, LayerError> {
+    fn names(fd: &OwnedFd, path: &Path) -> Result<std::vec::IntoIter<Vec<u8>>, LayerError> {
+        let dup = nix::unistd::dup(fd).map_err(|e| io_err("read", path)(e.into()))?;
+        let mut d = nix::dir::Dir::from_fd(dup).map_err(|e| io_err("read", path)(e.into()))?;
         let mut names: Vec<Vec<u8>> = Vec::new();
-        for entry in fs::read_dir(path).map_err(io_err("read", path))? {
-            let entry = entry.map_err(io_err("read", path))?;
-            names.push(entry.file_name().as_bytes().to_vec());
+        for entry in d.iter() {
+            let entry = entry.map_err(|e| io_err("read", path)(e.into()))?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
         }
         names.sort();
         Ok(names.into_iter())
     }
 
-    /// Depth-first, with an explicit stack: a step controls how deep its directories go.
+    /// Depth-first, with an explicit stack: a step controls how deep its directories go. Each
+    /// level holds its directory open, and entries are looked at relative to it (a path from
+    /// the root is a dozen components the kernel would resolve again for every call).
     fn dir(&mut self, path: &Path, rel: &[u8]) -> Result<(), LayerError> {
-        let mut stack = vec![(path.to_path_buf(), rel.to_vec(), Self::names(path)?)];
-        while let Some((dir, dir_rel, names)) = stack.last_mut() {
+        let fd: OwnedFd = File::open(path).map_err(io_err("open", path))?.into();
+        let names = Self::names(&fd, path)?;
+        let mut stack = vec![(fd, path.to_path_buf(), rel.to_vec(), names)];
+        while let Some((dir_fd, dir, dir_rel, names)) = stack.last_mut() {
             let Some(name) = names.next() else {
                 stack.pop();
                 continue;
@@ -444,36 +460,69 @@ impl<W: Write> Walk<'_, W> {
                 child_rel.push(b'/');
             }
             child_rel.extend_from_slice(&name);
-            if self.entry(&child, child_rel.clone())? {
-                let names = Self::names(&child)?;
-                stack.push((child, child_rel, names));
+            let parent = dir_fd.as_fd();
+            if let Some(fd) = self.entry(parent, &name, &child, child_rel.clone())? {
+                let names = Self::names(&fd, &child)?;
+                stack.push((fd, child, child_rel, names));
             }
         }
         Ok(())
     }
 
-    /// Writes one entry; true when it is a directory to descend into.
-    fn entry(&mut self, path: &Path, rel: Vec<u8>) -> Result<bool, LayerError> {
-        let meta = fs::symlink_metadata(path).map_err(io_err("stat", path))?;
-        let ft = meta.file_type();
-        if ft.is_socket() {
+    /// Writes one entry (`name` in the directory `parent`, at `path`); for a directory to
+    /// descend into, its open descriptor.
+    fn entry(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        path: &Path,
+        rel: Vec<u8>,
+    ) -> Result<Option<OwnedFd>, LayerError> {
+        use nix::fcntl::{AtFlags, OFlag};
+        let name = OsStr::from_bytes(name);
+        let st = nix::sys::stat::fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err("stat", path)(e.into()))?;
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFSOCK {
             // containerd leaves sockets out.
-            return Ok(false);
+            return Ok(None);
         }
-        if ft.is_char_device() && meta.rdev() == 0 {
+        if kind == libc::S_IFCHR && st.st_rdev == 0 {
             self.whiteout(&rel, None)?;
-            return Ok(false);
+            return Ok(None);
         }
-        let xattrs = self.xattrs(path)?;
+        let opened = match kind {
+            libc::S_IFREG | libc::S_IFDIR => {
+                let dir = if kind == libc::S_IFDIR {
+                    OFlag::O_DIRECTORY
+                } else {
+                    OFlag::O_NONBLOCK
+                };
+                let fd = nix::fcntl::openat(
+                    parent,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | dir,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| io_err("open", path)(e.into()))?;
+                Some(fd)
+            }
+            _ => None,
+        };
+        let at = match &opened {
+            Some(fd) => XattrsOf::Fd(fd.as_fd()),
+            None => XattrsOf::Path(path),
+        };
+        let xattrs = self.xattrs(&at, path)?;
         let opaque = xattrs.get(OPAQUE_XATTR).is_some_and(|v| v == b"y");
-        for (key, kind) in [
+        for (key, what) in [
             ("trusted.overlay.redirect", "redirect"),
             ("trusted.overlay.metacopy", "metacopy"),
         ] {
             if xattrs.contains_key(key) {
                 return Err(LayerError::OverlayFeature {
                     path: path.to_path_buf(),
-                    kind,
+                    kind: what,
                 });
             }
         }
@@ -481,21 +530,21 @@ impl<W: Write> Walk<'_, W> {
         // lower layer; only the opaque marker stays, as unpacked layers have it.
         for key in xattrs.keys() {
             if key.starts_with(OVERLAY_XATTRS) && !(key == OPAQUE_XATTR && opaque) {
-                lremovexattr(path, key).map_err(io_err("remove overlay xattr from", path))?;
+                removexattr(&at, key).map_err(io_err("remove overlay xattr from", path))?;
             }
         }
 
-        let mut mtime = meta.mtime();
+        let mut mtime = st.st_mtime;
         if let Some(epoch) = self.opts.source_date_epoch {
-            if (mtime, meta.mtime_nsec()) > (epoch, 0) {
+            if (mtime, st.st_mtime_nsec) > (epoch, 0) {
                 mtime = epoch;
             }
         }
         let mut h = Header {
             name: rel.clone(),
-            mode: i64::from(meta.mode() & 0o7777),
-            uid: i64::from(meta.uid()),
-            gid: i64::from(meta.gid()),
+            mode: i64::from(st.st_mode & 0o7777),
+            uid: i64::from(st.st_uid),
+            gid: i64::from(st.st_gid),
             mtime,
             want_pax: true,
             ..Header::default()
@@ -505,55 +554,63 @@ impl<W: Write> Walk<'_, W> {
                 h.pax.insert(format!("SCHILY.xattr.{k}"), v.clone());
             }
         }
-        if ft.is_dir() {
-            h.typeflag = tar::TYPE_DIR;
-            h.name.push(b'/');
-        } else if ft.is_symlink() {
-            h.typeflag = tar::TYPE_SYMLINK;
-            h.linkname = fs::read_link(path)
-                .map_err(io_err("read link", path))?
-                .into_os_string()
-                .into_vec();
-        } else if ft.is_file() {
-            h.typeflag = tar::TYPE_REG;
-            h.size = meta.len() as i64;
-        } else if ft.is_char_device() || ft.is_block_device() {
-            h.typeflag = if ft.is_char_device() {
-                tar::TYPE_CHAR
-            } else {
-                tar::TYPE_BLOCK
-            };
-            h.devmajor = libc::major(meta.rdev()) as i64;
-            h.devminor = libc::minor(meta.rdev()) as i64;
-        } else if ft.is_fifo() {
-            h.typeflag = tar::TYPE_FIFO;
+        match kind {
+            libc::S_IFDIR => {
+                h.typeflag = tar::TYPE_DIR;
+                h.name.push(b'/');
+            }
+            libc::S_IFLNK => {
+                h.typeflag = tar::TYPE_SYMLINK;
+                h.linkname = nix::fcntl::readlinkat(parent, name)
+                    .map_err(|e| io_err("read link", path)(e.into()))?
+                    .into_vec();
+            }
+            libc::S_IFREG => {
+                h.typeflag = tar::TYPE_REG;
+                h.size = st.st_size;
+            }
+            libc::S_IFCHR | libc::S_IFBLK => {
+                h.typeflag = if kind == libc::S_IFCHR {
+                    tar::TYPE_CHAR
+                } else {
+                    tar::TYPE_BLOCK
+                };
+                h.devmajor = libc::major(st.st_rdev) as i64;
+                h.devminor = libc::minor(st.st_rdev) as i64;
+            }
+            libc::S_IFIFO => h.typeflag = tar::TYPE_FIFO,
+            _ => {}
         }
         // Hard links within the layer: the first name carries the data, later ones link to it.
-        if !ft.is_dir() && meta.nlink() > 1 {
-            match self.links.get(&(meta.dev(), meta.ino())) {
+        if kind != libc::S_IFDIR && st.st_nlink > 1 {
+            match self.links.get(&(st.st_dev, st.st_ino)) {
                 Some(first) => {
                     h.typeflag = tar::TYPE_LINK;
                     h.linkname = first.clone();
                     h.size = 0;
                 }
                 None => {
-                    self.links.insert((meta.dev(), meta.ino()), rel.clone());
+                    self.links.insert((st.st_dev, st.st_ino), rel.clone());
                 }
             }
         }
         self.tw
             .header(&h)
             .map_err(io_err("write layer entry for", path))?;
+        if kind == libc::S_IFDIR {
+            if opaque {
+                self.whiteout(&rel, Some(b".wh..wh..opq"))?;
+            }
+            return Ok(opened);
+        }
         if h.typeflag == tar::TYPE_REG && h.size > 0 {
-            let f = File::open(path).map_err(io_err("open", path))?;
-            self.tw
-                .data(f, h.size as u64)
-                .map_err(io_err("read", path))?;
+            if let Some(fd) = opened {
+                self.tw
+                    .data(File::from(fd), h.size as u64)
+                    .map_err(io_err("read", path))?;
+            }
         }
-        if ft.is_dir() && opaque {
-            self.whiteout(&rel, Some(b".wh..wh..opq"))?;
-        }
-        Ok(ft.is_dir())
+        Ok(None)
     }
 
     /// A whiteout for `rel` (or the opaque marker inside it), as containerd writes whiteouts:
@@ -585,15 +642,19 @@ impl<W: Write> Walk<'_, W> {
         self.tw.header(&h).map_err(io_err("write layer of", root))
     }
 
-    fn xattrs(&self, path: &Path) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
-        let names = llistxattr(path).map_err(io_err("list xattrs of", path))?;
+    fn xattrs(
+        &self,
+        at: &XattrsOf<'_>,
+        path: &Path,
+    ) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
+        let names = listxattr(at).map_err(io_err("list xattrs of", path))?;
         let mut out = BTreeMap::new();
         for name in names {
             // Names are bytes; the tar record key must be text.
             let Ok(key) = String::from_utf8(name) else {
                 continue;
             };
-            match lgetxattr(path, &key) {
+            match getxattr(at, &key) {
                 Ok(v) => {
                     out.insert(key, v);
                 }
@@ -614,12 +675,26 @@ fn cpath(path: &Path) -> io::Result<CString> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
-fn llistxattr(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    let p = cpath(path)?;
+fn listxattr(at: &XattrsOf<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let p = match at {
+        XattrsOf::Path(path) => Some(cpath(path)?),
+        XattrsOf::Fd(_) => None,
+    };
     let mut buf = vec![0u8; 1024];
     loop {
-        // SAFETY: `p` is NUL-terminated; `buf` is valid for `buf.len()` bytes.
-        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: `p` is NUL-terminated, the descriptor open; `buf` is valid for `buf.len()`
+        // bytes.
+        let n = unsafe {
+            match (at, &p) {
+                (XattrsOf::Path(_), Some(p)) => {
+                    libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                }
+                (XattrsOf::Fd(fd), _) => {
+                    libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                }
+                (XattrsOf::Path(_), None) => -1,
+            }
+        };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(buf
@@ -637,14 +712,30 @@ fn llistxattr(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     }
 }
 
-fn lgetxattr(path: &Path, key: &str) -> io::Result<Vec<u8>> {
-    let p = cpath(path)?;
+fn getxattr(at: &XattrsOf<'_>, key: &str) -> io::Result<Vec<u8>> {
     let k = CString::new(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let p = match at {
+        XattrsOf::Path(path) => Some(cpath(path)?),
+        XattrsOf::Fd(_) => None,
+    };
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: both strings are NUL-terminated; `buf` is valid for `buf.len()` bytes.
-        let n =
-            unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: the strings are NUL-terminated, the descriptor open; `buf` is valid for
+        // `buf.len()` bytes.
+        let n = unsafe {
+            match (at, &p) {
+                (XattrsOf::Path(_), Some(p)) => {
+                    libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                }
+                (XattrsOf::Fd(fd), _) => libc::fgetxattr(
+                    fd.as_raw_fd(),
+                    k.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                ),
+                (XattrsOf::Path(_), None) => -1,
+            }
+        };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(buf);
@@ -657,11 +748,15 @@ fn lgetxattr(path: &Path, key: &str) -> io::Result<Vec<u8>> {
     }
 }
 
-fn lremovexattr(path: &Path, key: &str) -> io::Result<()> {
-    let p = cpath(path)?;
+fn removexattr(at: &XattrsOf<'_>, key: &str) -> io::Result<()> {
     let k = CString::new(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: both strings are NUL-terminated.
-    let rc = unsafe { libc::lremovexattr(p.as_ptr(), k.as_ptr()) };
+    // SAFETY: the strings are NUL-terminated, the descriptor open.
+    let rc = unsafe {
+        match at {
+            XattrsOf::Path(path) => libc::lremovexattr(cpath(path)?.as_ptr(), k.as_ptr()),
+            XattrsOf::Fd(fd) => libc::fremovexattr(fd.as_raw_fd(), k.as_ptr()),
+        }
+    };
     if rc == 0 {
         Ok(())
     } else {

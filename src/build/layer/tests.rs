@@ -1,6 +1,6 @@
 use super::*;
 use crate::image::unpack::{unpack_layer, Limits};
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -191,7 +191,7 @@ fn tar_has_walk_order_whiteouts_links_and_modes() {
             _ => assert!(keys.is_empty(), "{path}: {keys:?}"),
         }
     }
-    let left = llistxattr(&d.path().join("var")).unwrap();
+    let left = listxattr(&XattrsOf::Path(&d.path().join("var"))).unwrap();
     assert_eq!(left, vec![b"trusted.overlay.opaque".to_vec()]);
 }
 
@@ -256,12 +256,12 @@ fn listing(dir: &Path) -> Vec<String> {
             } else {
                 "other".to_string()
             };
-            let mut xattrs: Vec<String> = llistxattr(&p)
+            let mut xattrs: Vec<String> = listxattr(&XattrsOf::Path(&p))
                 .unwrap()
                 .into_iter()
                 .map(|k| String::from_utf8(k).unwrap())
                 .map(|k| {
-                    let v = lgetxattr(&p, &k).unwrap();
+                    let v = getxattr(&XattrsOf::Path(&p), &k).unwrap();
                     format!("{k}={v:?}")
                 })
                 .collect();
@@ -707,10 +707,13 @@ fn a_very_deep_tree_is_walked_without_recursion() {
         )
         .unwrap();
     }
-    // Paths this long cannot be opened: an error naming the path, not a crash.
-    let result = write_tar(d.path(), io::sink(), &LayerOptions::default());
-    let err = result.unwrap_err().to_string();
-    assert!(err.contains("d/d/d"), "{err}");
+    // Each level is opened relative to its parent, so the path's length does not matter;
+    // each level holds a descriptor, so a process with too few gets an error naming the
+    // path. Never a crash.
+    match write_tar(d.path(), io::sink(), &LayerOptions::default()) {
+        Ok(_) => {}
+        Err(e) => assert!(e.to_string().contains("d/d/d"), "{e}"),
+    }
 }
 
 #[test]
