@@ -85,7 +85,7 @@ pub struct LsArgs {
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     pub name: String,
-    /// Driver: bridge, or macvlan (with `-o parent=IFACE`)
+    /// Driver: bridge, or macvlan or ipvlan (with `-o parent=IFACE`)
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
     /// Subnet in CIDR form (one IPv4 and, with --ipv6, one IPv6)

@@ -62,6 +62,10 @@ pub enum NetlinkError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "cannot create ipvlan link {name}: this kernel has no ipvlan support (the ipvlan module)"
+    )]
+    NoIpvlan { name: String },
     #[error("cannot add the default route via {gateway} on {name}")]
     Route {
         name: String,
@@ -491,7 +495,7 @@ impl Netlink {
             })?;
 
         let configured = match self.set_port_flags(att.host_name, att.isolated).await {
-            Ok(()) => configure_in_namespace(att).await,
+            Ok(()) => configure_in_namespace(att, false).await,
             Err(e) => Err(e),
         };
         if let Err(error) = configured {
@@ -562,7 +566,82 @@ impl Netlink {
                 name: format!("{} (parent {parent})", att.container_name),
                 source: to_io(e),
             })?;
-        configure_in_namespace(att).await
+        configure_in_namespace(att, false).await
+    }
+
+    /// Connects a container to an ipvlan network: one request creates an ipvlan link of
+    /// `parent` (mode `l2`, `l3` or `l3s`; flag `bridge`, `private` or `vepa`) already in the
+    /// container's namespace, named, with its MTU (it shares the parent's MAC address); then it
+    /// is configured from inside as a macvlan link is. In l3 and l3s modes the default route
+    /// is the link itself, as Docker's: the parent routes, there is no gateway to reach. A
+    /// kernel without ipvlan is an error saying so.
+    pub async fn attach_ipvlan(
+        &self,
+        att: &Attachment<'_>,
+        parent: &str,
+        mode: &str,
+        flag: &str,
+    ) -> Result<()> {
+        use rtnetlink::packet_route::link::{IpVlanFlags, IpVlanMode};
+        if !att.subnet.contains(att.address) {
+            return Err(NetlinkError::AddressOutside {
+                name: att.container_name.to_string(),
+                address: att.address,
+                subnet: att.subnet,
+            });
+        }
+        let index = self
+            .link_index(parent)
+            .await?
+            .ok_or_else(|| NetlinkError::NoLink {
+                name: parent.to_string(),
+            })?;
+        let invalid = |what: String| NetlinkError::Link {
+            op: "create ipvlan",
+            name: att.container_name.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, what),
+        };
+        let (ipvlan_mode, routed) = match mode {
+            "" | "l2" => (IpVlanMode::L2, false),
+            "l3" => (IpVlanMode::L3, true),
+            "l3s" => (IpVlanMode::L3S, true),
+            other => return Err(invalid(format!("unknown ipvlan mode {other:?}"))),
+        };
+        let flags = match flag {
+            "" | "bridge" => IpVlanFlags::empty(),
+            "private" => IpVlanFlags::Private,
+            "vepa" => IpVlanFlags::Vepa,
+            other => return Err(invalid(format!("unknown ipvlan flag {other:?}"))),
+        };
+        let mut msg = rtnetlink::LinkIpVlan::new(att.container_name, index, ipvlan_mode)
+            .flag(flags)
+            .setns_by_fd(att.netns.as_raw_fd());
+        if let Some(mtu) = att.mtu {
+            msg = msg.mtu(mtu);
+        }
+        match self.handle.link().add(msg.build()).execute().await {
+            Ok(()) => {}
+            Err(e) => {
+                let e = to_io(e);
+                if is_errno(&e, libc::EOPNOTSUPP) {
+                    return Err(NetlinkError::NoIpvlan {
+                        name: format!("{} (parent {parent})", att.container_name),
+                    });
+                }
+                return Err(NetlinkError::Link {
+                    op: "create ipvlan",
+                    name: format!("{} (parent {parent})", att.container_name),
+                    source: e,
+                });
+            }
+        }
+        // Routed: the default route goes out of the link, with no gateway.
+        let dev_route = routed && att.default_gateway.is_some();
+        let att = Attachment {
+            default_gateway: att.default_gateway.filter(|_| !routed),
+            ..*att
+        };
+        configure_in_namespace(&att, dev_route).await
     }
 
     /// Hairpin mode on a bridge port: with br_netfilter loaded (Docker loads it), a container
@@ -625,9 +704,11 @@ struct InNamespace {
     gateway: Option<Ipv4Addr>,
     address6: Option<(Ipv6Addr, u8)>,
     gateway6: Option<Ipv6Addr>,
+    /// The default route is the link itself (ipvlan l3): no gateway.
+    dev_route: bool,
 }
 
-async fn configure_in_namespace(att: &Attachment<'_>) -> Result<()> {
+async fn configure_in_namespace(att: &Attachment<'_>, dev_route: bool) -> Result<()> {
     let job = InNamespace {
         netns: att
             .netns
@@ -639,6 +720,7 @@ async fn configure_in_namespace(att: &Attachment<'_>) -> Result<()> {
         gateway: att.default_gateway,
         address6: att.address6,
         gateway6: att.default_gateway6,
+        dev_route,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -721,6 +803,22 @@ impl InNamespace {
                 .map_err(|e| NetlinkError::Route {
                     name: name.to_string(),
                     gateway: gateway.into(),
+                    source: to_io(e),
+                })?;
+        }
+        if self.dev_route {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .output_interface(index)
+                .scope(rtnetlink::packet_route::route::RouteScope::Link)
+                .build();
+            nl.handle
+                .route()
+                .add(route)
+                .execute()
+                .await
+                .map_err(|e| NetlinkError::Route {
+                    name: name.to_string(),
+                    gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     source: to_io(e),
                 })?;
         }

@@ -49,13 +49,20 @@ pub enum ProjectError {
     UnknownService { service: String },
     #[error("service {service} uses network {network}, which is not declared in the project")]
     UndeclaredNetwork { service: String, network: String },
-    #[error("network {network}: macvlan needs driver_opts parent (the host interface to share)")]
-    MacvlanParent { network: String },
+    #[error("network {network}: {driver} needs driver_opts parent (the host interface to share)")]
+    MacvlanParent {
+        network: String,
+        driver: &'static str,
+    },
     #[error("network {network}: parent interface {parent} does not exist on this host")]
     ParentMissing { network: String, parent: String },
-    #[error("network {network}: {what} is not supported with the macvlan driver")]
-    MacvlanUnsupported { network: String, what: &'static str },
-    #[error("network {network}: driver {driver:?} is not supported (bridge or macvlan)")]
+    #[error("network {network}: {what} is not supported with the {driver} driver")]
+    MacvlanUnsupported {
+        network: String,
+        what: &'static str,
+        driver: &'static str,
+    },
+    #[error("network {network}: driver {driver:?} is not supported (bridge, macvlan or ipvlan)")]
     Driver { network: String, driver: String },
     #[error("network {network}: invalid driver_opts {option}={value:?}: {reason}")]
     DriverOpt {
@@ -340,6 +347,14 @@ pub enum NetDriver {
     /// own network: no bridge, no NAT, no published ports (`bridge` then only names the
     /// network's registry directory).
     Macvlan { parent: String, mode: String },
+    /// Each container gets an ipvlan link of `parent` (sharing its MAC address): `mode` l2
+    /// (the default, on the parent's network as macvlan), l3 or l3s (routed: the default route
+    /// is the link itself); `flag` bridge (the default), private or vepa.
+    Ipvlan {
+        parent: String,
+        mode: String,
+        flag: String,
+    },
 }
 
 impl NetDriver {
@@ -351,6 +366,15 @@ impl NetDriver {
         match self {
             NetDriver::Bridge => "bridge",
             NetDriver::Macvlan { .. } => "macvlan",
+            NetDriver::Ipvlan { .. } => "ipvlan",
+        }
+    }
+
+    /// The host interface a macvlan or ipvlan network shares.
+    pub fn parent(&self) -> Option<&str> {
+        match self {
+            NetDriver::Bridge => None,
+            NetDriver::Macvlan { parent, .. } | NetDriver::Ipvlan { parent, .. } => Some(parent),
         }
     }
 }
@@ -580,7 +604,7 @@ pub async fn host_view(project: &Project, services: &[&str]) -> Result<HostView>
         ipv6 |= config.enable_ipv6 == Some(true);
         if config.external {
             external.extend(external_candidates(&network_name(project, key, config)));
-        } else if config.driver == "macvlan" {
+        } else if matches!(config.driver.as_str(), "macvlan" | "ipvlan") {
             external.extend(config.driver_opts.get("parent").cloned());
         } else if let Some(bridge) = config.driver_opts.get(BRIDGE_NAME_OPTION) {
             // A bridge name the file chooses may be taken by a link of the host.
@@ -732,9 +756,11 @@ fn is_ipv6_pool(p: &crate::compose::model::IpamPool) -> bool {
 
 fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Result<Wanted<'a>> {
     let name = network_name(project, key, config);
-    let macvlan = match config.driver.as_str() {
-        "" | "bridge" => false,
-        "macvlan" => true,
+    // macvlan or ipvlan: links of a parent interface, no bridge.
+    let (macvlan, link_driver) = match config.driver.as_str() {
+        "" | "bridge" => (false, "bridge"),
+        "macvlan" => (true, "macvlan"),
+        "ipvlan" => (true, "ipvlan"),
         _ => {
             return Err(ProjectError::Driver {
                 network: key.to_string(),
@@ -746,6 +772,7 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
         return Err(ProjectError::MacvlanUnsupported {
             network: key.to_string(),
             what: "internal: true",
+            driver: link_driver,
         });
     }
     if config.enable_ipv4 == Some(false) {
@@ -758,6 +785,7 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
         return Err(ProjectError::MacvlanUnsupported {
             network: key.to_string(),
             what: "enable_ipv6: true",
+            driver: link_driver,
         });
     }
     if !ipv6 && config.ipam.config.iter().any(is_ipv6_pool) {
@@ -784,31 +812,55 @@ fn wanted<'a>(project: &Project, key: &'a str, config: &'a NetworkConfig) -> Res
             .filter(|p| !p.is_empty())
             .ok_or_else(|| ProjectError::MacvlanParent {
                 network: key.to_string(),
+                driver: link_driver,
             })?;
-        let mode = config
-            .driver_opts
-            .get("macvlan_mode")
-            .map(|m| m.trim().to_string())
-            .unwrap_or_default();
-        if !matches!(
-            mode.as_str(),
-            "" | "bridge" | "private" | "vepa" | "passthru"
-        ) {
-            return Err(opt_err(
-                "macvlan_mode",
-                &mode,
-                "expected bridge, private, vepa or passthru",
-            ));
+        let opt = |name: &str| {
+            config
+                .driver_opts
+                .get(name)
+                .map(|m| m.trim().to_string())
+                .unwrap_or_default()
+        };
+        if link_driver == "ipvlan" {
+            let (mode, flag) = (opt("ipvlan_mode"), opt("ipvlan_flag"));
+            if !matches!(mode.as_str(), "" | "l2" | "l3" | "l3s") {
+                return Err(opt_err("ipvlan_mode", &mode, "expected l2, l3 or l3s"));
+            }
+            if !matches!(flag.as_str(), "" | "bridge" | "private" | "vepa") {
+                return Err(opt_err(
+                    "ipvlan_flag",
+                    &flag,
+                    "expected bridge, private or vepa",
+                ));
+            }
+            // No link of its own: the name only keys the network's registry directory.
+            bridge = format!("iv-{}", &names::network_id(&name)[..12]);
+            driver = NetDriver::Ipvlan { parent, mode, flag };
+        } else {
+            let mode = opt("macvlan_mode");
+            if !matches!(
+                mode.as_str(),
+                "" | "bridge" | "private" | "vepa" | "passthru"
+            ) {
+                return Err(opt_err(
+                    "macvlan_mode",
+                    &mode,
+                    "expected bridge, private, vepa or passthru",
+                ));
+            }
+            // No link of its own: the name only keys the network's registry directory.
+            bridge = format!("mv-{}", &names::network_id(&name)[..12]);
+            driver = NetDriver::Macvlan { parent, mode };
         }
-        // No link of its own: the name only keys the network's registry directory.
-        bridge = format!("mv-{}", &names::network_id(&name)[..12]);
-        driver = NetDriver::Macvlan { parent, mode };
     }
     for (option, value) in &config.driver_opts {
         if macvlan && option != MTU_OPTION {
-            // parent and macvlan_mode are read above; bridge options do not apply.
-            if !matches!(option.as_str(), "parent" | "macvlan_mode") {
-                tracing::warn!(network = key, option = %option, "driver option not supported with macvlan, ignored");
+            // parent and the mode are read above; bridge options do not apply.
+            if !matches!(
+                option.as_str(),
+                "parent" | "macvlan_mode" | "ipvlan_mode" | "ipvlan_flag"
+            ) {
+                tracing::warn!(network = key, option = %option, driver = link_driver, "driver option not supported, ignored");
             }
             continue;
         }
@@ -990,11 +1042,11 @@ pub fn plan_networks_on(
     }
     check_bridge_names(host, &wanted_list, previous, others)?;
     for w in wanted_list.iter().flatten() {
-        if let NetDriver::Macvlan { parent, .. } = &w.driver {
-            if !host.links.iter().any(|l| l.name == *parent) {
+        if let Some(parent) = w.driver.parent() {
+            if !host.links.iter().any(|l| l.name == parent) {
                 return Err(ProjectError::ParentMissing {
                     network: w.key.to_string(),
-                    parent: parent.clone(),
+                    parent: parent.to_string(),
                 });
             }
         }
@@ -1012,15 +1064,16 @@ pub fn plan_networks_on(
         .filter(|r| !own.contains(r.iface.as_str()))
         .cloned()
         .collect();
-    // A macvlan network lives on its parent's network: the parent's routes are its own.
+    // A macvlan or ipvlan network lives on its parent's network: the parent's routes are its
+    // own.
     let routes_of = |w: &Wanted<'_>| -> Vec<HostRoute> {
-        match &w.driver {
-            NetDriver::Macvlan { parent, .. } => routes
+        match w.driver.parent() {
+            Some(parent) => routes
                 .iter()
-                .filter(|r| r.iface != *parent)
+                .filter(|r| r.iface != parent)
                 .cloned()
                 .collect(),
-            NetDriver::Bridge => routes.clone(),
+            None => routes.clone(),
         }
     };
     // Every subnet but the network's own: other projects', this plan's, and this project's
@@ -1818,12 +1871,12 @@ async fn setup_steps(
     created: &mut Vec<String>,
 ) -> Result<()> {
     for net in networks {
-        if let NetDriver::Macvlan { parent, .. } = &net.driver {
+        if let Some(parent) = net.driver.parent() {
             // Nothing to make: each container's link is made on the parent when it starts.
             if nl.link_index(parent).await?.is_none() {
                 return Err(ProjectError::ParentMissing {
                     network: net.key.clone(),
-                    parent: parent.clone(),
+                    parent: parent.to_string(),
                 });
             }
             continue;
@@ -1948,6 +2001,9 @@ pub async fn attach(
                     NetDriver::Bridge => nl.attach(&att).await,
                     NetDriver::Macvlan { parent, mode } => {
                         nl.attach_macvlan(&att, parent, mode).await
+                    }
+                    NetDriver::Ipvlan { parent, mode, flag } => {
+                        nl.attach_ipvlan(&att, parent, mode, flag).await
                     }
                 }
                 .map_err(ProjectError::from)

@@ -57,7 +57,7 @@ pub enum StandaloneError {
         "invalid network name {0:?}: a letter or digit, then letters, digits, '_', '.' or '-'"
     )]
     InvalidName(String),
-    #[error("network {name}: driver {driver:?} is not supported (bridge or macvlan)")]
+    #[error("network {name}: driver {driver:?} is not supported (bridge, macvlan or ipvlan)")]
     Driver { name: String, driver: String },
     #[error("network with name {0} already exists")]
     Exists(String),
@@ -232,7 +232,7 @@ fn lock() -> Result<std::fs::File> {
 pub async fn create(nl: &Netlink, opts: &CreateOptions) -> Result<Standalone> {
     let name = opts.name.clone();
     check_name(&name)?;
-    if !matches!(opts.driver.as_str(), "" | "bridge" | "macvlan") {
+    if !matches!(opts.driver.as_str(), "" | "bridge" | "macvlan" | "ipvlan") {
         return Err(StandaloneError::Driver {
             name,
             driver: opts.driver.clone(),

@@ -1174,6 +1174,85 @@ networks:
     assert!(err.to_string().contains("cannot publish ports"), "{err}");
 }
 
+/// The ipvlan driver: as macvlan, with `ipvlan_mode` l2, l3 or l3s and `ipvlan_flag` bridge,
+/// private or vepa; the registry key is its own; errors name the driver.
+#[test]
+fn ipvlan_networks() {
+    let compose = |opts: &str, extra: &str| {
+        project(
+            "demo",
+            &format!(
+                "
+services: {{web: {{image: x, networks: [lan]}}}}
+networks:
+  lan:
+    driver: ipvlan
+    driver_opts: {{{opts}}}
+    ipam: {{config: [{{subnet: 192.168.60.0/24, gateway: 192.168.60.1}}]}}
+{extra}"
+            ),
+        )
+    };
+    let host = HostView {
+        routes: vec![route("eth9", "192.168.60.0/24")],
+        links: vec![HostLink {
+            name: "eth9".into(),
+            ..HostLink::default()
+        }],
+        ..Default::default()
+    };
+    let plan_of = |p: &Project| plan_networks_on(&host, &pool(), p, &["web"], &[], &[]);
+    let nets = plan_of(&compose(
+        "parent: eth9, ipvlan_mode: l3, ipvlan_flag: private",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        nets[0].driver,
+        NetDriver::Ipvlan {
+            parent: "eth9".into(),
+            mode: "l3".into(),
+            flag: "private".into()
+        }
+    );
+    assert_eq!(nets[0].driver.name(), "ipvlan");
+    assert_eq!(nets[0].driver.parent(), Some("eth9"));
+    assert!(nets[0].bridge.starts_with("iv-") && !names::is_rcompose_bridge(&nets[0].bridge));
+    // Kept in the state and read back.
+    let json = serde_json::to_string(&nets[0]).unwrap();
+    let back: NetworkState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, nets[0]);
+    let defaults = plan_of(&compose("parent: eth9", "")).unwrap();
+    assert_eq!(
+        defaults[0].driver,
+        NetDriver::Ipvlan {
+            parent: "eth9".into(),
+            mode: String::new(),
+            flag: String::new()
+        }
+    );
+    for (opts, want) in [
+        ("", "network lan: ipvlan needs driver_opts parent"),
+        (
+            "parent: eth9, ipvlan_mode: l4",
+            "ipvlan_mode=\"l4\": expected l2, l3 or l3s",
+        ),
+        (
+            "parent: eth9, ipvlan_flag: loud",
+            "ipvlan_flag=\"loud\": expected bridge, private or vepa",
+        ),
+    ] {
+        let err = plan_of(&compose(opts, "")).unwrap_err().to_string();
+        assert!(err.contains(want), "{opts}: {err}");
+    }
+    let internal = compose("parent: eth9", "    internal: true\n");
+    let err = plan_of(&internal).unwrap_err().to_string();
+    assert!(
+        err.contains("internal: true is not supported with the ipvlan driver"),
+        "{err}"
+    );
+}
+
 /// A chosen bridge name is a link name and a directory of the network registry: `.` and `..`
 /// are refused.
 #[test]
