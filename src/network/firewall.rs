@@ -615,8 +615,9 @@ pub fn apply(project: &str, rules: &ProjectRules) -> Result<()> {
         nft(&["-f", "-"], Some(&render(project, rules)?), &action)?;
     }
     if !needs_ip6(rules) {
-        // A project whose last IPv6 network or port went (idempotent: usually none).
-        nftables::delete_table(nftables::FAMILY_IP6, &table)?;
+        // A project whose last IPv6 network or port went. Listed first: a delete, even of a
+        // table that is not there, is a transaction, which the kernel may make wait.
+        remove_ip6(&table)?;
     }
     // A host firewall dropping forwarded traffic (Docker's) would drop what the table accepts.
     let bridges: Vec<host_firewall::Bridge> = rules
@@ -640,9 +641,18 @@ pub fn remove(project: &str) -> Result<bool> {
     let host = host_firewall::remove(project);
     // Over netlink: no nft process, and no listing first (a missing table is ENOENT).
     let existed = nftables::delete_table(nftables::FAMILY_IP, &table)?;
-    let existed6 = nftables::delete_table(nftables::FAMILY_IP6, &table)?;
+    let existed6 = remove_ip6(&table)?;
     host?;
     Ok(existed || existed6)
+}
+
+/// Deletes the project's `ip6` table when it has one (most have none: only a listing then).
+fn remove_ip6(table: &str) -> Result<bool> {
+    let listed = nftables::list_tables(nftables::FAMILY_IP6)?;
+    if !listed.iter().any(|t| t == table) {
+        return Ok(false);
+    }
+    Ok(nftables::delete_table(nftables::FAMILY_IP6, table)?)
 }
 
 /// The projects that have rules (to find the leftovers of a crashed run), sorted.
