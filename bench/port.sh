@@ -9,7 +9,10 @@
 #    host downloads it RUNS times (MB/s), and ab fetches a 3-byte file 5000 times over 8
 #    connections (requests/s: connection set-up cost through the port). docker publishes
 #    127.0.0.1 through docker-proxy (a userland copy, as always for loopback); rcompose through
-#    nftables DNAT. The project is brought up twice per tool, alternating.
+#    nftables DNAT. The project is brought up twice per tool, alternating. The same again from
+#    a client in a network namespace of its own (a veth pair to the host, as another machine
+#    on the LAN), to the host's address of that veth: docker DNATs there when its iptables
+#    rules are on, else docker-proxy copies; rcompose DNATs, keeping the client's address.
 # 2. Network set-up per container (issue 5: at most 10 ms): `up -d` of N trivial services on
 #    the default network against the same N with `network_mode: none`, RUNS runs each,
 #    alternating; (median with - median without) / N. The supervisor exposes no timings of its
@@ -28,6 +31,24 @@ bench_testbed
 bench_rcompose_build
 bench_compose_ref
 bench_side_by_side port 4096
+# The remote client: a namespace with a veth pair to the host (198.18.77.0/30).
+client_ns="rcb-port-$$"
+ip netns add "$client_ns"
+ip link add rcbp0 type veth peer name rcbp1
+ip link set rcbp1 netns "$client_ns"
+ip addr add 198.18.77.1/30 dev rcbp0
+ip link set rcbp0 up
+ip netns exec "$client_ns" ip addr add 198.18.77.2/30 dev rcbp1
+ip netns exec "$client_ns" ip link set rcbp1 up
+ip netns exec "$client_ns" ip link set lo up
+ip netns exec "$client_ns" ip route add default via 198.18.77.1
+port_cleanup() {
+    ip link del rcbp0 2>/dev/null || true
+    ip netns del "$client_ns" 2>/dev/null || true
+    bench_side_by_side_cleanup
+}
+trap port_cleanup EXIT
+remote=(ip netns exec "$client_ns")
 "$DOCKER" pull -q busybox >/dev/null
 "$DOCKER" pull -q nginx:alpine >/dev/null
 repo=$PWD
@@ -47,7 +68,7 @@ services:
         echo ok >/tmp/small;
         httpd -f -p 80 -h /tmp & wait
     ports:
-      - "127.0.0.1:$port:80"
+      - "$port:80"
 EOF
 bench_trivial_compose "$work/net/compose.yaml" "$net_n"
 bench_trivial_compose "$work/none/compose.yaml" "$net_n" none
@@ -59,6 +80,21 @@ tool_cmd() { if [[ $1 == docker ]]; then echo "$DC"; else echo "$RCOMPOSE"; fi; 
 # Part 1: one round of one tool: up, wait for httpd, downloads and ab, down.
 # Appends to the tool's lists of MB/s and requests/s.
 declare -A mbps rps
+# Downloads and ab through URL, from the host, or from the client namespace with "remote";
+# appended to the lists under KEY.
+measure() {
+    local key="$1" url="$2" where="${3:-}" i bps r
+    local run=()
+    [[ $where == remote ]] && run=("${remote[@]}")
+    for ((i = 0; i < runs; i++)); do
+        bps=$("${run[@]}" curl -fs --max-time 120 -o /dev/null -w '%{speed_download}' "$url/big") ||
+            bench_die "$key: download of $url/big failed"
+        mbps[$key]+="$(awk -v b="$bps" 'BEGIN { printf "%.0f", b / 1e6 }') "
+    done
+    r=$("${run[@]}" ab -q -n 5000 -c 8 "$url/small" 2>/dev/null | awk '/^Requests per second/ { printf "%.0f", $4 }')
+    [[ -n $r ]] || bench_die "$key: ab through $url failed"
+    rps[$key]+="$r "
+}
 throughput_round() {
     local tool="$1" project="$2" cmd i url="http://127.0.0.1:$port"
     cmd=$(tool_cmd "$tool")
@@ -69,19 +105,13 @@ throughput_round() {
         sleep 0.1
     done
     curl -fs --max-time 2 "$url/small" >/dev/null || bench_die "$tool: $url/small does not answer"
-    for ((i = 0; i < runs; i++)); do
-        local bps
-        bps=$(curl -fs --max-time 120 -o /dev/null -w '%{speed_download}' "$url/big") ||
-            bench_die "$tool: download of $url/big failed"
-        mbps[$tool]+="$(awk -v b="$bps" 'BEGIN { printf "%.0f", b / 1e6 }') "
-    done
-    local r
-    r=$(ab -q -n 5000 -c 8 "$url/small" 2>/dev/null | awk '/^Requests per second/ { printf "%.0f", $4 }')
-    [[ -n $r ]] || bench_die "$tool: ab through $url failed"
-    rps[$tool]+="$r "
+    "${remote[@]}" curl -fs --max-time 5 "http://198.18.77.1:$port/small" >/dev/null ||
+        bench_die "$tool: the port does not answer the remote client"
+    measure "$tool" "$url"
+    measure "$tool remote" "http://198.18.77.1:$port" remote
     "$cmd" -p "$project" down >/dev/null 2>&1 || bench_die "$tool: down failed ($project)"
     cd "$repo"
-    bench_log "throughput, $tool: MB/s ${mbps[$tool]}; requests/s ${rps[$tool]}"
+    bench_log "throughput, $tool: MB/s ${mbps[$tool]}; requests/s ${rps[$tool]}; remote MB/s ${mbps[$tool remote]}; requests/s ${rps[$tool remote]}"
 }
 
 # Part 2: one up -d + down of the N services with or without network; prints UP_MS.
@@ -135,6 +165,8 @@ per_container() {
 }
 d_mb=$(med "${mbps[docker]}") r_mb=$(med "${mbps[rcompose]}")
 d_rps=$(med "${rps[docker]}") r_rps=$(med "${rps[rcompose]}")
+dr_mb=$(med "${mbps[docker remote]}") rr_mb=$(med "${mbps[rcompose remote]}")
+dr_rps=$(med "${rps[docker remote]}") rr_rps=$(med "${rps[rcompose remote]}")
 out=bench/results/port.md
 {
     echo "# published ports and network set-up: rcompose vs docker compose ($(date -u +%Y-%m-%d))"
@@ -142,21 +174,27 @@ out=bench/results/port.md
     echo "Machine: $(bench_machine). $(bench_versions)."
     echo "Load average before / after: $load0 / $load1 (other work shares the 2 cores)."
     echo
-    echo "## Throughput through 127.0.0.1:$port"
+    echo "## Throughput through 127.0.0.1:$port and from a remote client"
     echo
-    echo "busybox httpd in the test bed's nginx:alpine, port 80 published on 127.0.0.1:$port;" \
-        "curl on the host downloads a 256 MiB file ($runs times per round), ab fetches a 3-byte" \
+    echo "busybox httpd in the test bed's nginx:alpine, port 80 published on $port (every address);" \
+        "curl downloads a 256 MiB file ($runs times per round), ab fetches a 3-byte" \
         "file 5000 times over 8 concurrent connections (once per round); 2 rounds per tool," \
-        "alternating. Medians. docker: docker-proxy (userland); rcompose: nftables DNAT."
+        "alternating; from the host to 127.0.0.1, and from a client in its own network namespace" \
+        "(a veth pair to the host) to the host's address on it. Medians. docker: docker-proxy" \
+        "(userland) for 127.0.0.1; rcompose: nftables DNAT for both."
     echo
     echo "| | docker compose | rcompose | ratio |"
     echo "|---|---|---|---|"
     echo "| download (MB/s) | $d_mb | $r_mb | $(ratio "$r_mb" "$d_mb")x |"
     echo "| small requests (requests/s) | $d_rps | $r_rps | $(ratio "$r_rps" "$d_rps")x |"
+    echo "| remote client: download (MB/s) | $dr_mb | $rr_mb | $(ratio "$rr_mb" "$dr_mb")x |"
+    echo "| remote client: small requests (requests/s) | $dr_rps | $rr_rps | $(ratio "$rr_rps" "$dr_rps")x |"
     echo
     echo "Ratio: rcompose / docker (above 1: rcompose is faster). All: docker MB/s $(lst "${mbps[docker]}");" \
         "requests/s $(lst "${rps[docker]}"); rcompose MB/s $(lst "${mbps[rcompose]}"); requests/s" \
-        "$(lst "${rps[rcompose]}")."
+        "$(lst "${rps[rcompose]}"). Remote: docker MB/s $(lst "${mbps[docker remote]}"); requests/s" \
+        "$(lst "${rps[docker remote]}"); rcompose MB/s $(lst "${mbps[rcompose remote]}"); requests/s" \
+        "$(lst "${rps[rcompose remote]}")."
     echo
     echo "## Network set-up per container"
     echo
