@@ -2208,6 +2208,24 @@ networks:
         "{made:#}"
     );
 
+    // A replaced container takes its [::1] ports over (the old listener is closed first).
+    let compose = std::fs::read_to_string(p.dir.path().join("compose.yaml")).expect("read");
+    let changed = compose.replace(
+        "    networks: [v6]\n  client",
+        "    environment: {REV: '2'}\n    networks: [v6]\n  client",
+    );
+    assert_ne!(compose, changed);
+    std::fs::write(p.dir.path().join("compose.yaml"), changed).expect("write");
+    p.ok(&["up", "-d"]);
+    let web_id = |s: &serde_json::Value| {
+        Project::container(s, &format!("{}-web-1", p.name))["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_ne!(web_id(&s), web_id(&p.state_json()), "web was not replaced");
+    get6("::1", ports[0]);
+    get6("::1", ports[1]);
     let table = std::process::Command::new("nft")
         .args(["list", "table", "ip6", &format!("rcompose-{}", p.name)])
         .output()

@@ -116,13 +116,26 @@ pub fn routes(b: &PortBinding) -> Vec<Route> {
 
 /// A running listener; its task (and every connection's) ends when it is dropped.
 struct Running {
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     key: (Protocol, SocketAddr),
+}
+
+impl Running {
+    /// Stops the listener and waits until its socket is closed: the port can be bound again
+    /// at once (a replaced container's port is taken over by its replacement).
+    async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
         HELD.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.key);
@@ -140,9 +153,19 @@ impl Proxies {
     /// longer wanted first, then starts the new ones. A taken port of an explicit route is an
     /// error (the listeners started before it stay: the caller's list is still wanted); an
     /// implicit one is left out with a warning, as its IPv4 side works.
-    pub fn sync(&mut self, bindings: &[PortBinding]) -> Result<(), ProxyError> {
+    pub async fn sync(&mut self, bindings: &[PortBinding]) -> Result<(), ProxyError> {
         let wanted: Vec<Route> = bindings.iter().flat_map(routes).collect();
-        self.running.retain(|route, _| wanted.contains(route));
+        let gone: Vec<Route> = self
+            .running
+            .keys()
+            .filter(|r| !wanted.contains(r))
+            .copied()
+            .collect();
+        for route in gone {
+            if let Some(running) = self.running.remove(&route) {
+                running.stop().await;
+            }
+        }
         for route in wanted {
             if self.running.contains_key(&route) {
                 continue;
@@ -160,9 +183,11 @@ impl Proxies {
         Ok(())
     }
 
-    /// Closes every listener.
-    pub fn clear(&mut self) {
-        self.running.clear();
+    /// Closes every listener (their sockets are closed when this returns).
+    pub async fn clear(&mut self) {
+        for (_, running) in self.running.drain() {
+            running.stop().await;
+        }
     }
 }
 
@@ -224,7 +249,10 @@ fn start(route: Route) -> Result<Running, ProxyError> {
     HELD.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(key);
-    Ok(Running { task, key })
+    Ok(Running {
+        task: Some(task),
+        key,
+    })
 }
 
 async fn serve_tcp(listener: TcpListener, target: SocketAddr) {
@@ -389,11 +417,11 @@ mod tests {
             mk(Protocol::Udp, udp_target.local_addr().unwrap()),
         ];
         let mut proxies = Proxies::default();
-        proxies.sync(&bindings).unwrap();
+        proxies.sync(&bindings).await.unwrap();
         let at: SocketAddr = ("::1".parse::<Ipv6Addr>().unwrap(), port).into();
         assert!(is_held(Protocol::Tcp, at));
         // The same again changes nothing; a second process (here: a plain bind) is refused.
-        proxies.sync(&bindings).unwrap();
+        proxies.sync(&bindings).await.unwrap();
         assert!(std::net::TcpListener::bind(at).is_err());
 
         let server = tokio::spawn(async move {
@@ -418,12 +446,15 @@ mod tests {
         let (n, _) = udp_client.recv_from(&mut b).await.unwrap();
         assert_eq!(&b[..n], b"world");
 
-        // Gone from the list: the listener closes.
-        proxies.sync(&bindings[1..]).unwrap();
+        // Gone from the list: the listener is closed when sync returns (the port is free).
+        proxies.sync(&bindings[1..]).await.unwrap();
         assert!(!is_held(Protocol::Tcp, at));
         assert!(TcpStream::connect(at).await.is_err());
-        proxies.clear();
+        assert!(std::net::TcpListener::bind(at).is_ok());
+        proxies.clear().await;
         assert!(!is_held(Protocol::Udp, at));
+        // Closed: the port can be bound again at once.
+        assert!(std::net::UdpSocket::bind(at).is_ok());
     }
 
     #[tokio::test]
@@ -433,12 +464,12 @@ mod tests {
         let mut b = binding(Some("::"), None);
         b.host_port = port;
         let mut proxies = Proxies::default();
-        let err = proxies.sync(&[b]).unwrap_err();
+        let err = proxies.sync(&[b]).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("host port {port}/tcp on :: is already in use")
         );
         b.host_ip = None;
-        proxies.sync(&[b]).unwrap();
+        proxies.sync(&[b]).await.unwrap();
     }
 }

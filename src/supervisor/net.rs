@@ -306,7 +306,7 @@ impl Engine {
         if let Some(mut dns) = ctx.dns.take() {
             dns.stop_all().await;
         }
-        ctx.proxies.clear();
+        ctx.proxies.clear().await;
         ctx.foreign = None;
         // The project's entries on every network, also those a crashed run left.
         registry::remove_project(&self.shared.project);
@@ -497,10 +497,13 @@ impl Engine {
                     service: service.name.clone(),
                     error: Box::new(error),
                 })?;
-            ctx.proxies.sync(&all).map_err(|error| EngineError::Ports {
-                service: service.name.clone(),
-                error: Box::new(error.into()),
-            })?;
+            ctx.proxies
+                .sync(&all)
+                .await
+                .map_err(|error| EngineError::Ports {
+                    service: service.name.clone(),
+                    error: Box::new(error.into()),
+                })?;
         }
         Ok(ports)
     }
@@ -574,6 +577,7 @@ impl Engine {
             .map_err(EngineError::from)?;
         ctx.proxies
             .sync(&ports)
+            .await
             .map_err(|e| EngineError::from(project_net::ProjectError::from(e)))
     }
 }
