@@ -373,6 +373,23 @@ fn render_forward<'a>(s: &mut String, networks: impl Iterator<Item = &'a Network
     let _ = writeln!(s, "  }}");
 }
 
+/// The NAT chains that carry the port rules `dnat`: prerouting (from other hosts and from
+/// containers: hairpin) and output (from the host itself).
+fn render_dnat_chains(s: &mut String, dnat: &str) {
+    for (chain, hook, priority) in [
+        ("prerouting", "prerouting", "dstnat"),
+        ("output", "output", "-100"),
+    ] {
+        let _ = writeln!(s, "  chain {chain} {{");
+        let _ = writeln!(
+            s,
+            "    type nat hook {hook} priority {priority}; policy accept;"
+        );
+        s.push_str(dnat);
+        let _ = writeln!(s, "  }}");
+    }
+}
+
 /// The `ip6` table: the same isolation for the networks with IPv6, masquerade of their
 /// subnets, and the ports published to containers' IPv6 addresses (not `::1`, where the
 /// kernel drops what NAT would send on: the userland proxy serves it).
@@ -390,18 +407,7 @@ fn render_table6(project: &str, rules: &ProjectRules) -> Result<String> {
     for p in &rules.ports {
         dnat_rule6(&mut dnat, p);
     }
-    for (chain, hook, priority) in [
-        ("prerouting", "prerouting", "dstnat"),
-        ("output", "output", "-100"),
-    ] {
-        let _ = writeln!(s, "  chain {chain} {{");
-        let _ = writeln!(
-            s,
-            "    type nat hook {hook} priority {priority}; policy accept;"
-        );
-        s.push_str(&dnat);
-        let _ = writeln!(s, "  }}");
-    }
+    render_dnat_chains(&mut s, &dnat);
     let _ = writeln!(s, "  chain postrouting {{");
     let _ = writeln!(
         s,
@@ -498,19 +504,7 @@ fn render_table(project: &str, rules: &ProjectRules) -> Result<String> {
     for p in &rules.ports {
         dnat_rule(&mut dnat, p);
     }
-    // prerouting: from other hosts and from containers (hairpin); output: from the host itself.
-    for (chain, hook, priority) in [
-        ("prerouting", "prerouting", "dstnat"),
-        ("output", "output", "-100"),
-    ] {
-        let _ = writeln!(s, "  chain {chain} {{");
-        let _ = writeln!(
-            s,
-            "    type nat hook {hook} priority {priority}; policy accept;"
-        );
-        s.push_str(&dnat);
-        let _ = writeln!(s, "  }}");
-    }
+    render_dnat_chains(&mut s, &dnat);
 
     let _ = writeln!(s, "  chain postrouting {{");
     let _ = writeln!(

@@ -510,6 +510,23 @@ impl Netlink {
         Ok(())
     }
 
+    /// The index of `parent`, the interface a macvlan or ipvlan link of `att` is made on,
+    /// after checking that the address is on the network.
+    async fn parent_of(&self, att: &Attachment<'_>, parent: &str) -> Result<u32> {
+        if !att.subnet.contains(att.address) {
+            return Err(NetlinkError::AddressOutside {
+                name: att.container_name.to_string(),
+                address: att.address,
+                subnet: att.subnet,
+            });
+        }
+        self.link_index(parent)
+            .await?
+            .ok_or_else(|| NetlinkError::NoLink {
+                name: parent.to_string(),
+            })
+    }
+
     /// Connects a container to a macvlan network: one request creates a macvlan link of
     /// `parent` (mode `bridge`, `private`, `vepa` or `passthru`) already in the container's
     /// namespace, named, with its MAC and MTU; then it is configured from inside as a veth peer
@@ -521,19 +538,7 @@ impl Netlink {
         parent: &str,
         mode: &str,
     ) -> Result<()> {
-        if !att.subnet.contains(att.address) {
-            return Err(NetlinkError::AddressOutside {
-                name: att.container_name.to_string(),
-                address: att.address,
-                subnet: att.subnet,
-            });
-        }
-        let index = self
-            .link_index(parent)
-            .await?
-            .ok_or_else(|| NetlinkError::NoLink {
-                name: parent.to_string(),
-            })?;
+        let index = self.parent_of(att, parent).await?;
         let mode = match mode {
             "" | "bridge" => MacVlanMode::Bridge,
             "private" => MacVlanMode::Private,
@@ -583,19 +588,7 @@ impl Netlink {
         flag: &str,
     ) -> Result<()> {
         use rtnetlink::packet_route::link::{IpVlanFlags, IpVlanMode};
-        if !att.subnet.contains(att.address) {
-            return Err(NetlinkError::AddressOutside {
-                name: att.container_name.to_string(),
-                address: att.address,
-                subnet: att.subnet,
-            });
-        }
-        let index = self
-            .link_index(parent)
-            .await?
-            .ok_or_else(|| NetlinkError::NoLink {
-                name: parent.to_string(),
-            })?;
+        let index = self.parent_of(att, parent).await?;
         let invalid = |what: String| NetlinkError::Link {
             op: "create ipvlan",
             name: att.container_name.to_string(),

@@ -470,17 +470,9 @@ struct Walk<'w> {
 enum Found {
     /// A file, link or other non-directory that is kept.
     Leaf(Entry),
-    /// A directory to search: its entry, an open descriptor, its paths and what the patterns
-    /// said of it; `out` when ignored or excluded (kept only if something under it is not).
-    Dir {
-        entry: Entry,
-        name: Vec<u8>,
-        t: Vec<u8>,
-        s: Vec<u8>,
-        ign: MatchInfo,
-        exc: MatchInfo,
-        out: bool,
-    },
+    /// A directory to search: its entry, where it is and what the patterns said of it; `out`
+    /// when ignored or excluded (kept only if something under it is not).
+    Dir { entry: Entry, job: Job, out: bool },
 }
 
 /// Opens directory `name` of `parent` (shown as `t` in errors), never through a link.
@@ -494,7 +486,8 @@ fn open_dir(parent: &OwnedFd, name: &[u8], t: &[u8]) -> Result<OwnedFd, ContextE
     .map_err(super::errno_err("open directory", os(t)))
 }
 
-/// A directory below the walk's root searched by one of several threads.
+/// A directory to search: its name in its parent, its paths in the tree and the source, and
+/// what the patterns said of it.
 struct Job {
     name: Vec<u8>,
     t: Vec<u8>,
@@ -568,19 +561,11 @@ impl Walk<'_> {
                 self.out.push(e);
                 Ok(true)
             }
-            Found::Dir {
-                entry,
-                name,
-                t,
-                s,
-                ign,
-                exc,
-                out,
-            } => {
+            Found::Dir { entry, job, out } => {
                 let at = self.out.len();
                 self.out.push(entry);
-                let fd = open_dir(parent, &name, &t)?;
-                let inner = self.dir(fd, &t, &s, &ign, &exc, depth + 1)?;
+                let fd = open_dir(parent, &job.name, &job.t)?;
+                let inner = self.dir(fd, &job.t, &job.s, &job.ign, &job.exc, depth + 1)?;
                 if out && !inner {
                     self.out.truncate(at);
                     Ok(false)
@@ -609,23 +594,9 @@ impl Walk<'_> {
         for f in found {
             match f {
                 Found::Leaf(e) => order.push((e, None)),
-                Found::Dir {
-                    entry,
-                    name,
-                    t,
-                    s,
-                    ign,
-                    exc,
-                    out,
-                } => {
+                Found::Dir { entry, job, out } => {
                     order.push((entry, Some((jobs.len(), out))));
-                    jobs.push(std::sync::Mutex::new(Some(Job {
-                        name,
-                        t,
-                        s,
-                        ign,
-                        exc,
-                    })));
+                    jobs.push(std::sync::Mutex::new(Some(job)));
                 }
             }
         }
@@ -729,11 +700,13 @@ impl Walk<'_> {
             }
             return Ok(Some(Found::Dir {
                 entry: entry_from(s.clone(), t.clone(), &st, None),
-                name: name.to_vec(),
-                t,
-                s,
-                ign: ign2,
-                exc: exc2,
+                job: Job {
+                    name: name.to_vec(),
+                    t,
+                    s,
+                    ign: ign2,
+                    exc: exc2,
+                },
                 out,
             }));
         }
