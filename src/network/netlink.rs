@@ -783,11 +783,9 @@ impl InNamespace {
         }
         nl.set_up(name).await?;
         nl.set_up("lo").await?;
-        if let Some(gateway) = self.gateway6 {
-            let route = RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(gateway)
-                .output_interface(index)
-                .build();
+        let nl = &nl;
+        // `via`: the gateway, shown in an error (unspecified for a route out of the link).
+        let add = |route, via: IpAddr| async move {
             nl.handle
                 .route()
                 .add(route)
@@ -795,41 +793,30 @@ impl InNamespace {
                 .await
                 .map_err(|e| NetlinkError::Route {
                     name: name.to_string(),
-                    gateway: gateway.into(),
+                    gateway: via,
                     source: to_io(e),
-                })?;
+                })
+        };
+        if let Some(gateway) = self.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            add(route, gateway.into()).await?;
         }
         if self.dev_route {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .output_interface(index)
                 .scope(rtnetlink::packet_route::route::RouteScope::Link)
                 .build();
-            nl.handle
-                .route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(|e| NetlinkError::Route {
-                    name: name.to_string(),
-                    gateway: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    source: to_io(e),
-                })?;
+            add(route, IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await?;
         }
         if let Some(gateway) = self.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gateway)
                 .output_interface(index)
                 .build();
-            nl.handle
-                .route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(|e| NetlinkError::Route {
-                    name: name.to_string(),
-                    gateway: gateway.into(),
-                    source: to_io(e),
-                })?;
+            add(route, gateway.into()).await?;
         }
         Ok(())
     }
