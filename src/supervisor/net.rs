@@ -497,13 +497,22 @@ impl Engine {
                     service: service.name.clone(),
                     error: Box::new(error),
                 })?;
-            ctx.proxies
-                .sync(&all)
-                .await
-                .map_err(|error| EngineError::Ports {
+            if let Err(error) = ctx.proxies.sync(&all).await {
+                // Back to the ports as they were (the table was just written with the new
+                // ones): the new container's go, a container it was to replace keeps its own.
+                if let Some(old) = replacing {
+                    ctx.superseded.remove(&old.id);
+                }
+                let before = self.all_ports(ctx);
+                if let Some(nl) = ctx.nl.as_ref() {
+                    let _ = project_net::setup(nl, &project.name, networks, &before).await;
+                }
+                let _ = ctx.proxies.sync(&before).await;
+                return Err(EngineError::Ports {
                     service: service.name.clone(),
                     error: Box::new(error.into()),
-                })?;
+                });
+            }
         }
         Ok(ports)
     }
