@@ -1168,14 +1168,30 @@ pub fn plan_networks_on(
             .map_err(|e| name_overlap(e, others, &planned))?;
         planned[i] = Some(state_from(w, &subnet));
     }
-    plan_ipv6(host, &wanted_list, &mut planned, previous, others)?;
+    let routes6: Vec<HostRoute6> = host
+        .routes6
+        .iter()
+        .filter(|r| !own.contains(r.iface.as_str()))
+        .cloned()
+        .collect();
+    let pool6 = host.pool6.unwrap_or_else(ipam6::default_pool);
+    plan_ipv6(
+        &routes6,
+        pool6,
+        &wanted_list,
+        &mut planned,
+        previous,
+        others,
+    )?;
     Ok(planned.into_iter().flatten().collect())
 }
 
 /// The IPv6 side of the planned networks that want it: a shared network's, the one a network
-/// had (same subnet while its file asks for the same), else from its ipam config or the pool.
+/// had (same subnet while its file asks for the same), else from its ipam config or `pool`;
+/// `routes`: the host's IPv6 routes but those of the project's own bridges.
 fn plan_ipv6(
-    host: &HostView,
+    routes: &[HostRoute6],
+    pool: Ipv6Net,
     wanted_list: &[Option<Wanted<'_>>],
     planned: &mut [Option<NetworkState>],
     previous: &[NetworkState],
@@ -1206,20 +1222,7 @@ fn plan_ipv6(
             .chain(planned.iter().flatten().filter(|p| p.name != w.name))
             .filter_map(|o| o.ipv6.as_ref().map(|v6| v6.subnet))
             .collect();
-        let own: BTreeSet<&str> = planned
-            .iter()
-            .flatten()
-            .map(|p| p.bridge.as_str())
-            .chain(previous.iter().map(|p| p.bridge.as_str()))
-            .collect();
-        let routes: Vec<HostRoute6> = host
-            .routes6
-            .iter()
-            .filter(|r| !own.contains(r.iface.as_str()))
-            .cloned()
-            .collect();
-        let pool = host.pool6.unwrap_or_else(ipam6::default_pool);
-        let wanted = ipam6::network_subnet(w.ipam, pool, &busy, &routes).map_err(err)?;
+        let wanted = ipam6::network_subnet(w.ipam, pool, &busy, routes).map_err(err)?;
         let kept = previous
             .iter()
             .find(|p| p.key == w.key && p.name == w.name && p.bridge == state.bridge)
