@@ -27,6 +27,9 @@ use super::project::PortBinding;
 const UDP_IDLE: Duration = Duration::from_secs(60);
 /// At most this many UDP clients per port at once (each holds a socket).
 const UDP_CLIENTS: usize = 1024;
+/// At most this many TCP connections per port at once (each holds two sockets in the
+/// supervisor, which also serves the containers' DNS): more are closed as they come.
+const TCP_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -238,7 +241,7 @@ fn start(route: Route) -> Result<Running, ProxyError> {
     let task = match route.protocol {
         Protocol::Tcp => {
             let listener = TcpListener::from_std(socket.into()).map_err(err)?;
-            tokio::spawn(serve_tcp(listener, route.target))
+            tokio::spawn(serve_tcp(listener, route.target, TCP_CONNECTIONS))
         }
         Protocol::Udp => {
             let socket = UdpSocket::from_std(socket.into()).map_err(err)?;
@@ -255,7 +258,8 @@ fn start(route: Route) -> Result<Running, ProxyError> {
     })
 }
 
-async fn serve_tcp(listener: TcpListener, target: SocketAddr) {
+/// Copies each connection to `listener` both ways to `target`, at most `max` at once.
+async fn serve_tcp(listener: TcpListener, target: SocketAddr, max: usize) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -265,6 +269,11 @@ async fn serve_tcp(listener: TcpListener, target: SocketAddr) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                if connections.len() >= max {
+                    // Closed at once: a flood of connections cannot hold the supervisor's fds.
+                    drop(client);
+                    continue;
+                }
                 connections.spawn(async move {
                     // A container not listening (yet): the client sees the connection closed,
                     // as with docker-proxy.
@@ -455,6 +464,44 @@ mod tests {
         assert!(!is_held(Protocol::Udp, at));
         // Closed: the port can be bound again at once.
         assert!(std::net::UdpSocket::bind(at).is_ok());
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed() {
+        // A target that keeps every connection open.
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = target.local_addr().unwrap();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = target.accept().await {
+                held.push(c);
+            }
+        });
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let proxy = tokio::spawn(serve_tcp(listener, to, 2));
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            open.push(TcpStream::connect(at).await.unwrap());
+        }
+        // Accepted in order: the third finds two being served and is closed at once (a read
+        // gives end of file; an open one would never become readable).
+        let third = TcpStream::connect(at).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), third.readable())
+            .await
+            .expect("the third connection was not closed")
+            .unwrap();
+        let mut probe = [0u8; 1];
+        assert!(matches!(third.try_read(&mut probe), Ok(0)));
+        // The first two are still open: nothing to read, no end of file.
+        for c in &open {
+            let mut b = [0u8; 1];
+            assert!(
+                matches!(c.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            );
+        }
+        proxy.abort();
+        holder.abort();
     }
 
     #[tokio::test]
