@@ -2088,7 +2088,7 @@ fn a_command_right_after_down_reaches_a_live_supervisor() {
 /// leaves no `ip6` table.
 #[test]
 fn ipv6_networks_between_services_and_published_ports() {
-    let ports = free_ports(2);
+    let ports = free_ports(3);
     let Some(p) = project(
         "ipv6",
         &format!(
@@ -2101,17 +2101,27 @@ services:
     ports: ["[::1]:{}:80", "{}:80"]
     networks: [v6]
   client: {{image: busybox, init: true, command: sleep infinity, networks: [v6]}}
+  plain:
+    image: busybox
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo six > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["{}:80"]
 networks:
   v6: {{enable_ipv6: true}}
 "#,
-            ports[0], ports[1]
+            ports[0], ports[1], ports[2]
         ),
     ) else {
         return;
     };
     p.ok(&["up", "-d"]);
     let s = p.state_json();
-    let net = &s["networks"][0];
+    let net = s["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["key"] == "v6")
+        .unwrap_or_else(|| panic!("no network v6: {s:#}"));
     let subnet6 = net["ipv6"]["subnet"]
         .as_str()
         .expect("an IPv6 subnet")
@@ -2172,6 +2182,8 @@ networks:
     get6("::1", ports[0]);
     get6("::1", ports[1]);
     get6(&gateway6, ports[1]);
+    // A container without IPv6 answers on IPv6 too, through the proxy on [::].
+    get6("::1", ports[2]);
     assert!(http_get_ready(ports[1]).contains("six"));
     let ps = stdout(&p.ok(&["ps"]));
     assert!(ps.contains(&format!("[::1]:{}->80/tcp", ports[0])), "{ps}");
