@@ -66,6 +66,30 @@ impl Drop for DelLink {
     }
 }
 
+/// A veth pair `parent`/`peer`, both up, as the parent of macvlan or ipvlan networks; deleted
+/// when the guard goes.
+fn veth_parent(parent: &str, peer: &str) -> DelLink {
+    let made = ip(&["link", "add", parent, "type", "veth", "peer", "name", peer]);
+    assert!(made.status.success(), "{}", out(&made));
+    let guard = DelLink(parent.to_string());
+    for link in [parent, peer] {
+        assert!(ip(&["link", "set", link, "up"]).status.success());
+    }
+    guard
+}
+
+/// Whether this kernel makes links of `kind` (macvlan, ipvlan) on `parent`: `Err` with what
+/// `ip` said when not. `probe` names the test link, deleted at once.
+fn kernel_makes(kind: &str, parent: &str, probe: &str) -> Result<(), String> {
+    let made = ip(&["link", "add", "link", parent, "name", probe, "type", kind]);
+    let _ = ip(&["link", "del", probe]);
+    if made.status.success() {
+        Ok(())
+    } else {
+        Err(stderr(&made).trim().to_string())
+    }
+}
+
 fn http_get(port: u16, path: &str) -> String {
     let mut s =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to published port");
@@ -1982,30 +2006,15 @@ networks:
     let Some(p) = project("macvlan", &compose(&parent)) else {
         return;
     };
-    let made = ip(&[
-        "link", "add", &parent, "type", "veth", "peer", "name", &peer,
-    ]);
-    assert!(made.status.success(), "{}", out(&made));
-    let _del = DelLink(parent.clone());
-    for link in [&parent, &peer] {
-        assert!(ip(&["link", "set", link, "up"]).status.success());
-    }
+    let _del = veth_parent(&parent, &peer);
     // A kernel without macvlan cannot run this test (it has veth pairs and bridges).
-    let probe = format!("lcmp{:x}", pid % 0xfffff);
-    let made = ip(&[
-        "link", "add", "link", &parent, "name", &probe, "type", "macvlan",
-    ]);
-    if !made.status.success() {
+    if let Err(said) = kernel_makes("macvlan", &parent, &format!("lcmp{:x}", pid % 0xfffff)) {
         common::skip(
             "macvlan_networks_use_a_parent_interface",
-            &format!(
-                "needs macvlan links in the kernel: {}",
-                stderr(&made).trim()
-            ),
+            &format!("needs macvlan links in the kernel: {said}"),
         );
         return;
     }
-    let _ = ip(&["link", "del", &probe]);
 
     p.ok(&["up", "-d"]);
     let s = p.state_json();
@@ -2281,21 +2290,8 @@ networks:
     ) else {
         return;
     };
-    let made = ip(&[
-        "link", "add", &parent, "type", "veth", "peer", "name", &peer,
-    ]);
-    assert!(made.status.success(), "{}", out(&made));
-    let _del = DelLink(parent.clone());
-    for link in [&parent, &peer] {
-        assert!(ip(&["link", "set", link, "up"]).status.success());
-    }
-    let probe = format!("lcip{:x}", pid % 0xfffff);
-    let supported = ip(&[
-        "link", "add", "link", &parent, "name", &probe, "type", "ipvlan",
-    ])
-    .status
-    .success();
-    let _ = ip(&["link", "del", &probe]);
+    let _del = veth_parent(&parent, &peer);
+    let supported = kernel_makes("ipvlan", &parent, &format!("lcip{:x}", pid % 0xfffff)).is_ok();
     if !supported {
         let o = p.rc(&["up", "-d"]);
         assert!(!o.status.success(), "up succeeded without ipvlan");
