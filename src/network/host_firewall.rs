@@ -399,13 +399,13 @@ pub fn read(backend: Backend) -> Result<Option<FilterTable>> {
     list(backend).map(Some)
 }
 
-/// The `filter` table of each backend of [`Backend::ALL`] that has one, read at the same time:
-/// each read runs an iptables process (milliseconds). The others are read by threads spawned
-/// from this one, so in the same network namespace.
-fn read_all() -> Vec<(Backend, Result<FilterTable>)> {
+/// The `filter` table of each backend of [`Backend::ALL`] that has one (the IPv6 ones only
+/// with `ipv6`), read at the same time: each read runs an iptables process (milliseconds). The
+/// others are read by threads spawned from this one, so in the same network namespace.
+fn read_all(ipv6: bool) -> Vec<(Backend, Result<FilterTable>)> {
     let present: Vec<Backend> = Backend::ALL
         .into_iter()
-        .filter(|b| has_filter_table(*b))
+        .filter(|b| (ipv6 || !b.is_ipv6()) && has_filter_table(*b))
         .collect();
     let Some((&first, rest)) = present.split_first() else {
         return Vec::new();
@@ -456,7 +456,10 @@ fn run(backend: Backend, project: &str, ops: &[Op]) -> Result<()> {
 /// Called on each `up`, so rules Docker flushed when it restarted come back then.
 pub fn sync(project: &str, bridges: &[Bridge]) -> Result<()> {
     let with_ipv6: Vec<Bridge> = bridges.iter().filter(|b| b.ipv6).cloned().collect();
-    for (backend, table) in read_all() {
+    // Without an IPv6 network there is nothing to keep in ip6tables (and nothing of ours
+    // there: a network losing IPv6 is removed, and `remove` reads every backend), so an
+    // IPv4-only project runs no ip6tables process.
+    for (backend, table) in read_all(!with_ipv6.is_empty()) {
         let table = table?;
         let bridges = if backend.is_ipv6() {
             &with_ipv6
@@ -484,7 +487,7 @@ pub fn sync(project: &str, bridges: &[Bridge]) -> Result<()> {
 pub fn remove(project: &str) -> Result<bool> {
     let mut removed = false;
     let mut first_error = None;
-    for (backend, table) in read_all() {
+    for (backend, table) in read_all(true) {
         let result = table.and_then(|table| {
             let ops = plan_remove(project, &table);
             removed |= !ops.is_empty();
