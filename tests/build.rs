@@ -569,6 +569,36 @@ fn ssh_mounts_give_the_step_the_agent_socket() {
 }
 
 #[test]
+fn a_bake_target_context_builds_that_service_first() {
+    let test = "a_bake_target_context_builds_that_service_first";
+    let Some(p) = Project::new(
+        test,
+        "bt-target",
+        "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
+         base: target:base\n    command: [\"cat\", \"/base\", \"/app\"]\n  base:\n    build: ./base\n",
+    ) else {
+        return;
+    };
+    write(
+        &p.dir.path().join("base"),
+        &[("Dockerfile", "FROM busybox\nRUN echo base > /base\n")],
+    );
+    write(
+        &p.dir.path().join("app"),
+        &[("Dockerfile", "FROM base\nRUN echo app > /app\n")],
+    );
+    // Only `app` is asked for: `base`, which its `target:` context names, is built first.
+    let o = p.ok(&["build", "app"]);
+    let err = stderr(&o);
+    let first_base = err.find("echo base").expect("base built");
+    let first_app = err.find("echo app").expect("app built");
+    assert!(first_base < first_app, "{err}");
+    let run = p.ok(&["run", "--rm", "-T", "app"]);
+    assert_eq!(stdout(&run), "base\napp\n");
+    p.ok(&["down"]);
+}
+
+#[test]
 fn a_service_builds_from_another_services_image() {
     let test = "a_service_builds_from_another_services_image";
     let Some(p) = Project::new(

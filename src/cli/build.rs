@@ -558,8 +558,9 @@ pub fn build_services(
     opts: &Options,
 ) -> Result<()> {
     let store = Store::open(crate::paths::images()).context("cannot open the image store")?;
+    let names = with_build_dependencies(project, working_dir, names);
     let mut wanted: Vec<(String, BuildRequest)> = Vec::new();
-    for name in names {
+    for name in &names {
         let Some(service) = project.services.get(name) else {
             continue;
         };
@@ -728,6 +729,55 @@ fn cache_spec(
     }
 }
 
+/// `names` and the services whose images their builds read through `service:` or `target:`
+/// contexts, recursively (docker compose's build dependencies): built first when missing.
+fn with_build_dependencies(project: &Project, working_dir: &Path, names: &[String]) -> Vec<String> {
+    let mut out = names.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        let referenced: Vec<String> = project
+            .services
+            .get(&out[i])
+            .and_then(|s| s.build.as_ref())
+            .map(|b| {
+                b.additional_contexts
+                    .values()
+                    .filter_map(|v| {
+                        v.strip_prefix("service:")
+                            .or_else(|| bake_target(v, working_dir))
+                    })
+                    .filter(|n| project.services.contains_key(*n))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in referenced {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `target:NAME` in `additional_contexts` names a bake target (a service). Docker compose
+/// resolves the value as a path in the project directory, as any other, so that is how it
+/// arrives here (unless given absolute); it is a bake target when no such directory exists.
+fn bake_target<'a>(value: &'a str, working_dir: &Path) -> Option<&'a str> {
+    let name = match value.strip_prefix("target:") {
+        Some(name) => name,
+        None => {
+            let path = Path::new(value);
+            if path.parent() != Some(working_dir) || path.exists() {
+                return None;
+            }
+            value.rsplit('/').next()?.strip_prefix("target:")?
+        }
+    };
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
 /// The build request of a compose service.
 fn request_for(
     project: &Project,
@@ -844,8 +894,24 @@ fn request_for(
             );
             continue;
         }
-        if v.starts_with("target:") || v.contains("://") && !v.starts_with("docker-image://") {
-            bail!("additional context {k}={v} is not supported yet: directories, docker-image:// and service: are");
+        if let Some(other) = bake_target(v, working_dir) {
+            // Bake's `target:NAME`, whose targets are a compose file's services: that
+            // service's build result.
+            let svc = project
+                .services
+                .get(other)
+                .filter(|s| s.build.is_some())
+                .with_context(|| {
+                    format!("additional context {k}=target:{other}: no service {other} with a build section")
+                })?;
+            additional.insert(
+                k.clone(),
+                format!("docker-image://{}", image_name(project, svc)),
+            );
+            continue;
+        }
+        if v.contains("://") && !v.starts_with("docker-image://") {
+            bail!("additional context {k}={v} is not supported yet: directories, docker-image://, service: and target: are");
         }
         if v.starts_with("docker-image://") || Path::new(v).is_absolute() {
             additional.insert(k.clone(), v.clone());
@@ -1147,4 +1213,71 @@ fn dry_run_build(project: &Project, names: &[String], push: bool) -> Result<i32>
     }
     super::dryrun::print(&plan);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::loader::{load, Options as LoadOptions};
+
+    fn project(dir: &Path, yaml: &str) -> Project {
+        let opts = LoadOptions {
+            files: vec!["-".into()],
+            project_name: Some("demo".into()),
+            project_directory: Some(dir.to_path_buf()),
+            profiles: Vec::new(),
+            env_files: Vec::new(),
+            services: Vec::new(),
+            interpolate: true,
+            normalize: true,
+            resolve_paths: true,
+            consistency: true,
+            check_names: true,
+            cwd: dir.to_path_buf(),
+            os_env: Default::default(),
+            stdin: Some(yaml.into()),
+        };
+        load(&opts).expect("test compose file loads").project
+    }
+
+    #[test]
+    fn bake_targets_are_services_unless_the_directory_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wd = dir.path();
+        assert_eq!(bake_target("target:base", wd), Some("base"));
+        let resolved = wd.join("target:base").display().to_string();
+        assert_eq!(bake_target(&resolved, wd), Some("base"));
+        // A real directory of that name is a directory context, as in docker compose.
+        std::fs::create_dir(wd.join("target:base")).expect("mkdir");
+        assert_eq!(bake_target(&resolved, wd), None);
+        // Elsewhere than the project directory, or not a target at all.
+        let deeper = wd.join("sub/target:base").display().to_string();
+        assert_eq!(bake_target(&deeper, wd), None);
+        assert_eq!(bake_target(&wd.join("ctx").display().to_string(), wd), None);
+        assert_eq!(bake_target("target:", wd), None);
+        assert_eq!(bake_target("docker-image://busybox", wd), None);
+    }
+
+    #[test]
+    fn build_dependencies_follow_service_and_target_contexts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["app", "mid", "base", "other"] {
+            std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+        }
+        let p = project(
+            dir.path(),
+            "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
+             m: target:mid\n  mid:\n    build:\n      context: ./mid\n      additional_contexts:\n        \
+             b: service:base\n  base:\n    build: ./base\n  other:\n    build: ./other\n",
+        );
+        let wd = dir.path();
+        assert_eq!(
+            with_build_dependencies(&p, wd, &["app".into()]),
+            ["app", "mid", "base"]
+        );
+        assert_eq!(
+            with_build_dependencies(&p, wd, &["other".into()]),
+            ["other"]
+        );
+    }
 }
