@@ -55,16 +55,18 @@ fn build(state: &State, env: &[(String, String)], ctx: &Path, args: &[&str]) -> 
 /// for it up to 10 s: a finished build's network is removed by a detached helper process right
 /// after it. Only that one: other tests' builds run beside it with their own.
 fn build_table_gone(pid: u32) -> bool {
-    let own = format!("rcompose-rcompose-build-{pid}");
+    let own = format!("rcompose-rcompose-build-{pid}-");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let tables = std::process::Command::new("nft")
             .args(["list", "tables"])
             .output()
             .expect("nft");
-        let left = stdout(&tables)
-            .lines()
-            .any(|l| l.split_whitespace().last() == Some(own.as_str()));
+        let left = stdout(&tables).lines().any(|l| {
+            l.split_whitespace()
+                .last()
+                .is_some_and(|t| t.starts_with(&own))
+        });
         if !left {
             return true;
         }

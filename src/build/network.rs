@@ -36,10 +36,27 @@ fn err(what: &str, e: impl std::fmt::Display) -> BuildError {
     BuildError::Step(format!("build network: {what}: {e}"))
 }
 
-/// The projects name of build networks: `rcompose-build-<pid>`.
-fn project_name(pid: u32) -> String {
-    format!("rcompose-build-{pid}")
+/// The project name of a build network: `rcompose-build-<pid>-<n>`, `n` counting the build
+/// networks of this process. One process makes several, one after the other (builds in waves,
+/// watch's rebuilds), and a finished one is removed by a detached helper: a name of its own
+/// keeps that helper from removing the next one's bridge.
+fn project_name(pid: u32, n: u32) -> String {
+    format!("rcompose-build-{pid}-{n}")
 }
+
+/// The build process of a build network's project name (`rcompose-build-<pid>-<n>`, or the
+/// older `rcompose-build-<pid>`).
+fn build_pid(project: &str) -> Option<u32> {
+    let rest = project.strip_prefix("rcompose-build-")?;
+    let (pid, n) = rest.split_once('-').unwrap_or((rest, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+static NETWORKS_MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl BuildNetwork {
     pub fn create() -> Result<BuildNetwork, BuildError> {
@@ -51,7 +68,8 @@ impl BuildNetwork {
             let _enter = rt.enter();
             Netlink::connect().map_err(|e| err("cannot open netlink", e))?
         };
-        let name = project_name(std::process::id());
+        let n = NETWORKS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = project_name(std::process::id(), n);
         let mut service = ServiceConfig {
             name: "build".into(),
             ..ServiceConfig::default()
@@ -191,12 +209,10 @@ fn spawn_gc(project: &str) -> std::io::Result<()> {
 }
 
 /// [`GC_ARG`]: removes the bridge and firewall rules of build network `project` (only names of
-/// build networks, `rcompose-build-<pid>`, are accepted). The exit code is 0 when they are gone.
+/// build networks, `rcompose-build-<pid>-<n>`, are accepted). The exit code is 0 when they are
+/// gone.
 pub fn gc_main(project: &str) -> i32 {
-    let valid = project
-        .strip_prefix("rcompose-build-")
-        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-    if !valid {
+    if build_pid(project).is_none() {
         eprintln!("rcompose: {GC_ARG}: not a build network: {project:?}");
         return 2;
     }
@@ -223,10 +239,7 @@ pub fn gc_main(project: &str) -> i32 {
 /// firewall rules (found by project name) and their bridge.
 async fn remove_stale(nl: &Netlink) {
     for project in crate::network::firewall::projects().unwrap_or_default() {
-        let Some(pid) = project
-            .strip_prefix("rcompose-build-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = build_pid(&project) else {
             continue;
         };
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -235,5 +248,26 @@ async fn remove_stale(nl: &Netlink) {
         let bridge = crate::network::names::bridge_name(&format!("{project}_default"));
         let _ = nl.delete_link(&bridge).await;
         let _ = crate::network::firewall::remove(&project);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_network_names_carry_the_process_and_a_count() {
+        assert_eq!(project_name(42, 3), "rcompose-build-42-3");
+        assert_eq!(build_pid("rcompose-build-42-3"), Some(42));
+        assert_eq!(build_pid("rcompose-build-42"), Some(42));
+        for not in [
+            "rcompose-build-",
+            "rcompose-build-42-",
+            "rcompose-build-x-1",
+            "web",
+            "rcompose-build-4-2-1",
+        ] {
+            assert_eq!(build_pid(not), None, "{not}");
+        }
     }
 }
