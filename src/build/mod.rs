@@ -5,8 +5,8 @@
 //! the overlay upper directory (`layer`) → content-addressed step cache (`cache`) → the image
 //! store beside pulled images. The build context (`context`) is read through `.dockerignore`,
 //! never following a link out of it, and hashed by content so that a changed file invalidates
-//! only the steps that read it. `executor` walks the stages; `progress` prints BuildKit-style
-//! lines.
+//! only the steps that read it. `executor` walks the stages; `progress` shows them as BuildKit
+//! does (plain lines, or its live display on a terminal).
 
 pub mod cache;
 pub mod cleanup;
