@@ -1026,7 +1026,9 @@ fn run_builds(
     let registry = RegistryCaches::prepare(&store, &mut reqs, &progress)?;
     let images = StoreImages {
         store: store.clone(),
-        quiet: mode == Mode::Quiet,
+        // A pull's lines would break the live display, redrawn in place: there the FROM
+        // step's time shows the pull going on.
+        quiet: matches!(mode, Mode::Quiet | Mode::Tty),
     };
     crate::build::cleanup::sweep(&store);
     let interrupt = Interrupt::install();
@@ -1057,6 +1059,8 @@ fn run_builds(
             if interrupt.interrupted() {
                 drop(r);
                 drop(interrupt);
+                // `exit` runs no destructor: the live display ends here.
+                progress.finish();
                 eprintln!("build interrupted");
                 std::process::exit(130);
             }
@@ -1065,6 +1069,9 @@ fn run_builds(
         }
     }
     registry.publish(&progress)?;
+    // The final region before anything the command prints after the builds (an early return
+    // gets it from the drop).
+    progress.finish();
     Ok(out.into_values().collect())
 }
 
