@@ -1213,6 +1213,7 @@ impl Build<'_> {
                     chmod: c.chmod.clone(),
                     parents: c.parents,
                     source_date_epoch: self.layer_opts.source_date_epoch,
+                    upper: None,
                 };
                 self.copy_step(&lowers, &dirs, sources, &c.dest, &opts, false)?;
             }
@@ -1223,6 +1224,7 @@ impl Build<'_> {
                     chmod: a.chmod.clone(),
                     parents: false,
                     source_date_epoch: self.layer_opts.source_date_epoch,
+                    upper: None,
                 };
                 self.copy_step(
                     &lowers,
@@ -1574,6 +1576,10 @@ impl Build<'_> {
         unpack: bool,
     ) -> Result<(), BuildError> {
         let target = StepMount::new(self.env.store)?;
+        let opts = &CopyOptions {
+            upper: Some(dirs.upper.clone()),
+            ..opts.clone()
+        };
         match &sources.stage {
             None => {
                 let srcs = sources.sources;

@@ -42,6 +42,10 @@ pub struct CopyOptions {
     pub parents: bool,
     /// Times later than this are clamped to it.
     pub source_date_epoch: Option<i64>,
+    /// The overlay upper directory of the step when the root is that overlay: a directory the
+    /// copy creates (so in no lower layer) is filled there, not through the overlay, which
+    /// doubles what making a file costs. Nothing else looks at it meanwhile.
+    pub upper: Option<std::path::PathBuf>,
 }
 
 /// What a copy wrote.
@@ -305,6 +309,41 @@ struct OpenDir {
     rel: Vec<u8>,
     fd: OwnedFd,
     times: Option<Entry>,
+    /// The directory is setgid: a file made in it takes the directory's group.
+    setgid: bool,
+}
+
+/// Files up to this size are copied with one read and one write (a buffer of the copier's);
+/// larger ones by the kernel.
+const SMALL_FILE: usize = 256 << 10;
+
+/// What a file made by this process is without a chown or chmod: its owner (the effective ids,
+/// where the parent directory is not setgid) and the permission bits the umask takes away.
+#[derive(Debug, Clone, Copy)]
+struct Creator {
+    uid: u32,
+    gid: u32,
+    umask: u32,
+}
+
+impl Creator {
+    fn current() -> Creator {
+        // Read, not set and put back: setting it would give files other threads make
+        // meanwhile other modes. Unknown, it is taken to clear every bit (chmod always).
+        let umask = std::fs::read_to_string("/proc/thread-self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o777);
+        Creator {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            umask,
+        }
+    }
 }
 
 struct Copier<'a> {
@@ -319,6 +358,11 @@ struct Copier<'a> {
     /// First copy of each hard-linked inode: (source dev, ino) → (directory, name).
     links: HashMap<(u64, u64), (OwnedFd, Vec<u8>)>,
     stats: CopyStats,
+    creator: Creator,
+    /// Reused for small files.
+    buf: Vec<u8>,
+    /// See [`CopyOptions::upper`].
+    upper: Option<BorrowedFd<'a>>,
 }
 
 /// Copies `sources` to `dest` in the root `root` (see the module comment for the rules).
@@ -342,6 +386,17 @@ pub fn copy_into(
         Some(ChmodSpec::Octal(m)) => *m,
         _ => 0o755,
     };
+    let upper = match &opts.upper {
+        Some(dir) => Some(
+            nix::fcntl::open(
+                dir.as_path(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno("open", &dir.display().to_string()))?,
+        ),
+        None => None,
+    };
     let mut c = Copier {
         root,
         dir_mode,
@@ -350,6 +405,9 @@ pub fn copy_into(
         epoch: opts.source_date_epoch,
         links: HashMap::new(),
         stats: CopyStats::default(),
+        creator: Creator::current(),
+        buf: Vec::new(),
+        upper: upper.as_ref().map(|fd| fd.as_fd()),
     };
     for s in sources {
         let mut dest_comps = dest_comps.clone();
@@ -517,6 +575,11 @@ impl Copier<'_> {
         };
         // Hard links are kept within one source, as BuildKit's copier (one per source).
         self.links.clear();
+        // A destination directory not there before (in a lower layer, or from an earlier
+        // source) is made now through the overlay, so is in the upper directory alone.
+        let fresh = self.upper.is_some()
+            && top.kind == FileKind::Dir
+            && self.dest_kind(&self.root_path(dest)?)?.is_none();
         if dest_is_dir {
             self.mkdir_all(dest)?;
         } else if let Some((_, parent)) = dest.split_last() {
@@ -535,7 +598,19 @@ impl Copier<'_> {
                     s.path
                 )));
             }
-            let dir = self.mkdir_all(&dest)?;
+            let mut dir = self.mkdir_all(&dest)?;
+            if fresh {
+                // At the same path there: `dest` has no links left.
+                if let Some(upper) = self.upper {
+                    if let Ok(fd) = open_beneath(
+                        upper,
+                        &dest.join(&b'/'),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                    ) {
+                        dir = fd;
+                    }
+                }
+            }
             // BuildKit leaves a destination it created with the time of its creation, and gives
             // one that was there before the source directory's times.
             let times = (existing == Some(true)).then(|| top.clone());
@@ -559,7 +634,7 @@ impl Copier<'_> {
             "/{}",
             shown(&[parent, vec![name.clone()]].concat().join(&b'/'))
         );
-        self.copy_entry(s, top, dir.as_fd(), &name, &shown_path)?;
+        self.copy_entry(s, top, dir.as_fd(), true, &name, &shown_path)?;
         Ok(())
     }
 
@@ -571,10 +646,12 @@ impl Copier<'_> {
         top_times: Option<Entry>,
     ) -> Result<(), ContextError> {
         let entries = s.entries.get(1..).unwrap_or_default();
+        let setgid = fstat(&top).map_or(true, |st| st.st_mode & libc::S_ISGID != 0);
         let top = OpenDir {
             rel: Vec::new(),
             fd: top,
             times: top_times,
+            setgid,
         };
         match self.parallel_plan(entries) {
             Some(threads) => self.copy_parallel(s, entries, top, top_shown, threads),
@@ -620,9 +697,10 @@ impl Copier<'_> {
                     rel: e.rel.clone(),
                     fd,
                     times: Some(e.clone()),
+                    setgid: self.mode_of(e) & libc::S_ISGID != 0,
                 });
             } else {
-                self.copy_entry(s, e, pfd, name, &shown_path)?;
+                self.copy_entry(s, e, pfd, parent.setgid, name, &shown_path)?;
             }
         }
         while let Some(done) = stack.pop() {
@@ -677,7 +755,7 @@ impl Copier<'_> {
             let e = &entries[i];
             let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(&e.rel));
             if e.kind != FileKind::Dir {
-                self.copy_entry(s, e, top.fd.as_fd(), &e.rel, &shown_path)?;
+                self.copy_entry(s, e, top.fd.as_fd(), top.setgid, &e.rel, &shown_path)?;
                 i += 1;
                 continue;
             }
@@ -694,6 +772,7 @@ impl Copier<'_> {
                     rel: e.rel.clone(),
                     fd,
                     times: Some(e.clone()),
+                    setgid: self.mode_of(e) & libc::S_ISGID != 0,
                 },
                 below: &entries[i + 1..end],
             })));
@@ -702,12 +781,14 @@ impl Copier<'_> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
         let results: std::sync::Mutex<Vec<Result<CopyStats, ContextError>>> = Default::default();
-        let (root, dir_mode, owner, chmod, epoch) = (
+        let (root, dir_mode, owner, chmod, epoch, creator, upper) = (
             self.root,
             self.dir_mode,
             self.owner,
             self.chmod.clone(),
             self.epoch,
+            self.creator,
+            self.upper,
         );
         let work = || {
             let mut c = Copier {
@@ -718,6 +799,9 @@ impl Copier<'_> {
                 epoch,
                 links: HashMap::new(),
                 stats: CopyStats::default(),
+                creator,
+                buf: Vec::new(),
+                upper,
             };
             let mut result = Ok(());
             while result.is_ok() && !failed.load(std::sync::atomic::Ordering::Relaxed) {
@@ -843,11 +927,13 @@ impl Copier<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn copy_entry(
         &mut self,
         s: &Source,
         e: &Entry,
         parent: BorrowedFd,
+        parent_setgid: bool,
         name: &[u8],
         shown_path: &str,
     ) -> Result<(), ContextError> {
@@ -859,66 +945,13 @@ impl Copier<'_> {
             // A socket is not content: BuildKit's context transfer drops it.
             return Ok(());
         }
+        if e.kind == FileKind::File {
+            return self.copy_file(s, e, parent, parent_setgid, name, shown_path);
+        }
         Self::clear(parent, name, shown_path)?;
         let (u, g) = self.owner_of(s, e);
         let (atime, mtime) = self.times(e);
         match e.kind {
-            FileKind::File => {
-                if e.nlink > 1 {
-                    if let Some((dir, first)) = self.links.get(&(e.dev, e.ino)) {
-                        linkat(dir, os(first), parent, os(name), AtFlags::empty())
-                            .map_err(errno("link", shown_path))?;
-                        self.stats.links += 1;
-                        return Ok(());
-                    }
-                }
-                let src = open_beneath(
-                    s.tree.fd.as_fd(),
-                    &e.tree_rel,
-                    OFlag::O_RDONLY | OFlag::O_NONBLOCK,
-                )
-                .map_err(|err| copy_err(format!("open {}: {err}", shown(&e.tree_rel))))?;
-                let st = fstat(&src).map_err(errno("stat", &shown(&e.tree_rel)))?;
-                if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                    return Err(copy_err(format!(
-                        "{} is no longer a regular file",
-                        shown(&e.tree_rel)
-                    )));
-                }
-                let out = openat(
-                    parent,
-                    os(name),
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(errno("create", shown_path))?;
-                let mut from = std::fs::File::from(src);
-                let mut to = std::fs::File::from(out);
-                let n = std::io::copy(&mut from, &mut to).map_err(|err| {
-                    copy_err(format!(
-                        "copy {} to {shown_path}: {err}",
-                        shown(&e.tree_rel)
-                    ))
-                })?;
-                self.stats.bytes += n;
-                self.stats.files += 1;
-                fchown(&to, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
-                    .map_err(errno("chown", shown_path))?;
-                // After chown, which clears setuid and setgid.
-                fchmod(&to, Mode::from_bits_truncate(self.mode_of(e)))
-                    .map_err(errno("chmod", shown_path))?;
-                self.copy_xattrs_to(from.as_fd(), to.as_fd(), shown_path)?;
-                futimens(&to, &atime, &mtime).map_err(errno("set times of", shown_path))?;
-                if e.nlink > 1 {
-                    let dir = nix::unistd::dup(parent).map_err(errno("dup", shown_path))?;
-                    self.links.insert((e.dev, e.ino), (dir, name.to_vec()));
-                }
-                return Ok(());
-            }
             FileKind::Symlink => {
                 let target = e.link.clone().unwrap_or_default();
                 symlinkat(os(&target), parent, os(name))
@@ -955,7 +988,7 @@ impl Copier<'_> {
                 })
                 .map_err(errno("chmod", shown_path))?;
             }
-            FileKind::Dir | FileKind::Socket => {}
+            FileKind::Dir | FileKind::Socket | FileKind::File => {}
         }
         fchownat(
             parent,
@@ -974,6 +1007,134 @@ impl Copier<'_> {
         )
         .map_err(errno("set times of", shown_path))?;
         Ok(())
+    }
+
+    /// A regular file: made with O_EXCL (what was at its name removed first, unless a
+    /// directory), its data, owner, mode, kept xattrs and times. A file is most of a COPY and
+    /// a dozen system calls: the chown and chmod are left out when the new file already has
+    /// that owner and mode.
+    fn copy_file(
+        &mut self,
+        s: &Source,
+        e: &Entry,
+        parent: BorrowedFd,
+        parent_setgid: bool,
+        name: &[u8],
+        shown_path: &str,
+    ) -> Result<(), ContextError> {
+        // Made with O_EXCL; when something is at the name, it is removed and made again.
+        fn cleared<T>(
+            parent: BorrowedFd,
+            name: &[u8],
+            shown_path: &str,
+            make: impl Fn() -> Result<T, Errno>,
+        ) -> Result<Result<T, Errno>, ContextError> {
+            match make() {
+                Err(Errno::EEXIST) => {
+                    Copier::clear(parent, name, shown_path)?;
+                    Ok(make())
+                }
+                r => Ok(r),
+            }
+        }
+        if e.nlink > 1 {
+            if let Some((dir, first)) = self.links.get(&(e.dev, e.ino)) {
+                let link = || linkat(dir, os(first), parent, os(name), AtFlags::empty());
+                cleared(parent, name, shown_path, link)?.map_err(errno("link", shown_path))?;
+                self.stats.links += 1;
+                return Ok(());
+            }
+        }
+        let (u, g) = self.owner_of(s, e);
+        let (atime, mtime) = self.times(e);
+        let src = open_beneath(
+            s.tree.fd.as_fd(),
+            &e.tree_rel,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        )
+        .map_err(|err| copy_err(format!("open {}: {err}", shown(&e.tree_rel))))?;
+        let st = fstat(&src).map_err(errno("stat", &shown(&e.tree_rel)))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(copy_err(format!(
+                "{} is no longer a regular file",
+                shown(&e.tree_rel)
+            )));
+        }
+        let mode = self.mode_of(e);
+        let create = || {
+            openat(
+                parent,
+                os(name),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(mode & 0o777),
+            )
+        };
+        let out =
+            cleared(parent, name, shown_path, create)?.map_err(errno("create", shown_path))?;
+        let mut from = std::fs::File::from(src);
+        let mut to = std::fs::File::from(out);
+        let n = self
+            .copy_data(&mut from, &mut to, st.st_size)
+            .map_err(|err| {
+                copy_err(format!(
+                    "copy {} to {shown_path}: {err}",
+                    shown(&e.tree_rel)
+                ))
+            })?;
+        self.stats.bytes += n;
+        self.stats.files += 1;
+        // A new file belongs to the effective ids, its group the directory's when setgid.
+        if u != self.creator.uid || g != self.creator.gid || parent_setgid {
+            fchown(&to, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
+                .map_err(errno("chown", shown_path))?;
+        }
+        // After chown, which clears setuid and setgid; only needed when the umask took bits
+        // away or the mode has setuid, setgid or sticky bits (which open(2) may drop).
+        if mode & 0o7000 != 0 || mode & self.creator.umask != 0 {
+            fchmod(&to, Mode::from_bits_truncate(mode)).map_err(errno("chmod", shown_path))?;
+        }
+        self.copy_xattrs_to(from.as_fd(), to.as_fd(), shown_path)?;
+        futimens(&to, &atime, &mtime).map_err(errno("set times of", shown_path))?;
+        if e.nlink > 1 {
+            let dir = nix::unistd::dup(parent).map_err(errno("dup", shown_path))?;
+            self.links.insert((e.dev, e.ino), (dir, name.to_vec()));
+        }
+        Ok(())
+    }
+
+    /// A file's data: a small file in one read (of a byte more than its size: a short read is
+    /// its end) and one write; a larger one, or one that grew, by `std::io::copy` (the kernel's
+    /// copy where it can).
+    fn copy_data(
+        &mut self,
+        from: &mut std::fs::File,
+        to: &mut std::fs::File,
+        size: i64,
+    ) -> std::io::Result<u64> {
+        use std::io::{Read, Write};
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size >= SMALL_FILE {
+            return std::io::copy(from, to);
+        }
+        self.buf.resize(size + 1, 0);
+        let n = loop {
+            match from.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        to.write_all(&self.buf[..n])?;
+        if n == size {
+            // Asked for one byte more: a regular file reads short only at its end.
+            return Ok(n as u64);
+        }
+        // It grew or shrank since its stat: the rest, whatever it is now.
+        Ok(n as u64 + std::io::copy(from, to)?)
     }
 
     /// A directory's kept xattrs, from its source.

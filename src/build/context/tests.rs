@@ -962,3 +962,55 @@ fn a_parallel_walk_keeps_order_and_patterns() {
         .unwrap();
     assert_eq!(ctx.digest(&got).unwrap(), ctx.digest(&again).unwrap());
 }
+
+#[test]
+fn new_files_get_their_owner_and_mode_whatever_the_directory_and_umask() {
+    // A setgid destination would give a new file its group, and the umask would take mode
+    // bits away: the copy still gives every file 0:0 (or --chown) and the source's mode.
+    let t = context();
+    let c = t.path();
+    write(&c.join("open/f"), "f");
+    fs::set_permissions(c.join("open/f"), fs::Permissions::from_mode(0o666)).unwrap();
+    let r = rootfs();
+    fs::create_dir_all(r.root.join("sg")).unwrap();
+    std::os::unix::fs::chown(r.root.join("sg"), None, Some(4321)).unwrap();
+    fs::set_permissions(r.root.join("sg"), fs::Permissions::from_mode(0o2775)).unwrap();
+    let ctx = Context::open(c, None).unwrap();
+    let fd = open_root(&r.root);
+    let s = ctx.resolve(&strings(&["open"]), &[]).unwrap();
+    // SAFETY: umask only changes this process's mode mask; restored below.
+    let old = unsafe { libc::umask(0o027) };
+    let copied = copy_into(fd.as_fd(), &s, "/sg/", &opts());
+    unsafe { libc::umask(old) };
+    copied.unwrap();
+    let m = fs::metadata(r.root.join("sg/f")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o666));
+}
+
+#[test]
+fn a_new_destination_is_filled_in_the_upper_directory() {
+    // `root` plays the overlay's merged view and `upper` its upper directory: a directory the
+    // copy makes (absent from the root before) is filled in the upper one; one that was there
+    // goes through the root.
+    let t = context();
+    let r = rootfs();
+    let upper = tempfile::tempdir().unwrap();
+    // What the overlay does on a mkdir in the merged view: the directory in the upper one.
+    fs::create_dir_all(upper.path().join("new")).unwrap();
+    let ctx = Context::open(t.path(), None).unwrap();
+    let fd = open_root(&r.root);
+    let o = CopyOptions {
+        upper: Some(upper.path().to_path_buf()),
+        ..opts()
+    };
+    let d = ctx.resolve(&strings(&["dir"]), &[]).unwrap();
+    copy_into(fd.as_fd(), &d, "/new/", &o).unwrap();
+    assert_eq!(
+        fs::read_to_string(upper.path().join("new/sub/two")).unwrap(),
+        "2"
+    );
+    assert!(!r.root.join("new/sub").exists());
+    // There now: a second copy goes through the root.
+    copy_into(fd.as_fd(), &d, "/new/", &o).unwrap();
+    assert_eq!(fs::read_to_string(r.root.join("new/sub/two")).unwrap(), "2");
+}
