@@ -727,10 +727,7 @@ impl Copier<'_> {
             .iter()
             .filter(|e| e.kind == FileKind::Dir && !e.rel.contains(&b'/'))
             .count();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4)
-            .min(dirs);
+        let threads = super::parallelism().min(dirs);
         (threads >= 2).then_some(threads)
     }
 

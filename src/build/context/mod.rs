@@ -241,6 +241,17 @@ struct StatEntry {
     used: bool,
 }
 
+/// How many threads a walk or copy may use: the CPUs this process may run on, at most 4
+/// (asked once: the answer reads cgroup files).
+pub(crate) fn parallelism() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+    })
+}
+
 /// The stat cache of a context, by absolute host path (bytes).
 type StatMap = HashMap<Vec<u8>, StatEntry>;
 
@@ -555,8 +566,13 @@ impl Context {
         let loading = self.stat_cache_loading.lock().ok()?.take();
         let mut cache = self.stat_cache.lock().ok()?;
         if let Some(loaded) = loading.and_then(|h| h.join().ok()).flatten() {
-            for (path, entry) in loaded {
-                cache.entry(path).or_insert(entry);
+            if cache.is_empty() {
+                // Usually: nothing was hashed before the first use.
+                *cache = loaded;
+            } else {
+                for (path, entry) in loaded {
+                    cache.entry(path).or_insert(entry);
+                }
             }
         }
         Some(cache)

@@ -531,10 +531,7 @@ impl Walk<'_> {
                 .iter()
                 .filter(|f| matches!(f, Found::Dir { .. }))
                 .count();
-            let threads = std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4)
-                .min(dirs);
+            let threads = super::parallelism().min(dirs);
             if threads >= 2 {
                 return self.parallel(&fd, found, threads, depth);
             }
