@@ -253,7 +253,7 @@ pub(crate) fn parallelism() -> usize {
 }
 
 /// The stat cache of a context, by absolute host path (bytes).
-type StatMap = HashMap<Vec<u8>, StatEntry>;
+type StatMap = HashMap<Vec<u8>, StatEntry, foldhash::fast::RandomState>;
 
 /// A build context (or another tree to copy from).
 #[derive(Debug)]
@@ -326,7 +326,7 @@ impl Context {
     fn with_tree(tree: Tree) -> Context {
         Context {
             tree: Arc::new(tree),
-            stat_cache: Mutex::new(HashMap::new()),
+            stat_cache: Mutex::new(StatMap::default()),
             stat_cache_loading: Mutex::new(None),
             stat_cache_changed: Default::default(),
             hashed: Default::default(),

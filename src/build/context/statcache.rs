@@ -8,8 +8,6 @@
 //! for "not recorded") then each name (u16 length, bytes) and value (u32 length, bytes). A file
 //! that does not parse to its end is ignored whole: it is only a cache.
 
-use std::collections::HashMap;
-
 use super::{StatEntry, StatKey};
 
 const MAGIC: &[u8; 8] = b"RCSTAT1\n";
@@ -97,7 +95,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a file written by [`encode`]; `None` when it is not one (or is cut short).
-pub(super) fn decode(data: &[u8]) -> Option<HashMap<Vec<u8>, StatEntry>> {
+pub(super) fn decode(data: &[u8]) -> Option<super::StatMap> {
     let mut r = Reader { data };
     if r.take(MAGIC.len())? != MAGIC {
         return None;
@@ -107,7 +105,7 @@ pub(super) fn decode(data: &[u8]) -> Option<HashMap<Vec<u8>, StatEntry>> {
     if count > data.len() / 92 + 1 {
         return None;
     }
-    let mut map = HashMap::with_capacity(count);
+    let mut map = super::StatMap::with_capacity_and_hasher(count, Default::default());
     for _ in 0..count {
         let len = usize::from(r.u16()?);
         let path = r.take(len)?.to_vec();
@@ -167,7 +165,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_refuses_anything_else() {
-        let mut map: HashMap<Vec<u8>, StatEntry> = HashMap::new();
+        let mut map = super::super::StatMap::default();
         map.insert(b"/ctx/a".to_vec(), entry(1, Some(Vec::new())));
         map.insert(
             b"/ctx/dir/\xffb".to_vec(),
@@ -194,7 +192,7 @@ mod tests {
         lying[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&lying).is_none());
         // Empty.
-        let empty: HashMap<Vec<u8>, StatEntry> = HashMap::new();
+        let empty = super::super::StatMap::default();
         assert_eq!(decode(&encode(empty.iter())).map(|m| m.len()), Some(0));
     }
 }
