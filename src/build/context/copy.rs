@@ -309,8 +309,28 @@ struct OpenDir {
     rel: Vec<u8>,
     fd: OwnedFd,
     times: Option<Entry>,
-    /// The directory is setgid: a file made in it takes the directory's group.
-    setgid: bool,
+    /// A file made in it gets the effective ids and the mode asked for less the umask: the
+    /// directory is not setgid (which gives its group) and has no default ACL (which gives
+    /// modes of its own).
+    plain: bool,
+}
+
+/// See [`OpenDir::plain`]; when in doubt, not.
+fn plain_dir(fd: BorrowedFd) -> bool {
+    let setgid = fstat(fd).map_or(true, |st| st.st_mode & libc::S_ISGID != 0);
+    if setgid {
+        return false;
+    }
+    // SAFETY: a NUL-terminated name; a null buffer of size 0 asks for the size only.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            c"system.posix_acl_default".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    n < 0 && matches!(Errno::last(), Errno::ENODATA | Errno::EOPNOTSUPP)
 }
 
 /// Files up to this size are copied with one read and one write (a buffer of the copier's);
@@ -634,7 +654,7 @@ impl Copier<'_> {
             "/{}",
             shown(&[parent, vec![name.clone()]].concat().join(&b'/'))
         );
-        self.copy_entry(s, top, dir.as_fd(), true, &name, &shown_path)?;
+        self.copy_entry(s, top, dir.as_fd(), false, &name, &shown_path)?;
         Ok(())
     }
 
@@ -646,12 +666,12 @@ impl Copier<'_> {
         top_times: Option<Entry>,
     ) -> Result<(), ContextError> {
         let entries = s.entries.get(1..).unwrap_or_default();
-        let setgid = fstat(&top).map_or(true, |st| st.st_mode & libc::S_ISGID != 0);
+        let plain = plain_dir(top.as_fd());
         let top = OpenDir {
             rel: Vec::new(),
             fd: top,
             times: top_times,
-            setgid,
+            plain,
         };
         match self.parallel_plan(entries) {
             Some(threads) => self.copy_parallel(s, entries, top, top_shown, threads),
@@ -693,14 +713,15 @@ impl Copier<'_> {
             let pfd = parent.fd.as_fd();
             if e.kind == FileKind::Dir {
                 let fd = self.make_dir(s, e, pfd, name, &shown_path)?;
+                let plain = plain_dir(fd.as_fd());
                 stack.push(OpenDir {
                     rel: e.rel.clone(),
                     fd,
                     times: Some(e.clone()),
-                    setgid: self.mode_of(e) & libc::S_ISGID != 0,
+                    plain,
                 });
             } else {
-                self.copy_entry(s, e, pfd, parent.setgid, name, &shown_path)?;
+                self.copy_entry(s, e, pfd, parent.plain, name, &shown_path)?;
             }
         }
         while let Some(done) = stack.pop() {
@@ -752,7 +773,7 @@ impl Copier<'_> {
             let e = &entries[i];
             let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(&e.rel));
             if e.kind != FileKind::Dir {
-                self.copy_entry(s, e, top.fd.as_fd(), top.setgid, &e.rel, &shown_path)?;
+                self.copy_entry(s, e, top.fd.as_fd(), top.plain, &e.rel, &shown_path)?;
                 i += 1;
                 continue;
             }
@@ -764,12 +785,13 @@ impl Copier<'_> {
                 .position(|x| !x.rel.starts_with(&prefix))
                 .map_or(entries.len(), |n| i + 1 + n);
             let fd = self.make_dir(s, e, top.fd.as_fd(), &e.rel, &shown_path)?;
+            let plain = plain_dir(fd.as_fd());
             jobs.push(std::sync::Mutex::new(Some(Job {
                 dir: OpenDir {
                     rel: e.rel.clone(),
                     fd,
                     times: Some(e.clone()),
-                    setgid: self.mode_of(e) & libc::S_ISGID != 0,
+                    plain,
                 },
                 below: &entries[i + 1..end],
             })));
@@ -930,7 +952,7 @@ impl Copier<'_> {
         s: &Source,
         e: &Entry,
         parent: BorrowedFd,
-        parent_setgid: bool,
+        parent_plain: bool,
         name: &[u8],
         shown_path: &str,
     ) -> Result<(), ContextError> {
@@ -943,7 +965,7 @@ impl Copier<'_> {
             return Ok(());
         }
         if e.kind == FileKind::File {
-            return self.copy_file(s, e, parent, parent_setgid, name, shown_path);
+            return self.copy_file(s, e, parent, parent_plain, name, shown_path);
         }
         Self::clear(parent, name, shown_path)?;
         let (u, g) = self.owner_of(s, e);
@@ -1015,7 +1037,7 @@ impl Copier<'_> {
         s: &Source,
         e: &Entry,
         parent: BorrowedFd,
-        parent_setgid: bool,
+        parent_plain: bool,
         name: &[u8],
         shown_path: &str,
     ) -> Result<(), ContextError> {
@@ -1084,14 +1106,15 @@ impl Copier<'_> {
             })?;
         self.stats.bytes += n;
         self.stats.files += 1;
-        // A new file belongs to the effective ids, its group the directory's when setgid.
-        if u != self.creator.uid || g != self.creator.gid || parent_setgid {
+        // A new file belongs to the effective ids (in a plain directory).
+        if u != self.creator.uid || g != self.creator.gid || !parent_plain {
             fchown(&to, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
                 .map_err(errno("chown", shown_path))?;
         }
-        // After chown, which clears setuid and setgid; only needed when the umask took bits
-        // away or the mode has setuid, setgid or sticky bits (which open(2) may drop).
-        if mode & 0o7000 != 0 || mode & self.creator.umask != 0 {
+        // After chown, which clears setuid and setgid; only needed when the umask (or a default
+        // ACL) took bits away or the mode has setuid, setgid or sticky bits (which open(2) may
+        // drop).
+        if mode & 0o7000 != 0 || mode & self.creator.umask != 0 || !parent_plain {
             fchmod(&to, Mode::from_bits_truncate(mode)).map_err(errno("chmod", shown_path))?;
         }
         self.copy_xattrs_to(from.as_fd(), to.as_fd(), shown_path)?;

@@ -985,6 +985,35 @@ fn new_files_get_their_owner_and_mode_whatever_the_directory_and_umask() {
     copied.unwrap();
     let m = fs::metadata(r.root.join("sg/f")).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o666));
+    // A default ACL (user::rw-, group::rw-, other::---) gives new files modes of its own.
+    fs::create_dir_all(r.root.join("acl")).unwrap();
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 6u16), (0x04, 6), (0x20, 0)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    let path = std::ffi::CString::new(r.root.join("acl").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: NUL-terminated path and name; the value is `acl.len()` bytes.
+    let set = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"system.posix_acl_default".as_ptr(),
+            acl.as_ptr().cast(),
+            acl.len(),
+            0,
+        )
+    };
+    if set == 0 {
+        // 0644: nothing the umask takes, so only the ACL can change it.
+        write(&c.join("narrow/g"), "g");
+        fs::set_permissions(c.join("narrow/g"), fs::Permissions::from_mode(0o644)).unwrap();
+        let ctx = Context::open(c, None).unwrap();
+        let s = ctx.resolve(&strings(&["narrow"]), &[]).unwrap();
+        copy_into(fd.as_fd(), &s, "/acl/", &opts()).unwrap();
+        let m = fs::metadata(r.root.join("acl/g")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o644);
+    }
 }
 
 #[test]
