@@ -258,6 +258,9 @@ fn bad_builds_say_where_and_why_and_tag_nothing() {
         err.contains("secret.key") && err.contains(".dockerignore"),
         "{err}"
     );
+    // The step itself is shown failed, as BuildKit's output does.
+    assert!(err.contains("#2 [stage-0 2/2] COPY secret.key /"), "{err}");
+    assert!(err.contains("#2 ERROR: "), "{err}");
 
     // A heredoc whose name is a path: refused, nothing written outside the build's scratch.
     let outside = ctx.path().join("escaped");
@@ -286,6 +289,7 @@ fn bad_builds_say_where_and_why_and_tag_nothing() {
     let o = build(&state, &env, ctx.path(), &["-t", &tag]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no-such-image-here"), "{}", out(&o));
+    assert!(stderr(&o).contains("#1 ERROR: "), "{}", out(&o));
     write(ctx.path(), &[("Dockerfile", "FROM busybox AS base\n")]);
     let o = build(&state, &env, ctx.path(), &["-t", &tag, "--target", "bsae"]);
     assert!(!o.status.success());

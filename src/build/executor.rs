@@ -484,9 +484,13 @@ impl Build<'_> {
                     .env
                     .images
                     .base_image(&reference, self.req.pull)
-                    .map_err(|message| BuildError::BaseImage {
-                        reference: reference.clone(),
-                        message,
+                    .map_err(|message| {
+                        // The step's end, as BuildKit shows it; the error says the rest.
+                        self.env.progress.error(id, &message);
+                        BuildError::BaseImage {
+                            reference: reference.clone(),
+                            message,
+                        }
                     })?;
                 self.env.progress.done(id, started.elapsed());
                 let key = Key::base(Some(&img.id), &self.platform.to_string());
@@ -599,7 +603,11 @@ impl Build<'_> {
         }
         let progress = self.env.progress;
         let id = progress.start(label, &ins.original);
-        let (key, history, prepared) = self.key_of(&expanded, state, &parent).map_err(wrap)?;
+        let (key, history, prepared) = self.key_of(&expanded, state, &parent).map_err(|e| {
+            // A COPY source missing, a --from stage unknown…: the step failed.
+            progress.error(id, &e.to_string());
+            wrap(e)
+        })?;
         if !self.req.no_cache {
             if let Some(record) = self.cache.get(&key) {
                 if let Ok(restored) = serde_json::from_value::<State>(record.config) {
