@@ -965,7 +965,9 @@ struct Interrupt {
 }
 
 impl Interrupt {
-    fn install() -> Interrupt {
+    /// `announce`: say at once that the steps are being stopped (not over a live display,
+    /// which the command ends before it says the build was interrupted).
+    fn install(announce: bool) -> Interrupt {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
         let set = super::run::sigset(&[libc::SIGINT, libc::SIGTERM]);
@@ -983,7 +985,9 @@ impl Interrupt {
                 return;
             }
             c.store(true, Ordering::SeqCst);
-            eprintln!("build interrupted: stopping its steps");
+            if announce {
+                eprintln!("build interrupted: stopping its steps");
+            }
             crate::build::cleanup::kill_own_steps();
         });
         Interrupt {
@@ -1031,7 +1035,7 @@ fn run_builds(
         quiet: matches!(mode, Mode::Quiet | Mode::Tty),
     };
     crate::build::cleanup::sweep(&store);
-    let interrupt = Interrupt::install();
+    let interrupt = Interrupt::install(mode != Mode::Tty);
     let env = Env {
         store: &store,
         images: &images,
