@@ -1030,9 +1030,9 @@ fn run_builds(
     let registry = RegistryCaches::prepare(&store, &mut reqs, &progress)?;
     let images = StoreImages {
         store: store.clone(),
-        // A pull's lines would break the live display, redrawn in place: there the FROM
-        // step's time shows the pull going on.
-        quiet: matches!(mode, Mode::Quiet | Mode::Tty),
+        // A pull's lines would break the live display, redrawn in place (there the FROM
+        // step's time shows the pull going on), and the JSON stream (one object per line).
+        quiet: matches!(mode, Mode::Quiet | Mode::Tty | Mode::Json),
     };
     crate::build::cleanup::sweep(&store);
     let interrupt = Interrupt::install(mode != Mode::Tty);
