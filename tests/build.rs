@@ -205,6 +205,37 @@ fn builds_run_and_are_cached_by_content() {
 }
 
 #[test]
+fn json_progress_is_json_alone() {
+    let test = "json_progress_is_json_alone";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    let tag = common::project_name("bt-json");
+    write(
+        ctx.path(),
+        &[("Dockerfile", "FROM busybox\nRUN echo hello from the step\n")],
+    );
+    // The store is new: the base image is pulled during the build, and says nothing there.
+    let o = state
+        .cmd(&env)
+        .args(["--progress", "json", "image", "build", "-t", &tag])
+        .arg(ctx.path())
+        .output()
+        .expect("run rcompose");
+    assert!(o.status.success(), "{}", out(&o));
+    let err = stderr(&o);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{err}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["log"] == "hello from the step"),
+        "{err}"
+    );
+    assert!(events.iter().any(|e| e["done"].is_number()), "{err}");
+}
+
+#[test]
 fn bad_builds_say_where_and_why_and_tag_nothing() {
     let test = "bad_builds_say_where_and_why_and_tag_nothing";
     let Some((state, env, ctx)) = setup(test) else {
