@@ -102,17 +102,22 @@ fn not_found_message(path: &str, ignored_by: &Option<String>) -> String {
     }
 }
 
-pub(crate) fn io_err(
+/// The error of `op` on `path`, for `map_err`: the path is only shown when there is an error
+/// (made for each of a context's thousands of system calls).
+pub(crate) fn io_err<P: AsRef<Path>>(
     op: &'static str,
-    path: impl AsRef<Path>,
+    path: P,
 ) -> impl FnOnce(io::Error) -> ContextError {
-    let path = path.as_ref().display().to_string();
-    move |source| ContextError::Io { op, path, source }
+    move |source| ContextError::Io {
+        op,
+        path: path.as_ref().display().to_string(),
+        source,
+    }
 }
 
-pub(crate) fn errno_err(
+pub(crate) fn errno_err<P: AsRef<Path>>(
     op: &'static str,
-    path: impl AsRef<Path>,
+    path: P,
 ) -> impl FnOnce(nix::errno::Errno) -> ContextError {
     let f = io_err(op, path);
     move |e| f(io::Error::from(e))
