@@ -605,14 +605,16 @@ fn ssh_mounts_give_the_step_the_agent_socket() {
     assert!(stderr(&o).contains("not an agent socket"), "{}", out(&o));
 }
 
-#[test]
-fn a_bake_target_context_builds_that_service_first() {
-    let test = "a_bake_target_context_builds_that_service_first";
+/// `app` builds FROM `base`'s image, which an additional context (`context`) names: `base`
+/// is built first, whether `args` ask for both or for `app` alone, and `app` runs on it.
+fn base_is_built_first(test: &str, prefix: &str, context: &str, base_extra: &str, args: &[&str]) {
     let Some(p) = Project::new(
         test,
-        "bt-target",
-        "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
-         base: target:base\n    command: [\"cat\", \"/base\", \"/app\"]\n  base:\n    build: ./base\n",
+        prefix,
+        &format!(
+            "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
+             base: {context}\n    command: [\"cat\", \"/base\", \"/app\"]\n  base:\n    build: ./base\n{base_extra}"
+        ),
     ) else {
         return;
     };
@@ -624,8 +626,7 @@ fn a_bake_target_context_builds_that_service_first() {
         &p.dir.path().join("app"),
         &[("Dockerfile", "FROM base\nRUN echo app > /app\n")],
     );
-    // Only `app` is asked for: `base`, which its `target:` context names, is built first.
-    let o = p.ok(&["build", "app"]);
+    let o = p.ok(args);
     let err = stderr(&o);
     let first_base = err.find("echo base").expect("base built");
     let first_app = err.find("echo app").expect("app built");
@@ -637,33 +638,26 @@ fn a_bake_target_context_builds_that_service_first() {
 
 #[test]
 fn a_service_builds_from_another_services_image() {
-    let test = "a_service_builds_from_another_services_image";
-    let Some(p) = Project::new(
-        test,
+    // Both asked for (`base` only with its profile): ordered by the app's FROM.
+    base_is_built_first(
+        "a_service_builds_from_another_services_image",
         "bt-chain",
-        "services:\n  app:\n    build:\n      context: ./app\n      additional_contexts:\n        \
-         base: service:base\n    command: [\"cat\", \"/base\", \"/app\"]\n  base:\n    build: ./base\n    \
-         profiles: [tools]\n",
-    ) else {
-        return;
-    };
-    write(
-        &p.dir.path().join("base"),
-        &[("Dockerfile", "FROM busybox\nRUN echo base > /base\n")],
+        "service:base",
+        "    profiles: [tools]\n",
+        &["--profile", "tools", "build"],
     );
-    write(
-        &p.dir.path().join("app"),
-        &[("Dockerfile", "FROM base\nRUN echo app > /app\n")],
+}
+
+#[test]
+fn a_bake_target_context_builds_that_service_first() {
+    // Only `app` asked for: `base`, which its `target:` context names, is built too.
+    base_is_built_first(
+        "a_bake_target_context_builds_that_service_first",
+        "bt-target",
+        "target:base",
+        "",
+        &["build", "app"],
     );
-    // `base` is built first (the app's Dockerfile starts FROM its image), then `app` on it.
-    let o = p.ok(&["--profile", "tools", "build"]);
-    let err = stderr(&o);
-    let first_base = err.find("echo base").expect("base built");
-    let first_app = err.find("echo app").expect("app built");
-    assert!(first_base < first_app, "{err}");
-    let run = p.ok(&["run", "--rm", "-T", "app"]);
-    assert_eq!(stdout(&run), "base\napp\n");
-    p.ok(&["down"]);
 }
 
 #[test]

@@ -1232,23 +1232,9 @@ mod tests {
     use crate::compose::loader::{load, Options as LoadOptions};
 
     fn project(dir: &Path, yaml: &str) -> Project {
-        let opts = LoadOptions {
-            files: vec!["-".into()],
-            project_name: Some("demo".into()),
-            project_directory: Some(dir.to_path_buf()),
-            profiles: Vec::new(),
-            env_files: Vec::new(),
-            services: Vec::new(),
-            interpolate: true,
-            normalize: true,
-            resolve_paths: true,
-            consistency: true,
-            check_names: true,
-            cwd: dir.to_path_buf(),
-            os_env: Default::default(),
-            stdin: Some(yaml.into()),
-        };
-        load(&opts).expect("test compose file loads").project
+        load(&LoadOptions::for_test(dir, "demo", yaml))
+            .expect("test compose file loads")
+            .project
     }
 
     #[test]

@@ -46,7 +46,24 @@ impl Options {
         let cwd = std::env::current_dir()?;
         let mut os_env = environment::os_environment();
         environment::supply_pwd(&mut os_env, &cwd);
-        Ok(Options {
+        Ok(Options::every_step(cwd, os_env))
+    }
+
+    /// Options that load `yaml` (as `-f -`) as project `name` in `dir`, with no process
+    /// environment: for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(dir: &Path, name: &str, yaml: &str) -> Self {
+        Options {
+            files: vec!["-".into()],
+            project_name: Some(name.into()),
+            project_directory: Some(dir.to_path_buf()),
+            stdin: Some(yaml.into()),
+            ..Options::every_step(dir.to_path_buf(), Default::default())
+        }
+    }
+
+    fn every_step(cwd: PathBuf, os_env: Environment) -> Self {
+        Options {
             files: Vec::new(),
             project_name: None,
             project_directory: None,
@@ -61,7 +78,7 @@ impl Options {
             cwd,
             os_env,
             stdin: None,
-        })
+        }
     }
 }
 

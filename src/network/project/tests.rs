@@ -7,23 +7,9 @@ use crate::network::netlink::testns::{peer_ip, require_root, Echo, NetNs};
 
 fn project(name: &str, yaml: &str) -> Project {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = Options {
-        files: vec!["-".into()],
-        project_name: Some(name.into()),
-        project_directory: Some(dir.path().to_path_buf()),
-        profiles: Vec::new(),
-        env_files: Vec::new(),
-        services: Vec::new(),
-        interpolate: true,
-        normalize: true,
-        resolve_paths: true,
-        consistency: true,
-        check_names: true,
-        cwd: dir.path().to_path_buf(),
-        os_env: Default::default(),
-        stdin: Some(yaml.into()),
-    };
-    load(&opts).expect("test compose file loads").project
+    load(&Options::for_test(dir.path(), name, yaml))
+        .expect("test compose file loads")
+        .project
 }
 
 fn net(s: &str) -> Ipv4Net {

@@ -17,20 +17,8 @@ fn project(yaml: &str) -> Project {
 fn project_with(yaml: &str, profiles: &[&str]) -> Project {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = Options {
-        files: vec!["-".into()],
-        project_name: Some("demo".into()),
-        project_directory: Some(dir.path().to_path_buf()),
         profiles: profiles.iter().map(|p| p.to_string()).collect(),
-        env_files: Vec::new(),
-        services: Vec::new(),
-        interpolate: true,
-        normalize: true,
-        resolve_paths: true,
-        consistency: true,
-        check_names: true,
-        cwd: dir.path().to_path_buf(),
-        os_env: Default::default(),
-        stdin: Some(yaml.into()),
+        ..Options::for_test(dir.path(), "demo", yaml)
     };
     load(&opts).expect("test compose file loads").project
 }
