@@ -78,7 +78,11 @@ fn kind_tag(k: FileKind) -> &'static [u8] {
     }
 }
 
+/// A file's content sum and kept xattrs (names without their NUL), from the stat cache.
+type Cached = ([u8; 32], Vec<(Vec<u8>, Vec<u8>)>);
+
 pub(super) fn digest(ctx: &Context, sources: &[Source]) -> Result<Digest, ContextError> {
+    let mut cached = cached_sums(ctx, sources).into_iter();
     let mut h = Sha256::new();
     field(&mut h, b"rcompose build context v1");
     for s in sources {
@@ -86,13 +90,60 @@ pub(super) fn digest(ctx: &Context, sources: &[Source]) -> Result<Digest, Contex
         field(&mut h, &(s.arg as u64).to_le_bytes());
         field(&mut h, &s.name);
         for e in &s.entries {
-            entry(ctx, s, e, &mut h)?;
+            entry(ctx, s, e, cached.next().flatten(), &mut h)?;
         }
     }
     Ok(Digest::from_sha256(&h.finalize()))
 }
 
-fn entry(ctx: &Context, s: &Source, e: &Entry, h: &mut Sha256) -> Result<(), ContextError> {
+/// For each entry of `sources` in order, its [`Cached`] when it is a file whose walk stat
+/// matches the stat cache: all looked up under one lock (a build with nothing changed is
+/// thousands of these).
+fn cached_sums(ctx: &Context, sources: &[Source]) -> Vec<Option<Cached>> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(mut cache) = ctx.stat_cache() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(sources.iter().map(|s| s.entries.len()).sum());
+    let mut path = Vec::new();
+    for s in sources {
+        let dir = s.tree.dir.as_os_str().as_bytes();
+        for e in &s.entries {
+            if e.kind != FileKind::File {
+                out.push(None);
+                continue;
+            }
+            path.clear();
+            path.extend_from_slice(dir);
+            path.push(b'/');
+            path.extend_from_slice(&e.tree_rel);
+            let hit = cache.get_mut(path.as_slice()).filter(|hit| {
+                hit.key
+                    == StatKey {
+                        dev: e.dev,
+                        ino: e.ino,
+                        size: e.size,
+                        mtime: e.mtime,
+                        ctime: e.ctime,
+                    }
+            });
+            out.push(hit.and_then(|hit| {
+                let xattrs = hit.xattrs.clone()?;
+                hit.used = true;
+                Some((hit.sha256, xattrs))
+            }));
+        }
+    }
+    out
+}
+
+fn entry(
+    ctx: &Context,
+    s: &Source,
+    e: &Entry,
+    cached: Option<Cached>,
+    h: &mut Sha256,
+) -> Result<(), ContextError> {
     field(h, b"entry");
     field(h, &e.rel);
     field(h, kind_tag(e.kind));
@@ -104,14 +155,23 @@ fn entry(ctx: &Context, s: &Source, e: &Entry, h: &mut Sha256) -> Result<(), Con
     match e.kind {
         FileKind::Symlink => field(h, e.link.as_deref().unwrap_or_default()),
         FileKind::CharDevice | FileKind::BlockDevice => field(h, &e.rdev.to_le_bytes()),
-        FileKind::File => {
-            let (sum, xattrs) = file_hash(ctx, s, e)?;
-            field(h, &sum);
-            for (k, v) in xattrs {
-                field(h, k.as_bytes());
-                field(h, &v);
+        FileKind::File => match cached {
+            Some((sum, xattrs)) => {
+                field(h, &sum);
+                for (k, v) in xattrs {
+                    field(h, &k);
+                    field(h, &v);
+                }
             }
-        }
+            None => {
+                let (sum, xattrs) = file_hash(ctx, s, e)?;
+                field(h, &sum);
+                for (k, v) in xattrs {
+                    field(h, k.as_bytes());
+                    field(h, &v);
+                }
+            }
+        },
         FileKind::Dir => {
             let fd = open_beneath(
                 s.tree.fd.as_fd(),
