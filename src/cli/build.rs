@@ -325,6 +325,7 @@ pub fn build(global: &Global, args: BuildArgs) -> Result<i32> {
     }
     let overrides = kv(&args.build_args, "--build-arg")?;
     if global.dry_run {
+        let names = with_build_dependencies(&project, &loaded.working_dir, &names);
         return dry_run_build(&project, &names, args.push);
     }
     let opts = Options {
