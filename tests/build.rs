@@ -626,6 +626,15 @@ fn base_is_built_first(test: &str, prefix: &str, context: &str, base_extra: &str
         &p.dir.path().join("app"),
         &[("Dockerfile", "FROM base\nRUN echo app > /app\n")],
     );
+    // --dry-run names both builds, and builds nothing.
+    let dry: Vec<&str> = std::iter::once("--dry-run")
+        .chain(args.iter().copied())
+        .collect();
+    let plan = out(&p.ok(&dry));
+    for want in ["(service base)", "(service app)"] {
+        assert!(plan.contains(want), "missing {want:?} in:\n{plan}");
+    }
+    assert!(!plan.contains("echo base"), "{plan}");
     let o = p.ok(args);
     let err = stderr(&o);
     let first_base = err.find("echo base").expect("base built");
