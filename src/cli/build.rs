@@ -493,6 +493,7 @@ pub struct BuilderArgs {
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
+#[command(defer = true)]
 pub enum BuilderCommand {
     /// Remove the build cache
     Prune {

@@ -20,6 +20,7 @@ pub struct ImageArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Build an image from a Dockerfile (like `docker build`)
     Build(Box<super::build::ImageBuildArgs>),

@@ -23,6 +23,7 @@ pub struct NetworkArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// List networks
     #[command(alias = "list")]

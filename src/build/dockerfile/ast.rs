@@ -654,6 +654,10 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 /// A heredoc word (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`), or `None` when `src` is not one.
 /// Any quoting in the delimiter turns expansion of the body off.
 pub(crate) fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
+    // Most words are not heredocs: no regex (compiled on first use) for them.
+    if !src.contains("<<") {
+        return Ok(None);
+    }
     let Some(caps) = HEREDOC.captures(src) else {
         return Ok(None);
     };
