@@ -54,7 +54,7 @@ fn open_source(src: &Source) -> Result<std::fs::File, ContextError> {
     })?;
     let fd = open_beneath(
         src.tree.fd.as_fd(),
-        &e.tree_rel,
+        e.tree_rel(),
         OFlag::O_RDONLY | OFlag::O_NONBLOCK,
     )
     .map_err(super::errno_err("open", &src.path))?;

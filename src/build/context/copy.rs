@@ -692,9 +692,9 @@ impl Copier<'_> {
         // contents are written.
         let mut stack = vec![root];
         for e in entries {
-            let (parent_rel, name) = match e.rel.iter().rposition(|&c| c == b'/') {
-                Some(i) => (&e.rel[..i], &e.rel[i + 1..]),
-                None => (&b""[..], &e.rel[..]),
+            let (parent_rel, name) = match e.rel().iter().rposition(|&c| c == b'/') {
+                Some(i) => (&e.rel()[..i], &e.rel()[i + 1..]),
+                None => (&b""[..], e.rel()),
             };
             while stack.last().is_some_and(|o| o.rel != parent_rel) && stack.len() > 1 {
                 if let Some(done) = stack.pop() {
@@ -706,16 +706,16 @@ impl Copier<'_> {
                 return Err(copy_err(format!(
                     "{}: walk order broken at {}",
                     s.path,
-                    shown(&e.rel)
+                    shown(e.rel())
                 )));
             }
-            let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(&e.rel));
+            let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(e.rel()));
             let pfd = parent.fd.as_fd();
             if e.kind == FileKind::Dir {
                 let fd = self.make_dir(s, e, pfd, name, &shown_path)?;
                 let plain = plain_dir(fd.as_fd());
                 stack.push(OpenDir {
-                    rel: e.rel.clone(),
+                    rel: e.rel().to_vec(),
                     fd,
                     times: Some(e.clone()),
                     plain,
@@ -746,7 +746,7 @@ impl Copier<'_> {
         }
         let dirs = entries
             .iter()
-            .filter(|e| e.kind == FileKind::Dir && !e.rel.contains(&b'/'))
+            .filter(|e| e.kind == FileKind::Dir && !e.rel().contains(&b'/'))
             .count();
         let threads = super::parallelism().min(dirs);
         (threads >= 2).then_some(threads)
@@ -771,24 +771,24 @@ impl Copier<'_> {
         let mut i = 0;
         while i < entries.len() {
             let e = &entries[i];
-            let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(&e.rel));
+            let shown_path = format!("{}/{}", top_shown.trim_end_matches('/'), shown(e.rel()));
             if e.kind != FileKind::Dir {
-                self.copy_entry(s, e, top.fd.as_fd(), top.plain, &e.rel, &shown_path)?;
+                self.copy_entry(s, e, top.fd.as_fd(), top.plain, e.rel(), &shown_path)?;
                 i += 1;
                 continue;
             }
             // Its subtree: the entries after it whose path is under it.
-            let mut prefix = e.rel.clone();
+            let mut prefix = e.rel().to_vec();
             prefix.push(b'/');
             let end = entries[i + 1..]
                 .iter()
-                .position(|x| !x.rel.starts_with(&prefix))
+                .position(|x| !x.rel().starts_with(&prefix))
                 .map_or(entries.len(), |n| i + 1 + n);
-            let fd = self.make_dir(s, e, top.fd.as_fd(), &e.rel, &shown_path)?;
+            let fd = self.make_dir(s, e, top.fd.as_fd(), e.rel(), &shown_path)?;
             let plain = plain_dir(fd.as_fd());
             jobs.push(std::sync::Mutex::new(Some(Job {
                 dir: OpenDir {
-                    rel: e.rel.clone(),
+                    rel: e.rel().to_vec(),
                     fd,
                     times: Some(e.clone()),
                     plain,
@@ -1068,15 +1068,15 @@ impl Copier<'_> {
         let (atime, mtime) = self.times(e);
         let src = open_beneath(
             s.tree.fd.as_fd(),
-            &e.tree_rel,
+            e.tree_rel(),
             OFlag::O_RDONLY | OFlag::O_NONBLOCK,
         )
-        .map_err(|err| copy_err(format!("open {}: {err}", shown(&e.tree_rel))))?;
-        let st = fstat(&src).map_err(errno("stat", &shown(&e.tree_rel)))?;
+        .map_err(|err| copy_err(format!("open {}: {err}", shown(e.tree_rel()))))?;
+        let st = fstat(&src).map_err(errno("stat", &shown(e.tree_rel())))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(copy_err(format!(
                 "{} is no longer a regular file",
-                shown(&e.tree_rel)
+                shown(e.tree_rel())
             )));
         }
         let mode = self.mode_of(e);
@@ -1101,7 +1101,7 @@ impl Copier<'_> {
             .map_err(|err| {
                 copy_err(format!(
                     "copy {} to {shown_path}: {err}",
-                    shown(&e.tree_rel)
+                    shown(e.tree_rel())
                 ))
             })?;
         self.stats.bytes += n;
@@ -1170,10 +1170,10 @@ impl Copier<'_> {
         }
         let src = open_beneath(
             s.tree.fd.as_fd(),
-            &e.tree_rel,
+            e.tree_rel(),
             OFlag::O_RDONLY | OFlag::O_DIRECTORY,
         )
-        .map_err(|err| copy_err(format!("open {}: {err}", shown(&e.tree_rel))))?;
+        .map_err(|err| copy_err(format!("open {}: {err}", shown(e.tree_rel()))))?;
         self.copy_xattrs_to(src.as_fd(), to, shown_path)
     }
 

@@ -61,9 +61,37 @@ pub(crate) fn read_xattrs(fd: BorrowedFd) -> Result<Vec<(CString, Vec<u8>)>, std
     Ok(out)
 }
 
-fn field(h: &mut Sha256, data: &[u8]) {
-    h.update((data.len() as u64).to_le_bytes());
-    h.update(data);
+/// The fields of a digest, gathered and hashed in blocks: thousands of entries of a few
+/// short fields each cost a hasher call per field otherwise. The bytes hashed are the same.
+struct Fields {
+    h: Sha256,
+    buf: Vec<u8>,
+}
+
+impl Fields {
+    const FLUSH: usize = 32 * 1024;
+
+    fn new() -> Fields {
+        Fields {
+            h: Sha256::new(),
+            buf: Vec::with_capacity(Self::FLUSH + 1024),
+        }
+    }
+
+    fn field(&mut self, data: &[u8]) {
+        self.buf
+            .extend_from_slice(&(data.len() as u64).to_le_bytes());
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::FLUSH {
+            self.h.update(&self.buf);
+            self.buf.clear();
+        }
+    }
+
+    fn finish(mut self) -> Digest {
+        self.h.update(&self.buf);
+        Digest::from_sha256(&self.h.finalize())
+    }
 }
 
 fn kind_tag(k: FileKind) -> &'static [u8] {
@@ -78,115 +106,91 @@ fn kind_tag(k: FileKind) -> &'static [u8] {
     }
 }
 
-/// A file's content sum and kept xattrs (names without their NUL), from the stat cache.
-type Cached = ([u8; 32], Vec<(Vec<u8>, Vec<u8>)>);
-
 pub(super) fn digest(ctx: &Context, sources: &[Source]) -> Result<Digest, ContextError> {
-    let mut cached = cached_sums(ctx, sources).into_iter();
-    let mut h = Sha256::new();
-    field(&mut h, b"rcompose build context v1");
+    let mut h = Fields::new();
+    h.field(b"rcompose build context v1");
+    // The stat cache is held for the whole walk of the entries (a build with nothing changed
+    // is thousands of lookups), and let go while a file is read.
+    let mut cache = ctx.stat_cache();
     for s in sources {
-        field(&mut h, b"source");
-        field(&mut h, &(s.arg as u64).to_le_bytes());
-        field(&mut h, &s.name);
+        h.field(b"source");
+        h.field(&(s.arg as u64).to_le_bytes());
+        h.field(&s.name);
+        let owned = ctx.owns(s);
         for e in &s.entries {
-            entry(ctx, s, e, cached.next().flatten(), &mut h)?;
-        }
-    }
-    Ok(Digest::from_sha256(&h.finalize()))
-}
-
-/// For each entry of `sources` in order, its [`Cached`] when it is a file whose walk stat
-/// matches the stat cache: all looked up under one lock (a build with nothing changed is
-/// thousands of these).
-fn cached_sums(ctx: &Context, sources: &[Source]) -> Vec<Option<Cached>> {
-    use std::os::unix::ffi::OsStrExt;
-    let Some(mut cache) = ctx.stat_cache() else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(sources.iter().map(|s| s.entries.len()).sum());
-    let mut path = Vec::new();
-    for s in sources {
-        let dir = s.tree.dir.as_os_str().as_bytes();
-        for e in &s.entries {
+            header(s, e, &mut h);
             if e.kind != FileKind::File {
-                out.push(None);
+                other(s, e, &mut h)?;
                 continue;
             }
-            path.clear();
-            path.extend_from_slice(dir);
-            path.push(b'/');
-            path.extend_from_slice(&e.tree_rel);
-            let hit = cache.get_mut(path.as_slice()).filter(|hit| {
-                hit.key
-                    == StatKey {
-                        dev: e.dev,
-                        ino: e.ino,
-                        size: e.size,
-                        mtime: e.mtime,
-                        ctime: e.ctime,
-                    }
-            });
-            out.push(hit.and_then(|hit| {
-                let xattrs = hit.xattrs.clone()?;
-                hit.used = true;
-                Some((hit.sha256, xattrs))
-            }));
+            let hit = match cache.as_mut() {
+                Some(c) if owned => c.hit(e.tree_rel(), &walked(e)),
+                _ => None,
+            };
+            if let Some((sum, xattrs)) = hit {
+                h.field(&sum);
+                for (k, v) in xattrs {
+                    h.field(k);
+                    h.field(v);
+                }
+                continue;
+            }
+            drop(cache.take());
+            let (sum, xattrs) = file_hash(ctx, s, e)?;
+            h.field(&sum);
+            for (k, v) in xattrs {
+                h.field(k.as_bytes());
+                h.field(&v);
+            }
+            cache = ctx.stat_cache();
         }
     }
-    out
+    Ok(h.finish())
 }
 
-fn entry(
-    ctx: &Context,
-    s: &Source,
-    e: &Entry,
-    cached: Option<Cached>,
-    h: &mut Sha256,
-) -> Result<(), ContextError> {
-    field(h, b"entry");
-    field(h, &e.rel);
-    field(h, kind_tag(e.kind));
-    field(h, &e.mode.to_le_bytes());
-    if s.keeps_owner() {
-        field(h, &e.uid.to_le_bytes());
-        field(h, &e.gid.to_le_bytes());
+/// The stat of a walked entry, as the stat cache keys it.
+fn walked(e: &Entry) -> StatKey {
+    StatKey {
+        dev: e.dev,
+        ino: e.ino,
+        size: e.size,
+        mtime: e.mtime,
+        ctime: e.ctime,
     }
+}
+
+/// The fields every entry starts with.
+fn header(s: &Source, e: &Entry, h: &mut Fields) {
+    h.field(b"entry");
+    h.field(e.rel());
+    h.field(kind_tag(e.kind));
+    h.field(&e.mode.to_le_bytes());
+    if s.keeps_owner() {
+        h.field(&e.uid.to_le_bytes());
+        h.field(&e.gid.to_le_bytes());
+    }
+}
+
+/// The fields after the header of an entry that is not a regular file.
+fn other(s: &Source, e: &Entry, h: &mut Fields) -> Result<(), ContextError> {
     match e.kind {
-        FileKind::Symlink => field(h, e.link.as_deref().unwrap_or_default()),
-        FileKind::CharDevice | FileKind::BlockDevice => field(h, &e.rdev.to_le_bytes()),
-        FileKind::File => match cached {
-            Some((sum, xattrs)) => {
-                field(h, &sum);
-                for (k, v) in xattrs {
-                    field(h, &k);
-                    field(h, &v);
-                }
-            }
-            None => {
-                let (sum, xattrs) = file_hash(ctx, s, e)?;
-                field(h, &sum);
-                for (k, v) in xattrs {
-                    field(h, k.as_bytes());
-                    field(h, &v);
-                }
-            }
-        },
+        FileKind::Symlink => h.field(e.link.as_deref().unwrap_or_default()),
+        FileKind::CharDevice | FileKind::BlockDevice => h.field(&e.rdev.to_le_bytes()),
         FileKind::Dir => {
             let fd = open_beneath(
                 s.tree.fd.as_fd(),
-                &e.tree_rel,
+                e.tree_rel(),
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY,
             )
-            .map_err(super::errno_err("open directory", os(&e.tree_rel)))?;
-            for (k, v) in
-                read_xattrs(fd.as_fd()).map_err(super::io_err("read xattrs of", os(&e.tree_rel)))?
+            .map_err(super::errno_err("open directory", os(e.tree_rel())))?;
+            for (k, v) in read_xattrs(fd.as_fd())
+                .map_err(super::io_err("read xattrs of", os(e.tree_rel())))?
             {
-                field(h, k.as_bytes());
-                field(h, &v);
+                h.field(k.as_bytes());
+                h.field(&v);
             }
         }
-        FileKind::Fifo | FileKind::Socket => {}
+        FileKind::File | FileKind::Fifo | FileKind::Socket => {}
     }
     Ok(())
 }
@@ -199,54 +203,38 @@ fn file_hash(
     s: &Source,
     e: &Entry,
 ) -> Result<(Vec<u8>, Vec<(CString, Vec<u8>)>), ContextError> {
-    let cache_path = {
-        use std::os::unix::ffi::OsStrExt;
-        let dir = s.tree.dir.as_os_str().as_bytes();
-        let mut p = Vec::with_capacity(dir.len() + 1 + e.tree_rel.len());
-        p.extend_from_slice(dir);
-        p.push(b'/');
-        p.extend_from_slice(&e.tree_rel);
-        p
-    };
+    // Only the context's own files are in its stat cache, by their path in it.
+    let cache = || ctx.owns(s).then(|| ctx.stat_cache()).flatten();
     // The walk's stat matches the cache's: the file is not opened at all (a build with
     // nothing changed costs one stat per file, the walk's).
-    let walked = StatKey {
-        dev: e.dev,
-        ino: e.ino,
-        size: e.size,
-        mtime: e.mtime,
-        ctime: e.ctime,
-    };
-    if let Some(mut cache) = ctx.stat_cache() {
-        if let Some(hit) = cache.get_mut(&cache_path) {
-            if hit.key == walked {
-                let xattrs = hit.xattrs.as_ref().map(|x| {
-                    x.iter()
-                        .filter_map(|(k, v)| Some((CString::new(k.clone()).ok()?, v.clone())))
-                        .collect::<Vec<_>>()
-                });
-                if let Some(xattrs) = xattrs {
-                    hit.used = true;
-                    return Ok((hit.sha256.to_vec(), xattrs));
-                }
+    if let Some(mut cache) = cache() {
+        let walked = walked(e);
+        if let Some(hit) = cache.find(e.tree_rel()).filter(|h| h.key == walked) {
+            if let Some(xattrs) = &hit.xattrs {
+                let xattrs = xattrs
+                    .iter()
+                    .filter_map(|(k, v)| Some((CString::new(k.clone()).ok()?, v.clone())))
+                    .collect::<Vec<_>>();
+                cache.mark_used(hit.slot);
+                return Ok((hit.sha256.to_vec(), xattrs));
             }
         }
     }
     let fd = open_beneath(
         s.tree.fd.as_fd(),
-        &e.tree_rel,
+        e.tree_rel(),
         OFlag::O_RDONLY | OFlag::O_NONBLOCK,
     )
-    .map_err(super::errno_err("open", os(&e.tree_rel)))?;
-    let st = nix::sys::stat::fstat(&fd).map_err(super::errno_err("stat", os(&e.tree_rel)))?;
+    .map_err(super::errno_err("open", os(e.tree_rel())))?;
+    let st = nix::sys::stat::fstat(&fd).map_err(super::errno_err("stat", os(e.tree_rel())))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(ContextError::Copy(format!(
             "{} changed while it was read (no longer a regular file)",
-            shown(&e.tree_rel)
+            shown(e.tree_rel())
         )));
     }
     let xattrs =
-        read_xattrs(fd.as_fd()).map_err(super::io_err("read xattrs of", os(&e.tree_rel)))?;
+        read_xattrs(fd.as_fd()).map_err(super::io_err("read xattrs of", os(e.tree_rel())))?;
     let key = StatKey {
         dev: st.st_dev,
         ino: st.st_ino,
@@ -258,17 +246,22 @@ fn file_hash(
         .iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
         .collect();
-    if let Some(mut cache) = ctx.stat_cache() {
-        if let Some(hit) = cache.get_mut(&cache_path) {
-            if hit.key == key {
-                hit.used = true;
-                if hit.xattrs.as_ref() != Some(&kept) {
-                    hit.xattrs = Some(kept);
-                    ctx.stat_cache_changed
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                return Ok((hit.sha256.to_vec(), xattrs));
+    if let Some(mut cache) = cache() {
+        if let Some(hit) = cache.find(e.tree_rel()).filter(|h| h.key == key) {
+            cache.mark_used(hit.slot);
+            if hit.xattrs.as_ref() != Some(&kept) {
+                cache.insert(
+                    e.tree_rel().to_vec(),
+                    StatEntry {
+                        key,
+                        sha256: hit.sha256,
+                        xattrs: Some(kept),
+                    },
+                );
+                ctx.stat_cache_changed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
+            return Ok((hit.sha256.to_vec(), xattrs));
         }
     }
     let mut hasher = Sha256::new();
@@ -277,7 +270,7 @@ fn file_hash(
     loop {
         let n = file
             .read(&mut buf)
-            .map_err(super::io_err("read", os(&e.tree_rel)))?;
+            .map_err(super::io_err("read", os(e.tree_rel())))?;
         if n == 0 {
             break;
         }
@@ -286,16 +279,15 @@ fn file_hash(
     let sum: [u8; 32] = hasher.finalize().into();
     ctx.hashed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    ctx.stat_cache_changed
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(mut cache) = ctx.stat_cache() {
+    if let Some(mut cache) = cache() {
+        ctx.stat_cache_changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         cache.insert(
-            cache_path,
+            e.tree_rel().to_vec(),
             StatEntry {
                 key,
                 sha256: sum,
                 xattrs: Some(kept),
-                used: true,
             },
         );
     }

@@ -12,11 +12,11 @@ pub mod copy;
 mod hash;
 pub mod pattern;
 mod statcache;
+use statcache::StatCache;
 #[cfg(test)]
 mod tests;
 mod tree;
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -152,10 +152,11 @@ impl FileKind {
 /// One path of a source, as it was when `resolve` read it.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// Relative to the source ("" for the source itself), `/`-separated.
-    pub rel: Vec<u8>,
-    /// Relative to the tree's root, with no link in it.
-    pub(crate) tree_rel: Vec<u8>,
+    /// Relative to the tree's root, with no link in it; the path relative to the source is
+    /// its tail (one allocation per entry, for contexts of many thousand files).
+    path: Vec<u8>,
+    /// Where the path relative to the source starts in `path`.
+    rel_at: u32,
     pub kind: FileKind,
     /// Permission and setuid/setgid/sticky bits.
     pub mode: u32,
@@ -171,6 +172,18 @@ pub struct Entry {
     pub rdev: u64,
     /// A link's target, as written.
     pub link: Option<Vec<u8>>,
+}
+
+impl Entry {
+    /// Relative to the source ("" for the source itself), `/`-separated.
+    pub fn rel(&self) -> &[u8] {
+        self.path.get(self.rel_at as usize..).unwrap_or_default()
+    }
+
+    /// Relative to the tree's root, with no link in it.
+    pub(crate) fn tree_rel(&self) -> &[u8] {
+        &self.path
+    }
 }
 
 /// The directory tree sources are read from: a build context, or a stage's root for
@@ -241,9 +254,6 @@ struct StatEntry {
     /// The kept xattrs (name and value): with an unchanged stat (ctime moves with any xattr
     /// change) a file is neither opened nor asked for them again. `None`: not recorded.
     xattrs: Option<Vec<(Vec<u8>, Vec<u8>)>>,
-    /// Hit or filled since this context was opened (the entries kept first when the cache
-    /// outgrows `MAX_STAT_CACHE`).
-    used: bool,
 }
 
 /// How many threads a walk or copy may use: the CPUs this process may run on, at most 4
@@ -257,18 +267,15 @@ pub(crate) fn parallelism() -> usize {
     })
 }
 
-/// The stat cache of a context, by absolute host path (bytes).
-type StatMap = HashMap<Vec<u8>, StatEntry, foldhash::fast::RandomState>;
-
 /// A build context (or another tree to copy from).
 #[derive(Debug)]
 pub struct Context {
     tree: Arc<Tree>,
-    /// Content hashes of files by absolute host path, valid while their stat is unchanged.
-    stat_cache: Mutex<StatMap>,
+    /// Content hashes of files by path in the context, valid while their stat is unchanged.
+    stat_cache: Mutex<StatCache>,
     /// The stat cache being read from disk by another thread ([`Context::load_stat_cache`]),
     /// merged in on first use.
-    stat_cache_loading: Mutex<Option<std::thread::JoinHandle<Option<StatMap>>>>,
+    stat_cache_loading: Mutex<Option<std::thread::JoinHandle<Option<StatCache>>>>,
     /// Files whose content was read (not found in the stat cache) by `digest`, for tests and
     /// progress output.
     hashed: std::sync::atomic::AtomicU64,
@@ -331,7 +338,7 @@ impl Context {
     fn with_tree(tree: Tree) -> Context {
         Context {
             tree: Arc::new(tree),
-            stat_cache: Mutex::new(StatMap::default()),
+            stat_cache: Mutex::new(StatCache::default()),
             stat_cache_loading: Mutex::new(None),
             stat_cache_changed: Default::default(),
             hashed: Default::default(),
@@ -567,20 +574,19 @@ impl Context {
 
     /// The stat cache, with what a pending [`load_stat_cache`](Self::load_stat_cache) read
     /// merged in (entries this build filled win).
-    fn stat_cache(&self) -> Option<std::sync::MutexGuard<'_, StatMap>> {
+    fn stat_cache(&self) -> Option<std::sync::MutexGuard<'_, StatCache>> {
         let loading = self.stat_cache_loading.lock().ok()?.take();
         let mut cache = self.stat_cache.lock().ok()?;
         if let Some(loaded) = loading.and_then(|h| h.join().ok()).flatten() {
-            if cache.is_empty() {
-                // Usually: nothing was hashed before the first use.
-                *cache = loaded;
-            } else {
-                for (path, entry) in loaded {
-                    cache.entry(path).or_insert(entry);
-                }
-            }
+            cache.absorb(loaded);
         }
         Some(cache)
+    }
+
+    /// Whether `source` comes from this context's own tree (the stat cache holds its files
+    /// only, by their path in it).
+    fn owns(&self, source: &Source) -> bool {
+        Arc::ptr_eq(&self.tree, &source.tree)
     }
 
     /// Writes the stat cache to `path` (atomically: a temporary file renamed over it).
@@ -596,13 +602,8 @@ impl Context {
         {
             return Ok(());
         }
-        let keep_all = cache.len() <= MAX_STAT_CACHE;
-        let data = statcache::encode(
-            cache
-                .iter()
-                .filter(|(_, e)| keep_all || e.used)
-                .take(MAX_STAT_CACHE),
-        );
+        let data = cache.encode(MAX_STAT_CACHE);
+        drop(cache);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, data).map_err(io_err("write stat cache", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err("rename stat cache to", path))
@@ -615,11 +616,11 @@ impl Context {
         let path = path.to_path_buf();
         let read = move || {
             let data = read_limited(&path, 1 << 30).ok().flatten()?;
-            let map = statcache::decode(&data);
-            if map.is_none() {
+            let cache = StatCache::load(data);
+            if cache.is_none() {
                 tracing::warn!("ignoring unreadable stat cache {}", path.display());
             }
-            map
+            cache
         };
         let handle = std::thread::Builder::new()
             .name("stat-cache".into())
@@ -631,12 +632,10 @@ impl Context {
         if let Ok(mut loading) = self.stat_cache_loading.lock() {
             // A second load replaces a first one not used yet: its entries are merged now.
             if let Some(earlier) = loading.replace(handle) {
-                if let (Some(map), Ok(mut cache)) =
+                if let (Some(loaded), Ok(mut cache)) =
                     (earlier.join().ok().flatten(), self.stat_cache.lock())
                 {
-                    for (path, entry) in map {
-                        cache.entry(path).or_insert(entry);
-                    }
+                    cache.absorb(loaded);
                 }
             }
         }
@@ -672,7 +671,9 @@ fn read_limited(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ContextError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("open", path)(e)),
     };
-    let mut data = Vec::new();
+    // Sized from the file's length: growing by doubling copied a large file several times.
+    let len = file.metadata().map_or(0, |m| m.len()).min(max + 1);
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
     file.take(max + 1)
         .read_to_end(&mut data)
         .map_err(io_err("read", path))?;

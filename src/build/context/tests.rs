@@ -19,7 +19,7 @@ fn paths(sources: &[Source]) -> Vec<String> {
     let mut out = Vec::new();
     for s in sources {
         for e in &s.entries {
-            let rel = String::from_utf8_lossy(&e.rel).into_owned();
+            let rel = String::from_utf8_lossy(e.rel()).into_owned();
             out.push(if rel.is_empty() {
                 s.path.clone()
             } else {
@@ -150,7 +150,7 @@ fn links_are_followed_inside_the_context_only() {
     }
     // Inside a directory, links are entries, not followed.
     let s = ctx.resolve(&strings(&["."]), &[]).unwrap();
-    let link = s[0].entries.iter().find(|e| e.rel == b"abs").unwrap();
+    let link = s[0].entries.iter().find(|e| e.rel() == b"abs").unwrap();
     assert_eq!(link.kind, FileKind::Symlink);
     assert_eq!(link.link.as_deref(), Some(&b"/etc"[..]));
     // A loop is an error, not a hang.

@@ -45,15 +45,17 @@ pub(crate) fn open_beneath(root: BorrowedFd, path: &[u8], flags: OFlag) -> nix::
     )
 }
 
+/// The entry at `path` (relative to the tree's root), whose path relative to its source
+/// starts at `rel_at`.
 pub(crate) fn entry_from(
-    rel: Vec<u8>,
-    tree_rel: Vec<u8>,
+    path: Vec<u8>,
+    rel_at: usize,
     st: &FileStat,
     link: Option<Vec<u8>>,
 ) -> Entry {
     Entry {
-        rel,
-        tree_rel,
+        rel_at: u32::try_from(rel_at.min(path.len())).unwrap_or(0),
+        path,
         kind: FileKind::of(st.st_mode),
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
@@ -81,23 +83,61 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The length of `join(a, b)`.
+fn join_len(a: &[u8], b: &[u8]) -> usize {
+    if a.is_empty() {
+        b.len()
+    } else {
+        a.len() + 1 + b.len()
+    }
+}
+
 fn is_dir(st: &FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-/// Sorted names in a directory (without `.` and `..`).
-fn read_names(dir: OwnedFd, shown_path: &[u8]) -> Result<Vec<Vec<u8>>, ContextError> {
+/// The names in a directory (without `.` and `..`), sorted: one buffer and their spans in it
+/// (a name per allocation cost as much as a `stat` in large contexts).
+pub(crate) struct Names {
+    buf: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl Names {
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans
+            .iter()
+            .map(|&(a, b)| self.buf.get(a as usize..b as usize).unwrap_or_default())
+    }
+}
+
+fn read_names(dir: OwnedFd, shown_path: &[u8]) -> Result<Names, ContextError> {
     let mut d = Dir::from_fd(dir).map_err(super::errno_err("read directory", os(shown_path)))?;
-    let mut names = Vec::new();
+    let mut buf = Vec::new();
+    let mut spans = Vec::new();
     for ent in d.iter() {
         let ent = ent.map_err(super::errno_err("read directory", os(shown_path)))?;
         let n = ent.file_name().to_bytes();
         if n != b"." && n != b".." {
-            names.push(n.to_vec());
+            let start = buf.len();
+            buf.extend_from_slice(n);
+            let (Ok(a), Ok(b)) = (u32::try_from(start), u32::try_from(buf.len())) else {
+                return Err(ContextError::TooMany {
+                    what: "bytes of names in one directory",
+                    limit: u32::MAX as usize,
+                });
+            };
+            spans.push((a, b));
         }
     }
-    names.sort();
-    Ok(names)
+    spans.sort_unstable_by(|&(a, b), &(c, d)| {
+        buf[a as usize..b as usize].cmp(&buf[c as usize..d as usize])
+    });
+    Ok(Names { buf, spans })
 }
 
 pub(crate) struct View<'a> {
@@ -159,12 +199,12 @@ impl<'a> View<'a> {
         }
         let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(super::errno_err("open directory", os(dir)))?;
-        for name in read_names(fd, dir)? {
+        for name in read_names(fd, dir)?.iter() {
             *budget = budget.checked_sub(1).ok_or(ContextError::TooMany {
                 what: "files in the build context",
                 limit: MAX_ENTRIES,
             })?;
-            let p = join(dir, &name);
+            let p = join(dir, name);
             if !self.ignored(&p) {
                 return Ok(true);
             }
@@ -266,7 +306,7 @@ impl<'a> View<'a> {
         } else {
             None
         };
-        let mut out = vec![entry_from(Vec::new(), path.clone(), &st, link)];
+        let mut out = vec![entry_from(path.clone(), path.len(), &st, link)];
         take(budget)?;
         if is_dir(&st) {
             // What the ignore file says of the source's parents, as a walk from the top knows.
@@ -393,15 +433,15 @@ impl<'a> View<'a> {
         }
         let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(super::errno_err("open directory", os(dir)))?;
-        for name in read_names(fd, dir)? {
+        for name in read_names(fd, dir)?.iter() {
             take(budget)?;
-            let p = join(dir, &name);
+            let p = join(dir, name);
             let Some(st) = self.lstat(&p)? else { continue };
             if !self.visible(&p, &st)? {
                 continue;
             }
             let mut r = rel.to_vec();
-            r.push(name);
+            r.push(name.to_vec());
             let (m, child_info) = include.matches_using_parent_results(&r.join(&b'/'), info);
             if m {
                 let mut full = base.to_vec();
@@ -427,15 +467,15 @@ impl<'a> View<'a> {
     ) -> Result<(), ContextError> {
         let fd = open_beneath(self.t.fd.as_fd(), dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(super::errno_err("open directory", os(dir)))?;
-        for name in read_names(fd, dir)? {
+        for name in read_names(fd, dir)?.iter() {
             take(budget)?;
-            let p = join(dir, &name);
+            let p = join(dir, name);
             let Some(st) = self.lstat(&p)? else { continue };
             if !self.visible(&p, &st)? {
                 continue;
             }
             let mut r = rel.to_vec();
-            r.push(name);
+            r.push(name.to_vec());
             let rel_path = r.join(&b'/');
             if fnmatch(pattern, &rel_path).unwrap_or(false) {
                 let mut full = base.to_vec();
@@ -524,7 +564,7 @@ impl Walk<'_> {
         let names = read_names(dup, tree_path)?;
         if depth == 1 {
             let mut found = Vec::with_capacity(names.len());
-            for name in &names {
+            for name in names.iter() {
                 found.extend(self.look(&fd, tree_path, src_path, ign, exc, name)?);
             }
             let dirs = found
@@ -542,7 +582,8 @@ impl Walk<'_> {
             return Ok(any);
         }
         let mut any = false;
-        for name in &names {
+        self.out.reserve(names.len());
+        for name in names.iter() {
             if let Some(f) = self.look(&fd, tree_path, src_path, ign, exc, name)? {
                 any |= self.add(&fd, f, depth)?;
             }
@@ -669,7 +710,10 @@ impl Walk<'_> {
         name: &[u8],
     ) -> Result<Option<Found>, ContextError> {
         let t = join(tree_path, name);
-        let s = join(src_path, name);
+        // The path in the source is the tail of the path in the tree (an induction from the
+        // walk's root, where it is empty).
+        let rel_at = t.len() - join_len(src_path, name);
+        let s = &t[rel_at..];
         let st = match fstatat(fd, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Removed since it was listed.
@@ -684,23 +728,23 @@ impl Walk<'_> {
         let (excluded, exc2) = if self.exclude.is_empty() {
             (false, MatchInfo::default())
         } else {
-            self.exclude.matches_using_parent_results(&s, exc)
+            self.exclude.matches_using_parent_results(s, exc)
         };
         let out = ignored || excluded;
         if is_dir(&st) {
             // An excluded directory is searched only when an exception may re-include
             // something under it, and kept only when one did.
             let may_reinclude = (!ignored || self.ignore.exceptions_may_reach(&t))
-                && (!excluded || self.exclude.exceptions_may_reach(&s));
+                && (!excluded || self.exclude.exceptions_may_reach(s));
             if out && !may_reinclude {
                 return Ok(None);
             }
             return Ok(Some(Found::Dir {
-                entry: entry_from(s.clone(), t.clone(), &st, None),
+                entry: entry_from(t.clone(), rel_at, &st, None),
                 job: Job {
                     name: name.to_vec(),
+                    s: s.to_vec(),
                     t,
-                    s,
                     ign: ign2,
                     exc: exc2,
                 },
@@ -720,6 +764,6 @@ impl Walk<'_> {
         } else {
             None
         };
-        Ok(Some(Found::Leaf(entry_from(s, t, &st, link))))
+        Ok(Some(Found::Leaf(entry_from(t, rel_at, &st, link))))
     }
 }
