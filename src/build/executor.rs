@@ -24,6 +24,7 @@ use super::dockerfile::{
 use super::layer::{self, ImageBuilder, LayerOptions};
 use super::mount::{with_overlays, Overlay};
 use super::network::BuildNetwork;
+use super::prefetch::{Prefetch, SourcesKey};
 use super::progress::{Progress, StepId};
 use super::run::{self, Network, RunStep};
 use super::{BuildError, BuildRequest, DockerfileSource, Images, SecretSource};
@@ -112,6 +113,8 @@ struct Build<'a> {
     /// The bridge of RUN steps with the default network, made on first use (or on a thread of
     /// its own from the first cache miss, see [`Build::prepare_network`]).
     network: Mutex<NetState>,
+    /// Context sources of COPY/ADD steps read ahead of them (see [`super::prefetch`]).
+    prefetch: Prefetch,
 }
 
 /// The build network, as far as it is made.
@@ -222,6 +225,7 @@ pub fn build(req: &BuildRequest, env: &Env<'_>) -> Result<ImageRecord, BuildErro
         secrets,
         keys: Mutex::new(Vec::new()),
         network: Mutex::new(NetState::None),
+        prefetch: Prefetch::default(),
     };
     let result = b.run();
     // A network made for RUN steps that then all came from the cache: dropped (removed) now,
@@ -317,6 +321,110 @@ impl Build<'_> {
                 " WARN: one or more build-args {unused:?} were not consumed"
             ));
         }
+        self.prefetch.plan(self.prefetch_keys(&plan.order));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let workers = self.prefetch.queued().min(context::parallelism());
+            let spawned = (0..workers)
+                .filter(|_| {
+                    std::thread::Builder::new()
+                        .name("prefetch".into())
+                        .spawn_scoped(s, || {
+                            self.prefetch.work(&self.context, &stop, self.env.cancel)
+                        })
+                        .is_ok()
+                })
+                .count();
+            if spawned == 0 {
+                self.prefetch.abandon();
+            }
+            let result = self.stages(&plan);
+            // A failed build reads no more sources ahead (the walks under way end first).
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            result
+        })?;
+        let target = *plan
+            .order
+            .last()
+            .ok_or_else(|| BuildError::Invalid("the Dockerfile has no stage".into()))?;
+        let done = self
+            .done
+            .lock()
+            .map_err(|_| BuildError::Step("build state poisoned".into()))?
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| BuildError::Step("the target stage did not finish".into()))?;
+        let mut image = done.state.image;
+        for (k, v) in &self.req.labels {
+            image.config_mut().labels.insert(k.clone(), v.clone());
+        }
+        image.set_source_date_epoch(self.layer_opts.source_date_epoch);
+        let tags = self
+            .req
+            .tags
+            .iter()
+            .map(|t| {
+                Reference::parse(t)
+                    .map_err(|e| BuildError::Invalid(format!("invalid tag {t:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let record = layer::commit(self.env.store, image, &tags)?;
+        let keys = self
+            .keys
+            .lock()
+            .map_err(|_| BuildError::Step("build state poisoned".into()))?
+            .clone();
+        for dir in &self.req.cache_to {
+            let n = super::cache::local::export(&self.cache, dir, &keys)?;
+            self.env
+                .progress
+                .note(&format!("exporting cache to {}: {n} steps", dir.display()));
+        }
+        Ok(record)
+    }
+
+    /// The context sources of the COPY/ADD steps of `stages` (in order) that do not depend on
+    /// the build's state: no variable in their arguments, no `--from`, no heredoc, no URL.
+    fn prefetch_keys(&self, stages: &[usize]) -> Vec<SourcesKey> {
+        let none = |_: &str| None;
+        let mut keys = Vec::new();
+        for &i in stages {
+            let Some(stage) = self.df.stages.get(i) else {
+                continue;
+            };
+            for ins in &stage.instructions {
+                if !matches!(ins.kind, Kind::Copy(_) | Kind::Add(_)) {
+                    continue;
+                }
+                let Ok((expanded, used)) = ins.expand(&self.x, &none) else {
+                    continue;
+                };
+                if !used.is_empty() {
+                    continue;
+                }
+                match expanded.kind {
+                    Kind::Copy(c) if c.from.is_none() && c.heredocs.is_empty() => {
+                        keys.push((c.sources, c.excludes, c.parents));
+                    }
+                    Kind::Add(a)
+                        if a.heredocs.is_empty()
+                            && a.sources.iter().all(|s| {
+                                super::git::parse(s).is_none()
+                                    && !s.starts_with("http://")
+                                    && !s.starts_with("https://")
+                            }) =>
+                    {
+                        keys.push((a.sources, a.excludes, false));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        keys
+    }
+
+    /// Runs the stages `plan` needs, level by level.
+    fn stages(&self, plan: &dockerfile::StagePlan) -> Result<(), BuildError> {
         // Stages by level: each level's stages need only earlier levels, so they run at once.
         let mut level: BTreeMap<usize, usize> = BTreeMap::new();
         for &i in &plan.order {
@@ -359,44 +467,7 @@ impl Build<'_> {
                 r?;
             }
         }
-        let target = *plan
-            .order
-            .last()
-            .ok_or_else(|| BuildError::Invalid("the Dockerfile has no stage".into()))?;
-        let done = self
-            .done
-            .lock()
-            .map_err(|_| BuildError::Step("build state poisoned".into()))?
-            .get(&target)
-            .cloned()
-            .ok_or_else(|| BuildError::Step("the target stage did not finish".into()))?;
-        let mut image = done.state.image;
-        for (k, v) in &self.req.labels {
-            image.config_mut().labels.insert(k.clone(), v.clone());
-        }
-        image.set_source_date_epoch(self.layer_opts.source_date_epoch);
-        let tags = self
-            .req
-            .tags
-            .iter()
-            .map(|t| {
-                Reference::parse(t)
-                    .map_err(|e| BuildError::Invalid(format!("invalid tag {t:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let record = layer::commit(self.env.store, image, &tags)?;
-        let keys = self
-            .keys
-            .lock()
-            .map_err(|_| BuildError::Step("build state poisoned".into()))?
-            .clone();
-        for dir in &self.req.cache_to {
-            let n = super::cache::local::export(&self.cache, dir, &keys)?;
-            self.env
-                .progress
-                .note(&format!("exporting cache to {}: {n} steps", dir.display()));
-        }
-        Ok(record)
+        Ok(())
     }
 
     fn network(&self) -> Result<std::sync::Arc<BuildNetwork>, BuildError> {
@@ -1075,8 +1146,16 @@ impl Build<'_> {
         }
         match from {
             None => {
-                let resolved = self.context.resolve_with(sources, excludes, parents)?;
-                let digest = self.context.digest(&resolved)?.to_string();
+                let key = (sources.to_vec(), excludes.to_vec(), parents);
+                let (resolved, digest) = match self.prefetch.take(&key) {
+                    Some(read) => read,
+                    None => {
+                        let resolved = self.context.resolve_with(sources, excludes, parents)?;
+                        let digest = self.context.digest(&resolved)?;
+                        (resolved, digest)
+                    }
+                };
+                let digest = digest.to_string();
                 Ok((
                     CopySources {
                         sources: resolved,

@@ -17,6 +17,7 @@ pub mod git;
 pub mod layer;
 pub mod mount;
 pub mod network;
+mod prefetch;
 pub mod progress;
 pub mod remote;
 pub mod run;
