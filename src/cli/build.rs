@@ -1036,7 +1036,15 @@ fn run_builds(
         // step's time shows the pull going on), and the JSON stream (one object per line).
         quiet: matches!(mode, Mode::Quiet | Mode::Tty | Mode::Json),
     };
-    crate::build::cleanup::sweep(&store);
+    // The leftovers of killed builds go meanwhile, on a thread (nothing of theirs is what these
+    // builds use; a build with nothing changed is ten milliseconds).
+    let sweeper = std::thread::Builder::new()
+        .name("sweep".into())
+        .spawn({
+            let store = store.clone();
+            move || crate::build::cleanup::sweep(&store)
+        })
+        .ok();
     let interrupt = Interrupt::install(mode != Mode::Tty);
     let env = Env {
         store: &store,
@@ -1073,6 +1081,9 @@ fn run_builds(
             let img = r.with_context(|| format!("{what}: build failed"))?;
             out.insert(n * CONCURRENCY + i, img);
         }
+    }
+    if let Some(sweeper) = sweeper {
+        let _ = sweeper.join();
     }
     registry.publish(&progress)?;
     // The final region before anything the command prints after the builds (an early return
