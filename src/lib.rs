@@ -7,6 +7,7 @@ pub mod build;
 pub mod cli;
 pub mod compose;
 pub mod configs;
+pub mod diagnostics;
 pub mod image;
 pub mod logs;
 pub mod names;

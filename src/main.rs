@@ -9,16 +9,20 @@ fn main() {
     let mut args = std::env::args();
     match args.nth(1).as_deref() {
         Some(rcompose::supervisor::server::SUPERVISE_ARG) => {
+            // Its stderr is the project's supervisor.log.
+            rcompose::diagnostics::init(Some(false));
             let project = args.next().unwrap_or_default();
             std::process::exit(rcompose::supervisor::server::main(&project));
         }
         Some(rcompose::build::network::GC_ARG) => {
+            rcompose::diagnostics::init(Some(false));
             let project = args.next().unwrap_or_default();
             std::process::exit(rcompose::build::network::gc_main(&project));
         }
         _ => {}
     }
     let cli = Cli::parse();
+    rcompose::diagnostics::init(cli.global.ansi_choice());
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -58,6 +58,9 @@ pub struct Progress {
     next: AtomicUsize,
     shared: Arc<Shared>,
     started: Instant,
+    /// The library's diagnostics go into the live display or the JSON stream while it lasts
+    /// (a line of their own on stderr would break either).
+    _diagnostics: Option<crate::diagnostics::Redirect>,
 }
 
 /// What the drawing thread shares with the events' threads.
@@ -154,7 +157,14 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Progress {
     pub fn new(mode: Mode) -> Progress {
-        Progress::to(mode, Box::new(std::io::stderr()))
+        let mut p = Progress::to(mode, Box::new(std::io::stderr()));
+        if matches!(mode, Mode::Tty | Mode::Json) {
+            let shared = p.shared.clone();
+            p._diagnostics = Some(crate::diagnostics::redirect(Arc::new(move |line: &str| {
+                shared.diagnostic(mode, line)
+            })));
+        }
+        p
     }
 
     pub fn to(mode: Mode, out: Box<dyn Write + Send>) -> Progress {
@@ -168,6 +178,7 @@ impl Progress {
                 wake: Condvar::new(),
             }),
             started,
+            _diagnostics: None,
         }
     }
 
@@ -334,6 +345,25 @@ impl Drop for Progress {
 }
 
 impl Shared {
+    /// A diagnostic line of the library while the display lasts: a note of the live display
+    /// (a line above the final region once it is drawn), or a JSON note.
+    fn diagnostic(&self, mode: Mode, line: &str) {
+        if mode == Mode::Json {
+            let mut out = lock(&self.out);
+            let _ = writeln!(out, "{}", serde_json::json!({ "note": line }));
+            return;
+        }
+        let line = printable(line);
+        let mut live = lock(&self.live);
+        if !live.finished {
+            // Drawn with the next frame (or the final region).
+            live.notes.push(line);
+            return;
+        }
+        drop(live);
+        self.draw(&[line], &[], 0);
+    }
+
     /// The drawing thread: redraws every [`TICK`] until `finish`; returns the height of the
     /// region it drew last.
     fn redraw_until_finished(&self) -> usize {

@@ -165,6 +165,15 @@ pub enum Command {
 }
 
 impl Global {
+    /// What `--ansi` says of colours: `None` for auto.
+    pub fn ansi_choice(&self) -> Option<bool> {
+        match self.ansi {
+            Ansi::Never => Some(false),
+            Ansi::Always => Some(true),
+            Ansi::Auto => None,
+        }
+    }
+
     /// Apply `--ansi` to every styled output of this process.
     pub fn apply_ansi(&self) {
         match self.ansi {
