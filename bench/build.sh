@@ -164,7 +164,12 @@ build() {
     rcompose) "$RCOMPOSE" image build -t bench-x "$@" "$ctx" ;;
     esac
 }
-build_ms() { bench_time_ms build "$@"; }
+# Each timed command starts with the page cache written back (untimed): buildah's four builds
+# at once left seconds of writeback that slowed whichever tool came next.
+build_ms() {
+    sync
+    bench_time_ms build "$@"
+}
 
 # (d): four builds of the same context at once, or one `rcompose build` of four services.
 four() {
@@ -211,6 +216,7 @@ for ((i = 1; i <= runs; i++)); do
         bench_log "run $i/$runs, $tool: (c) one file changed $c ms"
     done
     for tool in "${order[@]}"; do
+        sync
         d=$(bench_time_ms four "$tool") || d=failed
         res[$tool, d]+=" $d"
         bench_log "run $i/$runs, $tool: (d) four at once $d ms"
