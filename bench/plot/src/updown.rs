@@ -8,6 +8,9 @@ use plotters::prelude::*;
 
 use crate::PlotError;
 
+/// The header line updown.sh writes.
+pub const HEADER: &str = "services,tool,op,median_ms";
+
 /// Median wall time (ms) of one tool and operation, by number of services.
 type Series = BTreeMap<u32, f64>;
 
@@ -26,12 +29,7 @@ impl Results {
             line,
             reason,
         };
-        for (i, row) in text.lines().enumerate().skip(1) {
-            let line = i + 1;
-            if row.trim().is_empty() {
-                continue;
-            }
-            let fields: Vec<&str> = row.split(',').map(str::trim).collect();
+        for (line, fields) in crate::csv_rows(text) {
             let [services, tool, op, ms] = fields[..] else {
                 return Err(err(
                     line,
