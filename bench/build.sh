@@ -8,7 +8,8 @@
 #   (d) four services with the same build (--no-cache): four builds at once for docker and
 #       buildah, `rcompose build` of a compose file with four such services
 # Usage: bench/build.sh [RUNS]      (default 3; root: dockerd, buildah, containers)
-# Results: bench/results/build.md and build.csv. BENCH_BUILD_TOOLS overrides the tools
+# Results: bench/results/build.md and build.csv, and build.png, their plot (bench/plot; a note
+# instead when it cannot be drawn). BENCH_BUILD_TOOLS overrides the tools
 # (default "docker buildah rcompose"; rcompose is left out, with a note, while it cannot build).
 #
 # Each round runs every tool, in a rotating order, so a drift in the machine's load is shared.
@@ -289,3 +290,11 @@ out=bench/results/build.md
     echo "Command: \`sudo bench/build.sh $runs\`"
 } >"$out"
 cat "$out"
+
+# The plot, as bench/all.sh draws updown's: bench/plot is a crate of its own (not part of
+# rcompose's build), fonts-dejavu-core for its font. The results above stand without it.
+bench_log "plot: bench/results/build.png"
+if ! (bench_apt_install fonts-dejavu-core &&
+    cargo run --quiet --manifest-path bench/plot/Cargo.toml -- bench/results/build.csv bench/results/build.png); then
+    bench_log "note: bench/results/build.png not drawn (bench/plot failed above); the results are in $out and bench/results/build.csv"
+fi
