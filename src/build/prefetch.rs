@@ -23,6 +23,11 @@ pub(crate) type SourcesKey = (Vec<String>, Vec<String>, bool);
 /// Resolved sources and their content digest.
 pub(crate) type Resolved = (Vec<Source>, Digest);
 
+/// Most walked entries held for steps that have not taken them yet: past it, the sources left
+/// are read by their steps, one at a time, as before (a Dockerfile copying a huge context
+/// several times would otherwise hold every walk at once).
+pub(crate) const MAX_HELD_ENTRIES: usize = 300_000;
+
 #[derive(Default)]
 pub(crate) struct Prefetch {
     state: Mutex<State>,
@@ -34,6 +39,12 @@ struct State {
     /// Keys no worker has taken yet, in the order of the steps.
     queue: VecDeque<SourcesKey>,
     slots: HashMap<SourcesKey, Slot>,
+    /// Entries read and not yet taken by their last step.
+    held: usize,
+}
+
+fn entries(r: &Resolved) -> usize {
+    r.0.iter().map(|s| s.entries.len()).sum()
 }
 
 struct Slot {
@@ -74,12 +85,17 @@ impl Prefetch {
     /// A worker: reads queued keys until none is left or `stop` is set (then the rest are
     /// marked failed, for their steps to read themselves).
     pub(crate) fn work(&self, ctx: &Context, stop: &AtomicBool, cancel: &AtomicBool) {
+        self.work_holding(ctx, stop, cancel, MAX_HELD_ENTRIES)
+    }
+
+    fn work_holding(&self, ctx: &Context, stop: &AtomicBool, cancel: &AtomicBool, max: usize) {
         loop {
             let key = {
                 let Ok(mut st) = self.state.lock() else {
                     return;
                 };
-                if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) || st.held >= max
+                {
                     drop(st);
                     self.abandon();
                     return;
@@ -132,15 +148,19 @@ impl Prefetch {
         let slot = st.slots.get_mut(key)?;
         slot.uses = slot.uses.saturating_sub(1);
         if slot.uses == 0 {
-            return st.slots.remove(key)?.result.flatten();
+            let taken = st.slots.remove(key)?.result.flatten();
+            st.held = st.held.saturating_sub(taken.as_ref().map_or(0, entries));
+            return taken;
         }
         slot.result.clone().flatten()
     }
 
     fn fill(&self, key: &SourcesKey, result: Option<Resolved>) {
         if let Ok(mut st) = self.state.lock() {
+            let n = result.as_ref().map_or(0, entries);
             if let Some(slot) = st.slots.get_mut(key) {
                 slot.result = Some(result);
+                st.held += n;
             }
         }
         self.ready.notify_all();
@@ -220,6 +240,19 @@ mod tests {
         p.work(&ctx, &stop, &cancel);
         assert!(p.take(&key("src")).is_none());
         assert!(p.take(&key("b.txt")).is_none());
+    }
+
+    #[test]
+    fn past_the_entries_it_may_hold_the_rest_is_left_to_the_steps() {
+        let (_dir, ctx) = context();
+        let p = Prefetch::default();
+        p.plan([key("src"), key("b.txt")]);
+        let (stop, cancel) = (AtomicBool::new(false), AtomicBool::new(false));
+        // "src" is two entries (the directory and its file): the limit is reached after it.
+        p.work_holding(&ctx, &stop, &cancel, 2);
+        assert!(p.take(&key("b.txt")).is_none());
+        assert!(p.take(&key("src")).is_some());
+        assert_eq!(p.state.lock().unwrap().held, 0);
     }
 
     #[test]
