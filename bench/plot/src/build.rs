@@ -44,11 +44,7 @@ impl Builds {
     /// whose time is `failed` or `n/a` are left out.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PlotError> {
         let mut builds = Builds::default();
-        let err = |line: usize, reason: String| PlotError::Parse {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        };
+        let err = crate::error_at(path);
         for (line, fields) in crate::csv_rows(text) {
             let [scenario, tool, ms] = fields[..] else {
                 return Err(err(
@@ -71,11 +67,7 @@ impl Builds {
             if NOT_MEASURED.contains(&ms) {
                 continue;
             }
-            let ms: f64 = ms
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| err(line, format!("invalid time {ms:?}")))?;
+            let ms = crate::time_ms(ms, line, &err)?;
             let t = match builds.tools.iter().position(|t| t == tool) {
                 Some(t) => t,
                 None => {

@@ -43,6 +43,27 @@ enum PlotError {
 
 /// The data rows of a CSV (the header line skipped, blank lines too): line number (from 1) and
 /// fields, trimmed.
+/// A parse error at a line of the CSV at `path`.
+fn error_at(path: &Path) -> impl Fn(usize, String) -> PlotError + '_ {
+    move |line, reason| PlotError::Parse {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    }
+}
+
+/// A median time in ms: a positive finite number.
+fn time_ms(
+    ms: &str,
+    line: usize,
+    err: &impl Fn(usize, String) -> PlotError,
+) -> Result<f64, PlotError> {
+    ms.parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| err(line, format!("invalid time {ms:?}")))
+}
+
 fn csv_rows(text: &str) -> impl Iterator<Item = (usize, Vec<&str>)> {
     text.lines()
         .enumerate()

@@ -24,11 +24,7 @@ impl Results {
     /// Parses `services,tool,op,median_ms` rows (header first, as updown.sh writes them).
     pub fn parse(text: &str, path: &Path) -> Result<Self, PlotError> {
         let mut results = Results::default();
-        let err = |line: usize, reason: String| PlotError::Parse {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        };
+        let err = crate::error_at(path);
         for (line, fields) in crate::csv_rows(text) {
             let [services, tool, op, ms] = fields[..] else {
                 return Err(err(
@@ -39,11 +35,7 @@ impl Results {
             let services: u32 = services
                 .parse()
                 .map_err(|_| err(line, format!("invalid number of services {services:?}")))?;
-            let ms: f64 = ms
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| err(line, format!("invalid time {ms:?}")))?;
+            let ms = crate::time_ms(ms, line, &err)?;
             if services == 0 {
                 return Err(err(line, "0 services cannot be plotted".into()));
             }
