@@ -616,6 +616,13 @@ impl Context {
         let path = path.to_path_buf();
         let read = move || {
             let data = read_limited(&path, 1 << 30).ok().flatten()?;
+            if statcache::is_older_format(&data) {
+                tracing::debug!(
+                    "stat cache {} is of an earlier format: rebuilt",
+                    path.display()
+                );
+                return None;
+            }
             let cache = StatCache::load(data);
             if cache.is_none() {
                 tracing::warn!("ignoring unreadable stat cache {}", path.display());

@@ -83,6 +83,12 @@ fn key_bytes(k: &StatKey) -> [u8; 56] {
     out
 }
 
+/// Whether `data` is a stat cache of an earlier format (its entries are simply read again,
+/// nothing to warn about).
+pub(super) fn is_older_format(data: &[u8]) -> bool {
+    data.starts_with(b"RCSTAT") && !data.starts_with(MAGIC)
+}
+
 impl StatCache {
     /// Reads a file written by [`StatCache::encode`]; `None` when it is not one (or is cut
     /// short).
@@ -505,7 +511,9 @@ mod tests {
         assert!(StatCache::load(b"[[\"/ctx/a\",{}]]".to_vec()).is_none());
         let mut v1 = data.clone();
         v1[..8].copy_from_slice(b"RCSTAT1\n");
+        assert!(is_older_format(&v1));
         assert!(StatCache::load(v1).is_none());
+        assert!(!is_older_format(&data));
         let mut lying = data.clone();
         lying[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(StatCache::load(lying).is_none());
