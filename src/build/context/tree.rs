@@ -712,7 +712,8 @@ impl Walk<'_> {
         let t = join(tree_path, name);
         // The path in the source is the tail of the path in the tree (an induction from the
         // walk's root, where it is empty).
-        let rel_at = t.len() - join_len(src_path, name);
+        debug_assert!(tree_path.ends_with(src_path));
+        let rel_at = t.len().saturating_sub(join_len(src_path, name));
         let s = &t[rel_at..];
         let st = match fstatat(fd, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
