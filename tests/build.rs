@@ -744,8 +744,8 @@ fn ctrl_c_stops_a_build_and_leaves_the_cache_usable() {
 }
 
 #[test]
-fn add_downloads_urls_checks_checksums_and_never_extracts_them() {
-    let test = "add_downloads_urls_checks_checksums_and_never_extracts_them";
+fn add_downloads_urls_checks_checksums_and_extracts_them_only_when_asked() {
+    let test = "add_downloads_urls_checks_checksums_and_extracts_them_only_when_asked";
     let Some((state, env, ctx)) = setup(test) else {
         return;
     };
@@ -753,17 +753,33 @@ fn add_downloads_urls_checks_checksums_and_never_extracts_them() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let body: &'static [u8] = b"\x1f\x8b not really a gzip, never extracted\n";
+    // A real archive too, for `--unpack=true`.
+    let archive: &'static [u8] = {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(9);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "inside.txt", &b"unpacked\n"[..])
+            .expect("tar");
+        Vec::leak(tar.into_inner().expect("tar").finish().expect("gzip"))
+    };
     std::thread::spawn(move || {
         for s in listener.incoming() {
             let Ok(mut s) = s else { break };
             let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf);
+            let n = s.read(&mut buf).unwrap_or(0);
+            let real = String::from_utf8_lossy(&buf[..n]).contains("/real.tar.gz");
+            let data = if real { archive } else { body };
             let head = format!(
                 "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
-                body.len()
+                data.len()
             );
             let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(body);
+            let _ = s.write_all(data);
         }
     });
     let digest = {
@@ -791,7 +807,10 @@ fn add_downloads_urls_checks_checksums_and_never_extracts_them() {
             "Dockerfile",
             &format!(
                 "FROM busybox\nADD --checksum={digest} {url} /opt/\n\
-                 RUN stat -c '%a %Y %s' /opt/tool.tar.gz > /stat\n"
+                 RUN stat -c '%a %Y %s' /opt/tool.tar.gz > /stat\n\
+                 ADD http://127.0.0.1:{port}/dl/real.tar.gz /packed/\n\
+                 ADD --unpack=true http://127.0.0.1:{port}/dl/real.tar.gz /unpacked/\n\
+                 RUN ls /packed >> /stat && cat /unpacked/inside.txt >> /stat\n"
             ),
         )],
     );
@@ -818,9 +837,10 @@ fn add_downloads_urls_checks_checksums_and_never_extracts_them() {
         ])
         .output()
         .expect("run");
+    // Downloaded archives are copied as they are, extracted only with `--unpack=true`.
     assert_eq!(
         stdout(&run),
-        format!("600 784111777 {}\n", body.len()),
+        format!("600 784111777 {}\nreal.tar.gz\nunpacked\n", body.len()),
         "{}",
         out(&run)
     );
@@ -1064,7 +1084,10 @@ fn git_contexts_and_add_from_git() {
         &[
             (
                 "sub/Dockerfile",
-                &format!("FROM busybox\nCOPY hello /hello\nADD {url}#v1:lib /lib\n"),
+                &format!(
+                    "FROM busybox\nCOPY hello /hello\nADD {url}#v1:lib /lib\n\
+                     ADD --keep-git-dir=true {url}#v1 /repo\n"
+                ),
             ),
             ("sub/hello", "from the repository\n"),
             ("lib/x", "first\n"),
@@ -1090,6 +1113,17 @@ fn git_contexts_and_add_from_git() {
     assert!(stderr(&o).contains("fetched"), "{}", out(&o));
     let run = p.ok(&["run", "--rm", "-T", "app", "cat", "/hello", "/lib/x"]);
     assert_eq!(stdout(&run), "from the repository\nfirst\n");
+    // `.git` only where `--keep-git-dir=true` asked for it.
+    let run = p.ok(&[
+        "run",
+        "--rm",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "test -f /repo/.git/HEAD && test ! -e /lib/.git && cat /repo/lib/x",
+    ]);
+    assert_eq!(stdout(&run), "first\n", "{}", out(&run));
     // Nothing of the checkouts is left.
     let tmp = p.state.root().join("images/tmp");
     let left: Vec<_> = std::fs::read_dir(&tmp)

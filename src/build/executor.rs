@@ -993,10 +993,12 @@ impl Build<'_> {
                     sources._remote_tmp = Some(tmp);
                 }
                 if let Some(g) = repos.first() {
-                    // The repository's tree (without .git) goes into the destination, as
-                    // BuildKit's ADD of a git URL; the step is keyed by the commit.
+                    // The repository's tree (with .git only for `--keep-git-dir=true`) goes into
+                    // the destination, as BuildKit's ADD of a git URL; the step is keyed by the
+                    // commit (and the instruction, flags included).
                     let tmp = TempDir::new(self.env.store, "git")?;
-                    let fetched = super::git::fetch(g, &tmp.0.join("repo"))?;
+                    let keep_git_dir = a.keep_git_dir == Some(true);
+                    let fetched = super::git::fetch(g, &tmp.0.join("repo"), keep_git_dir)?;
                     digest.push_str(&format!(" {}={}", g.remote, fetched.commit));
                     let ctx = Context::open_dir_without_ignore(&fetched.dir)?;
                     sources.remote = ctx.resolve(&[".".to_string()], &[])?;
@@ -1302,7 +1304,7 @@ impl Build<'_> {
                     source_date_epoch: self.layer_opts.source_date_epoch,
                     upper: None,
                 };
-                self.copy_step(&lowers, &dirs, sources, &c.dest, &opts, false)?;
+                self.copy_step(&lowers, &dirs, sources, &c.dest, &opts, Unpack::NONE)?;
             }
             (Kind::Add(a), Prepared::Copy(sources)) => {
                 let opts = CopyOptions {
@@ -1313,14 +1315,13 @@ impl Build<'_> {
                     source_date_epoch: self.layer_opts.source_date_epoch,
                     upper: None,
                 };
-                self.copy_step(
-                    &lowers,
-                    &dirs,
-                    sources,
-                    &a.dest,
-                    &opts,
-                    a.unpack != Some(false),
-                )?;
+                // As BuildKit: local archives are extracted unless `--unpack=false`, downloaded
+                // ones only with `--unpack=true`.
+                let unpack = Unpack {
+                    local: a.unpack != Some(false),
+                    downloaded: a.unpack == Some(true),
+                };
+                self.copy_step(&lowers, &dirs, sources, &a.dest, &opts, unpack)?;
             }
             (Kind::Workdir(_), Prepared::Workdir(wd)) => {
                 state.image.config_mut().working_dir = wd.clone();
@@ -1660,7 +1661,7 @@ impl Build<'_> {
         sources: CopySources,
         dest: &str,
         opts: &CopyOptions,
-        unpack: bool,
+        unpack: Unpack,
     ) -> Result<(), BuildError> {
         let target = StepMount::new(self.env.store)?;
         let opts = &CopyOptions {
@@ -1679,10 +1680,10 @@ impl Build<'_> {
                     }],
                     |roots| {
                         if !srcs.is_empty() {
-                            copy_all(roots[0].as_fd(), &srcs, dest, opts, unpack)?;
+                            copy_all(roots[0].as_fd(), &srcs, dest, opts, unpack.local)?;
                         }
                         if !remote.is_empty() {
-                            copy_all(roots[0].as_fd(), &remote, dest, opts, false)?;
+                            copy_all(roots[0].as_fd(), &remote, dest, opts, unpack.downloaded)?;
                         }
                         Ok(())
                     },
@@ -1712,6 +1713,23 @@ impl Build<'_> {
             }
         }
     }
+}
+
+/// Which of an ADD's sources are extracted when they are archives.
+#[derive(Debug, Clone, Copy)]
+struct Unpack {
+    /// From the context (or heredocs).
+    local: bool,
+    /// Downloaded (`ADD https://…`); a git repository's tree never is.
+    downloaded: bool,
+}
+
+impl Unpack {
+    /// COPY's: nothing.
+    const NONE: Unpack = Unpack {
+        local: false,
+        downloaded: false,
+    };
 }
 
 fn copy_all(

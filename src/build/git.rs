@@ -120,7 +120,8 @@ pub struct Fetched {
 
 /// Fetches `g` into the empty directory `into` and returns the directory of its subdir. The
 /// subdir must be a directory inside the checkout (its links are not followed out of it).
-pub fn fetch(g: &GitRef, into: &Path) -> Result<Fetched, BuildError> {
+/// The checkout's `.git` is removed unless `keep_git_dir` (`ADD --keep-git-dir=true`).
+pub fn fetch(g: &GitRef, into: &Path, keep_git_dir: bool) -> Result<Fetched, BuildError> {
     std::fs::create_dir_all(into).map_err(|e| failed("cannot create the checkout", g, e))?;
     run(
         {
@@ -164,7 +165,10 @@ pub fn fetch(g: &GitRef, into: &Path) -> Result<Fetched, BuildError> {
             .map_err(|e| failed("rev-parse", g, e))?;
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    std::fs::remove_dir_all(into.join(".git")).map_err(|e| failed("cannot remove .git", g, e))?;
+    if !keep_git_dir {
+        std::fs::remove_dir_all(into.join(".git"))
+            .map_err(|e| failed("cannot remove .git", g, e))?;
+    }
     let dir = match &g.subdir {
         None => into.to_path_buf(),
         Some(sub) => {

@@ -1117,7 +1117,7 @@ impl RegistryCaches {
                 continue;
             };
             let dir = me.scratch_dir(store, "git");
-            let fetched = crate::build::git::fetch(&g, &dir)?;
+            let fetched = crate::build::git::fetch(&g, &dir, false)?;
             progress.note(&format!(
                 "fetched {}{} at {}",
                 g.remote,
