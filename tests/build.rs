@@ -1143,3 +1143,107 @@ fn git_contexts_and_add_from_git() {
     assert!(stderr(&o).contains("subdirectory"), "{}", out(&o));
     p.ok(&["down"]);
 }
+
+/// Serves `files` (path → body) over HTTP/1.0 on loopback; 404 for any other path. Returns
+/// the base URL.
+fn serve_http(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = request.split_whitespace().nth(1).unwrap_or_default();
+            let reply = match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let mut r =
+                        format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                            .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                }
+                None => b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            };
+            let _ = s.write_all(&reply);
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_url_is_a_context_a_tarball_or_a_dockerfile() {
+    let test = "a_url_is_a_context_a_tarball_or_a_dockerfile";
+    let Some((state, env, _ctx)) = setup(test) else {
+        return;
+    };
+    let build_url = |tag: &str, url: String| {
+        state
+            .cmd(&env)
+            .args(["--progress", "plain", "image", "build", "-t", tag, &url])
+            .output()
+            .expect("run rcompose")
+    };
+    let tarball = {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        for (name, body) in [
+            (
+                "Dockerfile",
+                &b"FROM busybox\nCOPY app/greeting /greeting\n"[..],
+            ),
+            ("app/greeting", &b"from a tarball\n"[..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, body).expect("tar");
+        }
+        tar.into_inner().expect("tar").finish().expect("gzip")
+    };
+    let base = serve_http(vec![
+        ("/ctx.tar.gz", tarball),
+        (
+            "/Dockerfile",
+            b"FROM busybox\nRUN echo from a dockerfile > /greeting\n".to_vec(),
+        ),
+    ]);
+    let run = |tag: &str| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            format!("services:\n  app:\n    image: {tag}\n    network_mode: none\n"),
+        )
+        .expect("compose.yaml");
+        state
+            .cmd(&env)
+            .current_dir(dir.path())
+            .args(["-p", &common::project_name("bt-urlctx-run")])
+            .args(["run", "--rm", "-T", "app", "cat", "/greeting"])
+            .output()
+            .expect("run")
+    };
+    let tag = common::project_name("bt-urlctx");
+    let o = build_url(&tag, format!("{base}/ctx.tar.gz"));
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(stdout(&run(&tag)), "from a tarball\n");
+    // A URL to a text file: the Dockerfile of an empty context.
+    let tag2 = common::project_name("bt-urlctx-df");
+    let o = build_url(&tag2, format!("{base}/Dockerfile"));
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(stdout(&run(&tag2)), "from a dockerfile\n");
+    // A URL that is not there: a clear error naming it.
+    let o = build_url(&tag2, format!("{base}/missing.tar"));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot fetch the build context")
+            && e.contains("missing.tar")
+            && e.contains("404"),
+        "{e}"
+    );
+}

@@ -54,6 +54,10 @@ pub struct BuildRequest {
     pub context: PathBuf,
     /// A git repository to fetch as the context first (`context` is then set to its checkout).
     pub git_context: Option<git::GitRef>,
+    /// An http(s) URL to fetch as the context first: a tar archive (plain, gzip, bzip2, xz or
+    /// zstd) is the context, anything else the Dockerfile of an otherwise empty one (docker's
+    /// rules); `context` is then set to where it was put.
+    pub url_context: Option<String>,
     /// `None`: `Dockerfile` in the context.
     pub dockerfile: Option<DockerfileSource>,
     /// Build args; `None` values take the variable from the environment, as docker does.

@@ -23,7 +23,55 @@ pub struct Fetched {
 }
 
 fn err(url: &str, e: impl std::fmt::Display) -> BuildError {
-    BuildError::Invalid(format!("ADD {url}: {e}"))
+    BuildError::Invalid(format!("cannot download {url}: {e}"))
+}
+
+/// An http(s) URL that is not a git repository: a context to download
+/// ([`context_from_download`]).
+pub fn url_context(s: &str) -> Option<String> {
+    ((s.starts_with("http://") || s.starts_with("https://")) && super::git::parse(s).is_none())
+        .then(|| s.to_string())
+}
+
+/// Makes the downloaded `file` a build context in the empty directory `dir`, as docker does
+/// with a URL: a tar archive is extracted there (safely: nothing lands outside `dir`), any
+/// other file is its Dockerfile.
+pub fn context_from_download(file: &Path, dir: &Path) -> Result<(), BuildError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+        return Err(BuildError::Invalid(format!(
+            "{} is not a downloaded file",
+            file.display()
+        )));
+    };
+    let tree = super::context::Context::open_dir_without_ignore(parent)?;
+    let sources = tree.resolve(&[name.to_string_lossy().into_owned()], &[])?;
+    let Some(source) = sources.first() else {
+        return Err(BuildError::Invalid(format!(
+            "{} was not downloaded",
+            file.display()
+        )));
+    };
+    if super::context::is_archive(source)? {
+        let root = crate::runtime::inroot::open_root(dir).map_err(io("open", dir))?;
+        super::context::extract_archive_into(
+            std::os::fd::AsFd::as_fd(&root),
+            source,
+            "/",
+            &super::context::CopyOptions {
+                workdir: "/".into(),
+                ..Default::default()
+            },
+        )?;
+        return Ok(());
+    }
+    let dockerfile = dir.join("Dockerfile");
+    std::fs::copy(file, &dockerfile).map_err(io("write", &dockerfile))?;
+    Ok(())
 }
 
 /// Downloads `url` into `dir`.

@@ -216,19 +216,25 @@ fn ssh_spec((id, path): (&str, Option<&str>)) -> Result<(String, PathBuf)> {
 /// `rcompose image build`.
 pub fn image_build(global: &Global, args: ImageBuildArgs) -> Result<i32> {
     let git_context = crate::build::git::parse(&args.context.to_string_lossy());
-    let context = if git_context.is_some() {
+    let url_context = git_context
+        .is_none()
+        .then(|| crate::build::remote::url_context(&args.context.to_string_lossy()))
+        .flatten();
+    let fetched = git_context.is_some() || url_context.is_some();
+    let context = if fetched {
         PathBuf::new()
     } else {
         args.context
             .canonicalize()
             .with_context(|| format!("build context {}", args.context.display()))?
     };
-    if git_context.is_none() && !context.is_dir() {
+    if !fetched && !context.is_dir() {
         bail!("build context {} is not a directory", context.display());
     }
     let mut req = BuildRequest {
         context: context.clone(),
         git_context,
+        url_context,
         dockerfile: args.file.as_ref().map(|f| {
             // `-f` is relative to the current directory, as docker's.
             DockerfileSource::Path(
@@ -666,6 +672,7 @@ fn uses_images(r: &BuildRequest) -> Vec<String> {
 fn same_build(a: &BuildRequest, b: &BuildRequest) -> bool {
     a.context == b.context
         && a.git_context == b.git_context
+        && a.url_context == b.url_context
         && a.dockerfile == b.dockerfile
         && a.args == b.args
         && a.target == b.target
@@ -790,10 +797,14 @@ fn request_for(
     opts: &Options,
 ) -> Result<BuildRequest> {
     let git_context = crate::build::git::parse(&build.context);
-    if git_context.is_none() && (build.context.contains("://") || build.context.starts_with("git@"))
-    {
+    let url_context = git_context
+        .is_none()
+        .then(|| crate::build::remote::url_context(&build.context))
+        .flatten();
+    let fetched = git_context.is_some() || url_context.is_some();
+    if !fetched && (build.context.contains("://") || build.context.starts_with("git@")) {
         bail!(
-            "build context {:?} is not supported: a local directory or a git repository can be a context",
+            "build context {:?} is not supported: a local directory, a git repository or an http(s) URL can be a context",
             build.context
         );
     }
@@ -837,7 +848,7 @@ fn request_for(
         }
     }
     let context = Path::new(&build.context);
-    let context = if git_context.is_some() {
+    let context = if fetched {
         // Fetched when the builds run (`run_builds`).
         PathBuf::new()
     } else if context.is_absolute() {
@@ -845,7 +856,7 @@ fn request_for(
     } else {
         working_dir.join(context)
     };
-    if git_context.is_none() && !context.is_dir() {
+    if !fetched && !context.is_dir() {
         bail!("build context {} is not a directory", context.display());
     }
     let dockerfile = if !build.dockerfile_inline.is_empty() {
@@ -917,8 +928,8 @@ fn request_for(
         }
         if v.starts_with("docker-image://") || Path::new(v).is_absolute() {
             additional.insert(k.clone(), v.clone());
-        } else if git_context.is_some() {
-            bail!("additional context {k}={v}: a relative directory beside a git context is not supported");
+        } else if fetched {
+            bail!("additional context {k}={v}: a relative directory beside a git or URL context is not supported");
         } else {
             additional.insert(k.clone(), context.join(v).display().to_string());
         }
@@ -933,6 +944,7 @@ fn request_for(
     Ok(BuildRequest {
         context,
         git_context,
+        url_context,
         dockerfile,
         args,
         target: (!build.target.is_empty()).then(|| build.target.clone()),
@@ -1128,6 +1140,21 @@ impl RegistryCaches {
                 fetched.commit
             ));
             req.context = fetched.dir;
+        }
+        for req in reqs.iter_mut() {
+            let Some(url) = req.url_context.clone() else {
+                continue;
+            };
+            let download = me.scratch_dir(store, "url");
+            std::fs::create_dir_all(&download)
+                .with_context(|| format!("cannot create {}", download.display()))?;
+            let got = crate::build::remote::fetch(&url, &download, None)
+                .context("cannot fetch the build context")?;
+            let dir = me.scratch_dir(store, "url-context");
+            crate::build::remote::context_from_download(&download.join(&got.name), &dir)
+                .with_context(|| format!("build context {url}"))?;
+            progress.note(&format!("fetched {url} ({})", got.digest));
+            req.context = dir;
         }
         if reqs
             .iter()
