@@ -270,12 +270,28 @@ fn read_dockerfile(req: &BuildRequest) -> Result<(String, PathBuf), BuildError> 
     }
 }
 
+/// Reads a Dockerfile, at most one byte more than the parser takes (which then says it is too
+/// large): one from a URL context, or a device, is not read whole into memory first.
 fn read_file(path: &Path) -> Result<(String, PathBuf), BuildError> {
-    let bytes = fs::read(path).map_err(|source| BuildError::Io {
+    use std::io::Read;
+    let err = |source| BuildError::Io {
         what: "read Dockerfile",
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .map_err(err)?
+        .take(dockerfile::limits::MAX_SOURCE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() > dockerfile::limits::MAX_SOURCE {
+        // Too large whatever it holds (the cut may split a character): the parser says so.
+        return Ok((
+            String::from_utf8_lossy(&bytes).into_owned(),
+            path.to_path_buf(),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|_| {
         BuildError::Invalid(format!("{}: the Dockerfile is not UTF-8", path.display()))
     })?;
@@ -2154,6 +2170,23 @@ fn remove_stubs(upper: &Path, lowers: &[PathBuf], stubs: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dockerfile_is_read_only_up_to_what_the_parser_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Dockerfile");
+        let huge = dockerfile::limits::MAX_SOURCE + 4096;
+        // A two-byte character across the cut: still "too large", not "not UTF-8".
+        std::fs::write(
+            &path,
+            "#".repeat(dockerfile::limits::MAX_SOURCE) + &"é".repeat(huge),
+        )
+        .unwrap();
+        let (text, _) = read_file(&path).unwrap();
+        assert!(text.len() > dockerfile::limits::MAX_SOURCE);
+        let e = dockerfile::parse(&text, &path).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
 
     #[test]
     fn go_formats() {
