@@ -1247,3 +1247,71 @@ fn a_url_is_a_context_a_tarball_or_a_dockerfile() {
         "{e}"
     );
 }
+
+#[test]
+fn library_warnings_reach_stderr_and_the_json_stream() {
+    let test = "library_warnings_reach_stderr_and_the_json_stream";
+    let Some((state, env, ctx)) = setup(test) else {
+        return;
+    };
+    write(
+        ctx.path(),
+        &[
+            ("a.txt", "a\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY --chown=nosuchuser a.txt /a.txt\n",
+            ),
+        ],
+    );
+    let tag = common::project_name("bt-warn");
+    let said = "--chown=nosuchuser: no user \"nosuchuser\" in the image's /etc/passwd; using 0";
+    // Plain progress: a WARN line, as the CLI prints its own.
+    let o = build(&state, &env, ctx.path(), &["-t", &tag, "--no-cache"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(stderr(&o).contains(&format!("WARN {said}")), "{}", out(&o));
+    // RCOMPOSE_LOG=off: none.
+    let o = state
+        .cmd(&env)
+        .env("RCOMPOSE_LOG", "off")
+        .args([
+            "--progress",
+            "plain",
+            "image",
+            "build",
+            "--no-cache",
+            "-t",
+            &tag,
+        ])
+        .arg(ctx.path())
+        .output()
+        .expect("run rcompose");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(!stderr(&o).contains("WARN"), "{}", out(&o));
+    // JSON progress: a note of the stream, which stays one JSON object per line.
+    let o = state
+        .cmd(&env)
+        .args([
+            "--progress",
+            "json",
+            "image",
+            "build",
+            "--no-cache",
+            "-t",
+            &tag,
+        ])
+        .arg(ctx.path())
+        .output()
+        .expect("run rcompose");
+    assert!(o.status.success(), "{}", out(&o));
+    let err = stderr(&o);
+    let notes: Vec<String> = err
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{err}"))
+        })
+        .filter_map(|e| e["note"].as_str().map(str::to_string))
+        .collect();
+    assert!(notes.iter().any(|n| n.contains(said)), "{err}");
+}

@@ -1296,6 +1296,33 @@ mod tests {
     }
 
     #[test]
+    fn an_http_url_context_is_fetched_when_the_builds_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let request = |context: &str| {
+            let p = project(
+                dir.path(),
+                &format!("services:\n  app:\n    build:\n      context: {context}\n"),
+            );
+            let s = &p.services["app"];
+            let build = s.build.as_ref().expect("build");
+            request_for(&p, dir.path(), s, build, "demo-app", &Options::default())
+        };
+        let r = request("https://example.com/ctx.tar.gz").expect("a URL context");
+        assert_eq!(
+            r.url_context.as_deref(),
+            Some("https://example.com/ctx.tar.gz")
+        );
+        assert_eq!(r.git_context, None);
+        assert_eq!(r.context, PathBuf::new());
+        // A git URL stays a git context.
+        let r = request("https://example.com/repo.git#main").expect("a git context");
+        assert!(r.git_context.is_some() && r.url_context.is_none());
+        // Other schemes are refused.
+        let e = request("ftp://example.com/ctx.tar").unwrap_err();
+        assert!(e.to_string().contains("is not supported"), "{e}");
+    }
+
+    #[test]
     fn build_dependencies_follow_service_and_target_contexts() {
         let dir = tempfile::tempdir().expect("tempdir");
         for d in ["app", "mid", "base", "other"] {
